@@ -5,10 +5,10 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <thread>
 
-#include "common/half.hpp"
 #include "format/weight_utils.hpp"
 #include "headinfer/error.hpp"
 
@@ -68,23 +68,40 @@ const std::vector<Preset>& preset_table() {
   return table;
 }
 
-// splitmix64's finaliser: a counter-based generator, so any element can be produced
-// independently (in parallel, in any order) and still be deterministic.
+// splitmix64's finaliser: derives independent per-tensor and per-chunk seeds.
 inline uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
 
-// Roughly N(0, 1): the sum of four 16-bit uniforms (Irwin-Hall, n=4), centred and scaled.
-inline float normalish(uint64_t h) {
-  uint32_t s = static_cast<uint32_t>(h & 0xffff) + static_cast<uint32_t>((h >> 16) & 0xffff) +
-               static_cast<uint32_t>((h >> 32) & 0xffff) + static_cast<uint32_t>(h >> 48);
-  constexpr float kScale = 1.7320508f / 65536.0f;  // sqrt(3) / 2^16: unit variance
-  return (static_cast<float>(s) - 131070.0f) * kScale;
+// A 32-bit integer hash (Wellons' lowbias32): counter-based, so every element is
+// generated independently, and 32-bit only, so the fill loop vectorises with AVX2
+// (which has no 64-bit multiply). That is what makes an 8B model take seconds.
+inline uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
 }
 
-// One tensor to fill: value(i) = offset + scale * normalish(hash(key, i)).
+// Roughly N(0, 1): the sum of the four bytes of a hash (Irwin-Hall, n=4; mean 510,
+// sd sqrt(4 * (256^2 - 1) / 12) = 147.8), centred in integers and scaled once.
+inline float normalish(uint32_t h) {
+  int32_t s = static_cast<int32_t>((h & 0xff) + ((h >> 8) & 0xff) + ((h >> 16) & 0xff) + (h >> 24));
+  return static_cast<float>(s - 510) * (1.0f / 147.8017f);
+}
+
+// Round to nearest even; the generated values are always finite, so no NaN case.
+inline uint16_t finite_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// One tensor to fill: value(i) = offset + scale * normalish(hash of i).
 struct FillJob {
   void* data;
   int64_t n;
@@ -92,23 +109,38 @@ struct FillJob {
   float offset, scale;
 };
 
-void fill_range(const FillJob& job, DType dtype, int64_t begin, int64_t end) {
-  constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+constexpr int64_t kChunk = int64_t{1} << 20;
+
+// Fills elements [begin, begin + len) of a job; begin is a chunk start, and each
+// chunk has its own seed so tensors of more than 2^32 values never repeat.
+void fill_chunk(const FillJob& job, DType dtype, int64_t begin, int64_t len) {
+  const uint64_t chunk_seed = mix64(job.key + static_cast<uint64_t>(begin / kChunk));
+  const uint32_t seed = static_cast<uint32_t>(chunk_seed), n = static_cast<uint32_t>(len);
+  const float scale = job.scale;
+  if (job.offset != 0.0f) {
+    // Norm weights (small): computed in double, where the product of two floats is
+    // exact, so FMA contraction cannot change the bits between compilers.
+    for (uint32_t j = 0; j < n; ++j) {
+      float n01 = normalish(hash32((j * 0x9E3779B9u) ^ seed));
+      float v = static_cast<float>(static_cast<double>(job.offset) + static_cast<double>(scale) * n01);
+      if (dtype == DType::F32) static_cast<float*>(job.data)[begin + j] = v;
+      else static_cast<uint16_t*>(job.data)[begin + j] = finite_to_bf16(v);
+    }
+    return;
+  }
+  // scale * n: a single rounding, identical with or without FMA contraction.
   if (dtype == DType::F32) {
-    auto* out = static_cast<float*>(job.data);
-    for (int64_t i = begin; i < end; ++i)
-      out[i] = job.offset + job.scale * normalish(mix64(job.key + static_cast<uint64_t>(i + 1) * kGolden));
+    float* out = static_cast<float*>(job.data) + begin;
+    for (uint32_t j = 0; j < n; ++j) out[j] = scale * normalish(hash32((j * 0x9E3779B9u) ^ seed));
   } else {
-    auto* out = static_cast<uint16_t*>(job.data);
-    for (int64_t i = begin; i < end; ++i)
-      out[i] = f32_to_bf16(job.offset + job.scale * normalish(mix64(job.key + static_cast<uint64_t>(i + 1) * kGolden)));
+    uint16_t* out = static_cast<uint16_t*>(job.data) + begin;
+    for (uint32_t j = 0; j < n; ++j) out[j] = finite_to_bf16(scale * normalish(hash32((j * 0x9E3779B9u) ^ seed)));
   }
 }
 
 // Fills all jobs on every core; work is split into fixed chunks so the result does
 // not depend on the thread count.
 void fill_all(const std::vector<FillJob>& jobs, DType dtype) {
-  constexpr int64_t kChunk = int64_t{1} << 20;
   std::vector<std::pair<size_t, int64_t>> chunks;  // (job, begin)
   for (size_t j = 0; j < jobs.size(); ++j)
     for (int64_t b = 0; b < jobs[j].n; b += kChunk) chunks.emplace_back(j, b);
@@ -116,7 +148,7 @@ void fill_all(const std::vector<FillJob>& jobs, DType dtype) {
   auto worker = [&] {
     for (size_t c = next++; c < chunks.size(); c = next++) {
       const FillJob& job = jobs[chunks[c].first];
-      fill_range(job, dtype, chunks[c].second, std::min(job.n, chunks[c].second + kChunk));
+      fill_chunk(job, dtype, chunks[c].second, std::min(kChunk, job.n - chunks[c].second));
     }
   };
   unsigned n_threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), 64));
