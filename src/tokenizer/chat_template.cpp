@@ -50,12 +50,19 @@ std::string format_llama2(const std::vector<ChatMessage>& messages) {
   bool first_user = true;
   for (const auto& m : f.turns) {
     if (m.role == "user") {
-      std::string content(trim(m.content));
-      if (first_user && !f.system.empty()) content = "<<SYS>>\n" + std::string(trim(f.system)) + "\n<</SYS>>\n\n" + content;
+      out += "<s>[INST] ";
+      if (first_user && !f.system.empty()) {
+        out += "<<SYS>>\n";
+        out += trim(f.system);
+        out += "\n<</SYS>>\n\n";
+      }
       first_user = false;
-      out += "<s>[INST] " + content + " [/INST]";
+      out += trim(m.content);
+      out += " [/INST]";
     } else {
-      out += " " + std::string(trim(m.content)) + " </s>";
+      out += ' ';
+      out += trim(m.content);
+      out += " </s>";
     }
   }
   return out;
