@@ -10,7 +10,7 @@
 namespace headinfer {
 
 // Patterns of the pre-tokenizers we know by name (GGUF tokenizer.ggml.pre values
-// and our own loader names). Throws for an unknown name.
+// and our own loader names). Other names get GPT-2's pattern, the common ancestor.
 std::vector<std::string> pre_tokenizer_regexes(const std::string& name);
 extern const char* const kGpt2Pattern;
 extern const char* const kLlama3Pattern;

@@ -118,8 +118,10 @@ TEST(PreTokenizer, Qwen2SplitsDigitsOneByOne) {
   EXPECT_EQ(qwen->encode("123", false), (Ids{0, 1, 2}));
   spec.pre = "llama3";
   EXPECT_EQ(make_tokenizer(spec)->encode("123", false), (Ids{4}));
-  spec.pre = "no-such-pre";
-  EXPECT_THROW(make_tokenizer(spec), Error);
+  spec.pre = "no-such-pre";  // unknown names fall back to GPT-2's rules: digits stay together
+  EXPECT_EQ(make_tokenizer(spec)->encode("123", false), (Ids{4}));
+  spec.pre_regexes = {"\\p{N}"};  // explicit regexes win over the name
+  EXPECT_EQ(make_tokenizer(spec)->encode("123", false), (Ids{0, 1, 2}));
 }
 
 }  // namespace
