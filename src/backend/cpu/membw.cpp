@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 
 #include "headinfer/error.hpp"
 
@@ -39,35 +38,45 @@ float read_sum(const float* p, size_t bytes) {
 
 }  // namespace
 
-double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes) {
+ReadBandwidthProbe::ReadBandwidthProbe(ThreadPool& pool, size_t bytes) : pool_(pool) {
   constexpr size_t kAlign = size_t{2} << 20;  // huge-page aligned: TLB misses would understate bandwidth
-  bytes = (bytes + kAlign - 1) / kAlign * kAlign;
-  if (bytes == 0) bytes = kAlign;
-  void* mem = std::aligned_alloc(kAlign, bytes);
-  if (!mem) HI_FAIL("read bandwidth: cannot allocate " << bytes << " bytes");
-  std::unique_ptr<void, void (*)(void*)> guard(mem, std::free);
-  madvise(mem, bytes, MADV_HUGEPAGE);  // best effort
-
-  auto* base = static_cast<char*>(mem);
-  const int64_t blocks = static_cast<int64_t>(bytes / 256);
+  bytes_ = (bytes + kAlign - 1) / kAlign * kAlign;
+  if (bytes_ == 0) bytes_ = kAlign;
+  mem_ = static_cast<char*>(std::aligned_alloc(kAlign, bytes_));
+  if (!mem_) HI_FAIL("read bandwidth: cannot allocate " << bytes_ << " bytes");
+  madvise(mem_, bytes_, MADV_HUGEPAGE);  // best effort
   // Each thread first-touches the part it later reads (local pages on NUMA).
-  pool.parallel_for(blocks, [&](int64_t b, int64_t e) {
+  char* base = mem_;
+  pool_.parallel_for(static_cast<int64_t>(bytes_ / 256), [&](int64_t b, int64_t e) {
     std::memset(base + b * 256, 1, static_cast<size_t>(e - b) * 256);
   });
+}
 
+ReadBandwidthProbe::~ReadBandwidthProbe() { std::free(mem_); }
+
+double ReadBandwidthProbe::best_gbs(int passes) {
+  const char* base = mem_;
   std::atomic<float> sink{0.f};
   double best = 0.0;
-  for (int rep = 0; rep < 10; ++rep) {
+  for (int rep = 0; rep < passes; ++rep) {
     auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(blocks, [&](int64_t b, int64_t e) {
+    // Pieces handed out on demand, as cpu_matmul does: a thread that loses its core
+    // to another process then does not stall the whole pass.
+    const int64_t blocks = static_cast<int64_t>(bytes_ / 256);
+    pool_.parallel_for(blocks, blocks / (pool_.size() * 16) + 1, [&](int64_t b, int64_t e) {
       float s = read_sum(reinterpret_cast<const float*>(base + b * 256), static_cast<size_t>(e - b) * 256);
       sink.store(s, std::memory_order_relaxed);  // keeps the reads alive
     });
     double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double gbs = static_cast<double>(bytes) / sec * 1e-9;
+    double gbs = static_cast<double>(bytes_) / sec * 1e-9;
     if (gbs > best) best = gbs;
   }
   return best;
+}
+
+double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes) {
+  ReadBandwidthProbe probe(pool, bytes);
+  return probe.best_gbs(10);
 }
 
 }  // namespace headinfer

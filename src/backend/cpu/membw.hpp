@@ -9,9 +9,27 @@
 namespace headinfer {
 
 // Streams a buffer of `bytes` (much larger than the last-level cache) with every
-// thread of the pool reading its own contiguous part; returns the best of several
-// passes in GB/s (1e9 bytes per second). Takes about 10 passes' time plus the
-// first touch of the buffer; allocation failure raises an Error.
+// thread of the pool reading its own contiguous part; returns the best of 10
+// passes in GB/s (1e9 bytes per second). About 0.5 s for 1 GiB, first touch
+// included; allocation failure raises an Error.
 double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes = size_t{1} << 30);
+
+// The same measurement with the buffer kept, to re-measure between other work:
+// on a shared host the available bandwidth drifts by 2x within seconds, so a
+// kernel's fraction of bandwidth is only meaningful against a nearby reading.
+class ReadBandwidthProbe {
+ public:
+  ReadBandwidthProbe(ThreadPool& pool, size_t bytes = size_t{1} << 30);
+  ~ReadBandwidthProbe();
+  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
+
+  double best_gbs(int passes);  // best of `passes` full reads
+
+ private:
+  ThreadPool& pool_;
+  char* mem_ = nullptr;
+  size_t bytes_ = 0;
+};
 
 }  // namespace headinfer
