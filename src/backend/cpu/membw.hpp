@@ -8,10 +8,10 @@
 
 namespace headinfer {
 
-// Streams a buffer of `bytes` (much larger than the last-level cache) with every
-// thread of the pool reading its own contiguous part; returns the best of 10
-// passes in GB/s (1e9 bytes per second). About 0.5 s for 1 GiB, first touch
-// included; allocation failure raises an Error.
+// Streams a buffer of `bytes` (much larger than the last-level cache) with all
+// threads of the pool; returns GB/s (1e9 bytes per second), the best of 10
+// passes (see ReadBandwidthProbe::best_gbs). About 0.5 s for 1 GiB on an idle
+// machine, first touch included; allocation failure raises an Error.
 double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes = size_t{1} << 30);
 
 // The same measurement with the buffer kept, to re-measure between other work:
