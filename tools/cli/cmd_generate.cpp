@@ -26,6 +26,7 @@ struct GenerateOptions {
   SamplingParams sampling;
   int64_t seed = -1;
   bool ignore_eos = false, no_bos = false;
+  bool prompt_given = false;  // -p was on the command line, even as ""
   std::vector<std::string> stop;
 };
 
@@ -38,7 +39,8 @@ DType kv_dtype_for(const std::string& name, DType weights) {
 }
 
 int run_generate(const GenerateOptions& o) {
-  const std::string text = read_prompt(o.prompt, o.file, o.prompt_tokens > 0);
+  // An explicit empty -p "" means: start from BOS alone.
+  const std::string text = read_prompt(o.prompt, o.file, o.prompt_tokens > 0 || o.prompt_given);
   LoadedModel model = load_model(o.model.model);
   const ModelConfig& cfg = model.config;
   auto tok = model.load_tokenizer();
@@ -120,7 +122,7 @@ Runner add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "generate text from a prompt, streamed to stdout; stats on stderr");
   auto o = std::make_shared<GenerateOptions>();
   add_model_options(*cmd, o->model);
-  cmd->add_option("-p,--prompt", o->prompt, "prompt text");
+  auto* prompt_opt = cmd->add_option("-p,--prompt", o->prompt, "prompt text (\"\" starts from BOS alone)");
   cmd->add_option("-f,--file", o->file, "file holding the prompt text");
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "use N random tokens as the prompt (benchmarking)");
   cmd->add_option("-n,--n-predict", o->n_predict, "tokens to generate (-1: until EOS or the context is full)")
@@ -138,7 +140,10 @@ Runner add_generate(CLI::App& app) {
   cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk size in tokens")->capture_default_str();
   cmd->add_option("-c,--max-context", o->max_context, "longest context allowed (default: the model's trained context)");
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: auto, f32, bf16, f16")->capture_default_str();
-  return [o] { return run_generate(*o); };
+  return [o, prompt_opt] {
+    o->prompt_given = prompt_opt->count() > 0;
+    return run_generate(*o);
+  };
 }
 
 }  // namespace headinfer::cli

@@ -1,0 +1,106 @@
+// The command line as users meet it: exit codes, one-line errors naming the
+// file or flag, and the outputs of tokenize / info / generate.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "test_assets.hpp"
+
+namespace {
+
+struct CliRun {
+  int code;
+  std::string out, err;
+};
+
+CliRun cli(const std::string& args) {
+  const std::string err_path = ::testing::TempDir() + "/cli_stderr.txt";
+  const std::string cmd = std::string(HEADINFER_CLI_PATH) + " " + args + " 2>" + err_path;
+  CliRun r{};
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  std::ifstream e(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  return r;
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+TEST(Cli, HelpEverywhere) {
+  for (const char* sub : {"", "generate ", "info ", "tokenize "}) {
+    CliRun r = cli(std::string(sub) + "--help");
+    EXPECT_EQ(r.code, 0) << sub;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
+  }
+}
+
+TEST(Cli, MissingModelIsOneLineNamingThePath) {
+  CliRun r = cli("info -m /nonexistent/model-dir");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent/model-dir"), std::string::npos) << r.err;
+}
+
+TEST(Cli, PromptLongerThanMaxContextIsRefused) {
+  CliRun r = cli("generate -m synthetic:tiny-gqa --prompt-tokens 100 --max-context 50 -n 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--max-context"), std::string::npos) << r.err;
+}
+
+TEST(Cli, MaxContextPastTrainedLengthWarns) {
+  CliRun r = cli("generate -m synthetic:tiny-gqa --prompt-tokens 8 --max-context 100M -n 2 --temp 0");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+}
+
+TEST(Cli, BadFlagValuesAreOneLine) {
+  for (const char* args : {"generate -m synthetic:tiny-gqa -p hi --backend tpu",
+                           "generate -m synthetic:tiny-gqa -p hi --kv-type q3",
+                           "generate -m synthetic:tiny-gqa -p hi --max-context lots",
+                           "generate -m synthetic:nonesuch -p hi"}) {
+    CliRun r = cli(args);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
+  }
+}
+
+TEST(Cli, GenerateStreamsTextAndEndsWithStats) {
+  CliRun r = cli("generate -m synthetic:tiny-gqa --prompt-tokens 40 -n 5 --temp 0 --ignore-eos --chunk-size 16");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("stats:"), std::string::npos);
+  EXPECT_NE(r.err.find("prompt 40 tok"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("peak RSS"), std::string::npos) << r.err;
+}
+
+TEST(Cli, TokenizeStories) {
+  HI_REQUIRE_ASSET("models/stories260K/tokenizer.model");
+  CliRun r = cli("tokenize -m " + headinfer::test::asset("models/stories260K") + " -p 'Once upon a time'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("1 ", 0), 0u) << r.out;  // BOS first
+  CliRun nb = cli("tokenize --no-bos -m " + headinfer::test::asset("models/stories260K") + " -p 'Once upon a time'");
+  EXPECT_EQ(nb.out, r.out.substr(2));
+}
+
+TEST(Cli, InfoShowsShapesAndKvBytes) {
+  CliRun r = cli("info -m synthetic:llama-3-8b");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("32 layers"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("GQA: 32 query heads, 8 KV heads"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("128.00 KiB (BF16)"), std::string::npos) << r.out;
+}
+
+}  // namespace
