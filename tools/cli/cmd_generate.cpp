@@ -10,6 +10,7 @@
 #include "format/model_loader.hpp"
 #include "headinfer/error.hpp"
 #include "runtime/generator.hpp"
+#include "tokenizer/chat_template.hpp"
 
 namespace headinfer::cli {
 namespace {
@@ -28,7 +29,18 @@ struct GenerateOptions {
   bool ignore_eos = false, no_bos = false;
   bool prompt_given = false;  // -p was on the command line, even as ""
   std::vector<std::string> stop;
+  bool chat = false;
+  std::string chat_template, system;
 };
+
+// The chat format: the one the user named, else the one the model's tokenizer
+// carries or implies.
+ChatFormat chat_format_for(const GenerateOptions& o, const Tokenizer& tok) {
+  if (!o.chat_template.empty()) return chat_format_from_name(o.chat_template);
+  if (auto f = detect_chat_format(tok)) return *f;
+  HI_FAIL("--chat: cannot tell this model's chat format; name it with --chat-template "
+          "(llama3, llama2, mistral-v1, mistral-v3, chatml)");
+}
 
 DType kv_dtype_for(const std::string& name, DType weights) {
   if (name == "auto") return weights == DType::BF16 ? DType::BF16 : DType::F32;
@@ -65,6 +77,11 @@ int run_generate(const GenerateOptions& o) {
       const int32_t id = pick(rng);
       if (!tok->is_control(id)) prompt.push_back(id);
     }
+  } else if (o.chat) {
+    std::vector<ChatMessage> msgs;
+    if (!o.system.empty()) msgs.push_back({"system", o.system});
+    msgs.push_back({"user", text});
+    prompt = encode_chat(*tok, chat_format_for(o, *tok), msgs, /*add_generation_prompt=*/true);
   } else {
     prompt = tok->encode(text, !o.no_bos);
   }
@@ -137,6 +154,9 @@ Runner add_generate(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence tokens");
   cmd->add_flag("--no-bos", o->no_bos, "do not add the BOS token");
   cmd->add_option("--stop", o->stop, "stop before this string (repeatable)");
+  cmd->add_flag("--chat", o->chat, "wrap the prompt as a user turn in the model's chat template");
+  cmd->add_option("--chat-template", o->chat_template, "chat format: llama3, llama2, mistral-v1, mistral-v3, chatml");
+  cmd->add_option("--system", o->system, "system message for --chat");
   cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk size in tokens")->capture_default_str();
   cmd->add_option("-c,--max-context", o->max_context, "longest context allowed (default: the model's trained context)");
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: auto, f32, bf16, f16")->capture_default_str();
