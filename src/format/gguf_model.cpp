@@ -33,6 +33,7 @@ bool rows_interleaved(const std::string& arch) { return arch == "llama" || arch 
 // A matrix as the engine wants it: Q8_0 becomes F32 (after any row permutation,
 // which is cheaper on the compact blocks), float types stay in the mapping.
 Tensor prepare(Tensor t, int permute_heads, ModelWeights& w) {
+  t = aligned(t, w);  // general.alignment may legally be 1
   if (permute_heads > 0) t = unpermute_rope_rows(t, permute_heads, w);
   if (t.dtype == DType::Q8_0) t = owned_f32(t, w);
   return t;
@@ -109,7 +110,7 @@ LoadedModel load_gguf_model(const std::string& path) {
   const int q_perm = rows_interleaved(c.arch) ? c.n_heads : 0;
   const int k_perm = rows_interleaved(c.arch) ? c.n_kv_heads : 0;
   w.tok_embd = prepare(f.tensor("token_embd.weight"), 0, w);
-  w.out_norm = f.tensor("output_norm.weight");
+  w.out_norm = prepare(f.tensor("output_norm.weight"), 0, w);
   w.lm_head = c.tie_embeddings ? w.tok_embd : prepare(f.tensor("output.weight"), 0, w);
   w.layers.resize(static_cast<size_t>(c.n_layers));
   for (int i = 0; i < c.n_layers; ++i) {

@@ -21,7 +21,8 @@ using json = nlohmann::json;
 // The safetensors files of a directory and which file holds each tensor.
 class HfTensorSet {
  public:
-  explicit HfTensorSet(const std::string& dir) {
+  // Copies of misaligned tensors are kept alive by `owner`.
+  HfTensorSet(const std::string& dir, ModelWeights& owner) : owner_(&owner) {
     const std::string single = dir + "/model.safetensors";
     const std::string index = dir + "/model.safetensors.index.json";
     if (fs::exists(single)) {
@@ -56,7 +57,7 @@ class HfTensorSet {
     const Tensor* t = files_[it->second].find(name);
     HI_CHECK(t != nullptr, files_[it->second].source() << ": tensor '" << name
                                                        << "': missing (the index lists it in this file)");
-    return *t;
+    return aligned(*t, *owner_);
   }
 
   Tensor get(const std::string& name) const {
@@ -78,6 +79,7 @@ class HfTensorSet {
   }
 
  private:
+  ModelWeights* owner_;
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t> where_;
 };
@@ -93,8 +95,8 @@ LoadedModel load_hf_model(const std::string& dir) {
   m.config = load_hf_config(config_path);
   const ModelConfig& c = m.config;
 
-  HfTensorSet set(dir);
   ModelWeights& w = m.weights;
+  HfTensorSet set(dir, w);
   set.keep_alive(w);
   w.tok_embd = set.get("model.embed_tokens.weight");
   w.out_norm = set.get("model.norm.weight");

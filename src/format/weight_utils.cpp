@@ -54,6 +54,18 @@ void check_model_shapes(const ModelWeights& w, const ModelConfig& c,
   }
 }
 
+Tensor aligned(const Tensor& t, ModelWeights& w) {
+  const uintptr_t align = t.dtype == DType::F32 ? 4 : 2;
+  if (t.empty() || reinterpret_cast<uintptr_t>(t.data) % align == 0) return t;
+  // new[] of uint64_t gives at least 8-byte alignment.
+  std::shared_ptr<uint64_t[]> buf(new uint64_t[(t.nbytes() + 7) / 8]);
+  std::memcpy(buf.get(), t.data, t.nbytes());
+  Tensor out = t;
+  out.data = buf.get();
+  w.keep_alive.push_back(std::shared_ptr<const void>(buf, buf.get()));
+  return out;
+}
+
 Tensor owned_f32(const Tensor& t, ModelWeights& w) {
   const int64_t n = t.numel();
   std::shared_ptr<float[]> buf(new float[static_cast<size_t>(n)]);
@@ -71,13 +83,14 @@ Tensor unpermute_rope_rows(const Tensor& t, int n_heads, ModelWeights& w) {
            "tensor '" << t.name << "': " << rows << " rows do not split into " << n_heads << " heads of even size");
   const int64_t head_dim = rows / n_heads, half = head_dim / 2;
   const size_t row_bytes = t.nbytes() / static_cast<size_t>(rows);
-  std::shared_ptr<uint8_t[]> buf(new uint8_t[t.nbytes()]);
+  std::shared_ptr<uint64_t[]> buf(new uint64_t[(t.nbytes() + 7) / 8]);
+  auto* dst = reinterpret_cast<uint8_t*>(buf.get());
   auto* src = static_cast<const uint8_t*>(t.data);
   for (int64_t h = 0; h < n_heads; ++h) {
     for (int64_t i = 0; i < half; ++i) {
       for (int64_t j = 0; j < 2; ++j) {
         int64_t from = h * head_dim + 2 * i + j, to = h * head_dim + j * half + i;
-        std::memcpy(buf.get() + to * row_bytes, src + from * row_bytes, row_bytes);
+        std::memcpy(dst + to * row_bytes, src + from * row_bytes, row_bytes);
       }
     }
   }

@@ -20,6 +20,12 @@ void check_shape(const Tensor& t, const std::vector<int64_t>& expected, const st
 void check_model_shapes(const ModelWeights& w, const ModelConfig& cfg,
                         const std::function<std::string(const std::string& tensor)>& file_of);
 
+// `t` itself when its data is aligned to its element size, else an aligned copy
+// owned by `w`. Real checkpoints are aligned (safetensors pads its header, GGUF
+// aligns its data), so this copies only for unusual files; kernels may then load
+// elements through typed pointers.
+Tensor aligned(const Tensor& t, ModelWeights& w);
+
 // A copy of `t` converted to F32 in storage owned by `w` (kept in keep_alive).
 Tensor owned_f32(const Tensor& t, ModelWeights& w);
 

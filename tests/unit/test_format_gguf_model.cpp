@@ -130,7 +130,7 @@ TEST(GgufModel, UnpermuteRestoresRotateHalfRows) {
   for (int r = 0; r < 4; ++r) EXPECT_EQ(v[r * 2], r);
 }
 
-TEST(GgufModel, TiedWhenOutputAbsentAndQwen2NotPermuted) {
+TEST(GgufModel, Qwen2RowsKeptInOrderWithBiases) {
   GgufWriter w = tiny_gguf_model("qwen2");
   w.tensor_f32("blk.0.attn_q.bias", {8}, iota_f32(8));
   w.tensor_f32("blk.0.attn_k.bias", {4}, iota_f32(4));

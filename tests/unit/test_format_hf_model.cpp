@@ -77,3 +77,22 @@ TEST(HfModel, TiedCheckpointMayKeepLmHead) {
   LoadedModel m = load_hf_model(dir.path());
   EXPECT_EQ(m.weights.lm_head.data, m.weights.tok_embd.data);
 }
+
+TEST(HfModel, MisalignedTensorDataIsCopiedAligned) {
+  TempDir dir;
+  write_tiny_hf_model(dir.path(), tiny_hf_config());
+  // One extra header byte shifts every tensor off its 4-byte alignment.
+  Bytes b = read_file(dir.file("model.safetensors"));
+  uint64_t len;
+  std::memcpy(&len, b.data(), 8);
+  b.insert(b.begin() + 8 + static_cast<std::ptrdiff_t>(len), ' ');
+  ++len;
+  std::memcpy(b.data(), &len, 8);
+  write_file(dir.file("model.safetensors"), b);
+  LoadedModel m = load_hf_model(dir.path());
+  const Tensor& t = m.weights.layers[0].wq;
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % 4, 0u);
+  float first;
+  std::memcpy(&first, t.data, 4);
+  EXPECT_GT(first, 0.0f);  // iota values, not garbage
+}

@@ -76,7 +76,13 @@ class SafetensorsWriter {
     add(name, "F32", std::move(shape), b);
   }
   nlohmann::json& header() { return header_; }
-  Bytes bytes() const { return assemble(header_.dump(), data_); }
+  // The header is padded with spaces to a multiple of 8, as the reference writer
+  // does, so tensor data is aligned.
+  Bytes bytes() const {
+    std::string h = header_.dump();
+    while (h.size() % 8) h += ' ';
+    return assemble(h, data_);
+  }
   static Bytes assemble(const std::string& header, const Bytes& data) {
     Bytes b;
     put<uint64_t>(b, header.size());
