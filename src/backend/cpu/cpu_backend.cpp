@@ -115,12 +115,15 @@ class CpuBackend final : public Backend {
   }
 
   void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
-    pool_.parallel_for(n, [&](int64_t b, int64_t e) {
+    auto body = [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const float g = gate[i];
         out[i] = g / (1.0f + std::exp(-g)) * up[i];
       }
-    });
+    };
+    // Waking the pool costs more than a decode step's few thousand elements.
+    if (n < (int64_t{1} << 16)) body(0, n);
+    else pool_.parallel_for(n, body);
   }
 
   void add(float* x, const float* y, int64_t n) override {
