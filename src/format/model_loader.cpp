@@ -25,9 +25,9 @@ bool has_gguf_magic(const std::string& path) {
 
 }  // namespace
 
-LoadedModel load_model(const std::string& spec) {
+LoadedModel load_model(const std::string& spec, bool with_weights) {
   namespace fs = std::filesystem;
-  if (is_synthetic_spec(spec)) return load_synthetic_model(spec);
+  if (is_synthetic_spec(spec)) return load_synthetic_model(spec, with_weights);
   std::error_code ec;
   if (fs::is_directory(spec, ec)) return load_hf_model(spec);
   if (fs::is_regular_file(spec, ec) && (ends_with(spec, ".gguf") || has_gguf_magic(spec))) return load_gguf_model(spec);

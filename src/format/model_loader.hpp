@@ -23,6 +23,8 @@ struct LoadedModel {
   std::function<std::unique_ptr<Tokenizer>()> load_tokenizer;
 };
 
-LoadedModel load_model(const std::string& spec);
+// with_weights = false: shapes and config only (tensors have no data), for
+// commands such as `info` that must not build a synthetic model's 16 GB.
+LoadedModel load_model(const std::string& spec, bool with_weights = true);
 
 }  // namespace headinfer

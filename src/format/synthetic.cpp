@@ -161,7 +161,8 @@ void fill_all(const std::vector<FillJob>& jobs, DType dtype) {
 
 class SyntheticBuilder {
  public:
-  SyntheticBuilder(const SyntheticSpec& spec, ModelWeights& w) : spec_(spec), w_(w) {}
+  SyntheticBuilder(const SyntheticSpec& spec, ModelWeights& w, bool with_data)
+      : spec_(spec), w_(w), with_data_(with_data) {}
 
   // Allocates a tensor (uninitialised) and queues it for filling. Tensor ids count
   // up in creation order, which is fixed, so the same spec gives the same bits.
@@ -170,6 +171,7 @@ class SyntheticBuilder {
     t.name = name;
     t.dtype = spec_.dtype;
     t.shape = std::move(shape);
+    if (!with_data_) return t;
     std::shared_ptr<uint8_t[]> buf(new uint8_t[t.nbytes()]);
     t.data = buf.get();
     w_.keep_alive.push_back(std::shared_ptr<const void>(buf, buf.get()));
@@ -188,6 +190,7 @@ class SyntheticBuilder {
  private:
   const SyntheticSpec& spec_;
   ModelWeights& w_;
+  bool with_data_;
   std::vector<FillJob> jobs_;
   uint64_t next_id_ = 0;
 };
@@ -281,7 +284,7 @@ ModelConfig synthetic_config(const SyntheticSpec& spec) {
   HI_FAIL("synthetic:" << spec.preset << ": preset: unknown, expected one of " << preset_list());
 }
 
-LoadedModel load_synthetic_model(const std::string& spec_text) {
+LoadedModel load_synthetic_model(const std::string& spec_text, bool with_weights) {
   SyntheticSpec spec = parse_synthetic_spec(spec_text);
   LoadedModel m;
   m.spec = spec_text;
@@ -291,7 +294,7 @@ LoadedModel load_synthetic_model(const std::string& spec_text) {
   m.weight_dtype = spec.dtype;
   const ModelConfig& c = m.config;
   ModelWeights& w = m.weights;
-  SyntheticBuilder b(spec, w);
+  SyntheticBuilder b(spec, w, with_weights);
   const int64_t q_dim = int64_t{c.n_heads} * c.head_dim, kv_dim = int64_t{c.n_kv_heads} * c.head_dim;
   // Embeddings scaled like a matrix with fan-in `hidden`, so tied logits stay O(1).
   w.tok_embd = b.matrix("tok_embd", c.vocab_size, c.hidden);

@@ -26,7 +26,7 @@ SyntheticSpec parse_synthetic_spec(const std::string& spec);
 const std::vector<std::string>& synthetic_presets();
 // The preset's config (layers overridden when spec.layers > 0); Error for unknown presets.
 ModelConfig synthetic_config(const SyntheticSpec& spec);
-LoadedModel load_synthetic_model(const std::string& spec);
+LoadedModel load_synthetic_model(const std::string& spec, bool with_weights = true);
 
 // Byte-level SentencePiece vocabulary: <unk>, <s>, </s>, <0x00>..<0xFF>, then unused
 // tokens up to vocab_size (>= 259). Any text encodes through the byte tokens.

@@ -1,16 +1,20 @@
 #include "model/weights.hpp"
 
+#include <string>
 #include <unordered_set>
 
 namespace headinfer {
 namespace {
 
-// Calls fn once per distinct tensor (tied tensors share their data pointer).
+// Calls fn once per distinct tensor. Tied tensors share their data pointer, or,
+// in a shapes-only load, their name.
 template <typename Fn>
 void for_each_distinct(const ModelWeights& w, Fn fn) {
   std::unordered_set<const void*> seen;
+  std::unordered_set<std::string> seen_names;
   auto visit = [&](const Tensor& t) {
-    if (t.empty() || !seen.insert(t.data).second) return;
+    if (t.shape.empty()) return;
+    if (t.data != nullptr ? !seen.insert(t.data).second : !seen_names.insert(t.name).second) return;
     fn(t);
   };
   visit(w.tok_embd);

@@ -104,3 +104,22 @@ TEST(Cli, InfoShowsShapesAndKvBytes) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, MissingTokenizerNamesTheDirectory) {
+  HI_REQUIRE_ASSET("models/stories260K/model.safetensors");
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(::testing::TempDir()) / "model_without_tokenizer";
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors"})
+    fs::copy_file(headinfer::test::asset(std::string("models/stories260K/") + f), dir / f,
+                  fs::copy_options::overwrite_existing);
+  CliRun r = cli("generate -m " + dir.string() + " -p hi -n 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(dir.string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tokenizer"), std::string::npos) << r.err;
+}
+
+}  // namespace

@@ -12,7 +12,7 @@ Runner add_info(CLI::App& app) {
   auto o = std::make_shared<ModelOptions>();
   add_model_options(*cmd, *o);
   return [=] {
-    LoadedModel m = load_model(o->model);
+    LoadedModel m = load_model(o->model, /*with_weights=*/false);
     const ModelConfig& c = m.config;
     const char* attn = c.n_kv_heads == c.n_heads ? "MHA" : (c.n_kv_heads == 1 ? "MQA" : "GQA");
     std::printf("model          %s (%s)\n", m.spec.c_str(), m.format.c_str());
