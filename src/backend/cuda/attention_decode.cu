@@ -61,7 +61,7 @@ __device__ __forceinline__ void stage_rows(float* dst, int ld, const T* src, int
 
 // kC = number of 32-wide chunks of head_dim a lane accumulates (head_dim <= 32 * kC).
 template <typename T, int kC>
-__global__ void __launch_bounds__(kThreads) attn_simt_kernel(const AttnParams p) {
+__global__ void __launch_bounds__(kThreads, 3) attn_simt_kernel(const AttnParams p) {
   extern __shared__ float smem[];
   const int D = p.head_dim;
   float* qs = smem;                      // [kSimtRows][D], pre-scaled by scale * log2(e)
@@ -98,6 +98,9 @@ __global__ void __launch_bounds__(kThreads) attn_simt_kernel(const AttnParams p)
     for (int c = 0; c < kC; ++c) o[i][c] = 0.f;
   }
   const int64_t qmax = attn_row_pos(p, r0 + nr - 1);
+  // Rows of this warp that exist (decode with few query heads leaves warps idle in
+  // the arithmetic; they still help stage tiles). Warp-uniform.
+  const int my_rows = max(0, min(kRowsPerWarp, (nr - warp + kWarps - 1) / kWarps));
   __syncthreads();
 
   TileWalker<kSimtKeys> walker(p, kbeg, kend, qmax);
@@ -113,16 +116,27 @@ __global__ void __launch_bounds__(kThreads) attn_simt_kernel(const AttnParams p)
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) s[i] = 0.f;
     const float* kr = ks + lane * (D + 1);
-    for (int d = 0; d < D; ++d) {
-      const float kv = kr[d];
+    const float* qw = qs + warp * D;
+    if (my_rows == kRowsPerWarp) {
+      for (int d = 0; d < D; ++d) {
+        const float kv = kr[d];
 #pragma unroll
-      for (int i = 0; i < kRowsPerWarp; ++i) s[i] = fmaf(qs[(warp + kWarps * i) * D + d], kv, s[i]);
+        for (int i = 0; i < kRowsPerWarp; ++i) s[i] = fmaf(qw[kWarps * i * D + d], kv, s[i]);
+      }
+    } else if (my_rows > 0) {
+      for (int d = 0; d < D; ++d) {
+        const float kv = kr[d];
+#pragma unroll
+        for (int i = 0; i < kRowsPerWarp; ++i)
+          if (i < my_rows) s[i] = fmaf(qw[kWarps * i * D + d], kv, s[i]);
+      }
     }
 
     const int64_t kpos = tile.pos + lane;
     const bool valid = lane < tile.count;
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
+      if (i >= my_rows) break;
       const float si = (valid && (!p.causal || kpos <= rpos[i])) ? s[i] : -INFINITY;
       const float mn = fmaxf(m[i], warp_max(si));
       const float mu = mn == -INFINITY ? 0.f : mn;  // no key yet: keep exp2 finite
@@ -135,7 +149,7 @@ __global__ void __launch_bounds__(kThreads) attn_simt_kernel(const AttnParams p)
       s[i] = pj;
     }
 
-    for (int j = 0; j < tile.count; ++j) {
+    for (int j = 0; my_rows > 0 && j < tile.count; ++j) {
       float vcol[kC];
 #pragma unroll
       for (int c = 0; c < kC; ++c) {
@@ -144,6 +158,7 @@ __global__ void __launch_bounds__(kThreads) attn_simt_kernel(const AttnParams p)
       }
 #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i) {
+        if (i >= my_rows) break;
         const float pj = __shfl_sync(0xffffffffu, s[i], j);
 #pragma unroll
         for (int c = 0; c < kC; ++c) o[i][c] = fmaf(pj, vcol[c], o[i][c]);

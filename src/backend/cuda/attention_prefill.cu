@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(kThreads) attn_mma_kernel(const AttnParams p) 
   const int ra = r0 + warp * 16 + g, rb = ra + 8;
   const int64_t pos_a = attn_row_pos(p, min(ra, p.n_rows - 1));
   const int64_t pos_b = attn_row_pos(p, min(rb, p.n_rows - 1));
-  const int64_t qmax = attn_row_pos(p, r0 + nr - 1);
+  const int64_t qmin = attn_row_pos(p, r0), qmax = attn_row_pos(p, r0 + nr - 1);
 
   uint32_t qf[D / 16][4];
   {
@@ -177,15 +177,19 @@ __global__ void __launch_bounds__(kThreads) attn_mma_kernel(const AttnParams p) 
     }
 
     // Scale, mask, online softmax (rows a: elements 0,1; rows b: elements 2,3).
+    // A full tile whose keys all precede every row of the block needs no mask.
+    const bool unmasked = cur.count == BN && (!p.causal || cur.pos + BN - 1 <= qmin);
     float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int n = j * 8 + tq * 2 + (e & 1);
-        const int64_t kpos = cur.pos + n;
-        const bool masked = n >= cur.count || (p.causal && kpos > (e < 2 ? pos_a : pos_b));
-        const float sv = masked ? -INFINITY : sacc[j][e] * p.scale_log2;
+        float sv = sacc[j][e] * p.scale_log2;
+        if (!unmasked) {
+          const int n = j * 8 + tq * 2 + (e & 1);
+          const bool masked = n >= cur.count || (p.causal && cur.pos + n > (e < 2 ? pos_a : pos_b));
+          if (masked) sv = -INFINITY;
+        }
         sacc[j][e] = sv;
         if (e < 2)
           mx_a = fmaxf(mx_a, sv);
