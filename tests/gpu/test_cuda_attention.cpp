@@ -4,6 +4,9 @@
 // position gaps, tile edges, causal and non-causal, fully masked rows and long KV.
 #include <gtest/gtest.h>
 
+// The CPU-only build also compiles tests/gpu: without CUDA this file is one skipped test.
+#ifdef HEADINFER_HAVE_CUDA
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -261,3 +264,9 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),
 
 }  // namespace
 }  // namespace headinfer::test
+
+#else
+
+TEST(CudaAttention, NotBuilt) { GTEST_SKIP() << "built without CUDA (configure with -DHEADINFER_CUDA=ON, preset cuda)"; }
+
+#endif  // HEADINFER_HAVE_CUDA

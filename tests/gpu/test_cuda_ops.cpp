@@ -3,6 +3,9 @@
 // Attention lives in test_cuda_attention.cpp.
 #include <gtest/gtest.h>
 
+// The CPU-only build also compiles tests/gpu: without CUDA this file is one skipped test.
+#ifdef HEADINFER_HAVE_CUDA
+
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -321,3 +324,9 @@ TEST(CudaOps, MergeAttention) {
 
 }  // namespace
 }  // namespace headinfer::test
+
+#else
+
+TEST(CudaOps, NotBuilt) { GTEST_SKIP() << "built without CUDA (configure with -DHEADINFER_CUDA=ON, preset cuda)"; }
+
+#endif  // HEADINFER_HAVE_CUDA
