@@ -8,6 +8,7 @@
 #ifdef HEADINFER_HAVE_CUDA
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,7 @@ void reference(const AttnCase& c, const std::vector<float>& q, int64_t q_stride,
 }
 
 bool uses_tensor_cores(const AttnCase& c) {
+  if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH"); e && std::string(e) == "simt") return false;
   bool aligned = true;
   for (const auto& p : c.pieces) aligned = aligned && (p.elem_offset * dtype_bytes(c.kv, 1)) % 16 == 0;
   return cuda::attention_mma_supported(c.kv, c.head_dim) && aligned && c.n_q * c.n_qh > cuda::kSimtRows;
@@ -177,6 +179,31 @@ std::vector<float> make_q(const AttnCase& c, int64_t q_stride, std::mt19937& rng
   return q;
 }
 
+// "token t, head h, dim d (position p, k of n keys visible)" of the largest error.
+std::string worst_row(const AttnCase& c, const std::vector<float>& got, const std::vector<double>& ref) {
+  size_t worst = 0;
+  double err = -1;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double e = std::isnan(got[i]) ? INFINITY : std::abs(got[i] - ref[i]);
+    if (e > err) {
+      err = e;
+      worst = i;
+    }
+  }
+  const int hd = c.head_dim;
+  const int64_t t = static_cast<int64_t>(worst / (static_cast<size_t>(c.n_qh) * hd));
+  const int64_t h = static_cast<int64_t>(worst / hd % c.n_qh), d = static_cast<int64_t>(worst % hd);
+  int64_t visible = 0, total = 0;
+  for (const auto& p : c.pieces) {
+    total += p.n_tokens;
+    for (int64_t j = 0; j < p.n_tokens; ++j) visible += !c.causal || p.pos0 + j <= c.q_pos0 + t;
+  }
+  std::ostringstream os;
+  os << "token " << t << ", head " << h << ", dim " << d << " (position " << c.q_pos0 + t << ", " << visible << " of "
+     << total << " keys visible)";
+  return os.str();
+}
+
 class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
 
 TEST_P(CudaAttention, MatchesReference) {
@@ -194,8 +221,10 @@ TEST_P(CudaAttention, MatchesReference) {
   reference(c, q, q_stride, scale, kv, all, ref_out, ref_lse);
 
   GpuResult g = run_attention(c, dq, q_stride, scale, kv.pieces);
-  SCOPED_TRACE(std::string("path: ") + (uses_tensor_cores(c) ? "tensor-core" : "cuda-core"));
-  EXPECT_TRUE(close(g.out, ref_out, out_tol(c))) << "attention output";
+  SCOPED_TRACE(std::string("path: ") + (uses_tensor_cores(c) ? "tensor-core" : "cuda-core") +
+               " (HEADINFER_CUDA_ATTN_PATH=simt forces the CUDA-core kernel, HEADINFER_CUDA_ATTN_SPLITS=1 "
+               "disables split-KV)");
+  EXPECT_TRUE(close(g.out, ref_out, out_tol(c))) << "attention output; worst row: " << worst_row(c, g.out, ref_out);
   EXPECT_TRUE(close(g.lse, ref_lse, lse_tol(c), /*abs_mode=*/true)) << "log-sum-exp";
   EXPECT_EQ(g.pad_written, 0u) << "values written past n_qh * head_dim in an output row";
 

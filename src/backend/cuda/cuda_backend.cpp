@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -34,6 +35,20 @@ bool is_device_pointer(const void* p) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Debugging knobs (read once per backend), to isolate a kernel when a parity test fails:
+//   HEADINFER_CUDA_ATTN_PATH=simt   always use the CUDA-core attention kernel
+//   HEADINFER_CUDA_ATTN_SPLITS=N    at most N key splits per piece batch (1: no split-KV)
+struct AttnDebug {
+  bool force_simt = false;
+  int64_t max_splits = 0;  // 0: no limit
+  static AttnDebug from_env() {
+    AttnDebug d;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) d.force_simt = std::strcmp(e, "simt") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
+    return d;
+  }
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
@@ -52,6 +67,7 @@ class CudaBackend final : public Backend {
     HI_CHECK(prop.major >= 8, "cuda backend: device " << device << " (" << prop.name << ") is sm_" << prop.major
                                                       << prop.minor << "; sm_80 or newer is required");
     sm_count_ = prop.multiProcessorCount;
+    debug_ = AttnDebug::from_env();
     device_name_ = prop.name;
     HI_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<cuda::CublasGemm>(stream_);
@@ -226,7 +242,8 @@ class CudaBackend final : public Backend {
     }
     const int64_t target = 2LL * sm_count_;
     const int64_t want = row_blocks >= target ? 1 : ceil_div(target, row_blocks);
-    const int64_t s = std::max<int64_t>(1, std::min(want, ceil_div(keys, kMinKeysPerSplit)));
+    int64_t s = std::max<int64_t>(1, std::min(want, ceil_div(keys, kMinKeysPerSplit)));
+    if (debug_.max_splits > 0) s = std::min(s, debug_.max_splits);
     chunk = ceil_div(ceil_div(keys, s), tile) * tile;
     return static_cast<int>(ceil_div(keys, chunk));
   }
@@ -234,6 +251,7 @@ class CudaBackend final : public Backend {
   int device_;
   std::string device_name_;
   int sm_count_ = 1;
+  AttnDebug debug_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasGemm> gemm_;
   cuda::ScratchBuffer part_, ids_;
@@ -261,7 +279,8 @@ void CudaBackend::attention(const AttnArgs& a) {
     aligned = aligned && reinterpret_cast<uintptr_t>(p.k) % 16 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0;
     pieces.push_back(&p);
   }
-  const bool mma = cuda::attention_mma_supported(a.kv_dtype, D) && aligned && R > cuda::kSimtRows;
+  const bool mma =
+      !debug_.force_simt && cuda::attention_mma_supported(a.kv_dtype, D) && aligned && R > cuda::kSimtRows;
   const int rows_per_block = mma ? cuda::kMmaRows : cuda::kSimtRows;
   const int tile = mma ? cuda::kMmaKeys : cuda::kSimtKeys;
   const int row_blocks = static_cast<int>(ceil_div(R, rows_per_block));
