@@ -11,8 +11,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -230,10 +232,17 @@ int main(int argc, char** argv) {
     const double ceiling = gemm_ceiling_tflops(quick);
     std::printf("%-44s %7.1f TFLOP/s\n", "cuBLAS BF16 GEMM 8192^3 (ceiling)", ceiling);
     std::puts("prefill (FLOPs = 4 * visible q-k pairs * head_dim * 32 heads; causal counts about half):");
-    bench_attention(*be, "  causal 16K", 16384, 0, {{16384, 0}}, false, quick, ceiling);
-    bench_attention(*be, "  causal 32K", 32768, 0, {{32768, 0}}, false, quick, ceiling);
-    bench_attention(*be, "  8K chunk after 128K cached keys", 8192, 131072, {{131072, 0}, {8192, 131072}}, false,
-                    quick, ceiling);
+    // Both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS; the backend reads it when made).
+    for (const char* warps : {"4", "8"}) {
+      setenv("HEADINFER_CUDA_ATTN_WARPS", warps, 1);
+      auto pb = headinfer::make_cuda_backend(0);
+      const std::string w = std::string(" [") + warps + " warps]";
+      bench_attention(*pb, ("  causal 16K" + w).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
+      bench_attention(*pb, ("  causal 32K" + w).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
+      bench_attention(*pb, ("  8K chunk after 128K cached keys" + w).c_str(), 8192, 131072,
+                      {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
+    }
+    unsetenv("HEADINFER_CUDA_ATTN_WARPS");
     std::puts("decode (1 token, all 8 KV heads; GB/s = K+V bytes read / time):");
     bench_attention(*be, "  decode 32K context", 1, 32768, {{32769, 0}}, true, quick, ceiling);
     bench_attention(*be, "  decode 128K context", 1, 131072, {{131073, 0}}, true, quick, ceiling);

@@ -136,8 +136,25 @@ struct GpuResult {
   size_t pad_written = 0;  // padding columns of out that lost their NaN poison
 };
 
+// A second backend whose tensor-core attention uses 8-warp (128-row) blocks; buffers
+// of gpu() are valid in it (same device and context).
+Backend& gpu_8warps() {
+  static std::unique_ptr<Backend> b = [] {
+    const char* old = std::getenv("HEADINFER_CUDA_ATTN_WARPS");
+    const std::string saved = old ? old : "";
+    setenv("HEADINFER_CUDA_ATTN_WARPS", "8", 1);
+    auto be = make_cuda_backend(0);
+    if (old)
+      setenv("HEADINFER_CUDA_ATTN_WARPS", saved.c_str(), 1);
+    else
+      unsetenv("HEADINFER_CUDA_ATTN_WARPS");
+    return be;
+  }();
+  return *b;
+}
+
 GpuResult run_attention(const AttnCase& c, const DevBuf& dq, int64_t q_stride, float scale,
-                        const std::vector<KvPiece>& pieces) {
+                        const std::vector<KvPiece>& pieces, Backend& be = gpu()) {
   const int row = c.n_qh * c.head_dim;
   const int64_t out_stride = row + 24;
   DevBuf out = poisoned(static_cast<size_t>(c.n_q) * out_stride);
@@ -156,7 +173,8 @@ GpuResult run_attention(const AttnCase& c, const DevBuf& dq, int64_t q_stride, f
   a.out = out.f();
   a.out_stride = out_stride;
   a.lse = lse.f();
-  gpu().attention(a);
+  be.attention(a);
+  be.synchronize();
   std::vector<float> full = to_host(out, static_cast<size_t>(c.n_q) * out_stride);
   GpuResult r;
   r.out.resize(static_cast<size_t>(c.n_q) * row);
@@ -227,6 +245,13 @@ TEST_P(CudaAttention, MatchesReference) {
   EXPECT_TRUE(close(g.out, ref_out, out_tol(c))) << "attention output; worst row: " << worst_row(c, g.out, ref_out);
   EXPECT_TRUE(close(g.lse, ref_lse, lse_tol(c), /*abs_mode=*/true)) << "log-sum-exp";
   EXPECT_EQ(g.pad_written, 0u) << "values written past n_qh * head_dim in an output row";
+
+  if (uses_tensor_cores(c)) {  // the other tensor-core block shape
+    GpuResult g8 = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_8warps());
+    EXPECT_TRUE(close(g8.out, ref_out, out_tol(c))) << "8-warp blocks: output; worst row: "
+                                                    << worst_row(c, g8.out, ref_out);
+    EXPECT_TRUE(close(g8.lse, ref_lse, lse_tol(c), true)) << "8-warp blocks: log-sum-exp";
+  }
 
   // Split the pieces in two, attend to each half, merge by LSE: same result.
   if (c.pieces.size() >= 2) {

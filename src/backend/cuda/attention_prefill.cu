@@ -1,7 +1,7 @@
 // Tensor-core flash attention (prefill / chunked prefill) for BF16 and F16 KV,
 // head_dim 64 or 128. FlashAttention-2 structure on mma.sync.m16n8k16:
-//   * a block = 4 warps = kMmaRows (64) query rows; each warp owns 16 rows, whose Q
-//     fragments (converted from f32 to the KV dtype) stay in registers;
+//   * a block = kWarps warps (4 or 8) = 16 * kWarps query rows; each warp owns 16 rows,
+//     whose Q fragments (converted from f32 to the KV dtype) stay in registers;
 //   * key tiles of kMmaKeys (64) keys are copied to shared memory with cp.async
 //     (K of the next tile streams in while P V of this one runs), never straddling a
 //     piece; rows past a piece's end are zero-filled and masked;
@@ -23,9 +23,7 @@
 namespace headinfer::cuda {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int BM = kMmaRows, BN = kMmaKeys;
-static_assert(BM == 16 * (kThreads / 32), "16 rows per warp");
+constexpr int BN = kMmaKeys;
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -86,7 +84,7 @@ struct MmaOps<__half> {
 };
 
 // Copies the tile's rows (count of them, the rest zero) into a [BN][D + 8] buffer.
-template <typename T, int D>
+template <typename T, int D, int kThreads>
 __device__ __forceinline__ void load_tile(T* dst, const T* src, int count) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   constexpr int kLd = D + 8;
@@ -98,9 +96,10 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int count) {
   }
 }
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) attn_mma_kernel(const AttnParams p) {
+template <typename T, int D, int kWarps>
+__global__ void __launch_bounds__(kWarps * 32) attn_mma_kernel(const AttnParams p) {
   using Ops = MmaOps<T>;
+  constexpr int kThreads = kWarps * 32, BM = 16 * kWarps;
   constexpr int kLd = D + 8;  // padded row: ldmatrix row addresses hit distinct banks
   __shared__ __align__(16) uint16_t ks_raw[BN * kLd];
   __shared__ __align__(16) uint16_t vs_raw[BN * kLd];
@@ -148,11 +147,11 @@ __global__ void __launch_bounds__(kThreads) attn_mma_kernel(const AttnParams p) 
   KeyTile cur, nxt;
   bool has = walker.advance(cur);
   if (has) {
-    load_tile<T, D>(ks, static_cast<const T*>(p.pieces.k[cur.piece]) + cur.local * D, cur.count);
+    load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[cur.piece]) + cur.local * D, cur.count);
     cp_async_commit();
   }
   while (has) {
-    load_tile<T, D>(vs, static_cast<const T*>(p.pieces.v[cur.piece]) + cur.local * D, cur.count);
+    load_tile<T, D, kThreads>(vs, static_cast<const T*>(p.pieces.v[cur.piece]) + cur.local * D, cur.count);
     cp_async_commit();
     const bool has_next = walker.advance(nxt);
     cp_async_wait<1>();  // K of this tile has landed (V may still be in flight)
@@ -229,7 +228,7 @@ __global__ void __launch_bounds__(kThreads) attn_mma_kernel(const AttnParams p) 
 
     __syncthreads();  // every warp is done with ks
     if (has_next) {
-      load_tile<T, D>(ks, static_cast<const T*>(p.pieces.k[nxt.piece]) + nxt.local * D, nxt.count);
+      load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[nxt.piece]) + nxt.local * D, nxt.count);
       cp_async_commit();
       cp_async_wait<1>();  // V of this tile has landed
     } else {
@@ -288,14 +287,22 @@ __global__ void __launch_bounds__(kThreads) attn_mma_kernel(const AttnParams p) 
   }
 }
 
-template <typename T>
-void launch_mma_typed(const AttnParams& p, int n_splits, cudaStream_t s) {
-  dim3 grid((p.n_rows + BM - 1) / BM, n_splits);
+template <typename T, int kWarps>
+void launch_mma_warps(const AttnParams& p, int n_splits, cudaStream_t s) {
+  dim3 grid((p.n_rows + 16 * kWarps - 1) / (16 * kWarps), n_splits);
   if (p.head_dim == 64)
-    attn_mma_kernel<T, 64><<<grid, kThreads, 0, s>>>(p);
+    attn_mma_kernel<T, 64, kWarps><<<grid, kWarps * 32, 0, s>>>(p);
   else
-    attn_mma_kernel<T, 128><<<grid, kThreads, 0, s>>>(p);
+    attn_mma_kernel<T, 128, kWarps><<<grid, kWarps * 32, 0, s>>>(p);
   HI_CUDA_CHECK_LAUNCH("attn_mma_kernel");
+}
+
+template <typename T>
+void launch_mma_typed(const AttnParams& p, int n_splits, int warps, cudaStream_t s) {
+  if (warps == 8)
+    launch_mma_warps<T, 8>(p, n_splits, s);
+  else
+    launch_mma_warps<T, 4>(p, n_splits, s);
 }
 
 }  // namespace
@@ -304,14 +311,16 @@ bool attention_mma_supported(DType kv, int head_dim) {
   return (kv == DType::BF16 || kv == DType::F16) && (head_dim == 64 || head_dim == 128);
 }
 
-void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, cudaStream_t s) {
+int attention_mma_rows(int warps) { return warps == 8 ? 128 : 64; }
+
+void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s) {
   if (p.n_rows <= 0) return;
   HI_CHECK(attention_mma_supported(kv, p.head_dim), "cuda attention: no tensor-core kernel for KV "
                                                         << dtype_name(kv) << " with head_dim " << p.head_dim);
   if (kv == DType::BF16)
-    launch_mma_typed<__nv_bfloat16>(p, n_splits, s);
+    launch_mma_typed<__nv_bfloat16>(p, n_splits, warps, s);
   else
-    launch_mma_typed<__half>(p, n_splits, s);
+    launch_mma_typed<__half>(p, n_splits, warps, s);
 }
 
 }  // namespace headinfer::cuda

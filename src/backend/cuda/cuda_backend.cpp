@@ -38,11 +38,14 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Debugging knobs (read once per backend), to isolate a kernel when a parity test fails:
 //   HEADINFER_CUDA_ATTN_PATH=simt   always use the CUDA-core attention kernel
 //   HEADINFER_CUDA_ATTN_SPLITS=N    at most N key splits per piece batch (1: no split-KV)
+//   HEADINFER_CUDA_ATTN_WARPS=8     tensor-core blocks of 8 warps / 128 rows (default 4 / 64)
 struct AttnDebug {
   bool force_simt = false;
   int64_t max_splits = 0;  // 0: no limit
+  int mma_warps = 4;
   static AttnDebug from_env() {
     AttnDebug d;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS")) d.mma_warps = std::atoi(e) == 8 ? 8 : 4;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) d.force_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
     return d;
@@ -281,7 +284,7 @@ void CudaBackend::attention(const AttnArgs& a) {
   }
   const bool mma =
       !debug_.force_simt && cuda::attention_mma_supported(a.kv_dtype, D) && aligned && R > cuda::kSimtRows;
-  const int rows_per_block = mma ? cuda::kMmaRows : cuda::kSimtRows;
+  const int rows_per_block = mma ? cuda::attention_mma_rows(debug_.mma_warps) : cuda::kSimtRows;
   const int tile = mma ? cuda::kMmaKeys : cuda::kSimtKeys;
   const int row_blocks = static_cast<int>(ceil_div(R, rows_per_block));
 
@@ -324,7 +327,7 @@ void CudaBackend::attention(const AttnArgs& a) {
 
   auto launch = [&](const AttnParams& p, int splits) {
     if (mma)
-      cuda::launch_attention_mma(p, splits, a.kv_dtype, stream_);
+      cuda::launch_attention_mma(p, splits, a.kv_dtype, debug_.mma_warps, stream_);
     else
       cuda::launch_attention_simt(p, splits, a.kv_dtype, stream_);
   };

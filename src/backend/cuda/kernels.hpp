@@ -69,11 +69,12 @@ struct AttnParams {
 };
 
 // Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned
-// K/V pieces. Rows per block: kMmaRows; key tile kMmaKeys (keys_per_split a multiple).
-constexpr int kMmaRows = 64;
+// K/V pieces. A block is `warps` warps (4 or 8) of 16 query rows each
+// (attention_mma_rows(warps) rows); key tile kMmaKeys (keys_per_split a multiple).
 constexpr int kMmaKeys = 64;
 bool attention_mma_supported(DType kv, int head_dim);
-void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
+int attention_mma_rows(int warps);
+void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s);
 
 // CUDA-core flash attention for any KV dtype and head_dim <= kSimtMaxHeadDim; also
 // the split-KV decode kernel. Rows per block kSimtRows, key tile kSimtKeys.
