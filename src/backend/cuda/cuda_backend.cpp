@@ -21,8 +21,10 @@ using cuda::AttnParams;
 using cuda::PieceTable;
 
 // Fewest keys worth a split of their own (below this, the combine step costs more
-// than the parallelism buys).
-constexpr int64_t kMinKeysPerSplit = 256;
+// than the parallelism buys), and blocks per SM to aim for, per attention kernel: the
+// CUDA-core kernel stages tiles synchronously, so it wants more blocks in flight.
+constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128;
+constexpr int kBlocksPerSmMma = 2, kBlocksPerSmSimt = 4;
 
 bool is_device_pointer(const void* p) {
   cudaPointerAttributes attr{};
@@ -236,16 +238,17 @@ class CudaBackend final : public Backend {
     return freq_tables_.back().dev;
   }
 
-  // Splits of `keys` keys for `row_blocks` row tiles: enough blocks to fill the GPU
-  // twice, at least kMinKeysPerSplit keys each, split sizes a multiple of the tile.
-  int choose_splits(int64_t keys, int row_blocks, int tile, int64_t& chunk) const {
+  // Splits of `keys` keys for `row_blocks` row tiles: enough blocks for blocks_per_sm
+  // on every SM, at least min_keys keys each, split sizes a multiple of the tile.
+  int choose_splits(int64_t keys, int row_blocks, int tile, int blocks_per_sm, int64_t min_keys,
+                    int64_t& chunk) const {
     if (keys <= 0) {
       chunk = tile;
       return 1;
     }
-    const int64_t target = 2LL * sm_count_;
+    const int64_t target = static_cast<int64_t>(blocks_per_sm) * sm_count_;
     const int64_t want = row_blocks >= target ? 1 : ceil_div(target, row_blocks);
-    int64_t s = std::max<int64_t>(1, std::min(want, ceil_div(keys, kMinKeysPerSplit)));
+    int64_t s = std::max<int64_t>(1, std::min(want, ceil_div(keys, min_keys)));
     if (debug_.max_splits > 0) s = std::min(s, debug_.max_splits);
     chunk = ceil_div(ceil_div(keys, s), tile) * tile;
     return static_cast<int>(ceil_div(keys, chunk));
@@ -310,7 +313,8 @@ void CudaBackend::attention(const AttnArgs& a) {
     }
     b.table.start[nb] = total;
     b.table.n = static_cast<int>(nb);
-    b.splits = choose_splits(total, row_blocks, tile, b.chunk);
+    b.splits = choose_splits(total, row_blocks, tile, mma ? kBlocksPerSmMma : kBlocksPerSmSimt,
+                             mma ? kMinKeysPerSplitMma : kMinKeysPerSplitSimt, b.chunk);
     slots += b.splits;
     batches.push_back(b);
   }
