@@ -32,6 +32,10 @@ struct ModelConfig {
   int64_t max_position = 0;  // max_position_embeddings (trained context)
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
+  // Per-pair divisors of the inverse frequencies (head_dim / 2 values), as llama.cpp
+  // stores Llama-3 scaling in GGUF (tensor rope_freqs.weight). Empty: not used.
+  // Applied on top of rope_scaling (which GGUF files then leave at None).
+  std::vector<double> rope_freq_factors;
   float rms_eps = 1e-5f;
   bool tie_embeddings = false;
   bool qkv_bias = false;  // Qwen2

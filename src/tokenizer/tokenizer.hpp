@@ -30,6 +30,16 @@ class Tokenizer {
   virtual bool is_control(int32_t id) const = 0;
   // Id of a special token by its text, or -1.
   virtual int32_t special_id(std::string_view text) const = 0;
+  // Id of any token by its stored piece, or -1.
+  virtual int32_t token_id(std::string_view piece) const = 0;
+  virtual int32_t eos_id() const = 0;
+  // Whether a prompt should start with BOS (the vocabulary's add_bos rule).
+  virtual bool add_bos_by_default() const = 0;
+  // The vocabulary this tokenizer was built from (special tokens, chat template).
+  virtual const VocabSpec& spec() const = 0;
+  // SPM with a dummy prefix: the space the encoder added before the first word is
+  // dropped again when text starts.
+  virtual bool strips_leading_space() const { return false; }
 
   // Whole-sequence decode (leading-space rules of SPM applied as a stream would).
   std::string decode(const std::vector<int32_t>& ids, bool skip_special = true) const;
@@ -47,12 +57,15 @@ class StreamDecoder {
  private:
   const Tokenizer& tok_;
   bool skip_special_;
-  bool first_ = true;
-  std::string pending_;
+  bool at_start_ = true;   // no byte emitted yet: the leading-space rule still applies
+  std::string pending_;    // bytes of a character not yet complete
 };
 
 // Factories. Each throws Error naming the file and field on bad input.
 std::unique_ptr<Tokenizer> make_tokenizer(const VocabSpec& spec);
+// The vocabulary of one tokenizer file (same kinds as load_tokenizer_file), before
+// any tokenizer_config.json adjustments.
+VocabSpec load_vocab_file(const std::string& path);
 // A file: tokenizer.model (SentencePiece protobuf or Llama-3 tiktoken), tokenizer.json,
 // or vocab.json (with merges.txt beside it).
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);

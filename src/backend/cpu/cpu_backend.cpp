@@ -1,0 +1,165 @@
+// The CPU backend: the reference every other backend is checked against, and a
+// usable engine on its own. Ops are written for clarity first; the heavy one
+// (matmul) goes through the tuned kernels in matmul.cpp.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <thread>
+
+#include "backend/backend.hpp"
+#include "backend/cpu/attention_cpu.hpp"
+#include "backend/cpu/matmul.hpp"
+#include "common/half.hpp"
+#include "common/thread_pool.hpp"
+#include "headinfer/error.hpp"
+
+namespace headinfer {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int n_threads) : pool_(n_threads) {}
+
+  std::string name() const override { return "cpu"; }
+
+  void* alloc(size_t bytes) override {
+    void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
+    HI_CHECK(p != nullptr, "cpu backend: out of memory allocating " << bytes << " bytes");
+    return p;
+  }
+  void free(void* p) override { std::free(p); }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+
+  Mat prepare(const Tensor& t, std::vector<std::shared_ptr<const void>>& keep_alive) override {
+    Mat m;
+    m.rows = t.shape.size() == 1 ? 1 : t.shape[0];
+    m.cols = t.shape.back();
+    if (t.dtype == DType::Q8_0) {
+      // Q8_0 is dequantized once here; the kernels read F32/F16/BF16.
+      auto buf = std::shared_ptr<float[]>(new float[static_cast<size_t>(t.numel())]);
+      to_f32(t.dtype, t.data, buf.get(), t.numel());
+      keep_alive.push_back(std::shared_ptr<const void>(buf, buf.get()));
+      m.dtype = DType::F32;
+      m.data = buf.get();
+      return m;
+    }
+    m.dtype = t.dtype;
+    m.data = t.data;
+    return m;
+  }
+
+  void embed(const int32_t* ids, int n, const Mat& table, float* out) override {
+    const size_t row_bytes = dtype_bytes(table.dtype, table.cols);
+    for (int i = 0; i < n; ++i) {
+      HI_CHECK(ids[i] >= 0 && ids[i] < table.rows,
+               "token id " << ids[i] << " is outside the vocabulary (0.." << table.rows - 1 << ")");
+      auto* row = static_cast<const uint8_t*>(table.data) + row_bytes * static_cast<size_t>(ids[i]);
+      to_f32(table.dtype, row, out + static_cast<size_t>(i) * table.cols, table.cols);
+    }
+  }
+
+  void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) override {
+    const int64_t d = w.cols;
+    std::vector<float> wf(static_cast<size_t>(d));
+    to_f32(w.dtype, w.data, wf.data(), d);
+    pool_.parallel_for(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float* xi = x + i * d;
+        float* oi = out + i * d;
+        double ss = 0;
+        for (int64_t j = 0; j < d; ++j) ss += static_cast<double>(xi[j]) * xi[j];
+        const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
+        for (int64_t j = 0; j < d; ++j) oi[j] = (xi[j] * inv) * wf[j];
+      }
+    });
+  }
+
+  void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
+    cpu_matmul(pool_, x, n, w, bias, out);
+  }
+
+  void rope(const RopeArgs& a) override {
+    const int half = a.head_dim / 2;
+    pool_.parallel_for(a.n_tokens, [&](int64_t b, int64_t e) {
+      std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+      for (int64_t t = b; t < e; ++t) {
+        // The angle is formed in double so positions in the millions keep their
+        // low-order bits; sin/cos of the reduced angle are then exact enough in f32.
+        const double pos = static_cast<double>(a.pos0 + t);
+        for (int i = 0; i < half; ++i) {
+          const double ang = std::fmod(pos * a.inv_freq[i], 2.0 * M_PI);
+          cs[i] = static_cast<float>(std::cos(ang));
+          sn[i] = static_cast<float>(std::sin(ang));
+        }
+        for (int h = 0; h < a.n_heads; ++h) {
+          float* v = a.x + t * a.stride + static_cast<int64_t>(h) * a.head_dim;
+          for (int i = 0; i < half; ++i) {
+            const float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * cs[i] - x1 * sn[i];
+            v[i + half] = x1 * cs[i] + x0 * sn[i];
+          }
+        }
+      }
+    });
+  }
+
+  void attention(const AttnArgs& a) override { cpu_attention(pool_, a); }
+
+  void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
+                       int head_dim, int64_t stride_a, int64_t stride_b) override {
+    cpu_merge_attention(o_a, lse_a, o_b, lse_b, n_q, n_qh, head_dim, stride_a, stride_b);
+  }
+
+  void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
+    pool_.parallel_for(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + std::exp(-g)) * up[i];
+      }
+    });
+  }
+
+  void add(float* x, const float* y, int64_t n) override {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+  }
+
+  void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override {
+    for (int t = 0; t < n; ++t) {
+      const float* s = src + t * src_stride;
+      switch (kv_dtype) {
+        case DType::F32:
+          std::memcpy(static_cast<float*>(dst) + static_cast<int64_t>(t) * head_dim, s, sizeof(float) * head_dim);
+          break;
+        case DType::BF16: {
+          auto* d = static_cast<uint16_t*>(dst) + static_cast<int64_t>(t) * head_dim;
+          for (int j = 0; j < head_dim; ++j) d[j] = f32_to_bf16(s[j]);
+          break;
+        }
+        case DType::F16: {
+          auto* d = static_cast<uint16_t*>(dst) + static_cast<int64_t>(t) * head_dim;
+          for (int j = 0; j < head_dim; ++j) d[j] = f32_to_f16(s[j]);
+          break;
+        }
+        default: HI_FAIL("cpu backend: KV dtype " << dtype_name(kv_dtype) << " is not supported");
+      }
+    }
+  }
+
+  void synchronize() override {}
+
+ private:
+  ThreadPool pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
+  if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::make_unique<CpuBackend>(n_threads);
+}
+
+}  // namespace headinfer

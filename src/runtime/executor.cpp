@@ -1,0 +1,123 @@
+#include "runtime/executor.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "headinfer/error.hpp"
+
+namespace headinfer {
+namespace {
+
+enum Buf : size_t { kX, kH, kQ, kK, kV, kAttn, kGate, kUp, kTmp, kLast, kNumBufs };
+
+}  // namespace
+
+Executor::Executor(Backend& backend, const LoadedModel& model, const ExecutorOptions& opts)
+    : be_(backend), cfg_(model.config), opts_(opts) {
+  HI_CHECK(opts.max_chunk > 0, "chunk size must be positive, got " << opts.max_chunk);
+  const ModelWeights& w = model.weights;
+  auto prep = [&](const Tensor& t) { return t.empty() ? Mat{} : be_.prepare(t, keep_alive_); };
+  tok_embd_ = prep(w.tok_embd);
+  out_norm_ = prep(w.out_norm);
+  lm_head_ = prep(w.lm_head);
+  for (const LayerWeights& lw : w.layers) {
+    layers_.push_back(Layer{prep(lw.attn_norm), prep(lw.wq), prep(lw.wk), prep(lw.wv), prep(lw.wo), prep(lw.bq),
+                            prep(lw.bk), prep(lw.bv), prep(lw.ffn_norm), prep(lw.w_gate), prep(lw.w_up),
+                            prep(lw.w_down)});
+  }
+  kv_ = std::make_unique<KvStore>(be_, cfg_.n_layers, cfg_.n_kv_heads, cfg_.head_dim, opts.kv_dtype, opts.capacity);
+
+  const size_t c = static_cast<size_t>(opts.max_chunk);
+  const size_t q_w = static_cast<size_t>(cfg_.n_heads) * cfg_.head_dim;
+  const size_t kv_w = static_cast<size_t>(cfg_.n_kv_heads) * cfg_.head_dim;
+  const size_t sizes[kNumBufs] = {c * cfg_.hidden, c * cfg_.hidden, c * q_w, c * kv_w, c * kv_w, c * q_w,
+                                  c * cfg_.ffn_hidden, c * cfg_.ffn_hidden, c * cfg_.hidden,
+                                  static_cast<size_t>(cfg_.vocab_size)};
+  for (size_t s : sizes) bufs_.push_back(static_cast<float*>(be_.alloc(s * sizeof(float))));
+  logits_.resize(static_cast<size_t>(cfg_.vocab_size));
+}
+
+Executor::~Executor() {
+  for (float* p : bufs_) be_.free(p);
+}
+
+void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq) {
+  const int hd = cfg_.head_dim;
+  const int q_w = cfg_.n_heads * hd, kv_w = cfg_.n_kv_heads * hd;
+  float *x = buf(kX), *h = buf(kH), *q = buf(kQ), *k = buf(kK), *v = buf(kV), *attn = buf(kAttn);
+
+  be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
+  be_.matmul(h, n, L.wq, L.bq.empty() ? nullptr : &L.bq, q);
+  be_.matmul(h, n, L.wk, L.bk.empty() ? nullptr : &L.bk, k);
+  be_.matmul(h, n, L.wv, L.bv.empty() ? nullptr : &L.bv, v);
+  be_.rope(RopeArgs{q, q_w, n, cfg_.n_heads, hd, pos0, inv_freq.data()});
+  be_.rope(RopeArgs{k, kv_w, n, cfg_.n_kv_heads, hd, pos0, inv_freq.data()});
+
+  const int group = cfg_.q_per_kv();
+  for (int g = 0; g < cfg_.n_kv_heads; ++g) {
+    // The chunk's K/V join the slab first; attention then reads the slab alone,
+    // causally by absolute position.
+    be_.store_kv(k + static_cast<int64_t>(g) * hd, kv_w, n, hd, kv_->kv_dtype(), kv_->k_at(layer, g, pos0));
+    be_.store_kv(v + static_cast<int64_t>(g) * hd, kv_w, n, hd, kv_->kv_dtype(), kv_->v_at(layer, g, pos0));
+    AttnArgs a;
+    a.q = q + static_cast<int64_t>(g) * group * hd;
+    a.q_stride = q_w;
+    a.n_q = n;
+    a.n_qh = group;
+    a.head_dim = hd;
+    a.q_pos0 = pos0;
+    a.causal = true;
+    a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+    a.kv_dtype = kv_->kv_dtype();
+    a.pieces.push_back(KvPiece{kv_->slab(layer, g).k, kv_->slab(layer, g).v, pos0 + n, 0});
+    a.out = attn + static_cast<int64_t>(g) * group * hd;
+    a.out_stride = q_w;
+    be_.attention(a);
+  }
+
+  be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
+  be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
+  be_.rmsnorm(x, L.ffn_norm, cfg_.rms_eps, n, h);
+  be_.matmul(h, n, L.w_gate, nullptr, buf(kGate));
+  be_.matmul(h, n, L.w_up, nullptr, buf(kUp));
+  be_.swiglu(buf(kGate), buf(kUp), static_cast<int64_t>(n) * cfg_.ffn_hidden, buf(kGate));
+  be_.matmul(buf(kGate), n, L.w_down, nullptr, buf(kTmp));
+  be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
+}
+
+const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {
+  HI_CHECK(n > 0 && n <= opts_.max_chunk, "forward: " << n << " tokens, expected 1.." << opts_.max_chunk);
+  const int64_t pos0 = kv_->length();
+  HI_CHECK(pos0 + n <= kv_->capacity(), "context full: " << pos0 + n << " tokens exceed the KV capacity of "
+                                                          << kv_->capacity() << " (--max-context)");
+  // Only dynamic NTK scaling depends on the length; HF grows its table and never
+  // shrinks it within a sequence, so neither do we.
+  const int64_t seq = std::max<int64_t>(pos0 + n, cfg_.max_position);
+  if (inv_freq_len_ < 0 || (cfg_.rope_scaling.type == RopeScaling::Type::Dynamic && seq > inv_freq_len_)) {
+    inv_freq_ = rope_inv_freq(cfg_, pos0 + n);
+    inv_freq_len_ = seq;
+  }
+  for (int i = 0; i < n; ++i)
+    HI_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size,
+             "token id " << tokens[i] << " is outside the vocabulary (0.." << cfg_.vocab_size - 1 << ")");
+  std::vector<int32_t> ids(tokens, tokens + n);
+  int32_t* dev_ids = static_cast<int32_t*>(be_.alloc(sizeof(int32_t) * n));
+  be_.upload(dev_ids, ids.data(), sizeof(int32_t) * n);
+  try {
+    be_.embed(dev_ids, n, tok_embd_, buf(kX));
+  } catch (...) {
+    be_.free(dev_ids);
+    throw;
+  }
+  be_.free(dev_ids);
+  for (size_t l = 0; l < layers_.size(); ++l) run_layer(layers_[l], static_cast<int>(l), n, pos0, inv_freq_);
+  kv_->set_length(pos0 + n);
+
+  const float* last = buf(kX) + static_cast<int64_t>(n - 1) * cfg_.hidden;
+  be_.rmsnorm(last, out_norm_, cfg_.rms_eps, 1, buf(kH));
+  be_.matmul(buf(kH), 1, lm_head_, nullptr, buf(kLast));
+  be_.download(logits_.data(), buf(kLast), logits_.size() * sizeof(float));
+  return logits_;
+}
+
+}  // namespace headinfer

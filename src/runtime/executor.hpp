@@ -1,0 +1,61 @@
+// Runs the decoder over a span of tokens at the next positions of the context:
+// embedding, then per layer norm -> QKV -> RoPE -> per-KV-head attention over its
+// slab -> output projection -> MLP, and logits for the last position only.
+// Prefill calls it chunk by chunk; decode calls it with one token.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "format/model_loader.hpp"
+#include "kv/kv_store.hpp"
+
+namespace headinfer {
+
+struct ExecutorOptions {
+  int max_chunk = 512;         // largest number of tokens one forward() takes
+  int64_t capacity = 0;        // KV capacity in tokens (the context the request may reach)
+  DType kv_dtype = DType::F32;
+};
+
+class Executor {
+ public:
+  Executor(Backend& backend, const LoadedModel& model, const ExecutorOptions& opts);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Appends tokens[0..n) at positions [position(), position()+n) and returns the
+  // logits of the last one (vocab_size floats, valid until the next call).
+  const std::vector<float>& forward(const int32_t* tokens, int n);
+  int64_t position() const { return kv_->length(); }
+  int64_t capacity() const { return kv_->capacity(); }
+  void reset() { kv_->set_length(0); }
+  // Makes room for a context of `tokens` (the KV cache grows; never shrinks).
+  void reserve(int64_t tokens) { kv_->reserve(tokens); }
+  const KvStore& kv() const { return *kv_; }
+
+ private:
+  struct Layer {
+    Mat attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
+  };
+  void run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq);
+  float* buf(size_t i) { return bufs_[i]; }
+
+  Backend& be_;
+  ModelConfig cfg_;
+  ExecutorOptions opts_;
+  std::vector<Layer> layers_;
+  Mat tok_embd_, out_norm_, lm_head_;
+  std::vector<std::shared_ptr<const void>> keep_alive_;
+  std::unique_ptr<KvStore> kv_;
+  // Activation buffers sized for max_chunk tokens: x, h, q, k, v, attn, gate, up, tmp, logits
+  std::vector<float*> bufs_;
+  std::vector<float> logits_;
+  std::vector<double> inv_freq_;
+  int64_t inv_freq_len_ = -1;
+};
+
+}  // namespace headinfer

@@ -1,0 +1,151 @@
+#include "runtime/generator.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "headinfer/error.hpp"
+
+namespace headinfer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Holds back streamed text that might be the start of a stop string.
+class StopMatcher {
+ public:
+  explicit StopMatcher(const std::vector<std::string>& stops) : stops_(stops) {}
+
+  // Appends text; returns true when a stop string is now complete (text() is cut
+  // before it).
+  bool append(const std::string& piece) {
+    text_ += piece;
+    for (const std::string& s : stops_) {
+      if (s.empty()) continue;
+      const size_t from = text_.size() >= piece.size() + s.size() ? text_.size() - piece.size() - s.size() + 1 : 0;
+      const size_t at = text_.find(s, from);
+      if (at != std::string::npos) {
+        text_.resize(at);
+        return true;
+      }
+    }
+    return false;
+  }
+  // Text that can no longer be part of a stop string and was not handed out yet.
+  std::string take_safe() {
+    size_t hold = 0;
+    for (const std::string& s : stops_)
+      for (size_t k = std::min(s.size() - (s.empty() ? 0 : 1), text_.size()); k > hold; --k)
+        if (text_.compare(text_.size() - k, k, s, 0, k) == 0) {
+          hold = k;
+          break;
+        }
+    const size_t safe = text_.size() - hold;
+    std::string out = text_.substr(emitted_, safe > emitted_ ? safe - emitted_ : 0);
+    emitted_ = std::max(emitted_, safe);
+    return out;
+  }
+  std::string take_rest() {
+    std::string out = text_.substr(std::min(emitted_, text_.size()));
+    emitted_ = text_.size();
+    return out;
+  }
+  const std::string& text() const { return text_; }
+
+ private:
+  const std::vector<std::string>& stops_;
+  std::string text_;
+  size_t emitted_ = 0;
+};
+
+}  // namespace
+
+int64_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+GenerateResult Generator::run(const GenerateRequest& req) {
+  const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
+  HI_CHECK(n_prompt > 0, "empty prompt: nothing to condition on (add BOS or text)");
+  HI_CHECK(req.max_context > 0, "max context must be positive");
+  HI_CHECK(n_prompt <= req.max_context, "prompt of " << n_prompt << " tokens is longer than the allowed context of "
+                                                     << req.max_context << " tokens (--max-context)");
+  HI_CHECK(req.chunk_size > 0, "--chunk-size must be positive, got " << req.chunk_size);
+  auto cancelled = [&] { return req.cancel && req.cancel->load(std::memory_order_relaxed); };
+
+  const int64_t want = req.max_tokens < 0 ? req.max_context : n_prompt + req.max_tokens;
+  exec_.reset();
+  exec_.reserve(std::min(want, req.max_context));
+
+  GenerateResult res;
+  res.stats.prompt_tokens = n_prompt;
+  Sampler sampler(req.sampling);
+  for (int32_t id : req.prompt) sampler.accept(id);
+
+  // Prefill, chunk by chunk.
+  const auto t_prefill = Clock::now();
+  const std::vector<float>* logits = nullptr;
+  for (int64_t done = 0; done < n_prompt;) {
+    if (cancelled()) {
+      res.stop_reason = "cancelled";
+      res.stats.prefill_seconds = seconds_since(t_prefill);
+      return res;
+    }
+    const int n = static_cast<int>(std::min<int64_t>(req.chunk_size, n_prompt - done));
+    logits = &exec_.forward(req.prompt.data() + done, n);
+    done += n;
+    if (req.on_prefill) req.on_prefill(done, n_prompt);
+  }
+  res.stats.prefill_seconds = seconds_since(t_prefill);
+
+  StreamDecoder stream(tok_);
+  StopMatcher stops(req.stop);
+  auto emit = [&](const std::string& s) {
+    if (!s.empty() && req.on_text) req.on_text(s);
+  };
+  const auto t_decode = Clock::now();
+  for (;;) {
+    if (cancelled()) {
+      res.stop_reason = "cancelled";
+      break;
+    }
+    if (req.max_tokens == 0) {
+      res.stop_reason = "length";
+      break;
+    }
+    const int32_t id = sampler.sample(*logits);
+    sampler.accept(id);
+    res.tokens.push_back(id);
+    if (req.on_token) req.on_token(id);
+    if (!req.ignore_eos && tok_.is_eog(id)) {
+      res.stop_reason = "eos";
+      break;
+    }
+    if (stops.append(stream.push(id))) {
+      res.stop_reason = "stop";
+      break;
+    }
+    emit(stops.take_safe());
+    if (req.max_tokens >= 0 && static_cast<int64_t>(res.tokens.size()) >= req.max_tokens) {
+      res.stop_reason = "length";
+      break;
+    }
+    if (exec_.position() >= req.max_context) {
+      res.stop_reason = "context";
+      break;
+    }
+    logits = &exec_.forward(&id, 1);
+  }
+  if (res.stop_reason != "stop") stops.append(stream.flush());
+  emit(stops.take_rest());
+  res.text = stops.text();
+  res.stats.generated_tokens = static_cast<int64_t>(res.tokens.size());
+  res.stats.decode_seconds = seconds_since(t_decode);
+  return res;
+}
+
+}  // namespace headinfer

@@ -1,0 +1,83 @@
+#include "runtime/sampler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_set>
+
+namespace headinfer {
+
+int32_t argmax(const std::vector<float>& logits) {
+  // First maximum wins, as torch.argmax does.
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
+
+void Sampler::accept(int32_t id) {
+  if (p_.repeat_last_n <= 0) return;
+  recent_.push_back(id);
+  while (static_cast<int>(recent_.size()) > p_.repeat_last_n) recent_.pop_front();
+}
+
+int32_t Sampler::sample(const std::vector<float>& logits_in) {
+  std::vector<float> logits = logits_in;
+  if (p_.repeat_penalty != 1.0f) {
+    std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
+    for (int32_t id : seen) {
+      float& l = logits[static_cast<size_t>(id)];
+      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+    }
+  }
+  if (p_.temperature <= 0.f) return argmax(logits);
+
+  struct Cand {
+    int32_t id;
+    float logit;
+  };
+  std::vector<Cand> c(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) c[i] = {static_cast<int32_t>(i), logits[i]};
+  auto by_logit = [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
+
+  size_t keep = c.size();
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {
+    keep = static_cast<size_t>(p_.top_k);
+    std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), by_logit);
+  } else {
+    std::sort(c.begin(), c.end(), by_logit);
+  }
+  c.resize(keep);
+
+  // Softmax at temperature 1 for the truncation steps, as llama.cpp does.
+  auto probs = [&]() {
+    std::vector<double> p(c.size());
+    const double mx = c.front().logit;
+    double sum = 0;
+    for (size_t i = 0; i < c.size(); ++i) sum += p[i] = std::exp(static_cast<double>(c[i].logit) - mx);
+    for (double& x : p) x /= sum;
+    return p;
+  };
+  if (p_.top_p < 1.f) {
+    std::vector<double> p = probs();
+    double cum = 0;
+    size_t n = 0;
+    while (n < c.size()) {
+      cum += p[n++];
+      if (cum >= p_.top_p) break;
+    }
+    c.resize(std::max<size_t>(n, 1));
+  }
+  if (p_.min_p > 0.f) {
+    // p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p)
+    const float cut = c.front().logit + std::log(p_.min_p);
+    size_t n = 1;
+    while (n < c.size() && c[n].logit >= cut) ++n;
+    c.resize(n);
+  }
+  for (Cand& x : c) x.logit /= p_.temperature;
+  std::vector<double> p = probs();
+  std::discrete_distribution<size_t> dist(p.begin(), p.end());
+  return c[dist(rng_)].id;
+}
+
+}  // namespace headinfer

@@ -1,0 +1,38 @@
+// Picks the next token from logits: repetition penalty, top-k, top-p, min-p,
+// temperature, then a seeded draw; temperature 0 means greedy (argmax).
+// The order follows llama.cpp's default chain so the same flags mean the same thing.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <random>
+#include <vector>
+
+namespace headinfer {
+
+struct SamplingParams {
+  float temperature = 0.8f;
+  int top_k = 40;            // 0: off
+  float top_p = 0.95f;       // 1: off
+  float min_p = 0.05f;       // 0: off
+  float repeat_penalty = 1.0f;  // 1: off
+  int repeat_last_n = 64;       // window of recent tokens the penalty looks at
+  uint64_t seed = 0xC0FFEEu;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& p);
+  // Records a token the penalty should see (prompt tokens and generated ones).
+  void accept(int32_t id);
+  int32_t sample(const std::vector<float>& logits);
+
+ private:
+  SamplingParams p_;
+  std::mt19937_64 rng_;
+  std::deque<int32_t> recent_;
+};
+
+int32_t argmax(const std::vector<float>& logits);
+
+}  // namespace headinfer

@@ -1,0 +1,50 @@
+// What every concrete tokenizer shares: the vocabulary, text->id lookup, token
+// types, end-of-generation ids and the literal special-token splitter.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "tokenizer/special_splitter.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace headinfer {
+
+// Lets unordered_map<std::string, ...> be searched with a string_view, no copy.
+struct StringViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using TokenIndex = std::unordered_map<std::string, int32_t, StringViewHash, std::equal_to<>>;
+
+class VocabTokenizer : public Tokenizer {
+ public:
+  // `what` names the vocabulary in error messages.
+  explicit VocabTokenizer(VocabSpec spec);
+
+  const std::string& piece(int32_t id) const override;
+  int32_t vocab_size() const override { return static_cast<int32_t>(spec_.tokens.size()); }
+  int32_t bos_id() const override { return spec_.bos_id; }
+  int32_t eos_id() const override { return spec_.eos_id; }
+  bool add_bos_by_default() const override { return spec_.add_bos; }
+  bool is_eog(int32_t id) const override;
+  bool is_control(int32_t id) const override;
+  int32_t special_id(std::string_view text) const override;
+  int32_t token_id(std::string_view piece) const override;
+  const VocabSpec& spec() const override { return spec_; }
+
+ protected:
+  int32_t type_of(int32_t id) const;
+  bool valid(int32_t id) const { return id >= 0 && id < vocab_size(); }
+  // Ids of a text piece when it is a token, else -1.
+  int32_t lookup(std::string_view text) const;
+
+  VocabSpec spec_;
+  TokenIndex index_;
+  SpecialTokenSplitter specials_;
+  std::vector<int32_t> eog_ids_;
+};
+
+}  // namespace headinfer

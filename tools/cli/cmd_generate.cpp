@@ -1,0 +1,144 @@
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include "backend/backend_factory.hpp"
+#include "commands.hpp"
+#include "common/progress.hpp"
+#include "common/units.hpp"
+#include "format/model_loader.hpp"
+#include "headinfer/error.hpp"
+#include "runtime/generator.hpp"
+
+namespace headinfer::cli {
+namespace {
+
+std::atomic<bool> g_cancel{false};
+void on_sigint(int) { g_cancel.store(true); }
+
+struct GenerateOptions {
+  ModelOptions model;
+  std::string prompt, file, max_context, kv_type = "auto";
+  int64_t prompt_tokens = 0;
+  int n_predict = 128;
+  int chunk_size = 512;
+  SamplingParams sampling;
+  int64_t seed = -1;
+  bool ignore_eos = false, no_bos = false;
+  std::vector<std::string> stop;
+};
+
+DType kv_dtype_for(const std::string& name, DType weights) {
+  if (name == "auto") return weights == DType::BF16 ? DType::BF16 : DType::F32;
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  HI_FAIL("--kv-type: unknown type '" << name << "' (expected auto, f32, bf16 or f16)");
+}
+
+int run_generate(const GenerateOptions& o) {
+  const std::string text = read_prompt(o.prompt, o.file, o.prompt_tokens > 0);
+  LoadedModel model = load_model(o.model.model);
+  const ModelConfig& cfg = model.config;
+  auto tok = model.load_tokenizer();
+
+  int64_t max_context = cfg.max_position;
+  if (!o.max_context.empty()) {
+    max_context = parse_tokens(o.max_context, "--max-context");
+    HI_CHECK(max_context > 0, "--max-context must be positive");
+    if (max_context > cfg.max_position)
+      std::fprintf(stderr, "headinfer: warning: --max-context %lld is past the model's trained context of %lld tokens\n",
+                   static_cast<long long>(max_context), static_cast<long long>(cfg.max_position));
+  }
+
+  std::vector<int32_t> prompt;
+  if (o.prompt_tokens > 0) {
+    // A reproducible stand-in prompt of random ordinary tokens, for measuring.
+    HI_CHECK(text.empty(), "--prompt-tokens replaces -p/-f; give one of them");
+    std::mt19937_64 rng(1234);
+    if (tok->bos_id() >= 0 && !o.no_bos) prompt.push_back(tok->bos_id());
+    std::uniform_int_distribution<int32_t> pick(0, tok->vocab_size() - 1);
+    while (static_cast<int64_t>(prompt.size()) < o.prompt_tokens) {
+      const int32_t id = pick(rng);
+      if (!tok->is_control(id)) prompt.push_back(id);
+    }
+  } else {
+    prompt = tok->encode(text, !o.no_bos);
+  }
+  if (prompt.empty()) {
+    HI_CHECK(tok->bos_id() >= 0, "empty prompt and the tokenizer has no BOS token to start from");
+    prompt.push_back(tok->bos_id());
+  }
+
+  auto backend = make_backend(o.model.backend, o.model.threads);
+  ExecutorOptions eo;
+  eo.max_chunk = o.chunk_size;
+  eo.kv_dtype = kv_dtype_for(o.kv_type, model.weight_dtype);
+  eo.capacity = std::min<int64_t>(max_context, static_cast<int64_t>(prompt.size()) + std::max(o.n_predict, 0) + 1);
+  Executor exec(*backend, model, eo);
+  Generator gen(exec, *tok);
+
+  GenerateRequest req;
+  req.prompt = prompt;
+  req.max_tokens = o.n_predict;
+  req.sampling = o.sampling;
+  req.sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
+  req.stop = o.stop;
+  req.ignore_eos = o.ignore_eos;
+  req.chunk_size = o.chunk_size;
+  req.max_context = max_context;
+  req.cancel = &g_cancel;
+  Progress progress("prefill", static_cast<int64_t>(prompt.size()), stderr_is_terminal());
+  req.on_prefill = [&](int64_t done, int64_t) { progress.update(done); };
+  bool first = true;
+  req.on_text = [&](const std::string& s) {
+    if (first) progress.finish();
+    first = false;
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+  };
+  std::signal(SIGINT, on_sigint);
+  GenerateResult r = gen.run(req);
+  progress.finish();
+  std::signal(SIGINT, SIG_DFL);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  const GenerateStats& s = r.stats;
+  std::fprintf(stderr,
+               "stats: backend %s | prompt %lld tok | prefill %.1f tok/s (%.2f s) | decode %.2f tok/s (%lld tok, "
+               "%.2f s) | stop %s | KV %s | peak RSS %s\n",
+               backend->name().c_str(), static_cast<long long>(s.prompt_tokens), s.prefill_tps(), s.prefill_seconds,
+               s.decode_tps(), static_cast<long long>(s.generated_tokens), s.decode_seconds, r.stop_reason.c_str(),
+               dtype_name(eo.kv_dtype), format_bytes(peak_rss_bytes()).c_str());
+  return 0;
+}
+
+}  // namespace
+
+Runner add_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "generate text from a prompt, streamed to stdout; stats on stderr");
+  auto o = std::make_shared<GenerateOptions>();
+  add_model_options(*cmd, o->model);
+  cmd->add_option("-p,--prompt", o->prompt, "prompt text");
+  cmd->add_option("-f,--file", o->file, "file holding the prompt text");
+  cmd->add_option("--prompt-tokens", o->prompt_tokens, "use N random tokens as the prompt (benchmarking)");
+  cmd->add_option("-n,--n-predict", o->n_predict, "tokens to generate (-1: until EOS or the context is full)")
+      ->capture_default_str();
+  cmd->add_option("--temp", o->sampling.temperature, "temperature (0: greedy)")->capture_default_str();
+  cmd->add_option("--top-k", o->sampling.top_k, "top-k (0: off)")->capture_default_str();
+  cmd->add_option("--top-p", o->sampling.top_p, "top-p (1: off)")->capture_default_str();
+  cmd->add_option("--min-p", o->sampling.min_p, "min-p (0: off)")->capture_default_str();
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "repetition penalty (1: off)")->capture_default_str();
+  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "tokens the penalty looks back at")->capture_default_str();
+  cmd->add_option("-s,--seed", o->seed, "sampling seed (-1: random)")->capture_default_str();
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence tokens");
+  cmd->add_flag("--no-bos", o->no_bos, "do not add the BOS token");
+  cmd->add_option("--stop", o->stop, "stop before this string (repeatable)");
+  cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk size in tokens")->capture_default_str();
+  cmd->add_option("-c,--max-context", o->max_context, "longest context allowed (default: the model's trained context)");
+  cmd->add_option("--kv-type", o->kv_type, "KV cache type: auto, f32, bf16, f16")->capture_default_str();
+  return [o] { return run_generate(*o); };
+}
+
+}  // namespace headinfer::cli
