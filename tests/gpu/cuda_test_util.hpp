@@ -34,6 +34,14 @@ inline Backend& gpu() {
   return *b;
 }
 
+// The CPU backend (the project's reference implementation), on host memory.
+inline Backend& cpu() {
+  static std::unique_ptr<Backend> b = make_cpu_backend(0);
+  return *b;
+}
+
+inline std::vector<double> widen(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
 

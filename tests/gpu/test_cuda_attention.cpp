@@ -1,12 +1,13 @@
 // Parity of the CUDA attention kernels (tensor-core prefill, CUDA-core split-KV
 // decode / generic path, split combine, piece batching) against a double-precision
-// host reference, over GQA group sizes, head dims, KV dtypes, piece layouts with
+// host reference and the CPU backend, over GQA group sizes, head dims, KV dtypes, piece layouts with
 // position gaps, tile edges, causal and non-causal, fully masked rows and long KV.
 #include <gtest/gtest.h>
 
 // The CPU-only build also compiles tests/gpu: without CUDA this file is one skipped test.
 #ifdef HEADINFER_HAVE_CUDA
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -36,11 +37,14 @@ struct AttnCase {
 
 std::ostream& operator<<(std::ostream& os, const AttnCase& c) { return os << c.name; }
 
-// KV of a case: host values (already rounded to the KV dtype) and device copies.
+// KV of a case: host values (already rounded to the KV dtype), their encoded bytes
+// (for the CPU backend) and device copies.
 struct KvData {
   std::vector<std::vector<float>> k, v;
+  std::vector<std::vector<uint8_t>> host_bytes;
   std::vector<DevBuf> bufs;
-  std::vector<KvPiece> pieces;
+  std::vector<KvPiece> pieces;      // device
+  std::vector<KvPiece> cpu_pieces;  // host
 };
 
 KvData make_kv(const AttnCase& c, std::mt19937& rng) {
@@ -51,9 +55,9 @@ KvData make_kv(const AttnCase& c, std::mt19937& rng) {
     std::vector<float> k = randn(n, rng), v = randn(n, rng);
     for (auto& x : k) x = round_to(c.kv, x);
     for (auto& x : v) x = round_to(c.kv, x);
-    KvPiece piece;
-    piece.n_tokens = s.n_tokens;
-    piece.pos0 = s.pos0;
+    KvPiece piece, cpu_piece;
+    piece.n_tokens = cpu_piece.n_tokens = s.n_tokens;
+    piece.pos0 = cpu_piece.pos0 = s.pos0;
     for (int which = 0; which < 2; ++which) {
       std::vector<uint8_t> bytes = encode(c.kv, which ? v : k);
       DevBuf b(bytes.size() + s.elem_offset * esize + 16);
@@ -61,7 +65,10 @@ KvData make_kv(const AttnCase& c, std::mt19937& rng) {
       if (!bytes.empty()) gpu().upload(dst, bytes.data(), bytes.size());
       (which ? piece.v : piece.k) = dst;
       kv.bufs.push_back(std::move(b));
+      kv.host_bytes.push_back(std::move(bytes));
+      (which ? cpu_piece.v : cpu_piece.k) = kv.host_bytes.back().data();
     }
+    kv.cpu_pieces.push_back(cpu_piece);
     kv.k.push_back(std::move(k));
     kv.v.push_back(std::move(v));
     kv.pieces.push_back(piece);
@@ -245,6 +252,31 @@ TEST_P(CudaAttention, MatchesReference) {
   EXPECT_TRUE(close(g.out, ref_out, out_tol(c))) << "attention output; worst row: " << worst_row(c, g.out, ref_out);
   EXPECT_TRUE(close(g.lse, ref_lse, lse_tol(c), /*abs_mode=*/true)) << "log-sum-exp";
   EXPECT_EQ(g.pad_written, 0u) << "values written past n_qh * head_dim in an output row";
+
+  {  // the CPU backend on the same inputs
+    const int row = c.n_qh * c.head_dim;
+    std::vector<float> cpu_out(static_cast<size_t>(c.n_q) * row, kNaN), cpu_lse(static_cast<size_t>(c.n_q) * c.n_qh, kNaN);
+    AttnArgs a;
+    a.q = q.data();
+    a.q_stride = q_stride;
+    a.n_q = c.n_q;
+    a.n_qh = c.n_qh;
+    a.head_dim = c.head_dim;
+    a.q_pos0 = c.q_pos0;
+    a.causal = c.causal;
+    a.scale = scale;
+    a.kv_dtype = c.kv;
+    a.pieces = kv.cpu_pieces;
+    a.out = cpu_out.data();
+    a.out_stride = row;
+    a.lse = cpu_lse.data();
+    cpu().attention(a);
+    // The CPU backend sums in f32 over up to 70K keys, so it is itself ~1e-5 off the
+    // exact result: compare to it no tighter than 1e-4 (semantic slips are far larger).
+    EXPECT_TRUE(close(g.out, widen(cpu_out), std::max(out_tol(c), 1e-4)))
+        << "vs CPU backend: output; worst row: " << worst_row(c, g.out, widen(cpu_out));
+    EXPECT_TRUE(close(g.lse, widen(cpu_lse), std::max(lse_tol(c), 1e-4), true)) << "vs CPU backend: log-sum-exp";
+  }
 
   if (uses_tensor_cores(c)) {  // the other tensor-core block shape
     GpuResult g8 = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_8warps());

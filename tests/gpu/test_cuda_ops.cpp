@@ -1,11 +1,13 @@
 // Parity of the CUDA backend's small ops against naive host references (double
-// precision). Every output buffer is poisoned with NaN before the op runs.
+// precision) and against the CPU backend. Every output buffer is poisoned with NaN
+// before the op runs.
 // Attention lives in test_cuda_attention.cpp.
 #include <gtest/gtest.h>
 
 // The CPU-only build also compiles tests/gpu: without CUDA this file is one skipped test.
 #ifdef HEADINFER_HAVE_CUDA
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -57,7 +59,11 @@ TEST(CudaOps, Embed) {
     DevBuf dids = to_device(ids);
     DevBuf out = poisoned(n * cols);
     gpu().embed(static_cast<const int32_t*>(dids.get()), n, m, out.f());
-    EXPECT_TRUE(close(to_host(out, n * cols), ref, 0.0)) << "device ids";
+    std::vector<float> got = to_host(out, n * cols);
+    EXPECT_TRUE(close(got, ref, 0.0)) << "device ids";
+    std::vector<float> cpu_out(n * cols, kNaN);
+    cpu().embed(ids.data(), n, cpu().prepare(t, keep), cpu_out.data());
+    EXPECT_TRUE(close(got, widen(cpu_out), 0.0)) << "vs CPU backend";
     DevBuf out2 = poisoned(n * cols);
     gpu().embed(ids.data(), n, m, out2.f());  // host ids are staged by the backend
     EXPECT_TRUE(close(to_host(out2, n * cols), ref, 0.0)) << "host ids";
@@ -86,7 +92,11 @@ TEST(CudaOps, RmsNorm) {
       DevBuf dx = to_device(x);
       DevBuf out = poisoned(n * cols);
       gpu().rmsnorm(dx.f(), m, eps, n, out.f());
-      EXPECT_TRUE(close(to_host(out, n * cols), ref, 1e-5)) << "out of place";
+      std::vector<float> got = to_host(out, n * cols);
+      EXPECT_TRUE(close(got, ref, 1e-5)) << "out of place";
+      std::vector<float> cpu_out(n * cols, kNaN);
+      cpu().rmsnorm(x.data(), cpu().prepare(Tensor{"norm", dt, {cols}, wb.data()}, keep), eps, n, cpu_out.data());
+      EXPECT_TRUE(close(got, widen(cpu_out), 1e-5)) << "vs CPU backend";
       gpu().rmsnorm(dx.f(), m, eps, n, dx.f());
       EXPECT_TRUE(close(to_host(dx, n * cols), ref, 1e-5)) << "in place";
     }
@@ -125,7 +135,14 @@ TEST(CudaOps, Matmul) {
         DevBuf dx = to_device(x);
         DevBuf out = poisoned(s.n * s.rows);
         gpu().matmul(dx.f(), s.n, mw, with_bias ? &mb : nullptr, out.f());
-        EXPECT_TRUE(close(to_host(out, s.n * s.rows), ref, tol));
+        std::vector<float> got = to_host(out, s.n * s.rows);
+        EXPECT_TRUE(close(got, ref, tol));
+        Mat cw = cpu().prepare(Tensor{"w", dt, {s.rows, s.cols}, wb.data()}, keep);
+        Mat cb = cpu().prepare(Tensor{"b", dt, {s.rows}, bb.data()}, keep);
+        std::vector<float> cpu_out(s.n * s.rows, kNaN);
+        cpu().matmul(x.data(), s.n, cw, with_bias ? &cb : nullptr, cpu_out.data());
+        // The CPU backend sums each dot product in f32 in order (~1e-6 off for 3000 terms).
+        EXPECT_TRUE(close(got, widen(cpu_out), std::max(tol, 3e-5))) << "vs CPU backend";
       }
     }
   }
@@ -160,7 +177,12 @@ TEST(CudaOps, MatmulQ8_0IsDequantizedAtPrepare) {
   DevBuf dx = to_device(x);
   DevBuf out = poisoned(n * rows);
   gpu().matmul(dx.f(), n, m, nullptr, out.f());
-  EXPECT_TRUE(close(to_host(out, n * rows), ref, 1e-5));
+  std::vector<float> got = to_host(out, n * rows);
+  EXPECT_TRUE(close(got, ref, 1e-5));
+  std::vector<float> cpu_out(n * rows, kNaN);
+  cpu().matmul(x.data(), n, cpu().prepare(Tensor{"wq", DType::Q8_0, {rows, cols}, q.data()}, keep), nullptr,
+               cpu_out.data());
+  EXPECT_TRUE(close(got, widen(cpu_out), 1e-5)) << "vs CPU backend";
 }
 
 std::vector<double> llama_inv_freq(int head_dim, double theta) {
@@ -202,7 +224,12 @@ TEST(CudaOps, RopeExactAtLargePositions) {
         a.pos0 = pos0;
         a.inv_freq = inv.data();
         gpu().rope(a);
-        EXPECT_TRUE(close(to_host(dx, x.size()), ref, 2e-6));
+        std::vector<float> got = to_host(dx, x.size());
+        EXPECT_TRUE(close(got, ref, 2e-6));
+        std::vector<float> cx = x;
+        a.x = cx.data();
+        cpu().rope(a);
+        EXPECT_TRUE(close(got, widen(cx), 2e-6)) << "vs CPU backend";
       }
     }
   }
@@ -255,9 +282,15 @@ TEST(CudaOps, SwigluAndAdd) {
     DevBuf dg = to_device(g), du = to_device(u);
     DevBuf out = poisoned(n);
     gpu().swiglu(dg.f(), du.f(), n, out.f());
-    EXPECT_TRUE(close(to_host(out, n), ref, 1e-6)) << "swiglu";
+    std::vector<float> got = to_host(out, n);
+    EXPECT_TRUE(close(got, ref, 1e-6)) << "swiglu";
+    std::vector<float> cpu_out(n, kNaN);
+    cpu().swiglu(g.data(), u.data(), n, cpu_out.data());
+    EXPECT_TRUE(close(got, widen(cpu_out), 1e-6)) << "swiglu vs CPU backend";
     gpu().add(dg.f(), du.f(), n);
     EXPECT_TRUE(close(to_host(dg, n), sum, 1e-7)) << "add";
+    cpu().add(g.data(), u.data(), n);
+    EXPECT_TRUE(close(to_host(dg, n), widen(g), 0.0)) << "add vs CPU backend";
   }
 }
 
@@ -285,6 +318,9 @@ TEST(CudaOps, StoreKvIsBitExact) {
     size_t bad = 0;
     for (size_t i = 0; i < got.size(); ++i) bad += got[i] != want[i];
     EXPECT_EQ(bad, 0u) << "bytes differing from the host conversion (common/half.hpp)";
+    std::vector<uint8_t> cpu_bytes(want.size(), 0xff);
+    cpu().store_kv(src.data(), stride, n, hd, dt, cpu_bytes.data());
+    EXPECT_TRUE(cpu_bytes == got) << "bytes differing from the CPU backend's store_kv";
   }
 }
 
@@ -318,8 +354,12 @@ TEST(CudaOps, MergeAttention) {
     }
   DevBuf doa = to_device(oa), dob = to_device(ob), dla = to_device(la), dlb = to_device(lb);
   gpu().merge_attention(doa.f(), dla.f(), dob.f(), dlb.f(), n_q, n_qh, hd, sa, sb);
-  EXPECT_TRUE(close(to_host(doa, oa.size()), ro, 1e-6)) << "merged outputs (padding columns must be untouched)";
-  EXPECT_TRUE(close(to_host(dla, la.size()), rl, 2e-5, /*abs_mode=*/true)) << "merged lse";
+  std::vector<float> got_o = to_host(doa, oa.size()), got_l = to_host(dla, la.size());
+  EXPECT_TRUE(close(got_o, ro, 1e-6)) << "merged outputs (padding columns must be untouched)";
+  EXPECT_TRUE(close(got_l, rl, 2e-5, /*abs_mode=*/true)) << "merged lse";
+  cpu().merge_attention(oa.data(), la.data(), ob.data(), lb.data(), n_q, n_qh, hd, sa, sb);
+  EXPECT_TRUE(close(got_o, widen(oa), 1e-6)) << "merged outputs vs CPU backend";
+  EXPECT_TRUE(close(got_l, widen(la), 2e-5, true)) << "merged lse vs CPU backend";
 }
 
 }  // namespace
