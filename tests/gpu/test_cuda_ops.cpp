@@ -67,6 +67,8 @@ TEST(CudaOps, Embed) {
     DevBuf out2 = poisoned(n * cols);
     gpu().embed(ids.data(), n, m, out2.f());  // host ids are staged by the backend
     EXPECT_TRUE(close(to_host(out2, n * cols), ref, 0.0)) << "host ids";
+    std::vector<int32_t> bad = {1, static_cast<int32_t>(rows)};
+    EXPECT_THROW(gpu().embed(bad.data(), 2, m, out2.f()), Error) << "host id past the vocabulary";
   }
 }
 

@@ -160,7 +160,10 @@ class CudaBackend final : public Backend {
     if (n <= 0) return;
     use();
     const int32_t* dev_ids = ids;
-    if (!is_device_pointer(ids)) {  // tolerate host ids: stage them
+    if (!is_device_pointer(ids)) {  // tolerate host ids: check and stage them
+      for (int i = 0; i < n; ++i)
+        HI_CHECK(ids[i] >= 0 && ids[i] < table.rows,
+                 "token id " << ids[i] << " is outside the vocabulary (0.." << table.rows - 1 << ")");
       auto* tmp = static_cast<int32_t*>(ids_.get(sizeof(int32_t) * n, stream_));
       HI_CUDA_CHECK(cudaMemcpyAsync(tmp, ids, sizeof(int32_t) * n, cudaMemcpyHostToDevice, stream_));
       HI_CUDA_CHECK(cudaStreamSynchronize(stream_));
