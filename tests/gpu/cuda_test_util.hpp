@@ -18,6 +18,7 @@
 #include "backend/cuda/cuda_backend.hpp"
 #include "common/half.hpp"
 #include "format/tensor.hpp"
+#include "headinfer/error.hpp"
 
 namespace headinfer::test {
 
