@@ -1,0 +1,265 @@
+// CUDA attention benchmark: prefill (tensor-core flash attention) TFLOP/s against a
+// cuBLAS BF16 GEMM ceiling measured in the same run, and split-KV decode GB/s.
+// Llama-3-8B-like heads: head_dim 128, 32 query heads over 8 KV heads, BF16 KV.
+// Usage: cuda_attention [--quick]   (--quick: fewer repetitions)
+#ifdef HEADINFER_HAVE_CUDA
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.hpp"
+#include "common/half.hpp"
+#include "headinfer/error.hpp"
+
+namespace {
+
+using namespace headinfer;
+
+constexpr int kHeadDim = 128, kQHeads = 32, kKvHeads = 8, kGroup = kQHeads / kKvHeads;
+
+#define BENCH_CHECK(call)                                                                                \
+  do {                                                                                                   \
+    auto bench_rc_ = (call);                                                                             \
+    if (static_cast<int>(bench_rc_) != 0) HI_FAIL(#call << " failed with status " << static_cast<int>(bench_rc_)); \
+  } while (0)
+
+// Seconds per call of fn (after one warm-up call), timed over at least min_s seconds.
+double time_per_call(Backend& be, const std::function<void()>& fn, double min_s, int min_iters) {
+  fn();
+  be.synchronize();
+  int iters = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  double el = 0;
+  do {
+    fn();
+    ++iters;
+    if (iters >= min_iters) {
+      be.synchronize();
+      el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+  } while (iters < min_iters || el < min_s);
+  return el / iters;
+}
+
+// Random BF16 values uploaded into a fresh backend buffer (slices of one host pool,
+// so filling gigabytes of KV does not take minutes of host RNG).
+void* random_bf16(Backend& be, size_t n, std::mt19937& rng) {
+  static std::vector<uint16_t> pool;
+  if (pool.empty()) {
+    std::normal_distribution<float> d(0.f, 1.f);
+    pool.resize(size_t{1} << 24);
+    for (auto& x : pool) x = f32_to_bf16(d(rng));
+  }
+  auto* p = static_cast<uint8_t*>(be.alloc(n * 2));
+  for (size_t done = 0; done < n;) {
+    const size_t off = rng() % (pool.size() / 2);
+    const size_t take = std::min(n - done, pool.size() - off);
+    be.upload(p + done * 2, pool.data() + off, take * 2);
+    done += take;
+  }
+  return p;
+}
+
+float* random_f32(Backend& be, size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> h(n);
+  for (auto& x : h) x = d(rng);
+  auto* p = static_cast<float*>(be.alloc(n * 4));
+  be.upload(p, h.data(), n * 4);
+  return p;
+}
+
+double gemm_ceiling_tflops(bool quick) {
+  const int n = 8192;
+  const size_t elems = static_cast<size_t>(n) * n;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<uint16_t> h(elems);
+  for (auto& x : h) x = f32_to_bf16(d(rng));
+  void *a, *b, *c;
+  BENCH_CHECK(cudaMalloc(&a, elems * 2));
+  BENCH_CHECK(cudaMalloc(&b, elems * 2));
+  BENCH_CHECK(cudaMalloc(&c, elems * 2));
+  BENCH_CHECK(cudaMemcpy(a, h.data(), elems * 2, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(b, h.data(), elems * 2, cudaMemcpyHostToDevice));
+  cublasHandle_t handle;
+  BENCH_CHECK(cublasCreate(&handle));
+  const float alpha = 1.f, beta = 0.f;
+  auto run = [&] {
+    BENCH_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n,
+                             &beta, c, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  for (int i = 0; i < 3; ++i) run();
+  cudaEvent_t e0, e1;
+  BENCH_CHECK(cudaEventCreate(&e0));
+  BENCH_CHECK(cudaEventCreate(&e1));
+  const int iters = quick ? 5 : 20;
+  BENCH_CHECK(cudaEventRecord(e0));
+  for (int i = 0; i < iters; ++i) run();
+  BENCH_CHECK(cudaEventRecord(e1));
+  BENCH_CHECK(cudaEventSynchronize(e1));
+  float ms = 0;
+  BENCH_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+  cublasDestroy(handle);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  return 2.0 * n * n * static_cast<double>(n) * iters / (ms * 1e-3) / 1e12;
+}
+
+struct KvHead {
+  std::vector<KvPiece> pieces;
+};
+
+// Attention of all 32 query heads (8 calls, one per KV head) for n_q tokens at
+// q_pos0 against the given per-KV-head pieces.
+struct AttnRun {
+  Backend* be;
+  float *q, *out, *lse;
+  int n_q;
+  int64_t q_pos0;
+  std::vector<KvHead> heads;
+  void operator()() const {
+    for (int g = 0; g < kKvHeads; ++g) {
+      AttnArgs a;
+      a.q = q + g * kGroup * kHeadDim;
+      a.q_stride = kQHeads * kHeadDim;
+      a.n_q = n_q;
+      a.n_qh = kGroup;
+      a.head_dim = kHeadDim;
+      a.q_pos0 = q_pos0;
+      a.causal = true;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+      a.kv_dtype = DType::BF16;
+      a.pieces = heads[g].pieces;
+      a.out = out + g * kGroup * kHeadDim;
+      a.out_stride = kQHeads * kHeadDim;
+      a.lse = lse + static_cast<int64_t>(g) * n_q * kGroup;
+      be->attention(a);
+    }
+  }
+};
+
+// Query/key pairs left after causal masking, summed over the query tokens.
+double visible_pairs(int n_q, int64_t q_pos0, const std::vector<KvPiece>& pieces) {
+  double pairs = 0;
+  for (const auto& p : pieces)
+    for (int t = 0; t < n_q; ++t) {
+      const int64_t last = std::min(p.pos0 + p.n_tokens - 1, q_pos0 + t);
+      if (last >= p.pos0) pairs += static_cast<double>(last - p.pos0 + 1);
+    }
+  return pairs;
+}
+
+bool has_nan(Backend& be, const float* dev, size_t n) {
+  std::vector<float> h(std::min<size_t>(n, 1 << 20));
+  be.download(h.data(), dev, h.size() * 4);
+  for (float x : h)
+    if (std::isnan(x)) return true;
+  return false;
+}
+
+// segments: (n_tokens, pos0) of each piece of every KV head; queries are the last n_q
+// positions of the last segment.
+void bench_attention(Backend& be, const char* label, int n_q, int64_t q_pos0,
+                     const std::vector<std::pair<int64_t, int64_t>>& segments, bool decode, bool quick,
+                     double ceiling) {
+  std::mt19937 rng(11);
+  std::vector<void*> bufs;
+  AttnRun run{&be, nullptr, nullptr, nullptr, n_q, q_pos0, {}};
+  double kv_bytes = 0;
+  for (int g = 0; g < kKvHeads; ++g) {
+    KvHead h;
+    for (auto [n, pos0] : segments) {
+      KvPiece p;
+      p.k = random_bf16(be, static_cast<size_t>(n) * kHeadDim, rng);
+      p.v = random_bf16(be, static_cast<size_t>(n) * kHeadDim, rng);
+      bufs.push_back(const_cast<void*>(p.k));
+      bufs.push_back(const_cast<void*>(p.v));
+      p.n_tokens = n;
+      p.pos0 = pos0;
+      h.pieces.push_back(p);
+      kv_bytes += 2.0 * n * kHeadDim * 2;
+    }
+    run.heads.push_back(h);
+  }
+  const size_t qn = static_cast<size_t>(n_q) * kQHeads * kHeadDim;
+  run.q = random_f32(be, qn, rng);
+  run.out = static_cast<float*>(be.alloc(qn * 4));
+  run.lse = static_cast<float*>(be.alloc(static_cast<size_t>(n_q) * kQHeads * 4));
+  const double s = time_per_call(be, run, quick ? 0.2 : 1.0, quick ? 2 : 5);
+  const bool nan = has_nan(be, run.out, qn);
+  if (decode) {
+    std::printf("%-44s %9.1f us/token   %7.1f GB/s of KV (%.0f MB)%s\n", label, s * 1e6, kv_bytes / s / 1e9,
+                kv_bytes / 1e6, nan ? "   NaN IN OUTPUT" : "");
+  } else {
+    const double flops = 4.0 * visible_pairs(n_q, q_pos0, run.heads[0].pieces) * kHeadDim * kQHeads;
+    const double tf = flops / s / 1e12;
+    std::printf("%-44s %9.2f ms   %7.1f TFLOP/s   (%.0f%% of the GEMM ceiling)%s\n", label, s * 1e3, tf,
+                100.0 * tf / ceiling, nan ? "   NaN IN OUTPUT" : "");
+  }
+  for (void* p : bufs) be.free(p);
+  be.free(run.q);
+  be.free(run.out);
+  be.free(run.lse);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  if (!headinfer::cuda_available()) {
+    std::puts("cuda_attention: no usable CUDA device or driver");
+    return 0;
+  }
+  try {
+    auto be = headinfer::make_cuda_backend(0);
+    std::printf("device: %s\nheads: %d query / %d KV, head_dim %d, BF16 KV, f32 q/out\n", be->name().c_str(),
+                kQHeads, kKvHeads, kHeadDim);
+    const double ceiling = gemm_ceiling_tflops(quick);
+    std::printf("%-44s %7.1f TFLOP/s\n", "cuBLAS BF16 GEMM 8192^3 (ceiling)", ceiling);
+    std::puts("prefill (FLOPs = 4 * visible q-k pairs * head_dim * 32 heads; causal counts about half):");
+    // Both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS; the backend reads it when made).
+    for (const char* warps : {"4", "8"}) {
+      setenv("HEADINFER_CUDA_ATTN_WARPS", warps, 1);
+      auto pb = headinfer::make_cuda_backend(0);
+      const std::string w = std::string(" [") + warps + " warps]";
+      bench_attention(*pb, ("  causal 16K" + w).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
+      bench_attention(*pb, ("  causal 32K" + w).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
+      bench_attention(*pb, ("  8K chunk after 128K cached keys" + w).c_str(), 8192, 131072,
+                      {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
+    }
+    unsetenv("HEADINFER_CUDA_ATTN_WARPS");
+    std::puts("decode (1 token, all 8 KV heads; GB/s = K+V bytes read / time):");
+    bench_attention(*be, "  decode 32K context", 1, 32768, {{32769, 0}}, true, quick, ceiling);
+    bench_attention(*be, "  decode 128K context", 1, 131072, {{131073, 0}}, true, quick, ceiling);
+  } catch (const headinfer::Error& e) {
+    std::fprintf(stderr, "cuda_attention: %s\n", e.with_location().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+#else
+
+#include <cstdio>
+
+int main() {
+  std::puts("no CUDA build");
+  return 0;
+}
+
+#endif

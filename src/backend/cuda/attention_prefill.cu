@@ -1,0 +1,326 @@
+// Tensor-core flash attention (prefill / chunked prefill) for BF16 and F16 KV,
+// head_dim 64 or 128. FlashAttention-2 structure on mma.sync.m16n8k16:
+//   * a block = kWarps warps (4 or 8) = 16 * kWarps query rows; each warp owns 16 rows,
+//     whose Q fragments (converted from f32 to the KV dtype) stay in registers;
+//   * key tiles of kMmaKeys (64) keys are copied to shared memory with cp.async
+//     (K of the next tile streams in while P V of this one runs), never straddling a
+//     piece; rows past a piece's end are zero-filled and masked;
+//   * S = Q K^T and O += P V accumulate in f32; the online softmax runs on the S
+//     fragments in registers (log2 domain), P is re-packed as the A operand of P V.
+// Fragment layouts follow the PTX ISA for m16n8k16 (g = lane / 4, q = lane % 4):
+//   A regs {(g, 2q..2q+1), (g+8, 2q..), (g, 2q+8..), (g+8, 2q+8..)},
+//   B regs {(k = 2q..2q+1, n = g), (k = 2q+8.., n = g)}, C {(g, 2q..), (g+8, 2q..)}.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_util.cuh"
+#include "backend/cuda/kernels.hpp"
+
+namespace headinfer::cuda {
+namespace {
+
+constexpr int BN = kMmaKeys;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy global -> shared; src_bytes 0 zero-fills the destination.
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+template <typename T>
+struct MmaOps;
+
+template <>
+struct MmaOps<__nv_bfloat16> {
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+template <>
+struct MmaOps<__half> {
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// Copies the tile's rows (count of them, the rest zero) into a [BN][D + 8] buffer.
+template <typename T, int D, int kThreads>
+__device__ __forceinline__ void load_tile(T* dst, const T* src, int count) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  constexpr int kLd = D + 8;
+  for (int c = threadIdx.x; c < BN * kChunks; c += kThreads) {
+    const int row = c / kChunks, col = (c % kChunks) * 8;
+    const bool in = row < count;
+    const T* g = in ? src + static_cast<int64_t>(row) * D + col : src;
+    cp_async_16(dst + row * kLd + col, g, in ? 16 : 0);
+  }
+}
+
+template <typename T, int D, int kWarps>
+__global__ void __launch_bounds__(kWarps * 32) attn_mma_kernel(const AttnParams p) {
+  using Ops = MmaOps<T>;
+  constexpr int kThreads = kWarps * 32, BM = 16 * kWarps;
+  constexpr int kLd = D + 8;  // padded row: ldmatrix row addresses hit distinct banks
+  __shared__ __align__(16) uint16_t ks_raw[BN * kLd];
+  __shared__ __align__(16) uint16_t vs_raw[BN * kLd];
+  T* ks = reinterpret_cast<T*>(ks_raw);
+  T* vs = reinterpret_cast<T*>(vs_raw);
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, tq = lane & 3;
+  // Heaviest (latest, under causal masking) row tiles first.
+  const int r0 = (gridDim.x - 1 - blockIdx.x) * BM;
+  const int nr = min(BM, p.n_rows - r0);
+  const int slot = p.slot_base + blockIdx.y;
+  const int64_t total = p.pieces.start[p.pieces.n];
+  const int64_t kbeg = static_cast<int64_t>(blockIdx.y) * p.keys_per_split;
+  const int64_t kend = min(total, kbeg + p.keys_per_split);
+
+  // This thread's two rows: ra (fragment rows g) and rb (g + 8) of the warp's 16.
+  const int ra = r0 + warp * 16 + g, rb = ra + 8;
+  const int64_t pos_a = attn_row_pos(p, min(ra, p.n_rows - 1));
+  const int64_t pos_b = attn_row_pos(p, min(rb, p.n_rows - 1));
+  const int64_t qmin = attn_row_pos(p, r0), qmax = attn_row_pos(p, r0 + nr - 1);
+
+  uint32_t qf[D / 16][4];
+  {
+    const float* qa = nullptr;
+    const float* qb = nullptr;
+    if (ra < p.n_rows) qa = p.q + (ra / p.n_qh) * p.q_stride + static_cast<int64_t>(ra % p.n_qh) * D;
+    if (rb < p.n_rows) qb = p.q + (rb / p.n_qh) * p.q_stride + static_cast<int64_t>(rb % p.n_qh) * D;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const int c0 = kk * 16 + tq * 2, c1 = c0 + 8;
+      qf[kk][0] = qa ? Ops::pack(qa[c0], qa[c0 + 1]) : 0u;
+      qf[kk][1] = qb ? Ops::pack(qb[c0], qb[c0 + 1]) : 0u;
+      qf[kk][2] = qa ? Ops::pack(qa[c1], qa[c1 + 1]) : 0u;
+      qf[kk][3] = qb ? Ops::pack(qb[c1], qb[c1 + 1]) : 0u;
+    }
+  }
+
+  float oacc[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+
+  TileWalker<BN> walker(p, kbeg, kend, qmax);
+  KeyTile cur, nxt;
+  bool has = walker.advance(cur);
+  if (has) {
+    load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[cur.piece]) + cur.local * D, cur.count);
+    cp_async_commit();
+  }
+  while (has) {
+    load_tile<T, D, kThreads>(vs, static_cast<const T*>(p.pieces.v[cur.piece]) + cur.local * D, cur.count);
+    cp_async_commit();
+    const bool has_next = walker.advance(nxt);
+    cp_async_wait<1>();  // K of this tile has landed (V may still be in flight)
+    __syncthreads();
+
+    // S = Q K^T for this warp's 16 rows x BN keys.
+    float sacc[BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) sacc[j][0] = sacc[j][1] = sacc[j][2] = sacc[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int jn = 0; jn < BN / 16; ++jn) {
+        const int mi = lane >> 3;
+        const int key = jn * 16 + (mi >> 1) * 8 + (lane & 7);
+        const int d = kk * 16 + (mi & 1) * 8;
+        uint32_t b[4];
+        ldmatrix_x4(b, ks + key * kLd + d);
+        Ops::mma(sacc[2 * jn], qf[kk], b[0], b[1]);
+        Ops::mma(sacc[2 * jn + 1], qf[kk], b[2], b[3]);
+      }
+    }
+
+    // Scale, mask, online softmax (rows a: elements 0,1; rows b: elements 2,3).
+    // A full tile whose keys all precede every row of the block needs no mask.
+    const bool unmasked = cur.count == BN && (!p.causal || cur.pos + BN - 1 <= qmin);
+    float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float sv = sacc[j][e] * p.scale_log2;
+        if (!unmasked) {
+          const int n = j * 8 + tq * 2 + (e & 1);
+          const bool masked = n >= cur.count || (p.causal && cur.pos + n > (e < 2 ? pos_a : pos_b));
+          if (masked) sv = -INFINITY;
+        }
+        sacc[j][e] = sv;
+        if (e < 2)
+          mx_a = fmaxf(mx_a, sv);
+        else
+          mx_b = fmaxf(mx_b, sv);
+      }
+    }
+    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+    const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+    const float mu_a = mn_a == -INFINITY ? 0.f : mn_a;
+    const float mu_b = mn_b == -INFINITY ? 0.f : mn_b;
+    const float alpha_a = exp2f(m_a - mu_a), alpha_b = exp2f(m_b - mu_b);
+    m_a = mn_a;
+    m_b = mn_b;
+    float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      sacc[j][0] = exp2f(sacc[j][0] - mu_a);
+      sacc[j][1] = exp2f(sacc[j][1] - mu_a);
+      sacc[j][2] = exp2f(sacc[j][2] - mu_b);
+      sacc[j][3] = exp2f(sacc[j][3] - mu_b);
+      sum_a += sacc[j][0] + sacc[j][1];
+      sum_b += sacc[j][2] + sacc[j][3];
+    }
+    l_a = l_a * alpha_a + sum_a;  // per-thread partial sums; reduced over the quad at the end
+    l_b = l_b * alpha_b + sum_b;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      oacc[i][0] *= alpha_a;
+      oacc[i][1] *= alpha_a;
+      oacc[i][2] *= alpha_b;
+      oacc[i][3] *= alpha_b;
+    }
+
+    __syncthreads();  // every warp is done with ks
+    if (has_next) {
+      load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[nxt.piece]) + nxt.local * D, nxt.count);
+      cp_async_commit();
+      cp_async_wait<1>();  // V of this tile has landed
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    // O += P V: P (16 x BN) as A fragments straight from the S accumulators.
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      uint32_t pa[4];
+      pa[0] = Ops::pack(sacc[2 * kk][0], sacc[2 * kk][1]);
+      pa[1] = Ops::pack(sacc[2 * kk][2], sacc[2 * kk][3]);
+      pa[2] = Ops::pack(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
+      pa[3] = Ops::pack(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
+#pragma unroll
+      for (int dn = 0; dn < D / 16; ++dn) {
+        const int mi = lane >> 3;
+        const int key = kk * 16 + (mi & 1) * 8 + (lane & 7);
+        const int d = dn * 16 + (mi >> 1) * 8;
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, vs + key * kLd + d);
+        Ops::mma(oacc[2 * dn], pa, b[0], b[1]);
+        Ops::mma(oacc[2 * dn + 1], pa, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // every warp is done with vs before the next tile's V load
+
+    cur = nxt;
+    has = has_next;
+  }
+
+  l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
+  l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
+  l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
+  l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
+
+  constexpr float kLn2 = 0.69314718055994531f;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = half ? rb : ra;
+    if (r >= p.n_rows) continue;
+    const float l = half ? l_b : l_a;
+    const float m = half ? m_b : m_a;
+    const bool any = l > 0.f;
+    const float inv = any ? 1.0f / l : 0.f;
+    float* orow = attn_out_row(p, slot, r);
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const int d = i * 8 + tq * 2;
+      orow[d] = oacc[i][half * 2] * inv;
+      orow[d + 1] = oacc[i][half * 2 + 1] * inv;
+    }
+    float* lp = attn_lse_at(p, slot, r);
+    if (lp && tq == 0) *lp = any ? (m + log2f(l)) * kLn2 : -INFINITY;
+  }
+}
+
+template <typename T, int kWarps>
+void launch_mma_warps(const AttnParams& p, int n_splits, cudaStream_t s) {
+  dim3 grid((p.n_rows + 16 * kWarps - 1) / (16 * kWarps), n_splits);
+  if (p.head_dim == 64)
+    attn_mma_kernel<T, 64, kWarps><<<grid, kWarps * 32, 0, s>>>(p);
+  else
+    attn_mma_kernel<T, 128, kWarps><<<grid, kWarps * 32, 0, s>>>(p);
+  HI_CUDA_CHECK_LAUNCH("attn_mma_kernel");
+}
+
+template <typename T>
+void launch_mma_typed(const AttnParams& p, int n_splits, int warps, cudaStream_t s) {
+  if (warps == 8)
+    launch_mma_warps<T, 8>(p, n_splits, s);
+  else
+    launch_mma_warps<T, 4>(p, n_splits, s);
+}
+
+}  // namespace
+
+bool attention_mma_supported(DType kv, int head_dim) {
+  return (kv == DType::BF16 || kv == DType::F16) && (head_dim == 64 || head_dim == 128);
+}
+
+int attention_mma_rows(int warps) { return warps == 8 ? 128 : 64; }
+
+void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s) {
+  if (p.n_rows <= 0) return;
+  HI_CHECK(attention_mma_supported(kv, p.head_dim), "cuda attention: no tensor-core kernel for KV "
+                                                        << dtype_name(kv) << " with head_dim " << p.head_dim);
+  if (kv == DType::BF16)
+    launch_mma_typed<__nv_bfloat16>(p, n_splits, warps, s);
+  else
+    launch_mma_typed<__half>(p, n_splits, warps, s);
+}
+
+}  // namespace headinfer::cuda

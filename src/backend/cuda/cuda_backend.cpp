@@ -1,0 +1,383 @@
+// The CUDA backend: owns one stream and a cuBLAS handle on one device; every op is
+// enqueued on that stream. download() and upload() wait for it; other ops return
+// once enqueued (synchronize() waits).
+#include "backend/cuda/cuda_backend.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_internal.hpp"
+#include "backend/cuda/kernels.hpp"
+
+namespace headinfer {
+namespace {
+
+using cuda::AttnParams;
+using cuda::PieceTable;
+
+// Fewest keys worth a split of their own (below this, the combine step costs more
+// than the parallelism buys), and blocks per SM to aim for, per attention kernel: the
+// CUDA-core kernel stages tiles synchronously, so it wants more blocks in flight.
+constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128;
+constexpr int kBlocksPerSmMma = 2, kBlocksPerSmSimt = 4;
+
+bool is_device_pointer(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();  // clear: an unknown host pointer is not an error here
+    return false;
+  }
+  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Debugging knobs (read once per backend), to isolate a kernel when a parity test fails:
+//   HEADINFER_CUDA_ATTN_PATH=simt   always use the CUDA-core attention kernel
+//   HEADINFER_CUDA_ATTN_SPLITS=N    at most N key splits per piece batch (1: no split-KV)
+//   HEADINFER_CUDA_ATTN_WARPS=8     tensor-core blocks of 8 warps / 128 rows (default 4 / 64)
+struct AttnDebug {
+  bool force_simt = false;
+  int64_t max_splits = 0;  // 0: no limit
+  int mma_warps = 4;
+  static AttnDebug from_env() {
+    AttnDebug d;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS")) d.mma_warps = std::atoi(e) == 8 ? 8 : 4;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) d.force_simt = std::strcmp(e, "simt") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
+    return d;
+  }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      HI_FAIL("cuda backend: no usable CUDA driver or device (" << cudaGetErrorName(e) << ": "
+                                                                << cudaGetErrorString(e) << ")");
+    }
+    HI_CHECK(device >= 0 && device < count,
+             "cuda backend: device " << device << " does not exist (" << count << " CUDA devices)");
+    HI_CUDA_CHECK(cudaSetDevice(device_));
+    cudaDeviceProp prop{};
+    HI_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    HI_CHECK(prop.major >= 8, "cuda backend: device " << device << " (" << prop.name << ") is sm_" << prop.major
+                                                      << prop.minor << "; sm_80 or newer is required");
+    sm_count_ = prop.multiProcessorCount;
+    debug_ = AttnDebug::from_env();
+    device_name_ = prop.name;
+    HI_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    gemm_ = std::make_unique<cuda::CublasGemm>(stream_);
+  }
+
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    cudaStreamSynchronize(stream_);
+    gemm_.reset();
+    for (auto& t : freq_tables_) cudaFree(t.dev);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda:" + std::to_string(device_) + " (" + device_name_ + ")"; }
+
+  void* alloc(size_t bytes) override {
+    use();
+    if (bytes == 0) return nullptr;
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      HI_FAIL("cuda alloc of " << bytes << " bytes failed: " << cudaGetErrorName(e) << " ("
+                               << cudaGetErrorString(e) << ")");
+    }
+    return p;
+  }
+
+  void free(void* p) override {
+    if (!p) return;
+    use();
+    HI_CUDA_CHECK(cudaFree(p));
+  }
+
+  void upload(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return;
+    use();
+    HI_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    HI_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void download(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return;
+    use();
+    HI_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    HI_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return;
+    use();
+    HI_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  Mat prepare(const Tensor& t, std::vector<std::shared_ptr<const void>>& keep_alive) override {
+    use();
+    HI_CHECK(!t.empty(), "cuda prepare: tensor '" << t.name << "' has no data");
+    DType dt = t.dtype;
+    const void* src = t.data;
+    std::vector<float> deq;
+    if (dt == DType::Q8_0) {  // no Q8_0 kernels: dequantize once at load
+      deq.resize(static_cast<size_t>(t.numel()));
+      to_f32(dt, t.data, deq.data(), t.numel());
+      src = deq.data();
+      dt = DType::F32;
+    }
+    const size_t bytes = dtype_bytes(dt, t.numel());
+    void* d = alloc(bytes);
+    try {
+      upload(d, src, bytes);
+    } catch (...) {
+      cudaFree(d);
+      throw;
+    }
+    keep_alive.push_back(std::shared_ptr<const void>(d, [](const void* p) { cudaFree(const_cast<void*>(p)); }));
+    Mat m;
+    m.dtype = dt;
+    m.data = d;
+    m.rows = t.rows();
+    m.cols = t.cols();
+    return m;
+  }
+
+  void embed(const int32_t* ids, int n, const Mat& table, float* out) override {
+    if (n <= 0) return;
+    use();
+    const int32_t* dev_ids = ids;
+    if (!is_device_pointer(ids)) {  // tolerate host ids: check and stage them
+      for (int i = 0; i < n; ++i)
+        HI_CHECK(ids[i] >= 0 && ids[i] < table.rows,
+                 "token id " << ids[i] << " is outside the vocabulary (0.." << table.rows - 1 << ")");
+      auto* tmp = static_cast<int32_t*>(ids_.get(sizeof(int32_t) * n, stream_));
+      HI_CUDA_CHECK(cudaMemcpyAsync(tmp, ids, sizeof(int32_t) * n, cudaMemcpyHostToDevice, stream_));
+      HI_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      dev_ids = tmp;
+    }
+    cuda::launch_embed(dev_ids, n, table.data, table.dtype, table.rows, table.cols, out, stream_);
+  }
+
+  void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) override {
+    use();
+    cuda::launch_rmsnorm(x, w.data, w.dtype, eps, n, w.rows * w.cols, out, stream_);
+  }
+
+  void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
+    use();
+    gemm_->matmul(x, n, w, bias, out);
+  }
+
+  void rope(const RopeArgs& a) override {
+    if (a.n_tokens <= 0 || a.n_heads <= 0) return;
+    use();
+    HI_CHECK(a.head_dim >= 2 && a.head_dim % 2 == 0, "cuda rope: head_dim " << a.head_dim << " is not even");
+    HI_CHECK(a.inv_freq, "cuda rope: inv_freq is null");
+    cuda::launch_rope(a.x, a.stride, a.n_tokens, a.n_heads, a.head_dim, a.pos0, freq_table(a.inv_freq, a.head_dim / 2),
+                      stream_);
+  }
+
+  void attention(const AttnArgs& a) override;
+
+  void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
+                       int head_dim, int64_t stride_a, int64_t stride_b) override {
+    use();
+    cuda::launch_merge_attention(o_a, lse_a, o_b, lse_b, n_q, n_qh, head_dim, stride_a, stride_b, stream_);
+  }
+
+  void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
+    use();
+    cuda::launch_swiglu(gate, up, n, out, stream_);
+  }
+
+  void add(float* x, const float* y, int64_t n) override {
+    use();
+    cuda::launch_add(x, y, n, stream_);
+  }
+
+  void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override {
+    use();
+    cuda::launch_store_kv(src, src_stride, n, head_dim, kv_dtype, dst, stream_);
+  }
+
+  void synchronize() override {
+    use();
+    HI_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  struct FreqTable {
+    std::vector<double> host;
+    double* dev = nullptr;
+  };
+
+  void use() { HI_CUDA_CHECK(cudaSetDevice(device_)); }
+
+  // Device copy of a host inv_freq table, uploaded once per distinct content.
+  const double* freq_table(const double* inv_freq, int n) {
+    if (is_device_pointer(inv_freq)) return inv_freq;
+    for (const auto& t : freq_tables_)
+      if (static_cast<int>(t.host.size()) == n && std::memcmp(t.host.data(), inv_freq, sizeof(double) * n) == 0)
+        return t.dev;
+    FreqTable t;
+    t.host.assign(inv_freq, inv_freq + n);
+    HI_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&t.dev), sizeof(double) * n));
+    HI_CUDA_CHECK(cudaMemcpy(t.dev, t.host.data(), sizeof(double) * n, cudaMemcpyHostToDevice));
+    freq_tables_.push_back(std::move(t));
+    return freq_tables_.back().dev;
+  }
+
+  // Splits of `keys` keys for `row_blocks` row tiles: enough blocks for blocks_per_sm
+  // on every SM, at least min_keys keys each, split sizes a multiple of the tile.
+  int choose_splits(int64_t keys, int row_blocks, int tile, int blocks_per_sm, int64_t min_keys,
+                    int64_t& chunk) const {
+    if (keys <= 0) {
+      chunk = tile;
+      return 1;
+    }
+    const int64_t target = static_cast<int64_t>(blocks_per_sm) * sm_count_;
+    const int64_t want = row_blocks >= target ? 1 : ceil_div(target, row_blocks);
+    int64_t s = std::max<int64_t>(1, std::min(want, ceil_div(keys, min_keys)));
+    if (debug_.max_splits > 0) s = std::min(s, debug_.max_splits);
+    chunk = ceil_div(ceil_div(keys, s), tile) * tile;
+    return static_cast<int>(ceil_div(keys, chunk));
+  }
+
+  int device_;
+  std::string device_name_;
+  int sm_count_ = 1;
+  AttnDebug debug_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<cuda::CublasGemm> gemm_;
+  cuda::ScratchBuffer part_, ids_;
+  std::vector<FreqTable> freq_tables_;
+};
+
+void CudaBackend::attention(const AttnArgs& a) {
+  HI_CHECK(a.n_q >= 0 && a.n_qh > 0 && a.head_dim > 0,
+           "cuda attention: bad shape n_q " << a.n_q << ", n_qh " << a.n_qh << ", head_dim " << a.head_dim);
+  const int64_t rows64 = static_cast<int64_t>(a.n_q) * a.n_qh;
+  HI_CHECK(rows64 < INT_MAX, "cuda attention: " << rows64 << " query rows is too many");
+  const int R = static_cast<int>(rows64), D = a.head_dim;
+  if (R == 0) return;
+  HI_CHECK(D <= cuda::kSimtMaxHeadDim, "cuda attention: head_dim " << D << " exceeds " << cuda::kSimtMaxHeadDim);
+  HI_CHECK(a.kv_dtype == DType::F32 || a.kv_dtype == DType::F16 || a.kv_dtype == DType::BF16,
+           "cuda attention: KV dtype " << dtype_name(a.kv_dtype) << " is not supported (F32, F16, BF16)");
+  HI_CHECK(a.q && a.out, "cuda attention: q or out is null");
+  use();
+
+  std::vector<const KvPiece*> pieces;
+  bool aligned = true;
+  for (const KvPiece& p : a.pieces) {
+    if (p.n_tokens <= 0) continue;
+    HI_CHECK(p.k && p.v, "cuda attention: a KV piece of " << p.n_tokens << " tokens has a null K or V");
+    aligned = aligned && reinterpret_cast<uintptr_t>(p.k) % 16 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0;
+    pieces.push_back(&p);
+  }
+  const bool mma =
+      !debug_.force_simt && cuda::attention_mma_supported(a.kv_dtype, D) && aligned && R > cuda::kSimtRows;
+  const int rows_per_block = mma ? cuda::attention_mma_rows(debug_.mma_warps) : cuda::kSimtRows;
+  const int tile = mma ? cuda::kMmaKeys : cuda::kSimtKeys;
+  const int row_blocks = static_cast<int>(ceil_div(R, rows_per_block));
+
+  // Pieces go to the kernels in batches of kMaxPieces; every (batch, split) is a slot.
+  struct Batch {
+    PieceTable table;
+    int splits;
+    int64_t chunk;
+  };
+  std::vector<Batch> batches;
+  int slots = 0;
+  for (size_t b0 = 0; b0 < pieces.size() || batches.empty(); b0 += cuda::kMaxPieces) {
+    Batch b{};
+    int64_t total = 0;
+    const size_t nb = std::min<size_t>(cuda::kMaxPieces, pieces.size() - std::min(b0, pieces.size()));
+    for (size_t i = 0; i < nb; ++i) {
+      const KvPiece& p = *pieces[b0 + i];
+      b.table.k[i] = p.k;
+      b.table.v[i] = p.v;
+      b.table.pos0[i] = p.pos0;
+      b.table.start[i] = total;
+      total += p.n_tokens;
+    }
+    b.table.start[nb] = total;
+    b.table.n = static_cast<int>(nb);
+    b.splits = choose_splits(total, row_blocks, tile, mma ? kBlocksPerSmMma : kBlocksPerSmSimt,
+                             mma ? kMinKeysPerSplitMma : kMinKeysPerSplitSimt, b.chunk);
+    slots += b.splits;
+    batches.push_back(b);
+  }
+
+  AttnParams prm{};
+  prm.q = a.q;
+  prm.q_stride = a.q_stride;
+  prm.n_rows = R;
+  prm.n_qh = a.n_qh;
+  prm.head_dim = D;
+  prm.causal = a.causal ? 1 : 0;
+  prm.q_pos0 = a.q_pos0;
+  prm.scale_log2 = static_cast<float>(static_cast<double>(a.scale) * 1.4426950408889634);
+
+  auto launch = [&](const AttnParams& p, int splits) {
+    if (mma)
+      cuda::launch_attention_mma(p, splits, a.kv_dtype, debug_.mma_warps, stream_);
+    else
+      cuda::launch_attention_simt(p, splits, a.kv_dtype, stream_);
+  };
+
+  if (slots == 1) {  // one pass writes the result directly
+    prm.pieces = batches[0].table;
+    prm.keys_per_split = batches[0].chunk;
+    prm.o = a.out;
+    prm.o_tok_stride = a.out_stride;
+    prm.lse = a.lse;
+    launch(prm, 1);
+    return;
+  }
+  const size_t o_elems = static_cast<size_t>(slots) * R * D;
+  auto* part = static_cast<float*>(part_.get(sizeof(float) * (o_elems + static_cast<size_t>(slots) * R), stream_));
+  prm.o = part;
+  prm.o_tok_stride = static_cast<int64_t>(a.n_qh) * D;
+  prm.o_slot_stride = static_cast<int64_t>(R) * D;
+  prm.lse = part + o_elems;
+  prm.lse_slot_stride = R;
+  int base = 0;
+  for (const Batch& b : batches) {
+    prm.pieces = b.table;
+    prm.keys_per_split = b.chunk;
+    prm.slot_base = base;
+    launch(prm, b.splits);
+    base += b.splits;
+  }
+  cuda::launch_attention_combine(part, part + o_elems, slots, R, a.n_qh, D, a.out, a.out_stride, a.lse, stream_);
+}
+
+}  // namespace
+
+bool cuda_available() {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return count > 0;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace headinfer

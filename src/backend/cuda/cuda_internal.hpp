@@ -1,0 +1,45 @@
+// Host-side helpers of the CUDA backend shared by its .cpp files.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "backend/backend.hpp"
+
+namespace headinfer::cuda {
+
+// A grow-only device buffer for temporaries of one stream. Growing waits for the
+// stream, so work still reading the old buffer finishes first.
+class ScratchBuffer {
+ public:
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ~ScratchBuffer();
+  void* get(size_t bytes, cudaStream_t stream);
+
+ private:
+  void* ptr_ = nullptr;
+  size_t size_ = 0;
+};
+
+// x @ W^T through cuBLAS: F32 weights as a plain f32 GEMM (no TF32); F16 / BF16
+// weights with the activations converted to the weight dtype, f32 accumulation and
+// f32 output. Bias is pre-filled into the output and added with beta = 1.
+class CublasGemm {
+ public:
+  explicit CublasGemm(cudaStream_t stream);
+  CublasGemm(const CublasGemm&) = delete;
+  CublasGemm& operator=(const CublasGemm&) = delete;
+  ~CublasGemm();
+  void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out);
+
+ private:
+  cudaStream_t stream_;
+  cublasHandle_t handle_ = nullptr;
+  ScratchBuffer act_;
+};
+
+}  // namespace headinfer::cuda

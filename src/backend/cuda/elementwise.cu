@@ -1,0 +1,115 @@
+// Elementwise ops: SwiGLU, residual add, f32 -> KV dtype conversion (store_kv),
+// f32 -> F16/BF16 activation conversion and the bias fill used by matmul.
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_util.cuh"
+#include "backend/cuda/kernels.hpp"
+
+namespace headinfer::cuda {
+namespace {
+
+__global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up, int64_t n,
+                              float* __restrict__ out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float g = gate[i];
+    out[i] = g / (1.0f + expf(-g)) * up[i];
+  }
+}
+
+__global__ void add_kernel(float* x, const float* y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[i] += y[i];
+}
+
+template <typename T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename T>
+__global__ void store_kv_kernel(const float* __restrict__ src, int64_t src_stride, int n, int head_dim,
+                                T* __restrict__ dst) {
+  int64_t total = static_cast<int64_t>(n) * head_dim;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t row = i / head_dim, col = i % head_dim;
+    dst[i] = from_f32<T>(src[row * src_stride + col]);
+  }
+}
+
+template <typename T>
+__global__ void convert_kernel(const float* __restrict__ x, int64_t n, T* __restrict__ dst) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[i] = from_f32<T>(x[i]);
+}
+
+__global__ void fill_bias_kernel(float* __restrict__ out, int n, int64_t cols, const void* __restrict__ bias,
+                                 DType dt) {
+  int64_t total = static_cast<int64_t>(n) * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = load_as_f32(bias, dt, i % cols);
+}
+
+constexpr int kBlock = 256;
+
+}  // namespace
+
+void launch_swiglu(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s) {
+  if (n <= 0) return;
+  swiglu_kernel<<<grid_for(n, kBlock), kBlock, 0, s>>>(gate, up, n, out);
+  HI_CUDA_CHECK_LAUNCH("swiglu_kernel");
+}
+
+void launch_add(float* x, const float* y, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  add_kernel<<<grid_for(n, kBlock), kBlock, 0, s>>>(x, y, n);
+  HI_CUDA_CHECK_LAUNCH("add_kernel");
+}
+
+void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType dt, void* dst,
+                     cudaStream_t s) {
+  int64_t total = static_cast<int64_t>(n) * head_dim;
+  if (total <= 0) return;
+  unsigned g = grid_for(total, kBlock);
+  switch (dt) {
+    case DType::F32:
+      store_kv_kernel<<<g, kBlock, 0, s>>>(src, src_stride, n, head_dim, static_cast<float*>(dst));
+      break;
+    case DType::F16:
+      store_kv_kernel<<<g, kBlock, 0, s>>>(src, src_stride, n, head_dim, static_cast<__half*>(dst));
+      break;
+    case DType::BF16:
+      store_kv_kernel<<<g, kBlock, 0, s>>>(src, src_stride, n, head_dim, static_cast<__nv_bfloat16*>(dst));
+      break;
+    default: HI_FAIL("cuda store_kv: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
+  }
+  HI_CUDA_CHECK_LAUNCH("store_kv_kernel");
+}
+
+void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStream_t s) {
+  if (n <= 0) return;
+  unsigned g = grid_for(n, kBlock);
+  if (dt == DType::BF16)
+    convert_kernel<<<g, kBlock, 0, s>>>(x, n, static_cast<__nv_bfloat16*>(dst));
+  else if (dt == DType::F16)
+    convert_kernel<<<g, kBlock, 0, s>>>(x, n, static_cast<__half*>(dst));
+  else
+    HI_FAIL("cuda convert: target dtype " << dtype_name(dt) << " is not F16/BF16");
+  HI_CUDA_CHECK_LAUNCH("convert_kernel");
+}
+
+void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType dt, cudaStream_t s) {
+  int64_t total = static_cast<int64_t>(n) * cols;
+  if (total <= 0) return;
+  fill_bias_kernel<<<grid_for(total, kBlock), kBlock, 0, s>>>(out, n, cols, bias, dt);
+  HI_CUDA_CHECK_LAUNCH("fill_bias_kernel");
+}
+
+}  // namespace headinfer::cuda

@@ -1,0 +1,91 @@
+// Host-callable launchers of the CUDA backend's kernels and the parameter blocks
+// they share. Every launcher enqueues on the given stream and checks the launch.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "format/tensor.hpp"
+
+namespace headinfer::cuda {
+
+// ---- small ops ----------------------------------------------------------------
+// out[i, :] = table[ids[i], :] (ids on the device; an id outside [0, rows) gives a NaN row)
+void launch_embed(const int32_t* ids, int n, const void* table, DType dt, int64_t rows, int64_t cols, float* out,
+                  cudaStream_t s);
+// out = x / sqrt(mean(x^2) + eps) * w, rows of `cols` floats; out may alias x
+void launch_rmsnorm(const float* x, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
+                    cudaStream_t s);
+// rotate-half RoPE in place; inv_freq is a device table of head_dim / 2 doubles
+void launch_rope(float* x, int64_t stride, int n_tokens, int n_heads, int head_dim, int64_t pos0,
+                 const double* inv_freq, cudaStream_t s);
+void launch_swiglu(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s);
+void launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
+// n rows of head_dim floats (row stride src_stride) -> contiguous rows of dt
+void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType dt, void* dst, cudaStream_t s);
+// contiguous f32 -> F16 / BF16 (round to nearest even)
+void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStream_t s);
+// out[i, j] = bias[j] for i < n, j < cols
+void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType dt, cudaStream_t s);
+// merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
+void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
+                            int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);
+
+// ---- attention ----------------------------------------------------------------
+// Attention rows are (token, head) pairs: row r = t * n_qh + h, at absolute position
+// q_pos0 + t. Keys are the concatenation of the pieces ("global key index");
+// block (x, y) handles a tile of rows against split y of the global keys.
+constexpr int kMaxPieces = 32;
+
+struct PieceTable {
+  const void* k[kMaxPieces];
+  const void* v[kMaxPieces];
+  int64_t pos0[kMaxPieces];
+  int64_t start[kMaxPieces + 1];  // prefix sums of n_tokens; start[n] = total keys
+  int n;
+};
+
+struct AttnParams {
+  const float* q;
+  int64_t q_stride;
+  int n_rows;  // n_q * n_qh
+  int n_qh;
+  int head_dim;
+  int causal;
+  int64_t q_pos0;
+  float scale_log2;  // softmax scale * log2(e)
+  PieceTable pieces;
+  int64_t keys_per_split;  // keys of split y: [y * keys_per_split, (y + 1) * keys_per_split)
+  // Output of row r = (t, h) from split y, slot = slot_base + y:
+  //   o[slot * o_slot_stride + t * o_tok_stride + h * head_dim + d], lse[slot * lse_slot_stride + r]
+  // (normalised over the split's keys; lse = -inf and o = 0 when every key was masked)
+  float* o;
+  int64_t o_tok_stride;
+  int64_t o_slot_stride;
+  float* lse;  // may be null
+  int64_t lse_slot_stride;
+  int slot_base;
+};
+
+// Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned
+// K/V pieces. A block is `warps` warps (4 or 8) of 16 query rows each
+// (attention_mma_rows(warps) rows); key tile kMmaKeys (keys_per_split a multiple).
+constexpr int kMmaKeys = 64;
+bool attention_mma_supported(DType kv, int head_dim);
+int attention_mma_rows(int warps);
+void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s);
+
+// CUDA-core flash attention for any KV dtype and head_dim <= kSimtMaxHeadDim; also
+// the split-KV decode kernel. Rows per block kSimtRows, key tile kSimtKeys.
+constexpr int kSimtRows = 32;
+constexpr int kSimtKeys = 32;
+constexpr int kSimtMaxHeadDim = 256;
+void launch_attention_simt(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
+
+// Combines n_slots partial results ([slot][row][head_dim] and [slot][row]) into
+// out[t * out_stride + h * head_dim + d] and lse[r] (lse may be null).
+void launch_attention_combine(const float* part_o, const float* part_lse, int n_slots, int n_rows, int n_qh,
+                              int head_dim, float* out, int64_t out_stride, float* lse, cudaStream_t s);
+
+}  // namespace headinfer::cuda

@@ -1,0 +1,74 @@
+// Matmul through cuBLAS (cublasGemmEx, f32 compute). Row-major out[n, R] =
+// x[n, C] @ W[R, C]^T is, in cuBLAS's column-major terms, out^T (R x n) =
+// W^T (R x C, W stored as a C x R column-major matrix) * x^T (C x n).
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_internal.hpp"
+#include "backend/cuda/kernels.hpp"
+
+namespace headinfer::cuda {
+
+ScratchBuffer::~ScratchBuffer() {
+  if (ptr_) cudaFree(ptr_);
+}
+
+void* ScratchBuffer::get(size_t bytes, cudaStream_t stream) {
+  if (bytes <= size_) return ptr_;
+  if (ptr_) {
+    HI_CUDA_CHECK(cudaStreamSynchronize(stream));
+    HI_CUDA_CHECK(cudaFree(ptr_));
+    ptr_ = nullptr;
+    size_ = 0;
+  }
+  const size_t want = std::max(bytes, size_t{1} << 20);
+  HI_CUDA_CHECK(cudaMalloc(&ptr_, want));
+  size_ = want;
+  return ptr_;
+}
+
+CublasGemm::CublasGemm(cudaStream_t stream) : stream_(stream) {
+  HI_CUBLAS_CHECK(cublasCreate(&handle_));
+  HI_CUBLAS_CHECK(cublasSetStream(handle_, stream_));
+  // Default math: no TF32 for f32 GEMMs (parity with the CPU reference).
+  HI_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+}
+
+CublasGemm::~CublasGemm() {
+  if (handle_) cublasDestroy(handle_);
+}
+
+void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) {
+  if (n <= 0) return;
+  HI_CHECK(!w.empty(), "cuda matmul: weight matrix is empty");
+  HI_CHECK(w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
+           "cuda matmul: weight shape [" << w.rows << ", " << w.cols << "] is out of range");
+  const int R = static_cast<int>(w.rows), C = static_cast<int>(w.cols);
+  float beta = 0.f;
+  if (bias && !bias->empty()) {
+    HI_CHECK(bias->rows * bias->cols == w.rows,
+             "cuda matmul: bias of " << bias->rows * bias->cols << " values for " << w.rows << " outputs");
+    launch_fill_bias(out, n, R, bias->data, bias->dtype, stream_);
+    beta = 1.f;
+  }
+  const float alpha = 1.f;
+  const void* b = x;
+  cudaDataType_t type = CUDA_R_32F;
+  switch (w.dtype) {
+    case DType::F32: break;
+    case DType::BF16:
+    case DType::F16: {
+      type = w.dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+      void* act = act_.get(static_cast<size_t>(n) * C * 2, stream_);
+      launch_convert_f32(x, static_cast<int64_t>(n) * C, w.dtype, act, stream_);
+      b = act;
+      break;
+    }
+    default: HI_FAIL("cuda matmul: weight dtype " << dtype_name(w.dtype) << " is not supported (F32, F16, BF16)");
+  }
+  HI_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, R, n, C, &alpha, w.data, type, C, b, type, C, &beta,
+                               out, CUDA_R_32F, R, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace headinfer::cuda

@@ -1,0 +1,358 @@
+// Parity of the CUDA attention kernels (tensor-core prefill, CUDA-core split-KV
+// decode / generic path, split combine, piece batching) against a double-precision
+// host reference and the CPU backend, over GQA group sizes, head dims, KV dtypes, piece layouts with
+// position gaps, tile edges, causal and non-causal, fully masked rows and long KV.
+#include <gtest/gtest.h>
+
+// The CPU-only build also compiles tests/gpu: without CUDA this file is one skipped test.
+#ifdef HEADINFER_HAVE_CUDA
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/kernels.hpp"
+#include "gpu/cuda_test_util.hpp"
+
+namespace headinfer::test {
+namespace {
+
+struct PieceSpec {
+  int64_t n_tokens;
+  int64_t pos0;
+  int elem_offset = 0;  // start the piece this many elements into its buffer (alignment tests)
+};
+
+struct AttnCase {
+  std::string name;
+  int n_q, n_qh, head_dim;
+  DType kv;
+  bool causal;
+  int64_t q_pos0;
+  std::vector<PieceSpec> pieces;
+  float q_sigma = 1.f;
+};
+
+std::ostream& operator<<(std::ostream& os, const AttnCase& c) { return os << c.name; }
+
+// KV of a case: host values (already rounded to the KV dtype), their encoded bytes
+// (for the CPU backend) and device copies.
+struct KvData {
+  std::vector<std::vector<float>> k, v;
+  std::vector<std::vector<uint8_t>> host_bytes;
+  std::vector<DevBuf> bufs;
+  std::vector<KvPiece> pieces;      // device
+  std::vector<KvPiece> cpu_pieces;  // host
+};
+
+KvData make_kv(const AttnCase& c, std::mt19937& rng) {
+  KvData kv;
+  const size_t esize = dtype_bytes(c.kv, 1);
+  for (const PieceSpec& s : c.pieces) {
+    const size_t n = static_cast<size_t>(s.n_tokens) * c.head_dim;
+    std::vector<float> k = randn(n, rng), v = randn(n, rng);
+    for (auto& x : k) x = round_to(c.kv, x);
+    for (auto& x : v) x = round_to(c.kv, x);
+    KvPiece piece, cpu_piece;
+    piece.n_tokens = cpu_piece.n_tokens = s.n_tokens;
+    piece.pos0 = cpu_piece.pos0 = s.pos0;
+    for (int which = 0; which < 2; ++which) {
+      std::vector<uint8_t> bytes = encode(c.kv, which ? v : k);
+      DevBuf b(bytes.size() + s.elem_offset * esize + 16);
+      auto* dst = static_cast<uint8_t*>(b.get()) + s.elem_offset * esize;
+      if (!bytes.empty()) gpu().upload(dst, bytes.data(), bytes.size());
+      (which ? piece.v : piece.k) = dst;
+      kv.bufs.push_back(std::move(b));
+      kv.host_bytes.push_back(std::move(bytes));
+      (which ? cpu_piece.v : cpu_piece.k) = kv.host_bytes.back().data();
+    }
+    kv.cpu_pieces.push_back(cpu_piece);
+    kv.k.push_back(std::move(k));
+    kv.v.push_back(std::move(v));
+    kv.pieces.push_back(piece);
+  }
+  return kv;
+}
+
+// Reference over the pieces listed in `use` (indices into kv); out is [n_q][n_qh * hd].
+void reference(const AttnCase& c, const std::vector<float>& q, int64_t q_stride, float scale, const KvData& kv,
+               const std::vector<int>& use, std::vector<double>& out, std::vector<double>& lse) {
+  const int hd = c.head_dim;
+  out.assign(static_cast<size_t>(c.n_q) * c.n_qh * hd, 0.0);
+  lse.assign(static_cast<size_t>(c.n_q) * c.n_qh, -INFINITY);
+  std::vector<double> s, acc(hd);
+  for (int t = 0; t < c.n_q; ++t) {
+    const int64_t qpos = c.q_pos0 + t;
+    for (int h = 0; h < c.n_qh; ++h) {
+      const float* qr = &q[t * q_stride + h * hd];
+      double m = -INFINITY;
+      s.clear();
+      for (int pi : use) {
+        const PieceSpec& ps = c.pieces[pi];
+        for (int64_t j = 0; j < ps.n_tokens; ++j) {
+          double d = -INFINITY;
+          if (!c.causal || ps.pos0 + j <= qpos) {
+            d = 0;
+            for (int e = 0; e < hd; ++e) d += double(qr[e]) * kv.k[pi][j * hd + e];
+            d *= scale;
+          }
+          s.push_back(d);
+          m = std::max(m, d);
+        }
+      }
+      if (m == -INFINITY) continue;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      double l = 0;
+      size_t idx = 0;
+      for (int pi : use)
+        for (int64_t j = 0; j < c.pieces[pi].n_tokens; ++j, ++idx) {
+          if (s[idx] == -INFINITY) continue;
+          const double p = std::exp(s[idx] - m);
+          l += p;
+          for (int e = 0; e < hd; ++e) acc[e] += p * kv.v[pi][j * hd + e];
+        }
+      for (int e = 0; e < hd; ++e) out[(static_cast<size_t>(t) * c.n_qh + h) * hd + e] = acc[e] / l;
+      lse[t * c.n_qh + h] = m + std::log(l);
+    }
+  }
+}
+
+bool uses_tensor_cores(const AttnCase& c) {
+  if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH"); e && std::string(e) == "simt") return false;
+  bool aligned = true;
+  for (const auto& p : c.pieces) aligned = aligned && (p.elem_offset * dtype_bytes(c.kv, 1)) % 16 == 0;
+  return cuda::attention_mma_supported(c.kv, c.head_dim) && aligned && c.n_q * c.n_qh > cuda::kSimtRows;
+}
+
+// Output tolerance, max|err| / max|ref|: the tensor-core path rounds q and P to the KV
+// dtype; the CUDA-core path computes in f32 from the stored KV values.
+double out_tol(const AttnCase& c) {
+  if (uses_tensor_cores(c)) return c.kv == DType::BF16 ? 1e-2 : 5e-3;
+  return c.kv == DType::F32 ? 1e-5 : 2e-5;
+}
+double lse_tol(const AttnCase& c) {  // absolute
+  if (uses_tensor_cores(c)) return c.kv == DType::BF16 ? 2e-2 : 5e-3;
+  return 1e-4;
+}
+
+struct GpuResult {
+  std::vector<float> out;  // [n_q][n_qh * hd]
+  std::vector<float> lse;
+  size_t pad_written = 0;  // padding columns of out that lost their NaN poison
+};
+
+// A second backend whose tensor-core attention uses 8-warp (128-row) blocks; buffers
+// of gpu() are valid in it (same device and context).
+Backend& gpu_8warps() {
+  static std::unique_ptr<Backend> b = [] {
+    const char* old = std::getenv("HEADINFER_CUDA_ATTN_WARPS");
+    const std::string saved = old ? old : "";
+    setenv("HEADINFER_CUDA_ATTN_WARPS", "8", 1);
+    auto be = make_cuda_backend(0);
+    if (old)
+      setenv("HEADINFER_CUDA_ATTN_WARPS", saved.c_str(), 1);
+    else
+      unsetenv("HEADINFER_CUDA_ATTN_WARPS");
+    return be;
+  }();
+  return *b;
+}
+
+GpuResult run_attention(const AttnCase& c, const DevBuf& dq, int64_t q_stride, float scale,
+                        const std::vector<KvPiece>& pieces, Backend& be = gpu()) {
+  const int row = c.n_qh * c.head_dim;
+  const int64_t out_stride = row + 24;
+  DevBuf out = poisoned(static_cast<size_t>(c.n_q) * out_stride);
+  DevBuf lse = poisoned(static_cast<size_t>(c.n_q) * c.n_qh);
+  AttnArgs a;
+  a.q = dq.f();
+  a.q_stride = q_stride;
+  a.n_q = c.n_q;
+  a.n_qh = c.n_qh;
+  a.head_dim = c.head_dim;
+  a.q_pos0 = c.q_pos0;
+  a.causal = c.causal;
+  a.scale = scale;
+  a.kv_dtype = c.kv;
+  a.pieces = pieces;
+  a.out = out.f();
+  a.out_stride = out_stride;
+  a.lse = lse.f();
+  be.attention(a);
+  be.synchronize();
+  std::vector<float> full = to_host(out, static_cast<size_t>(c.n_q) * out_stride);
+  GpuResult r;
+  r.out.resize(static_cast<size_t>(c.n_q) * row);
+  for (int t = 0; t < c.n_q; ++t)
+    for (int64_t i = 0; i < out_stride; ++i) {
+      if (i < row)
+        r.out[static_cast<size_t>(t) * row + i] = full[t * out_stride + i];
+      else
+        r.pad_written += !std::isnan(full[t * out_stride + i]);
+    }
+  r.lse = to_host(lse, static_cast<size_t>(c.n_q) * c.n_qh);
+  return r;
+}
+
+// q rows of all heads of the group plus a garbage tail the kernels must not read.
+std::vector<float> make_q(const AttnCase& c, int64_t q_stride, std::mt19937& rng) {
+  std::vector<float> q = randn(static_cast<size_t>(c.n_q) * q_stride, rng, c.q_sigma);
+  for (int t = 0; t < c.n_q; ++t)
+    for (int64_t i = static_cast<int64_t>(c.n_qh) * c.head_dim; i < q_stride; ++i) q[t * q_stride + i] = 1e30f;
+  return q;
+}
+
+// "token t, head h, dim d (position p, k of n keys visible)" of the largest error.
+std::string worst_row(const AttnCase& c, const std::vector<float>& got, const std::vector<double>& ref) {
+  size_t worst = 0;
+  double err = -1;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double e = std::isnan(got[i]) ? INFINITY : std::abs(got[i] - ref[i]);
+    if (e > err) {
+      err = e;
+      worst = i;
+    }
+  }
+  const int hd = c.head_dim;
+  const int64_t t = static_cast<int64_t>(worst / (static_cast<size_t>(c.n_qh) * hd));
+  const int64_t h = static_cast<int64_t>(worst / hd % c.n_qh), d = static_cast<int64_t>(worst % hd);
+  int64_t visible = 0, total = 0;
+  for (const auto& p : c.pieces) {
+    total += p.n_tokens;
+    for (int64_t j = 0; j < p.n_tokens; ++j) visible += !c.causal || p.pos0 + j <= c.q_pos0 + t;
+  }
+  std::ostringstream os;
+  os << "token " << t << ", head " << h << ", dim " << d << " (position " << c.q_pos0 + t << ", " << visible << " of "
+     << total << " keys visible)";
+  return os.str();
+}
+
+class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(CudaAttention, MatchesReference) {
+  HI_REQUIRE_CUDA();
+  const AttnCase& c = GetParam();
+  std::mt19937 rng(1234);
+  const int64_t q_stride = static_cast<int64_t>(c.n_qh) * c.head_dim + 8;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  std::vector<float> q = make_q(c, q_stride, rng);
+  KvData kv = make_kv(c, rng);
+  DevBuf dq = to_device(q);
+  std::vector<int> all(c.pieces.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  std::vector<double> ref_out, ref_lse;
+  reference(c, q, q_stride, scale, kv, all, ref_out, ref_lse);
+
+  GpuResult g = run_attention(c, dq, q_stride, scale, kv.pieces);
+  SCOPED_TRACE(std::string("path: ") + (uses_tensor_cores(c) ? "tensor-core" : "cuda-core") +
+               " (HEADINFER_CUDA_ATTN_PATH=simt forces the CUDA-core kernel, HEADINFER_CUDA_ATTN_SPLITS=1 "
+               "disables split-KV)");
+  EXPECT_TRUE(close(g.out, ref_out, out_tol(c))) << "attention output; worst row: " << worst_row(c, g.out, ref_out);
+  EXPECT_TRUE(close(g.lse, ref_lse, lse_tol(c), /*abs_mode=*/true)) << "log-sum-exp";
+  EXPECT_EQ(g.pad_written, 0u) << "values written past n_qh * head_dim in an output row";
+
+  {  // the CPU backend on the same inputs
+    const int row = c.n_qh * c.head_dim;
+    std::vector<float> cpu_out(static_cast<size_t>(c.n_q) * row, kNaN), cpu_lse(static_cast<size_t>(c.n_q) * c.n_qh, kNaN);
+    AttnArgs a;
+    a.q = q.data();
+    a.q_stride = q_stride;
+    a.n_q = c.n_q;
+    a.n_qh = c.n_qh;
+    a.head_dim = c.head_dim;
+    a.q_pos0 = c.q_pos0;
+    a.causal = c.causal;
+    a.scale = scale;
+    a.kv_dtype = c.kv;
+    a.pieces = kv.cpu_pieces;
+    a.out = cpu_out.data();
+    a.out_stride = row;
+    a.lse = cpu_lse.data();
+    cpu().attention(a);
+    // The CPU backend sums in f32 over up to 70K keys, so it is itself ~1e-5 off the
+    // exact result: compare to it no tighter than 1e-4 (semantic slips are far larger).
+    EXPECT_TRUE(close(g.out, widen(cpu_out), std::max(out_tol(c), 1e-4)))
+        << "vs CPU backend: output; worst row: " << worst_row(c, g.out, widen(cpu_out));
+    EXPECT_TRUE(close(g.lse, widen(cpu_lse), std::max(lse_tol(c), 1e-4), true)) << "vs CPU backend: log-sum-exp";
+  }
+
+  if (uses_tensor_cores(c)) {  // the other tensor-core block shape
+    GpuResult g8 = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_8warps());
+    EXPECT_TRUE(close(g8.out, ref_out, out_tol(c))) << "8-warp blocks: output; worst row: "
+                                                    << worst_row(c, g8.out, ref_out);
+    EXPECT_TRUE(close(g8.lse, ref_lse, lse_tol(c), true)) << "8-warp blocks: log-sum-exp";
+  }
+
+  // Split the pieces in two, attend to each half, merge by LSE: same result.
+  if (c.pieces.size() >= 2) {
+    const size_t half = c.pieces.size() / 2;
+    std::vector<KvPiece> pa(kv.pieces.begin(), kv.pieces.begin() + half), pb(kv.pieces.begin() + half, kv.pieces.end());
+    const int row = c.n_qh * c.head_dim;
+    GpuResult ga = run_attention(c, dq, q_stride, scale, pa), gb = run_attention(c, dq, q_stride, scale, pb);
+    DevBuf oa = to_device(ga.out), ob = to_device(gb.out), la = to_device(ga.lse), lb = to_device(gb.lse);
+    gpu().merge_attention(oa.f(), la.f(), ob.f(), lb.f(), c.n_q, c.n_qh, c.head_dim, row, row);
+    EXPECT_TRUE(close(to_host(oa, ga.out.size()), ref_out, out_tol(c))) << "merge of two halves: output";
+    EXPECT_TRUE(close(to_host(la, ga.lse.size()), ref_lse, lse_tol(c), true)) << "merge of two halves: lse";
+  }
+}
+
+std::vector<PieceSpec> many_pieces(int n, int64_t len, int64_t step) {
+  std::vector<PieceSpec> v;
+  for (int i = 0; i < n; ++i) v.push_back({len, i * step});
+  return v;
+}
+
+const DType BF = DType::BF16, F16 = DType::F16, F32 = DType::F32;
+
+const AttnCase kCases[] = {
+    // Tensor-core prefill (BF16 / F16, head_dim 64 / 128, more than 32 rows).
+    {"prefill_bf16_hd128_gqa4_self", 200, 4, 128, BF, true, 0, {{200, 0}}},
+    {"prefill_bf16_hd64_gqa1_odd", 129, 1, 64, BF, true, 0, {{129, 0}}},
+    {"prefill_bf16_hd128_gqa8_gaps", 77, 8, 128, BF, true, 1000, {{300, 0}, {450, 500}, {77, 1000}}},
+    {"prefill_f16_hd128_gqa4", 65, 4, 128, F16, true, 192, {{257, 0}}},
+    {"prefill_f16_hd64_gqa4_noncausal", 50, 4, 64, F16, false, 0, {{31, 0}, {97, 2000}}},
+    {"prefill_bf16_hd128_noncausal", 50, 4, 128, BF, false, 0, {{31, 0}, {97, 2000}}},
+    {"prefill_bf16_hd128_gqa32", 33, 32, 128, BF, true, 500, {{533, 0}}},
+    {"prefill_bf16_tile_edges", 127, 4, 128, BF, true, 193, {{63, 0}, {64, 63}, {65, 127}, {1, 192}, {127, 193}}},
+    {"prefill_bf16_split_keys_8k", 256, 4, 128, BF, true, 7936, {{8192, 0}}},
+    {"prefill_bf16_peaked_logits", 100, 4, 128, BF, true, 0, {{100, 0}}, 2.f},
+    {"prefill_bf16_many_pieces", 64, 4, 128, BF, true, 2900, many_pieces(40, 37, 70)},
+    {"prefill_bf16_masked_rows", 30, 4, 128, BF, true, 0, {{50, 10}}},
+    {"prefill_bf16_empty_pieces_skipped", 40, 4, 128, BF, true, 10, {{0, 0}, {11, 0}, {0, 5}}},
+    {"prefill_bf16_no_keys", 33, 4, 128, BF, true, 0, {}},
+    // CUDA-core path: F32 KV, unaligned pieces, head dims without a tensor-core kernel.
+    {"prefill_bf16_unaligned_fallback", 40, 4, 128, BF, true, 100, {{140, 0, 4}}},
+    {"prefill_f32_hd128_gqa4", 100, 4, 128, F32, true, 0, {{100, 0}}},
+    {"prefill_f32_hd64_gqa8_gaps", 37, 8, 64, F32, true, 90, {{40, 0}, {13, 77}, {37, 90}}},
+    {"prefill_f32_masked_rows", 30, 4, 128, F32, true, 0, {{50, 10}}},
+    {"generic_hd96_bf16", 40, 2, 96, BF, true, 10, {{50, 0}}},
+    {"generic_hd80_f16", 21, 4, 80, F16, true, 0, {{21, 0}}},
+    {"generic_hd32_f32_noncausal", 70, 3, 32, F32, false, 0, {{45, 0}}},
+    {"generic_hd256_bf16", 9, 4, 256, BF, true, 300, {{309, 0}}},
+    {"generic_hd72_bf16_gqa7", 5, 7, 72, BF, true, 60, {{65, 0}}},
+    {"generic_hd100_bf16_unaligned_rows", 6, 4, 100, BF, true, 40, {{46, 0, 3}}},
+    // Split-KV decode.
+    {"decode_bf16_hd128_gqa4_70k", 1, 4, 128, BF, true, 70000, {{70000, 0}}},
+    {"decode_bf16_hd128_gqa32_pieces", 1, 32, 128, BF, true, 50003, {{20000, 0}, {15000, 30000}, {3, 50000}}},
+    {"decode_f32_hd64_gqa8", 1, 8, 64, F32, true, 5000, {{5001, 0}}},
+    {"decode_f16_hd128_gqa1", 1, 1, 128, F16, true, 4096, {{4097, 0}}},
+    {"decode_bf16_hd64_gqa8_nq4", 4, 8, 64, BF, true, 2998, {{3000, 0}}},
+    {"decode_bf16_future_keys_masked", 1, 4, 128, BF, true, 1000, {{2000, 0}}},
+    {"decode_bf16_peaked_logits", 1, 4, 128, BF, true, 9000, {{9001, 0}}, 3.f},
+    {"decode_bf16_many_pieces", 1, 8, 128, BF, true, 2900, many_pieces(40, 37, 70)},
+    {"decode_bf16_noncausal", 2, 4, 128, BF, false, 0, {{1000, 5000}, {17, 0}}},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<AttnCase>& i) { return i.param.name; });
+
+}  // namespace
+}  // namespace headinfer::test
+
+#else
+
+TEST(CudaAttention, NotBuilt) { GTEST_SKIP() << "built without CUDA (configure with -DHEADINFER_CUDA=ON, preset cuda)"; }
+
+#endif  // HEADINFER_HAVE_CUDA

@@ -1,0 +1,374 @@
+// Parity of the CUDA backend's small ops against naive host references (double
+// precision) and against the CPU backend. Every output buffer is poisoned with NaN
+// before the op runs.
+// Attention lives in test_cuda_attention.cpp.
+#include <gtest/gtest.h>
+
+// The CPU-only build also compiles tests/gpu: without CUDA this file is one skipped test.
+#ifdef HEADINFER_HAVE_CUDA
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gpu/cuda_test_util.hpp"
+
+namespace headinfer::test {
+namespace {
+
+const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16};
+
+TEST(CudaBackend, ReportsDevice) {
+  HI_REQUIRE_CUDA();
+  std::cout << "backend: " << gpu().name() << "\n";
+  EXPECT_FALSE(gpu().name().empty());
+}
+
+TEST(CudaBackend, MemoryRoundTrip) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(1);
+  std::vector<float> v = randn(12345, rng);
+  DevBuf a = to_device(v);
+  DevBuf b = poisoned(v.size());
+  gpu().copy(b.get(), a.get(), v.size() * sizeof(float));
+  std::vector<float> back = to_host(b, v.size());
+  EXPECT_EQ(0, std::memcmp(back.data(), v.data(), v.size() * sizeof(float)));
+  EXPECT_EQ(gpu().alloc(0), nullptr) << "alloc(0) should give a null pointer";
+}
+
+TEST(CudaOps, Embed) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(2);
+  const int64_t rows = 50, cols = 67;
+  const int n = 13;
+  std::vector<float> table = randn(rows * cols, rng);
+  std::vector<int32_t> ids(n);
+  for (auto& id : ids) id = static_cast<int32_t>(rng() % rows);
+  ids[0] = 0;
+  ids[1] = static_cast<int32_t>(rows - 1);
+  for (DType dt : kWeightTypes) {
+    SCOPED_TRACE(dtype_name(dt));
+    std::vector<uint8_t> bytes = encode(dt, table);
+    Tensor t{"embed", dt, {rows, cols}, bytes.data()};
+    std::vector<std::shared_ptr<const void>> keep;
+    Mat m = gpu().prepare(t, keep);
+    std::vector<double> ref(n * cols);
+    for (int i = 0; i < n; ++i)
+      for (int64_t c = 0; c < cols; ++c) ref[i * cols + c] = round_to(dt, table[ids[i] * cols + c]);
+    DevBuf dids = to_device(ids);
+    DevBuf out = poisoned(n * cols);
+    gpu().embed(static_cast<const int32_t*>(dids.get()), n, m, out.f());
+    std::vector<float> got = to_host(out, n * cols);
+    EXPECT_TRUE(close(got, ref, 0.0)) << "device ids";
+    std::vector<float> cpu_out(n * cols, kNaN);
+    cpu().embed(ids.data(), n, cpu().prepare(t, keep), cpu_out.data());
+    EXPECT_TRUE(close(got, widen(cpu_out), 0.0)) << "vs CPU backend";
+    DevBuf out2 = poisoned(n * cols);
+    gpu().embed(ids.data(), n, m, out2.f());  // host ids are staged by the backend
+    EXPECT_TRUE(close(to_host(out2, n * cols), ref, 0.0)) << "host ids";
+    std::vector<int32_t> bad = {1, static_cast<int32_t>(rows)};
+    EXPECT_THROW(gpu().embed(bad.data(), 2, m, out2.f()), Error) << "host id past the vocabulary";
+  }
+}
+
+TEST(CudaOps, RmsNorm) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(3);
+  const std::pair<int, int64_t> shapes[] = {{1, 64}, {7, 4096}, {5, 1000}, {3, 33}};
+  const float eps = 1e-5f;
+  for (DType dt : kWeightTypes) {
+    for (auto [n, cols] : shapes) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " n=" + std::to_string(n) + " cols=" + std::to_string(cols));
+      std::vector<float> x = randn(n * cols, rng, 3.f), w = randn(cols, rng);
+      std::vector<uint8_t> wb = encode(dt, w);
+      std::vector<std::shared_ptr<const void>> keep;
+      Mat m = gpu().prepare(Tensor{"norm", dt, {cols}, wb.data()}, keep);
+      std::vector<double> ref(n * cols);
+      for (int i = 0; i < n; ++i) {
+        double ss = 0;
+        for (int64_t c = 0; c < cols; ++c) ss += double(x[i * cols + c]) * x[i * cols + c];
+        const double inv = 1.0 / std::sqrt(ss / cols + eps);
+        for (int64_t c = 0; c < cols; ++c) ref[i * cols + c] = x[i * cols + c] * inv * round_to(dt, w[c]);
+      }
+      DevBuf dx = to_device(x);
+      DevBuf out = poisoned(n * cols);
+      gpu().rmsnorm(dx.f(), m, eps, n, out.f());
+      std::vector<float> got = to_host(out, n * cols);
+      EXPECT_TRUE(close(got, ref, 1e-5)) << "out of place";
+      std::vector<float> cpu_out(n * cols, kNaN);
+      cpu().rmsnorm(x.data(), cpu().prepare(Tensor{"norm", dt, {cols}, wb.data()}, keep), eps, n, cpu_out.data());
+      EXPECT_TRUE(close(got, widen(cpu_out), 1e-5)) << "vs CPU backend";
+      gpu().rmsnorm(dx.f(), m, eps, n, dx.f());
+      EXPECT_TRUE(close(to_host(dx, n * cols), ref, 1e-5)) << "in place";
+    }
+  }
+}
+
+struct MatmulShape {
+  int n;
+  int64_t rows, cols;
+};
+
+TEST(CudaOps, Matmul) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(4);
+  const MatmulShape shapes[] = {{1, 64, 128}, {3, 257, 96}, {17, 1000, 3000}, {64, 512, 1024}, {5, 7, 9}};
+  for (DType dt : kWeightTypes) {
+    // f32 GEMM must not use TF32; F16 / BF16 round the activations to the weight dtype.
+    const double tol = dt == DType::F32 ? 1e-5 : dt == DType::F16 ? 3e-3 : 1e-2;
+    for (const auto& s : shapes) {
+      for (bool with_bias : {false, true}) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " n=" + std::to_string(s.n) + " W=[" + std::to_string(s.rows) +
+                     ", " + std::to_string(s.cols) + "]" + (with_bias ? " +bias" : ""));
+        std::vector<float> x = randn(s.n * s.cols, rng), w = randn(s.rows * s.cols, rng, 0.05f),
+                           bias = randn(s.rows, rng);
+        std::vector<uint8_t> wb = encode(dt, w), bb = encode(dt, bias);
+        std::vector<std::shared_ptr<const void>> keep;
+        Mat mw = gpu().prepare(Tensor{"w", dt, {s.rows, s.cols}, wb.data()}, keep);
+        Mat mb = gpu().prepare(Tensor{"b", dt, {s.rows}, bb.data()}, keep);
+        std::vector<double> ref(s.n * s.rows);
+        for (int i = 0; i < s.n; ++i)
+          for (int64_t r = 0; r < s.rows; ++r) {
+            double acc = with_bias ? round_to(dt, bias[r]) : 0.0;
+            for (int64_t c = 0; c < s.cols; ++c) acc += double(x[i * s.cols + c]) * round_to(dt, w[r * s.cols + c]);
+            ref[i * s.rows + r] = acc;
+          }
+        DevBuf dx = to_device(x);
+        DevBuf out = poisoned(s.n * s.rows);
+        gpu().matmul(dx.f(), s.n, mw, with_bias ? &mb : nullptr, out.f());
+        std::vector<float> got = to_host(out, s.n * s.rows);
+        EXPECT_TRUE(close(got, ref, tol));
+        Mat cw = cpu().prepare(Tensor{"w", dt, {s.rows, s.cols}, wb.data()}, keep);
+        Mat cb = cpu().prepare(Tensor{"b", dt, {s.rows}, bb.data()}, keep);
+        std::vector<float> cpu_out(s.n * s.rows, kNaN);
+        cpu().matmul(x.data(), s.n, cw, with_bias ? &cb : nullptr, cpu_out.data());
+        // The CPU backend sums each dot product in f32 in order (~1e-6 off for 3000 terms).
+        EXPECT_TRUE(close(got, widen(cpu_out), std::max(tol, 3e-5))) << "vs CPU backend";
+      }
+    }
+  }
+}
+
+TEST(CudaOps, MatmulQ8_0IsDequantizedAtPrepare) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(5);
+  const int64_t rows = 48, cols = 128;
+  const int n = 5;
+  std::vector<uint8_t> q((rows * cols / kQ8_0Block) * kQ8_0BlockBytes);
+  for (size_t b = 0; b < q.size() / kQ8_0BlockBytes; ++b) {
+    uint16_t scale = f32_to_f16(0.01f + 0.001f * static_cast<float>(b % 7));
+    std::memcpy(q.data() + b * kQ8_0BlockBytes, &scale, 2);
+    for (int i = 0; i < kQ8_0Block; ++i) q[b * kQ8_0BlockBytes + 2 + i] = static_cast<uint8_t>(rng() % 255);
+  }
+  std::vector<float> w(rows * cols);
+  to_f32(DType::Q8_0, q.data(), w.data(), rows * cols);
+  std::vector<std::shared_ptr<const void>> keep;
+  Mat m = gpu().prepare(Tensor{"wq", DType::Q8_0, {rows, cols}, q.data()}, keep);
+  EXPECT_EQ(m.dtype, DType::F32);
+  EXPECT_EQ(m.rows, rows);
+  EXPECT_EQ(m.cols, cols);
+  std::vector<float> x = randn(n * cols, rng);
+  std::vector<double> ref(n * rows);
+  for (int i = 0; i < n; ++i)
+    for (int64_t r = 0; r < rows; ++r) {
+      double acc = 0;
+      for (int64_t c = 0; c < cols; ++c) acc += double(x[i * cols + c]) * w[r * cols + c];
+      ref[i * rows + r] = acc;
+    }
+  DevBuf dx = to_device(x);
+  DevBuf out = poisoned(n * rows);
+  gpu().matmul(dx.f(), n, m, nullptr, out.f());
+  std::vector<float> got = to_host(out, n * rows);
+  EXPECT_TRUE(close(got, ref, 1e-5));
+  std::vector<float> cpu_out(n * rows, kNaN);
+  cpu().matmul(x.data(), n, cpu().prepare(Tensor{"wq", DType::Q8_0, {rows, cols}, q.data()}, keep), nullptr,
+               cpu_out.data());
+  EXPECT_TRUE(close(got, widen(cpu_out), 1e-5)) << "vs CPU backend";
+}
+
+std::vector<double> llama_inv_freq(int head_dim, double theta) {
+  std::vector<double> f(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) f[i] = 1.0 / std::pow(theta, 2.0 * i / head_dim);
+  return f;
+}
+
+TEST(CudaOps, RopeExactAtLargePositions) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(6);
+  const int n_heads = 3;
+  for (int hd : {64, 128}) {
+    for (int n_tokens : {1, 5, 17}) {
+      for (int64_t pos0 : {int64_t{0}, int64_t{12345}, int64_t{1048570}, int64_t{3000000}, int64_t{10000000}}) {
+        SCOPED_TRACE("hd=" + std::to_string(hd) + " tokens=" + std::to_string(n_tokens) +
+                     " pos0=" + std::to_string(pos0));
+        const int64_t stride = n_heads * hd + 7;  // trailing columns must stay untouched
+        std::vector<float> x = randn(n_tokens * stride, rng);
+        std::vector<double> inv = llama_inv_freq(hd, 500000.0);
+        std::vector<double> ref(x.begin(), x.end());
+        for (int t = 0; t < n_tokens; ++t)
+          for (int h = 0; h < n_heads; ++h)
+            for (int i = 0; i < hd / 2; ++i) {
+              const double a = static_cast<double>(pos0 + t) * inv[i];
+              const double c = std::cos(a), s = std::sin(a);
+              const int64_t o = t * stride + h * hd;
+              const double x0 = x[o + i], x1 = x[o + i + hd / 2];
+              ref[o + i] = x0 * c - x1 * s;
+              ref[o + i + hd / 2] = x1 * c + x0 * s;
+            }
+        DevBuf dx = to_device(x);
+        RopeArgs a;
+        a.x = dx.f();
+        a.stride = stride;
+        a.n_tokens = n_tokens;
+        a.n_heads = n_heads;
+        a.head_dim = hd;
+        a.pos0 = pos0;
+        a.inv_freq = inv.data();
+        gpu().rope(a);
+        std::vector<float> got = to_host(dx, x.size());
+        EXPECT_TRUE(close(got, ref, 2e-6));
+        std::vector<float> cx = x;
+        a.x = cx.data();
+        cpu().rope(a);
+        EXPECT_TRUE(close(got, widen(cx), 2e-6)) << "vs CPU backend";
+      }
+    }
+  }
+}
+
+TEST(CudaOps, RopeTableCacheFollowsContent) {
+  HI_REQUIRE_CUDA();
+  // The same host pointer with new values must not reuse the old device table.
+  std::mt19937 rng(7);
+  const int hd = 64, n_tokens = 3;
+  std::vector<double> inv = llama_inv_freq(hd, 10000.0);
+  for (double theta : {10000.0, 500000.0}) {
+    std::vector<double> fresh = llama_inv_freq(hd, theta);
+    std::copy(fresh.begin(), fresh.end(), inv.begin());
+    std::vector<float> x = randn(n_tokens * hd, rng);
+    std::vector<double> ref(x.begin(), x.end());
+    for (int t = 0; t < n_tokens; ++t)
+      for (int i = 0; i < hd / 2; ++i) {
+        const double a = (100.0 + t) * inv[i];
+        const double x0 = x[t * hd + i], x1 = x[t * hd + i + hd / 2];
+        ref[t * hd + i] = x0 * std::cos(a) - x1 * std::sin(a);
+        ref[t * hd + i + hd / 2] = x1 * std::cos(a) + x0 * std::sin(a);
+      }
+    DevBuf dx = to_device(x);
+    RopeArgs a;
+    a.x = dx.f();
+    a.stride = hd;
+    a.n_tokens = n_tokens;
+    a.n_heads = 1;
+    a.head_dim = hd;
+    a.pos0 = 100;
+    a.inv_freq = inv.data();
+    gpu().rope(a);
+    EXPECT_TRUE(close(to_host(dx, x.size()), ref, 2e-6)) << "theta " << theta;
+  }
+}
+
+TEST(CudaOps, SwigluAndAdd) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(8);
+  for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{100003}}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    std::vector<float> g = randn(n, rng, 4.f), u = randn(n, rng);
+    g[0] = -100.f;  // silu of a large negative: -0, not NaN
+    std::vector<double> ref(n), sum(n);
+    for (int64_t i = 0; i < n; ++i) {
+      ref[i] = g[i] / (1.0 + std::exp(-double(g[i]))) * u[i];
+      sum[i] = double(g[i]) + u[i];
+    }
+    DevBuf dg = to_device(g), du = to_device(u);
+    DevBuf out = poisoned(n);
+    gpu().swiglu(dg.f(), du.f(), n, out.f());
+    std::vector<float> got = to_host(out, n);
+    EXPECT_TRUE(close(got, ref, 1e-6)) << "swiglu";
+    std::vector<float> cpu_out(n, kNaN);
+    cpu().swiglu(g.data(), u.data(), n, cpu_out.data());
+    EXPECT_TRUE(close(got, widen(cpu_out), 1e-6)) << "swiglu vs CPU backend";
+    gpu().add(dg.f(), du.f(), n);
+    EXPECT_TRUE(close(to_host(dg, n), sum, 1e-7)) << "add";
+    cpu().add(g.data(), u.data(), n);
+    EXPECT_TRUE(close(to_host(dg, n), widen(g), 0.0)) << "add vs CPU backend";
+  }
+}
+
+TEST(CudaOps, StoreKvIsBitExact) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(9);
+  const int n = 19, hd = 128;
+  const int64_t stride = 3 * hd + 5;
+  std::vector<float> src = randn(n * stride, rng);
+  src[0] = 70000.f;     // overflows F16 to inf
+  src[1] = 3.0e-6f;     // F16 subnormal
+  src[2] = -1.0e-40f;   // f32 subnormal
+  src[3] = 1.00390625f; // a BF16 rounding tie
+  for (DType dt : kWeightTypes) {
+    SCOPED_TRACE(dtype_name(dt));
+    std::vector<float> rows(n * hd);
+    for (int i = 0; i < n; ++i)
+      for (int d = 0; d < hd; ++d) rows[i * hd + d] = src[i * stride + d];
+    std::vector<uint8_t> want = encode(dt, rows);
+    DevBuf dsrc = to_device(src);
+    DevBuf dst = to_device(std::vector<uint8_t>(want.size(), 0xff));
+    gpu().store_kv(dsrc.f(), stride, n, hd, dt, dst.get());
+    std::vector<uint8_t> got(want.size());
+    gpu().download(got.data(), dst.get(), got.size());
+    size_t bad = 0;
+    for (size_t i = 0; i < got.size(); ++i) bad += got[i] != want[i];
+    EXPECT_EQ(bad, 0u) << "bytes differing from the host conversion (common/half.hpp)";
+    std::vector<uint8_t> cpu_bytes(want.size(), 0xff);
+    cpu().store_kv(src.data(), stride, n, hd, dt, cpu_bytes.data());
+    EXPECT_TRUE(cpu_bytes == got) << "bytes differing from the CPU backend's store_kv";
+  }
+}
+
+TEST(CudaOps, MergeAttention) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(10);
+  const int n_q = 5, n_qh = 4, hd = 128;
+  const int64_t sa = n_qh * hd + 16, sb = n_qh * hd;
+  std::vector<float> oa = randn(n_q * sa, rng), ob = randn(n_q * sb, rng);
+  std::vector<float> la = randn(n_q * n_qh, rng, 3.f), lb = randn(n_q * n_qh, rng, 3.f);
+  la[1] = -kInf;                   // only b
+  lb[2] = -kInf;                   // only a
+  la[3] = lb[3] = -kInf;           // neither: a stays as it was
+  la[4] = 80.f, lb[4] = -80.f;     // far apart
+  std::vector<double> ro(oa.begin(), oa.end()), rl(n_q * n_qh);
+  for (int t = 0; t < n_q; ++t)
+    for (int h = 0; h < n_qh; ++h) {
+      const int r = t * n_qh + h;
+      const double a = la[r], b = lb[r];
+      const double m = std::max(a, b);
+      if (m == -INFINITY) {
+        rl[r] = -INFINITY;
+        continue;
+      }
+      const double wa = std::exp(a - m), wb = std::exp(b - m);
+      for (int d = 0; d < hd; ++d)
+        ro[t * sa + h * hd + d] =
+            ((wa > 0 ? wa * oa[t * sa + h * hd + d] : 0.0) + (wb > 0 ? wb * ob[t * sb + h * hd + d] : 0.0)) /
+            (wa + wb);
+      rl[r] = m + std::log(wa + wb);
+    }
+  DevBuf doa = to_device(oa), dob = to_device(ob), dla = to_device(la), dlb = to_device(lb);
+  gpu().merge_attention(doa.f(), dla.f(), dob.f(), dlb.f(), n_q, n_qh, hd, sa, sb);
+  std::vector<float> got_o = to_host(doa, oa.size()), got_l = to_host(dla, la.size());
+  EXPECT_TRUE(close(got_o, ro, 1e-6)) << "merged outputs (padding columns must be untouched)";
+  EXPECT_TRUE(close(got_l, rl, 2e-5, /*abs_mode=*/true)) << "merged lse";
+  cpu().merge_attention(oa.data(), la.data(), ob.data(), lb.data(), n_q, n_qh, hd, sa, sb);
+  EXPECT_TRUE(close(got_o, widen(oa), 1e-6)) << "merged outputs vs CPU backend";
+  EXPECT_TRUE(close(got_l, widen(la), 2e-5, true)) << "merged lse vs CPU backend";
+}
+
+}  // namespace
+}  // namespace headinfer::test
+
+#else
+
+TEST(CudaOps, NotBuilt) { GTEST_SKIP() << "built without CUDA (configure with -DHEADINFER_CUDA=ON, preset cuda)"; }
+
+#endif  // HEADINFER_HAVE_CUDA
