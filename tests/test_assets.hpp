@@ -14,7 +14,11 @@ inline std::string shared_dir() {
   return HEADINFER_SHARED_DIR;
 }
 
-inline std::string fixtures_dir() { return HEADINFER_FIXTURES_DIR; }
+// HEADINFER_FIXTURES overrides the compiled-in path (binaries run from another checkout).
+inline std::string fixtures_dir() {
+  if (const char* env = std::getenv("HEADINFER_FIXTURES")) return env;
+  return HEADINFER_FIXTURES_DIR;
+}
 
 // Path of a shared asset, relative to the shared folder ("models/stories260K").
 inline std::string asset(const std::string& rel) { return shared_dir() + "/" + rel; }
