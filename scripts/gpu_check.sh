@@ -11,6 +11,7 @@ export HEADINFER_SHARED="${HEADINFER_SHARED:-$bin/assets}" HEADINFER_FIXTURES="$
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 summary=""
 for t in "$bin"/test_cuda_*; do
+  [ -x "$t" ] || continue
   name=$(basename "$t")
   "$t" --gtest_output="xml:$out/$name.xml" >"$out/$name.log" 2>&1
   rc=$?

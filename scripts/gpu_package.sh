@@ -9,7 +9,8 @@ dest="${1:-.devbin}"
 shared="${HEADINFER_SHARED:-../shared}"
 scripts/build.sh cuda
 rm -rf "$dest" && mkdir -p "$dest/assets/models"
-cp build/cuda/tests/test_cuda_* build/cuda/tools/headinfer "$dest/"
+for t in build/cuda/tests/test_cuda_*; do [ -x "$t" ] && cp "$t" "$dest/"; done
+cp build/cuda/tools/headinfer "$dest/"
 for b in build/cuda/bench/*; do [ -x "$b" ] && [ -f "$b" ] && cp "$b" "$dest/"; done
 cp -r "$shared/models/stories260K" "$dest/assets/models/" 2>/dev/null || echo "note: $shared/models/stories260K absent; its GPU test will skip"
 du -sh "$dest"
