@@ -7,7 +7,7 @@
 namespace headinfer {
 
 int64_t default_block_tokens(size_t row_bytes, int64_t min_copy_bytes) {
-  int64_t b = 256;
+  int64_t b = 16;
   while (b < 65536 && b * 2 * static_cast<int64_t>(row_bytes) < min_copy_bytes) b *= 2;
   return b;
 }

@@ -45,7 +45,7 @@ struct KvSchedule {
 inline size_t kv_row_bytes(const ModelConfig& cfg, DType kv_dtype) { return dtype_bytes(kv_dtype, cfg.head_dim); }
 
 // Block size whose K+V of one head moves in one copy of at least `min_copy_bytes`
-// (a power of two, 256 .. 65536 tokens).
+// (a power of two, 16 .. 65536 tokens).
 int64_t default_block_tokens(size_t row_bytes, int64_t min_copy_bytes = int64_t{4} << 20);
 
 }  // namespace headinfer

@@ -51,6 +51,11 @@ KvSchedule schedule_for(const PlanInputs& in, int64_t block, int64_t resident, i
     const int64_t whole = head_tokens / std::max<int64_t>(1, blocks * block);
     s.group_heads[static_cast<size_t>(l)] = static_cast<int>(std::clamp<int64_t>(whole, 1, std::max(1, host)));
   }
+  // The pool grows in chunks of 64 MiB, or of the whole context's blocks when
+  // that is less (small models then take no more host memory than they use).
+  int64_t block_bytes = 0;
+  for (int l = 0; l < c.n_layers; ++l) block_bytes += s.host_heads(c, l) * 2 * block * row;
+  s.host_chunk_bytes = std::min(s.host_chunk_bytes, std::max<int64_t>(1, block_bytes * blocks));
   return s;
 }
 
@@ -123,7 +128,10 @@ Plan make_plan(const PlanInputs& in) {
                            << " device overhead)");
 
   const int64_t row = static_cast<int64_t>(kv_row_bytes(c, in.kv_dtype));
-  const int64_t block = default_block_tokens(static_cast<size_t>(row), in.min_copy_bytes);
+  // Short contexts get shorter blocks (and so smaller buffers); past the copy-size
+  // block, nothing depends on the context.
+  int64_t block = default_block_tokens(static_cast<size_t>(row), in.min_copy_bytes);
+  while (block > 16 && block / 2 >= in.context) block /= 2;
   // One buffer holds a block of a whole layer's heads: fixed, whatever the context.
   const int64_t buffer_bytes = int64_t{c.n_kv_heads} * 2 * block * row;
   const int64_t total_slabs = int64_t{c.n_layers} * c.n_kv_heads;
