@@ -83,6 +83,9 @@ int run_generate(const GenerateOptions& o) {
     prompt.push_back(tok->bos_id());
   }
 
+  HI_CHECK(static_cast<int64_t>(prompt.size()) <= max_context,
+           "prompt of " << prompt.size() << " tokens is longer than the allowed context of " << max_context
+                        << " tokens (--max-context)");
   auto backend = make_backend(o.model.backend, o.model.threads);
   ExecutorOptions eo;
   eo.kv_dtype = kv_dtype_for(o.kv_type, model.weight_dtype);
@@ -94,7 +97,8 @@ int run_generate(const GenerateOptions& o) {
   eo.max_chunk = plan.chunk;
   eo.mlp_chunk = plan.mlp_chunk;
   eo.schedule = plan.schedule;
-  std::fprintf(stderr, "plan: %lld resident + %lld offloaded slabs, chunk %d, buffers %d x %s, predicted GPU %s%s%s\n",
+  if (pin.gpu_budget >= 0 || plan.offloaded_slabs > 0)
+    std::fprintf(stderr, "plan: %lld resident + %lld offloaded slabs, chunk %d, buffers %d x %s, predicted GPU %s%s%s\n",
                static_cast<long long>(plan.resident_slabs), static_cast<long long>(plan.offloaded_slabs), plan.chunk,
                plan.offloaded_slabs ? plan.schedule.n_buffers : 0, format_bytes(plan.schedule.buffer_bytes).c_str(),
                format_bytes(plan.gpu_total).c_str(), pin.gpu_budget >= 0 ? " of " : "",

@@ -52,7 +52,10 @@ PlanInputs plan_inputs_for(const LoadedModel& m, Backend& backend, const PlanOpt
     const int64_t margin = std::max<int64_t>(int64_t{512} << 20, mem.driver_free / 20);
     in.gpu_budget = mem.driver_free - margin;
   }
-  in.speeds.link_gbs = o.link_gbs > 0 ? o.link_gbs : link_gbs_cached(backend);
+  // Measured (once per machine) only when the plan may offload.
+  const bool may_offload = in.mode == OffloadMode::All || (in.mode == OffloadMode::Auto && in.gpu_budget >= 0);
+  if (o.link_gbs > 0) in.speeds.link_gbs = o.link_gbs;
+  else if (may_offload) in.speeds.link_gbs = link_gbs_cached(backend);
   return in;
 }
 
