@@ -57,6 +57,29 @@ struct RopeArgs {
   const double* inv_freq = nullptr;  // head_dim / 2 values
 };
 
+// Work queues of a device. Ops run on Compute; copies between host and device
+// memory run on their own queues so transfers overlap compute. Work on one stream
+// runs in the order it was issued; across streams only events order it.
+enum class Stream : int { Compute = 0, H2D = 1, D2H = 2 };
+const char* stream_name(Stream s);
+
+// A marker in a stream's work (opaque; a backend maps it to its own object). Made
+// by create_event, reusable: each record() moves it to the newest point.
+struct Event {
+  uint64_t id = 0;
+  explicit operator bool() const { return id != 0; }
+};
+
+// Device memory as the backend sees it; -1 where it is not known.
+struct DeviceMemoryInfo {
+  int64_t in_use = -1;        // bytes held through alloc() (and prepared weights)
+  int64_t peak = -1;          // the most in_use since reset_device_peak()
+  int64_t limit = -1;         // the budget alloc() enforces (-1: none)
+  int64_t driver_free = -1;   // as the driver reports it
+  int64_t driver_total = -1;
+  int64_t driver_peak_used = -1;  // the most (total - free) the backend observed
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -91,9 +114,54 @@ class Backend {
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // Converts f32 rows into KV dtype rows at dst (a slab or buffer).
   virtual void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) = 0;
+  // Waits for all work on every stream.
   virtual void synchronize() = 0;
+
+  // ---- Offloading (docs/offload.md). The defaults are correct but synchronous:
+  // a backend with real copy engines must override all of these together.
+
+  // Host memory the copy streams read and write: pinned on a GPU, plain on the CPU.
+  virtual void* alloc_host(size_t bytes);
+  virtual void free_host(void* p);
+
+  virtual Event create_event() { return Event{1}; }
+  virtual void destroy_event(Event) {}
+  // Marks the point after all work issued so far on `s`.
+  virtual void record(Event, Stream) {}
+  // Work issued on `s` after this call starts only once the event's latest record
+  // (as of this call) has completed; an event never recorded is already complete.
+  virtual void wait(Stream, Event) {}
+  // The host blocks until the event's latest record has completed.
+  virtual void sync(Event) { synchronize(); }
+
+  // Host -> device on Stream::H2D, device -> host on Stream::D2H. The source must
+  // stay unchanged and the destination unread until an event recorded after the
+  // copy completes. Host pointers come from alloc_host.
+  virtual void copy_h2d_async(void* dst, const void* src, size_t bytes) { upload(dst, src, bytes); }
+  virtual void copy_d2h_async(void* dst, const void* src, size_t bytes) { download(dst, src, bytes); }
+  // `rows` rows of `width` bytes; row r is at dst + r * dst_pitch and src + r * src_pitch.
+  virtual void copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                                 size_t rows);
+  virtual void copy_d2h_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                                 size_t rows);
+
+  // Device memory accounting. alloc() fails with an Error naming --gpu-memory
+  // once in_use would pass the limit (< 0: no limit).
+  virtual void set_device_limit(int64_t bytes);
+  virtual DeviceMemoryInfo device_memory() const { return {}; }
+  virtual void reset_device_peak() {}
+};
+
+struct CpuBackendOptions {
+  int n_threads = 0;             // 0: all cores
+  int64_t device_limit = -1;     // bytes of the emulated device arena (-1: unlimited)
+  // Each async copy sleeps this long before it runs, so a schedule that reads a
+  // buffer before its copy's event (or overwrites one still in use) gives wrong
+  // results in tests instead of passing by luck.
+  int copy_delay_us = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int n_threads = 0);
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& opts);
 
 }  // namespace headinfer

@@ -1,57 +1,95 @@
 #include "kv/kv_store.hpp"
 
+#include <algorithm>
+
 #include "headinfer/error.hpp"
 
 namespace headinfer {
 
-KvStore::KvStore(Backend& backend, int n_layers, int n_kv_heads, int head_dim, DType kv_dtype, int64_t capacity)
-    : backend_(backend), n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), kv_dtype_(kv_dtype),
-      capacity_(capacity) {
+KvStore::KvStore(Backend& backend, const ModelConfig& cfg, DType kv_dtype, const KvSchedule& schedule,
+                 int64_t capacity)
+    : backend_(backend), n_layers_(cfg.n_layers), n_kv_heads_(cfg.n_kv_heads), head_dim_(cfg.head_dim),
+      kv_dtype_(kv_dtype), schedule_(schedule) {
   HI_CHECK(capacity > 0, "kv cache: capacity must be positive, got " << capacity);
-  allocate(slabs_, capacity);
+  schedule_.validate(cfg, kv_dtype);
+  slabs_.assign(static_cast<size_t>(n_layers_) * n_kv_heads_, Slab{});
+  host_order_.resize(static_cast<size_t>(n_layers_));
+  size_t block_bytes = 0;
+  for (int l = 0; l < n_layers_; ++l) {
+    layer_offset_.push_back(block_bytes);
+    for (int h = 0; h < n_kv_heads_; ++h) {
+      Slab& s = slabs_[static_cast<size_t>(l) * n_kv_heads_ + h];
+      s.home = schedule_.home(cfg, l, h);
+      if (s.home == Home::Host) {
+        s.host_index = static_cast<int>(host_order_[static_cast<size_t>(l)].size());
+        host_order_[static_cast<size_t>(l)].push_back(h);
+        block_bytes += host_head_bytes();
+      }
+    }
+  }
+  if (block_bytes > 0) pool_ = std::make_unique<HostPool>(backend_, block_bytes, schedule_.host_chunk_bytes);
+  allocate_device(slabs_, capacity);
+  if (pool_) pool_->grow_to(blocks_for(capacity));
+  capacity_ = capacity;
 }
 
-KvStore::~KvStore() { release(slabs_); }
+KvStore::~KvStore() {
+  // Copies into or out of the slabs may still be in flight.
+  backend_.synchronize();
+  release_device(slabs_);
+}
 
-void KvStore::allocate(std::vector<Slab>& slabs, int64_t capacity) {
-  slabs.assign(static_cast<size_t>(n_layers_) * n_kv_heads_, Slab{});
+int KvStore::max_host_heads() const {
+  int m = 0;
+  for (int l = 0; l < n_layers_; ++l) m = std::max(m, host_heads(l));
+  return m;
+}
+
+void KvStore::allocate_device(std::vector<Slab>& slabs, int64_t capacity) {
   const size_t bytes = row_bytes() * static_cast<size_t>(capacity);
   try {
     for (Slab& s : slabs) {
+      if (s.home != Home::Device) continue;
       s.k = backend_.alloc(bytes);
       s.v = backend_.alloc(bytes);
     }
   } catch (...) {
-    release(slabs);
+    release_device(slabs);
     throw;
   }
 }
 
-void KvStore::release(std::vector<Slab>& slabs) {
+void KvStore::release_device(std::vector<Slab>& slabs) {
   for (Slab& s : slabs) {
     if (s.k) backend_.free(s.k);
     if (s.v) backend_.free(s.v);
-    s = Slab{};
+    s.k = s.v = nullptr;
   }
 }
 
 void KvStore::reserve(int64_t tokens) {
   if (tokens <= capacity_) return;
-  std::vector<Slab> grown;
-  allocate(grown, tokens);
+  // Host blocks first: they never move, and failing here leaves the store as it was.
+  if (pool_) pool_->grow_to(blocks_for(tokens));
+  std::vector<Slab> grown = slabs_;
+  for (Slab& s : grown) s.k = s.v = nullptr;
+  allocate_device(grown, tokens);
+  backend_.synchronize();
   const size_t used = row_bytes() * static_cast<size_t>(length_);
   for (size_t i = 0; i < slabs_.size(); ++i) {
-    if (used) {
-      backend_.copy(grown[i].k, slabs_[i].k, used);
-      backend_.copy(grown[i].v, slabs_[i].v, used);
-    }
-    grown[i].home = slabs_[i].home;
+    if (slabs_[i].home != Home::Device || used == 0) continue;
+    backend_.copy(grown[i].k, slabs_[i].k, used);
+    backend_.copy(grown[i].v, slabs_[i].v, used);
   }
-  release(slabs_);
+  release_device(slabs_);
   slabs_ = std::move(grown);
   capacity_ = tokens;
 }
 
-size_t KvStore::bytes() const { return slabs_.size() * 2 * row_bytes() * static_cast<size_t>(capacity_); }
+size_t KvStore::device_bytes() const {
+  size_t n = 0;
+  for (const Slab& s : slabs_) n += s.home == Home::Device ? 2 * row_bytes() * static_cast<size_t>(capacity_) : 0;
+  return n;
+}
 
 }  // namespace headinfer

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "headinfer/error.hpp"
+#include "kv/footprint.hpp"
 
 namespace headinfer {
 namespace {
@@ -15,31 +16,42 @@ enum Buf : size_t { kX, kH, kQ, kK, kV, kAttn, kGate, kUp, kTmp, kLast, kNumBufs
 Executor::Executor(Backend& backend, const LoadedModel& model, const ExecutorOptions& opts)
     : be_(backend), cfg_(model.config), opts_(opts) {
   HI_CHECK(opts.max_chunk > 0, "chunk size must be positive, got " << opts.max_chunk);
-  const ModelWeights& w = model.weights;
-  auto prep = [&](const Tensor& t) { return t.empty() ? Mat{} : be_.prepare(t, keep_alive_); };
-  tok_embd_ = prep(w.tok_embd);
-  out_norm_ = prep(w.out_norm);
-  lm_head_ = prep(w.lm_head);
-  for (const LayerWeights& lw : w.layers) {
-    layers_.push_back(Layer{prep(lw.attn_norm), prep(lw.wq), prep(lw.wk), prep(lw.wv), prep(lw.wo), prep(lw.bq),
-                            prep(lw.bk), prep(lw.bv), prep(lw.ffn_norm), prep(lw.w_gate), prep(lw.w_up),
-                            prep(lw.w_down)});
+  if (opts_.mlp_chunk <= 0) opts_.mlp_chunk = default_mlp_chunk(opts_.max_chunk);
+  HI_CHECK(opts_.mlp_chunk <= opts_.max_chunk, "mlp chunk " << opts_.mlp_chunk << " exceeds the chunk size "
+                                                             << opts_.max_chunk);
+  if (opts_.schedule.homes.empty()) opts_.schedule = KvSchedule::all_resident(cfg_, opts_.kv_dtype);
+  try {
+    const ModelWeights& w = model.weights;
+    auto prep = [&](const Tensor& t) { return t.empty() ? Mat{} : be_.prepare(t, keep_alive_); };
+    tok_embd_ = prep(w.tok_embd);
+    out_norm_ = prep(w.out_norm);
+    // Tied embeddings are one tensor: prepared (and held on the device) once.
+    lm_head_ = w.lm_head.data == w.tok_embd.data ? tok_embd_ : prep(w.lm_head);
+    for (const LayerWeights& lw : w.layers) {
+      layers_.push_back(Layer{prep(lw.attn_norm), prep(lw.wq), prep(lw.wk), prep(lw.wv), prep(lw.wo), prep(lw.bq),
+                              prep(lw.bk), prep(lw.bv), prep(lw.ffn_norm), prep(lw.w_gate), prep(lw.w_up),
+                              prep(lw.w_down)});
+    }
+    kv_ = std::make_unique<KvStore>(be_, cfg_, opts_.kv_dtype, opts_.schedule, opts.capacity);
+    attn_ = std::make_unique<LayerAttention>(be_, *kv_, cfg_, opts_.max_chunk);
+    for (int64_t n : activation_floats(cfg_, opts_.max_chunk, opts_.mlp_chunk))
+      bufs_.push_back(static_cast<float*>(be_.alloc(static_cast<size_t>(n) * sizeof(float))));
+  } catch (...) {
+    release();
+    throw;
   }
-  kv_ = std::make_unique<KvStore>(be_, cfg_.n_layers, cfg_.n_kv_heads, cfg_.head_dim, opts.kv_dtype, opts.capacity);
-
-  const size_t c = static_cast<size_t>(opts.max_chunk);
-  const size_t q_w = static_cast<size_t>(cfg_.n_heads) * cfg_.head_dim;
-  const size_t kv_w = static_cast<size_t>(cfg_.n_kv_heads) * cfg_.head_dim;
-  const size_t sizes[kNumBufs] = {c * cfg_.hidden, c * cfg_.hidden, c * q_w, c * kv_w, c * kv_w, c * q_w,
-                                  c * cfg_.ffn_hidden, c * cfg_.ffn_hidden, c * cfg_.hidden,
-                                  static_cast<size_t>(cfg_.vocab_size)};
-  for (size_t s : sizes) bufs_.push_back(static_cast<float*>(be_.alloc(s * sizeof(float))));
   logits_.resize(static_cast<size_t>(cfg_.vocab_size));
 }
 
-Executor::~Executor() {
+void Executor::release() {
+  attn_.reset();
+  kv_.reset();
   for (float* p : bufs_) be_.free(p);
+  bufs_.clear();
+  keep_alive_.clear();
 }
+
+Executor::~Executor() { release(); }
 
 void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq) {
   const int hd = cfg_.head_dim;
@@ -53,35 +65,21 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   be_.rope(RopeArgs{q, q_w, n, cfg_.n_heads, hd, pos0, inv_freq.data()});
   be_.rope(RopeArgs{k, kv_w, n, cfg_.n_kv_heads, hd, pos0, inv_freq.data()});
 
-  const int group = cfg_.q_per_kv();
-  for (int g = 0; g < cfg_.n_kv_heads; ++g) {
-    // The chunk's K/V join the slab first; attention then reads the slab alone,
-    // causally by absolute position.
-    be_.store_kv(k + static_cast<int64_t>(g) * hd, kv_w, n, hd, kv_->kv_dtype(), kv_->k_at(layer, g, pos0));
-    be_.store_kv(v + static_cast<int64_t>(g) * hd, kv_w, n, hd, kv_->kv_dtype(), kv_->v_at(layer, g, pos0));
-    AttnArgs a;
-    a.q = q + static_cast<int64_t>(g) * group * hd;
-    a.q_stride = q_w;
-    a.n_q = n;
-    a.n_qh = group;
-    a.head_dim = hd;
-    a.q_pos0 = pos0;
-    a.causal = true;
-    a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-    a.kv_dtype = kv_->kv_dtype();
-    a.pieces.push_back(KvPiece{kv_->slab(layer, g).k, kv_->slab(layer, g).v, pos0 + n, 0});
-    a.out = attn + static_cast<int64_t>(g) * group * hd;
-    a.out_stride = q_w;
-    be_.attention(a);
-  }
+  attn_->run(layer, LayerQkv{q, k, v, attn});
 
   be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
   be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
   be_.rmsnorm(x, L.ffn_norm, cfg_.rms_eps, n, h);
-  be_.matmul(h, n, L.w_gate, nullptr, buf(kGate));
-  be_.matmul(h, n, L.w_up, nullptr, buf(kUp));
-  be_.swiglu(buf(kGate), buf(kUp), static_cast<int64_t>(n) * cfg_.ffn_hidden, buf(kGate));
-  be_.matmul(buf(kGate), n, L.w_down, nullptr, buf(kTmp));
+  // The ffn-wide intermediates exist for mlp_chunk rows at a time; every output
+  // row is computed alone, so the passes change no value.
+  for (int r0 = 0; r0 < n; r0 += opts_.mlp_chunk) {
+    const int m = std::min(opts_.mlp_chunk, n - r0);
+    const float* hr = h + static_cast<int64_t>(r0) * cfg_.hidden;
+    be_.matmul(hr, m, L.w_gate, nullptr, buf(kGate));
+    be_.matmul(hr, m, L.w_up, nullptr, buf(kUp));
+    be_.swiglu(buf(kGate), buf(kUp), static_cast<int64_t>(m) * cfg_.ffn_hidden, buf(kGate));
+    be_.matmul(buf(kGate), m, L.w_down, nullptr, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
+  }
   be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
 }
 
@@ -110,7 +108,9 @@ const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {
     throw;
   }
   be_.free(dev_ids);
+  attn_->begin(pos0, n);
   for (size_t l = 0; l < layers_.size(); ++l) run_layer(layers_[l], static_cast<int>(l), n, pos0, inv_freq_);
+  attn_->end();
   kv_->set_length(pos0 + n);
 
   const float* last = buf(kX) + static_cast<int64_t>(n - 1) * cfg_.hidden;

@@ -1,7 +1,8 @@
 // Runs the decoder over a span of tokens at the next positions of the context:
-// embedding, then per layer norm -> QKV -> RoPE -> per-KV-head attention over its
-// slab -> output projection -> MLP, and logits for the last position only.
-// Prefill calls it chunk by chunk; decode calls it with one token.
+// embedding, then per layer norm -> QKV -> RoPE -> attention of every KV head over
+// its slab (LayerAttention: resident slabs in place, offloaded ones streamed) ->
+// output projection -> MLP (in row passes of mlp_chunk), and logits for the last
+// position only. Prefill calls it chunk by chunk; decode calls it with one token.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +11,9 @@
 
 #include "backend/backend.hpp"
 #include "format/model_loader.hpp"
+#include "kv/kv_schedule.hpp"
 #include "kv/kv_store.hpp"
+#include "runtime/layer_attention.hpp"
 
 namespace headinfer {
 
@@ -18,6 +21,8 @@ struct ExecutorOptions {
   int max_chunk = 512;         // largest number of tokens one forward() takes
   int64_t capacity = 0;        // KV capacity in tokens (the context the request may reach)
   DType kv_dtype = DType::F32;
+  KvSchedule schedule;         // homes of the slabs and streaming; empty: all resident
+  int mlp_chunk = 0;           // MLP rows per pass (0: default_mlp_chunk(max_chunk))
 };
 
 class Executor {
@@ -36,12 +41,15 @@ class Executor {
   // Makes room for a context of `tokens` (the KV cache grows; never shrinks).
   void reserve(int64_t tokens) { kv_->reserve(tokens); }
   const KvStore& kv() const { return *kv_; }
+  // Bytes moved between host and device slabs since construction.
+  const TransferStats& transfer_stats() const { return attn_->stats(); }
 
  private:
   struct Layer {
     Mat attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
   };
   void run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq);
+  void release();
   float* buf(size_t i) { return bufs_[i]; }
 
   Backend& be_;
@@ -51,7 +59,8 @@ class Executor {
   Mat tok_embd_, out_norm_, lm_head_;
   std::vector<std::shared_ptr<const void>> keep_alive_;
   std::unique_ptr<KvStore> kv_;
-  // Activation buffers sized for max_chunk tokens: x, h, q, k, v, attn, gate, up, tmp, logits
+  std::unique_ptr<LayerAttention> attn_;
+  // Activation buffers (kv/footprint.hpp): x, h, q, k, v, attn, gate, up, tmp, logits
   std::vector<float*> bufs_;
   std::vector<float> logits_;
   std::vector<double> inv_freq_;

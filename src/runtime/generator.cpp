@@ -87,6 +87,12 @@ GenerateResult Generator::run(const GenerateRequest& req) {
   for (int32_t id : req.prompt) sampler.accept(id);
 
   // Prefill, chunk by chunk.
+  const TransferStats moved0 = exec_.transfer_stats();
+  auto moved_since = [&](const TransferStats& a) {
+    const TransferStats& b = exec_.transfer_stats();
+    return TransferStats{b.h2d_bytes - a.h2d_bytes, b.d2h_bytes - a.d2h_bytes, b.h2d_copies - a.h2d_copies,
+                         b.d2h_copies - a.d2h_copies};
+  };
   const auto t_prefill = Clock::now();
   const std::vector<float>* logits = nullptr;
   for (int64_t done = 0; done < n_prompt;) {
@@ -101,6 +107,8 @@ GenerateResult Generator::run(const GenerateRequest& req) {
     if (req.on_prefill) req.on_prefill(done, n_prompt);
   }
   res.stats.prefill_seconds = seconds_since(t_prefill);
+  res.stats.prefill_transfer = moved_since(moved0);
+  const TransferStats moved1 = exec_.transfer_stats();
 
   StreamDecoder stream(tok_);
   StopMatcher stops(req.stop);
@@ -145,6 +153,7 @@ GenerateResult Generator::run(const GenerateRequest& req) {
   res.text = stops.text();
   res.stats.generated_tokens = static_cast<int64_t>(res.tokens.size());
   res.stats.decode_seconds = seconds_since(t_decode);
+  res.stats.decode_transfer = moved_since(moved1);
   return res;
 }
 

@@ -34,6 +34,7 @@ struct GenerateStats {
   int64_t generated_tokens = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;  // from the first to the last decode step
+  TransferStats prefill_transfer, decode_transfer;  // KV bytes moved host <-> device
   double prefill_tps() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
   // Tokens produced by decode steps (the first token comes from prefill's logits).
   double decode_tps() const {

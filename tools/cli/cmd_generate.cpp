@@ -23,7 +23,8 @@ struct GenerateOptions {
   std::string prompt, file, max_context, kv_type = "auto";
   int64_t prompt_tokens = 0;
   int n_predict = 128;
-  int chunk_size = 512;
+  int chunk_size = 0;  // 0: the plan's
+  PlanOptions plan;
   SamplingParams sampling;
   int64_t seed = -1;
   bool ignore_eos = false, no_bos = false;
@@ -40,14 +41,6 @@ ChatFormat chat_format_for(const GenerateOptions& o, const Tokenizer& tok) {
   if (auto f = detect_chat_format(tok)) return *f;
   HI_FAIL("--chat: cannot tell this model's chat format; name it with --chat-template "
           "(llama3, llama2, mistral-v1, mistral-v3, chatml)");
-}
-
-DType kv_dtype_for(const std::string& name, DType weights) {
-  if (name == "auto") return weights == DType::BF16 ? DType::BF16 : DType::F32;
-  if (name == "f32") return DType::F32;
-  if (name == "bf16") return DType::BF16;
-  if (name == "f16") return DType::F16;
-  HI_FAIL("--kv-type: unknown type '" << name << "' (expected auto, f32, bf16 or f16)");
 }
 
 int run_generate(const GenerateOptions& o) {
@@ -90,11 +83,26 @@ int run_generate(const GenerateOptions& o) {
     prompt.push_back(tok->bos_id());
   }
 
+  HI_CHECK(static_cast<int64_t>(prompt.size()) <= max_context,
+           "prompt of " << prompt.size() << " tokens is longer than the allowed context of " << max_context
+                        << " tokens (--max-context)");
   auto backend = make_backend(o.model.backend, o.model.threads);
   ExecutorOptions eo;
-  eo.max_chunk = o.chunk_size;
   eo.kv_dtype = kv_dtype_for(o.kv_type, model.weight_dtype);
   eo.capacity = std::min<int64_t>(max_context, static_cast<int64_t>(prompt.size()) + std::max(o.n_predict, 0) + 1);
+  // Everything the device will hold is decided (or refused) before any of it is allocated.
+  const PlanInputs pin = plan_inputs_for(model, *backend, o.plan, eo.kv_dtype, eo.capacity, o.chunk_size);
+  const Plan plan = make_plan(pin);
+  if (pin.gpu_budget >= 0) backend->set_device_limit(pin.gpu_budget - pin.device_overhead);
+  eo.max_chunk = plan.chunk;
+  eo.mlp_chunk = plan.mlp_chunk;
+  eo.schedule = plan.schedule;
+  if (pin.gpu_budget >= 0 || plan.offloaded_slabs > 0)
+    std::fprintf(stderr, "plan: %lld resident + %lld offloaded slabs, chunk %d, buffers %d x %s, predicted GPU %s%s%s\n",
+               static_cast<long long>(plan.resident_slabs), static_cast<long long>(plan.offloaded_slabs), plan.chunk,
+               plan.offloaded_slabs ? plan.schedule.n_buffers : 0, format_bytes(plan.schedule.buffer_bytes).c_str(),
+               format_bytes(plan.gpu_total).c_str(), pin.gpu_budget >= 0 ? " of " : "",
+               pin.gpu_budget >= 0 ? format_bytes(pin.gpu_budget).c_str() : "");
   Executor exec(*backend, model, eo);
   Generator gen(exec, *tok);
 
@@ -105,7 +113,7 @@ int run_generate(const GenerateOptions& o) {
   req.sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   req.stop = o.stop;
   req.ignore_eos = o.ignore_eos;
-  req.chunk_size = o.chunk_size;
+  req.chunk_size = plan.chunk;
   req.max_context = max_context;
   req.cancel = &g_cancel;
   Progress progress("prefill", static_cast<int64_t>(prompt.size()), stderr_is_terminal());
@@ -124,12 +132,22 @@ int run_generate(const GenerateOptions& o) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
   const GenerateStats& s = r.stats;
+  const DeviceMemoryInfo mem = backend->device_memory();
+  const int64_t dev_peak = mem.driver_peak_used >= 0 ? mem.driver_peak_used : mem.peak;
+  const TransferStats& pt = s.prefill_transfer;
+  const TransferStats& dt = s.decode_transfer;
+  const double link = s.decode_seconds > 0 ? dt.h2d_bytes / s.decode_seconds / 1e9 : 0;
   std::fprintf(stderr,
                "stats: backend %s | prompt %lld tok | prefill %.1f tok/s (%.2f s) | decode %.2f tok/s (%lld tok, "
-               "%.2f s) | stop %s | KV %s | peak RSS %s\n",
+               "%.2f s) | stop %s | KV %s | peak RSS %s | device peak %s | host KV %s | H2D %s + %s, D2H %s + %s "
+               "(prefill + decode) | decode link %.2f GB/s\n",
                backend->name().c_str(), static_cast<long long>(s.prompt_tokens), s.prefill_tps(), s.prefill_seconds,
                s.decode_tps(), static_cast<long long>(s.generated_tokens), s.decode_seconds, r.stop_reason.c_str(),
-               dtype_name(eo.kv_dtype), format_bytes(peak_rss_bytes()).c_str());
+               dtype_name(eo.kv_dtype), format_bytes(peak_rss_bytes()).c_str(),
+               dev_peak >= 0 ? format_bytes(dev_peak).c_str() : "n/a",
+               format_bytes(static_cast<int64_t>(exec.kv().host_bytes())).c_str(), format_bytes(pt.h2d_bytes).c_str(),
+               format_bytes(dt.h2d_bytes).c_str(), format_bytes(pt.d2h_bytes).c_str(),
+               format_bytes(dt.d2h_bytes).c_str(), link);
   return 0;
 }
 
@@ -157,7 +175,9 @@ Runner add_generate(CLI::App& app) {
   cmd->add_flag("--chat", o->chat, "wrap the prompt as a user turn in the model's chat template");
   cmd->add_option("--chat-template", o->chat_template, "chat format: llama3, llama2, mistral-v1, mistral-v3, chatml");
   cmd->add_option("--system", o->system, "system message for --chat");
-  cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk size in tokens")->capture_default_str();
+  cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk size in tokens (0: the plan's roofline choice)")
+      ->capture_default_str();
+  add_plan_options(*cmd, o->plan);
   cmd->add_option("-c,--max-context", o->max_context, "longest context allowed (default: the model's trained context)");
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: auto, f32, bf16, f16")->capture_default_str();
   return [o, prompt_opt] {

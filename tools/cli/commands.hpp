@@ -6,6 +6,10 @@
 
 #include <string>
 
+#include "backend/backend.hpp"
+#include "format/model_loader.hpp"
+#include "kv/plan.hpp"
+
 namespace headinfer::cli {
 
 struct ModelOptions {
@@ -21,6 +25,18 @@ using Runner = std::function<int()>;
 Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
+Runner add_plan(CLI::App& app);
+
+// Options shared by plan and generate (cmd_plan.cpp).
+struct PlanOptions {
+  std::string gpu_memory;
+  std::string offload = "auto";
+  double link_gbs = 0;
+};
+void add_plan_options(CLI::App& app, PlanOptions& o);
+PlanInputs plan_inputs_for(const LoadedModel& m, Backend& backend, const PlanOptions& o, DType kv_dtype,
+                           int64_t context, int chunk);
+DType kv_dtype_for(const std::string& name, DType weights);
 
 // Reads -p / -f into a string; exactly one must be given (unless allow_none).
 std::string read_prompt(const std::string& text, const std::string& file, bool allow_none);

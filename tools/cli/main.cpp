@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   std::map<std::string, headinfer::cli::Runner> runners{
       {"generate", headinfer::cli::add_generate(app)},
       {"info", headinfer::cli::add_info(app)},
+      {"plan", headinfer::cli::add_plan(app)},
       {"tokenize", headinfer::cli::add_tokenize(app)},
   };
   try {

@@ -10,6 +10,8 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/attention_cpu.hpp"
+#include "backend/cpu/cpu_streams.hpp"
+#include "backend/cpu/device_arena.hpp"
 #include "backend/cpu/matmul.hpp"
 #include "common/half.hpp"
 #include "common/thread_pool.hpp"
@@ -20,21 +22,32 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads) : pool_(n_threads) {}
+  explicit CpuBackend(const CpuBackendOptions& o) : pool_(o.n_threads), streams_(o.copy_delay_us) {
+    arena_.set_limit(o.device_limit);
+  }
+  ~CpuBackend() override { streams_.drain(); }
 
   std::string name() const override { return "cpu"; }
 
-  void* alloc(size_t bytes) override {
-    void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
-    HI_CHECK(p != nullptr, "cpu backend: out of memory allocating " << bytes << " bytes");
-    return p;
-  }
-  void free(void* p) override { std::free(p); }
+  // "Device" memory is host memory counted by the emulated arena.
+  void* alloc(size_t bytes) override { return arena_.alloc(bytes); }
+  void free(void* p) override { arena_.free(p); }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
   Mat prepare(const Tensor& t, std::vector<std::shared_ptr<const void>>& keep_alive) override {
+    Mat m = prepare_data(t, keep_alive);
+    // Weights use mapped bytes, yet on a GPU they take device memory: the arena
+    // counts them until the caller drops keep_alive.
+    const int64_t bytes = DeviceArena::rounded(dtype_bytes(m.dtype, t.numel()));
+    arena_.charge(bytes, "weights");
+    DeviceArena* arena = &arena_;
+    keep_alive.push_back(std::shared_ptr<const void>(nullptr, [arena, bytes](const void*) { arena->uncharge(bytes); }));
+    return m;
+  }
+
+  Mat prepare_data(const Tensor& t, std::vector<std::shared_ptr<const void>>& keep_alive) {
     Mat m;
     m.rows = t.shape.size() == 1 ? 1 : t.shape[0];
     m.cols = t.shape.back();
@@ -152,17 +165,58 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void synchronize() override {}
+  void synchronize() override { streams_.drain(); }
+
+  void* alloc_host(size_t bytes) override { return Backend::alloc_host(bytes); }
+  void free_host(void* p) override { Backend::free_host(p); }
+  Event create_event() override { return streams_.create_event(); }
+  void destroy_event(Event e) override { streams_.destroy_event(e); }
+  void record(Event e, Stream s) override { streams_.record(e, s); }
+  void wait(Stream s, Event e) override { streams_.wait(s, e); }
+  void sync(Event e) override { streams_.sync(e); }
+  void copy_h2d_async(void* dst, const void* src, size_t bytes) override {
+    streams_.copy(Stream::H2D, dst, bytes, src, bytes, bytes, 1);
+  }
+  void copy_d2h_async(void* dst, const void* src, size_t bytes) override {
+    streams_.copy(Stream::D2H, dst, bytes, src, bytes, bytes, 1);
+  }
+  void copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                         size_t rows) override {
+    streams_.copy(Stream::H2D, dst, dst_pitch, src, src_pitch, width, rows);
+  }
+  void copy_d2h_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                         size_t rows) override {
+    streams_.copy(Stream::D2H, dst, dst_pitch, src, src_pitch, width, rows);
+  }
+
+  void set_device_limit(int64_t bytes) override { arena_.set_limit(bytes); }
+  DeviceMemoryInfo device_memory() const override {
+    DeviceMemoryInfo m;
+    m.in_use = arena_.in_use();
+    m.peak = arena_.peak();
+    m.limit = arena_.limit();
+    return m;
+  }
+  void reset_device_peak() override { arena_.reset_peak(); }
 
  private:
   ThreadPool pool_;
+  DeviceArena arena_;
+  CpuStreams streams_;
 };
 
 }  // namespace
 
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& opts) {
+  CpuBackendOptions o = opts;
+  if (o.n_threads <= 0) o.n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::make_unique<CpuBackend>(o);
+}
+
 std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
-  if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::make_unique<CpuBackend>(n_threads);
+  CpuBackendOptions o;
+  o.n_threads = n_threads;
+  return make_cpu_backend(o);
 }
 
 }  // namespace headinfer

@@ -1,0 +1,51 @@
+// Default offloading methods of Backend: correct for a backend whose copies run
+// in compute order (no copy engines), and the reference for what overrides must do.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+#include "backend/backend.hpp"
+#include "headinfer/error.hpp"
+
+namespace headinfer {
+
+const char* stream_name(Stream s) {
+  switch (s) {
+    case Stream::Compute: return "compute";
+    case Stream::H2D: return "h2d";
+    case Stream::D2H: return "d2h";
+  }
+  return "?";
+}
+
+void* Backend::alloc_host(size_t bytes) {
+  void* p = std::aligned_alloc(4096, (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096);
+  HI_CHECK(p != nullptr, name() << ": out of host memory allocating " << bytes << " bytes for the KV host pool");
+  return p;
+}
+
+void Backend::free_host(void* p) { std::free(p); }
+
+void Backend::copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                                size_t rows) {
+  if (width == dst_pitch && width == src_pitch) return copy_h2d_async(dst, src, width * rows);
+  for (size_t r = 0; r < rows; ++r)
+    copy_h2d_async(static_cast<uint8_t*>(dst) + r * dst_pitch, static_cast<const uint8_t*>(src) + r * src_pitch,
+                   width);
+}
+
+void Backend::copy_d2h_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                                size_t rows) {
+  if (width == dst_pitch && width == src_pitch) return copy_d2h_async(dst, src, width * rows);
+  for (size_t r = 0; r < rows; ++r)
+    copy_d2h_async(static_cast<uint8_t*>(dst) + r * dst_pitch, static_cast<const uint8_t*>(src) + r * src_pitch,
+                   width);
+}
+
+void Backend::set_device_limit(int64_t bytes) {
+  // Refusing is the only correct fallback: a budget nobody enforces is a promise
+  // the engine cannot keep (invariant 4).
+  HI_CHECK(bytes < 0, "--gpu-memory: backend " << name() << " cannot enforce a device memory limit yet");
+}
+
+}  // namespace headinfer

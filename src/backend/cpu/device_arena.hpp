@@ -1,0 +1,40 @@
+// The CPU backend's emulated device memory: host allocations counted against a
+// budget, so --gpu-memory and the planner's promises are checked in CI exactly as
+// they will be on a GPU (an allocation past the budget fails; the peak is kept).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
+namespace headinfer {
+
+class DeviceArena {
+ public:
+  // Bytes an allocation of `bytes` takes (allocations are 256-byte granular, as
+  // device allocators are; the planner uses the same rounding).
+  static int64_t rounded(size_t bytes) { return static_cast<int64_t>((std::max<size_t>(bytes, 1) + 255) / 256 * 256); }
+
+  void* alloc(size_t bytes);
+  void free(void* p);
+  // Counts memory the backend holds outside alloc() (prepared weights).
+  void charge(int64_t bytes, const char* what);
+  void uncharge(int64_t bytes);
+
+  void set_limit(int64_t bytes);
+  int64_t limit() const;
+  int64_t in_use() const;
+  int64_t peak() const;
+  void reset_peak();
+
+ private:
+  void take(int64_t bytes, const char* what);  // under mu_
+
+  mutable std::mutex mu_;
+  std::unordered_map<void*, int64_t> sizes_;
+  int64_t limit_ = -1, in_use_ = 0, peak_ = 0;
+};
+
+}  // namespace headinfer

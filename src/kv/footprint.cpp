@@ -1,0 +1,66 @@
+#include "kv/footprint.hpp"
+
+#include <algorithm>
+#include <string>
+#include <unordered_set>
+
+namespace headinfer {
+
+int64_t prepared_weight_bytes(const ModelWeights& w) {
+  std::unordered_set<const void*> seen;
+  std::unordered_set<std::string> seen_names;
+  int64_t total = 0;
+  auto visit = [&](const Tensor& t) {
+    if (t.shape.empty()) return;
+    if (t.data != nullptr ? !seen.insert(t.data).second : !seen_names.insert(t.name).second) return;
+    const DType d = t.dtype == DType::Q8_0 ? DType::F32 : t.dtype;
+    total += alloc_rounded(static_cast<int64_t>(dtype_bytes(d, t.numel())));
+  };
+  visit(w.tok_embd);
+  visit(w.out_norm);
+  visit(w.lm_head);
+  for (const LayerWeights& l : w.layers)
+    for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.ffn_norm, &l.w_gate,
+                            &l.w_up, &l.w_down})
+      visit(*t);
+  return total;
+}
+
+int default_mlp_chunk(int max_chunk) { return std::min(max_chunk, 2048); }
+
+std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, int mlp_chunk) {
+  const int64_t c = max_chunk, m = mlp_chunk;
+  const int64_t q_w = int64_t{cfg.n_heads} * cfg.head_dim, kv_w = int64_t{cfg.n_kv_heads} * cfg.head_dim;
+  return {c * cfg.hidden, c * cfg.hidden, c * q_w,          c * kv_w,         c * kv_w,
+          c * q_w,        m * cfg.ffn_hidden, m * cfg.ffn_hidden, c * cfg.hidden, int64_t{cfg.vocab_size}};
+}
+
+std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk) {
+  const int64_t c = max_chunk, qpk = cfg.q_per_kv();
+  return {c * qpk * cfg.head_dim, c * cfg.n_heads, c * qpk};
+}
+
+int64_t staging_bytes(const ModelConfig& cfg, DType kv_dtype, int max_host_heads, int max_chunk) {
+  return 2 * int64_t{max_host_heads} * max_chunk * static_cast<int64_t>(kv_row_bytes(cfg, kv_dtype));
+}
+
+DeviceFootprint engine_footprint(const ModelConfig& cfg, DType kv_dtype, const KvSchedule& s, int64_t capacity,
+                                 int max_chunk, int mlp_chunk) {
+  DeviceFootprint f;
+  const int64_t slab_side = alloc_rounded(static_cast<int64_t>(kv_row_bytes(cfg, kv_dtype)) * capacity);
+  int max_host = 0;
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    max_host = std::max(max_host, s.host_heads(cfg, l));
+    f.resident_kv += 2 * slab_side * (cfg.n_kv_heads - s.host_heads(cfg, l));
+  }
+  if (max_host > 0) {
+    f.buffers = s.n_buffers * alloc_rounded(s.buffer_bytes);
+    f.staging = 2 * alloc_rounded(staging_bytes(cfg, kv_dtype, max_host, max_chunk));
+  }
+  for (int64_t n : activation_floats(cfg, max_chunk, mlp_chunk)) f.activations += alloc_rounded(n * 4);
+  for (int64_t n : attention_scratch_floats(cfg, max_chunk)) f.activations += alloc_rounded(n * 4);
+  f.activations += alloc_rounded(int64_t{4} * max_chunk);  // token ids
+  return f;
+}
+
+}  // namespace headinfer

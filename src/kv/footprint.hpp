@@ -1,0 +1,44 @@
+// Device bytes the engine allocates, computed from shapes alone. The Executor
+// allocates exactly these buffers and the Plan adds them up, so a prediction is
+// the allocation, not an estimate of it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kv/kv_schedule.hpp"
+#include "model/model_config.hpp"
+#include "model/weights.hpp"
+
+namespace headinfer {
+
+// Device allocators hand out 256-byte granules.
+inline int64_t alloc_rounded(int64_t bytes) { return (std::max<int64_t>(bytes, 1) + 255) / 256 * 256; }
+
+// Weights as the backends prepare them (Q8_0 becomes F32; tied tensors once).
+int64_t prepared_weight_bytes(const ModelWeights& w);
+
+// MLP rows per pass: bounds the three ffn-wide intermediates, whatever the chunk.
+int default_mlp_chunk(int max_chunk);
+
+// Executor activations in floats, in this order: x, h, q, k, v, attn, gate, up, tmp, logits.
+std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, int mlp_chunk);
+// Attention scratch in floats: one block's output, accumulated log-sum-exp, one block's log-sum-exp.
+std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk);
+// The chunk's new K/V of the offloaded heads of a layer, before they go to the host.
+int64_t staging_bytes(const ModelConfig& cfg, DType kv_dtype, int max_host_heads, int max_chunk);
+
+struct DeviceFootprint {
+  int64_t weights = 0;
+  int64_t resident_kv = 0;
+  int64_t buffers = 0;      // ping-pong buffers
+  int64_t staging = 0;      // two staging buffers (layers alternate)
+  int64_t activations = 0;  // activations, attention scratch, token ids
+  int64_t total() const { return weights + resident_kv + buffers + staging + activations; }
+};
+
+// Everything but the weights, for a KV capacity of `capacity` tokens.
+DeviceFootprint engine_footprint(const ModelConfig& cfg, DType kv_dtype, const KvSchedule& s, int64_t capacity,
+                                 int max_chunk, int mlp_chunk);
+
+}  // namespace headinfer

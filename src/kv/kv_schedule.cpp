@@ -1,0 +1,58 @@
+#include "kv/kv_schedule.hpp"
+
+#include <algorithm>
+
+#include "headinfer/error.hpp"
+
+namespace headinfer {
+
+int64_t default_block_tokens(size_t row_bytes, int64_t min_copy_bytes) {
+  int64_t b = 16;
+  while (b < 65536 && b * 2 * static_cast<int64_t>(row_bytes) < min_copy_bytes) b *= 2;
+  return b;
+}
+
+KvSchedule KvSchedule::all_resident(const ModelConfig& cfg, DType kv_dtype) {
+  KvSchedule s;
+  s.block_tokens = default_block_tokens(kv_row_bytes(cfg, kv_dtype));
+  s.homes.assign(static_cast<size_t>(cfg.n_layers) * cfg.n_kv_heads, Home::Device);
+  s.group_heads.assign(static_cast<size_t>(cfg.n_layers), 1);
+  s.n_buffers = 2;
+  s.buffer_bytes = 0;
+  return s;
+}
+
+int KvSchedule::host_heads(const ModelConfig& cfg, int layer) const {
+  int n = 0;
+  for (int h = 0; h < cfg.n_kv_heads; ++h) n += home(cfg, layer, h) == Home::Host;
+  return n;
+}
+
+int64_t KvSchedule::offloaded_slabs() const {
+  return std::count(homes.begin(), homes.end(), Home::Host);
+}
+
+void KvSchedule::validate(const ModelConfig& cfg, DType kv_dtype) const {
+  HI_CHECK(block_tokens > 0, "kv schedule: block_tokens must be positive, got " << block_tokens);
+  HI_CHECK(homes.size() == static_cast<size_t>(cfg.n_layers) * cfg.n_kv_heads,
+           "kv schedule: homes has " << homes.size() << " entries, the model has " << cfg.n_layers << " x "
+                                     << cfg.n_kv_heads << " slabs");
+  HI_CHECK(group_heads.size() == static_cast<size_t>(cfg.n_layers),
+           "kv schedule: group_heads has " << group_heads.size() << " entries for " << cfg.n_layers << " layers");
+  if (offloaded_slabs() == 0) return;
+  HI_CHECK(n_buffers >= 2, "kv schedule: n_buffers must be at least 2 (ping-pong), got " << n_buffers);
+  const int64_t head_block = 2 * block_tokens * static_cast<int64_t>(kv_row_bytes(cfg, kv_dtype));
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    const int g = group_heads[static_cast<size_t>(l)];
+    if (host_heads(cfg, l) == 0) continue;
+    HI_CHECK(g >= 1 && g <= cfg.n_kv_heads,
+             "kv schedule: group_heads of layer " << l << " is " << g << ", expected 1.." << cfg.n_kv_heads);
+    const int64_t need = std::min(g, host_heads(cfg, l)) * head_block;
+    HI_CHECK(buffer_bytes >= need, "kv schedule: buffer_bytes " << buffer_bytes << " cannot hold one block of "
+                                                                << std::min(g, host_heads(cfg, l))
+                                                                << " heads of layer " << l << " (" << need
+                                                                << " bytes)");
+  }
+}
+
+}  // namespace headinfer

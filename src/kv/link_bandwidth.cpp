@@ -1,0 +1,69 @@
+#include "kv/link_bandwidth.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstring>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+namespace headinfer {
+
+double measure_link_gbs(Backend& backend, size_t bytes, int runs) {
+  void* host = backend.alloc_host(bytes);
+  void* dev = nullptr;
+  try {
+    dev = backend.alloc(bytes);
+  } catch (...) {
+    backend.free_host(host);
+    throw;
+  }
+  std::memset(host, 1, bytes);
+  Event done = backend.create_event();
+  double best = 0;
+  for (int r = 0; r < runs; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    backend.copy_h2d_async(dev, host, bytes);
+    backend.record(done, Stream::H2D);
+    backend.sync(done);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s > 0) best = std::max(best, static_cast<double>(bytes) / s / 1e9);
+  }
+  backend.destroy_event(done);
+  backend.free(dev);
+  backend.free_host(host);
+  return best;
+}
+
+std::string link_cache_path(const std::string& backend_name) {
+  std::filesystem::path dir;
+  if (const char* d = std::getenv("HEADINFER_CACHE_DIR"); d && *d) dir = d;
+  else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = std::filesystem::path(x) / "headinfer";
+  else if (const char* h = std::getenv("HOME"); h && *h) dir = std::filesystem::path(h) / ".cache" / "headinfer";
+  else return "";
+  std::string name;
+  for (char ch : backend_name) name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  return (dir / ("link-" + name + ".txt")).string();
+}
+
+double link_gbs_cached(Backend& backend) {
+  const std::string path = link_cache_path(backend.name());
+  if (!path.empty()) {
+    std::ifstream in(path);
+    std::string key;
+    double gbs = 0;
+    if (in >> key >> gbs && key == "h2d_gbs" && gbs > 0) return gbs;
+  }
+  const double gbs = measure_link_gbs(backend);
+  if (!path.empty() && gbs > 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    std::ofstream out(path);
+    if (out) out << "h2d_gbs " << gbs << "\n";
+  }
+  return gbs;
+}
+
+}  // namespace headinfer

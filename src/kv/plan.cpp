@@ -1,0 +1,206 @@
+#include "kv/plan.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "common/units.hpp"
+#include "headinfer/error.hpp"
+
+namespace headinfer {
+namespace {
+
+constexpr int kMinChunk = 512, kMaxChunk = 16384;
+
+// With the earlier KV offloaded, a chunk of C tokens does about C * q_per_kv
+// attention FLOPs per byte it moves (4 * head_dim FLOPs per key and query head over
+// 2 * head_dim * 2 bytes per key). It hides the transfers once that passes the
+// device's ridge point; 3x the ridge leaves room for imperfect overlap (the paper's
+// 10K tokens for Llama-3-8B).
+int roofline_chunk(const PlanInputs& in) {
+  const double ridge = in.speeds.attn_tflops * 1e12 / (in.speeds.link_gbs * 1e9);
+  const double c = 3.0 * ridge / in.cfg.q_per_kv();
+  const int64_t step = c > 2048 ? 2048 : kMinChunk;
+  const int64_t chunk = static_cast<int64_t>(std::ceil(c / static_cast<double>(step))) * step;
+  return static_cast<int>(std::clamp<int64_t>(chunk, kMinChunk, kMaxChunk));
+}
+
+// Resident slabs spread evenly over the layers (the last heads of each), so every
+// layer has both transfers and resident work to overlap them with. Every slab
+// moves its whole KV each decode token and all are the same size, so any choice
+// cuts the same transfer per byte; head policies will rank slabs when they differ.
+KvSchedule schedule_for(const PlanInputs& in, int64_t block, int64_t resident, int n_buffers, int64_t buffer_bytes) {
+  const ModelConfig& c = in.cfg;
+  KvSchedule s;
+  s.block_tokens = block;
+  s.n_buffers = n_buffers;
+  s.buffer_bytes = buffer_bytes;
+  s.homes.assign(static_cast<size_t>(c.n_layers) * c.n_kv_heads, Home::Host);
+  s.group_heads.assign(static_cast<size_t>(c.n_layers), 1);
+  const int64_t row = static_cast<int64_t>(kv_row_bytes(c, in.kv_dtype));
+  const int64_t blocks = (in.context + block - 1) / block;
+  const int64_t head_tokens = buffer_bytes / (2 * row);  // head-tokens one buffer holds
+  for (int l = 0; l < c.n_layers; ++l) {
+    const int64_t r = resident / c.n_layers + (l < resident % c.n_layers ? 1 : 0);
+    for (int h = c.n_kv_heads - static_cast<int>(r); h < c.n_kv_heads; ++h)
+      s.homes[static_cast<size_t>(l) * c.n_kv_heads + h] = Home::Device;
+    // Adaptive grouping: as many whole heads per fill as a buffer holds at this
+    // context (fewer as it grows), at least one, streaming in blocks past that.
+    const int host = c.n_kv_heads - static_cast<int>(r);
+    const int64_t whole = head_tokens / std::max<int64_t>(1, blocks * block);
+    s.group_heads[static_cast<size_t>(l)] = static_cast<int>(std::clamp<int64_t>(whole, 1, std::max(1, host)));
+  }
+  // The pool grows in chunks of 64 MiB, or of the whole context's blocks when
+  // that is less (small models then take no more host memory than they use).
+  int64_t block_bytes = 0;
+  for (int l = 0; l < c.n_layers; ++l) block_bytes += s.host_heads(c, l) * 2 * block * row;
+  s.host_chunk_bytes = std::min(s.host_chunk_bytes, std::max<int64_t>(1, block_bytes * blocks));
+  return s;
+}
+
+int64_t host_pool_bytes(const PlanInputs& in, const KvSchedule& s) {
+  const int64_t head_block = 2 * s.block_tokens * static_cast<int64_t>(kv_row_bytes(in.cfg, in.kv_dtype));
+  int64_t block_bytes = 0;
+  for (int l = 0; l < in.cfg.n_layers; ++l) block_bytes += s.host_heads(in.cfg, l) * head_block;
+  if (block_bytes == 0) return 0;
+  const int64_t per_chunk = std::max<int64_t>(1, (s.host_chunk_bytes + block_bytes - 1) / block_bytes);
+  const int64_t blocks = (in.context + s.block_tokens - 1) / s.block_tokens;
+  return (blocks + per_chunk - 1) / per_chunk * per_chunk * block_bytes;
+}
+
+std::string breakdown(const PlanInputs& in, const DeviceFootprint& f) {
+  std::ostringstream os;
+  os << "weights " << format_bytes(in.weight_bytes) << " + resident KV " << format_bytes(f.resident_kv)
+     << " + buffers " << format_bytes(f.buffers) << " + staging " << format_bytes(f.staging) << " + activations "
+     << format_bytes(f.activations) << " + device overhead " << format_bytes(in.device_overhead) << " = "
+     << format_bytes(in.weight_bytes + f.total() + in.device_overhead);
+  return os.str();
+}
+
+}  // namespace
+
+OffloadMode parse_offload_mode(const std::string& text) {
+  if (text == "auto") return OffloadMode::Auto;
+  if (text == "all") return OffloadMode::All;
+  if (text == "none") return OffloadMode::None;
+  HI_FAIL("--offload: unknown mode '" << text << "' (expected auto, all or none)");
+}
+
+const char* offload_mode_name(OffloadMode m) {
+  switch (m) {
+    case OffloadMode::Auto: return "auto";
+    case OffloadMode::All: return "all";
+    case OffloadMode::None: return "none";
+  }
+  return "?";
+}
+
+DeviceSpeeds DeviceSpeeds::for_backend(const std::string& backend_name) {
+  DeviceSpeeds s;
+  if (backend_name.rfind("cpu", 0) == 0) {
+    s.link_gbs = 10.0;   // a memcpy thread
+    s.mem_gbs = 20.0;    // a few cores reading f32/bf16
+    s.attn_tflops = 0.1;
+  }
+  return s;
+}
+
+int64_t host_memory_available() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return -1;
+}
+
+Plan make_plan(const PlanInputs& in) {
+  const ModelConfig& c = in.cfg;
+  HI_CHECK(in.context > 0, "--context must be positive, got " << in.context);
+  HI_CHECK(in.speeds.link_gbs > 0, "--link-gbs must be positive, got " << in.speeds.link_gbs);
+  HI_CHECK(in.chunk >= 0, "--chunk-size must be positive, got " << in.chunk);
+  const int64_t budget = in.gpu_budget;
+  HI_CHECK(budget < 0 || in.weight_bytes + in.device_overhead <= budget,
+           "--gpu-memory " << format_bytes(budget) << " is too small: the weights alone take "
+                           << format_bytes(in.weight_bytes) << " (+ " << format_bytes(in.device_overhead)
+                           << " device overhead)");
+
+  const int64_t row = static_cast<int64_t>(kv_row_bytes(c, in.kv_dtype));
+  // Short contexts get shorter blocks (and so smaller buffers); past the copy-size
+  // block, nothing depends on the context.
+  int64_t block = default_block_tokens(static_cast<size_t>(row), in.min_copy_bytes);
+  while (block > 16 && block / 2 >= in.context) block /= 2;
+  // One buffer holds a block of a whole layer's heads: fixed, whatever the context.
+  const int64_t buffer_bytes = int64_t{c.n_kv_heads} * 2 * block * row;
+  const int64_t total_slabs = int64_t{c.n_layers} * c.n_kv_heads;
+
+  std::vector<int> chunks;
+  if (in.chunk > 0) {
+    chunks.push_back(in.chunk);
+  } else {
+    for (int ch = roofline_chunk(in); ch >= kMinChunk; ch /= 2) chunks.push_back(ch);
+  }
+  for (int& ch : chunks) ch = static_cast<int>(std::min<int64_t>(ch, in.context));
+
+  Plan p;
+  p.in = in;
+  auto evaluate = [&](int chunk, int64_t resident, int n_buffers) {
+    p.chunk = chunk;
+    p.mlp_chunk = default_mlp_chunk(chunk);
+    p.schedule = schedule_for(in, block, resident, n_buffers, buffer_bytes);
+    p.gpu = engine_footprint(c, in.kv_dtype, p.schedule, in.context, p.chunk, p.mlp_chunk);
+    p.gpu_total = in.weight_bytes + p.gpu.total() + in.device_overhead;
+    return budget < 0 || p.gpu_total <= budget;
+  };
+
+  bool fits = false;
+  if (in.mode == OffloadMode::None || (in.mode == OffloadMode::Auto && budget < 0)) {
+    for (int ch : chunks)
+      if ((fits = evaluate(ch, total_slabs, 2))) break;
+    HI_CHECK(fits || in.mode == OffloadMode::Auto,
+             "--gpu-memory " << format_bytes(budget) << " cannot hold every slab of a " << in.context
+                             << "-token context (--offload none): " << breakdown(in, p.gpu)
+                             << "; use --offload auto or a shorter --max-context");
+  }
+  if (!fits && in.mode == OffloadMode::Auto && evaluate(chunks.front(), total_slabs, 2)) fits = true;
+  if (!fits) {
+    // The smallest plan first: every slab offloaded, then the largest chunk and
+    // buffer count that fit.
+    for (int ch : chunks) {
+      for (int nb : {3, 2})
+        if ((fits = evaluate(ch, 0, nb))) break;
+      if (fits) break;
+    }
+    HI_CHECK(fits, "--gpu-memory " << format_bytes(budget) << " is too small for the smallest plan (every slab "
+                                   << "offloaded, a " << p.chunk << "-token chunk, 2 buffers): "
+                                   << breakdown(in, p.gpu));
+    if (in.mode == OffloadMode::Auto) {
+      // Most resident slabs that still fit (the footprint grows with them).
+      const int chunk = p.chunk, nb = p.schedule.n_buffers;
+      int64_t lo = 0, hi = total_slabs - 1;
+      while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (evaluate(chunk, mid, nb)) lo = mid;
+        else hi = mid - 1;
+      }
+      evaluate(chunk, lo, nb);
+    }
+  }
+
+  p.offloaded_slabs = p.schedule.offloaded_slabs();
+  p.resident_slabs = total_slabs - p.offloaded_slabs;
+  p.host_bytes = host_pool_bytes(in, p.schedule);
+  HI_CHECK(in.host_available < 0 || p.host_bytes <= in.host_available,
+           "--context " << in.context << ": the offloaded KV needs " << format_bytes(p.host_bytes)
+                        << " of host memory, only " << format_bytes(in.host_available) << " is available");
+  p.h2d_per_token = p.offloaded_slabs * 2 * row * in.context;
+  p.d2h_per_token = p.offloaded_slabs * 2 * row;
+  p.transfer_seconds = static_cast<double>(p.h2d_per_token) / (in.speeds.link_gbs * 1e9);
+  p.compute_seconds = static_cast<double>(in.weight_bytes + p.resident_slabs * 2 * row * in.context) /
+                      (in.speeds.mem_gbs * 1e9);
+  return p;
+}
+
+}  // namespace headinfer

@@ -1,0 +1,67 @@
+// The residency planner: given the model, the context, the GPU memory budget and
+// the link bandwidth, it fixes everything the device will hold before the first
+// token (weights, resident slabs, fixed-size ping-pong buffers, staging, chunk
+// activations) and predicts memory, traffic and time per decode token. A plan that
+// cannot fit is refused, in numbers, before anything is allocated.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kv/footprint.hpp"
+#include "kv/kv_schedule.hpp"
+#include "model/model_config.hpp"
+
+namespace headinfer {
+
+enum class OffloadMode { Auto, All, None };
+OffloadMode parse_offload_mode(const std::string& text);  // "auto", "all", "none" (--offload)
+const char* offload_mode_name(OffloadMode m);
+
+// Speeds of the device the plan is for.
+struct DeviceSpeeds {
+  double link_gbs = 54.0;      // host -> device copies, GB/s (measured: link_bandwidth.hpp)
+  double mem_gbs = 2700.0;     // device memory reads (weights and resident KV in decode)
+  double attn_tflops = 630.0;  // prefill attention throughput
+  static DeviceSpeeds for_backend(const std::string& backend_name);
+};
+
+struct PlanInputs {
+  std::string model_name;
+  ModelConfig cfg;
+  DType kv_dtype = DType::BF16;
+  int64_t context = 0;           // tokens the KV cache must hold
+  int64_t gpu_budget = -1;       // bytes the device may use (< 0: unlimited)
+  OffloadMode mode = OffloadMode::Auto;
+  int64_t weight_bytes = 0;      // prepared_weight_bytes()
+  int64_t device_overhead = 0;   // device memory outside the engine's allocations (context, workspaces)
+  int64_t host_available = -1;   // host RAM the KV pool may take (< 0: unknown)
+  int chunk = 0;                 // prefill chunk (0: from the roofline)
+  DeviceSpeeds speeds;
+  int64_t min_copy_bytes = int64_t{4} << 20;  // smallest copy that runs at full link speed
+};
+
+struct Plan {
+  PlanInputs in;
+  int chunk = 0;
+  int mlp_chunk = 0;
+  KvSchedule schedule;
+  int64_t resident_slabs = 0, offloaded_slabs = 0;
+  DeviceFootprint gpu;           // engine allocations
+  int64_t gpu_total = 0;         // gpu.total() + device_overhead: what the driver will see
+  int64_t host_bytes = 0;        // the host pool at this context
+  int64_t h2d_per_token = 0;     // bytes moved per decode token at the full context
+  int64_t d2h_per_token = 0;
+  double transfer_seconds = 0;   // h2d_per_token over the link
+  double compute_seconds = 0;    // weights and resident KV read once per token
+  double seconds_per_token() const { return transfer_seconds + compute_seconds; }
+  std::string to_string() const;
+};
+
+// Throws Error (naming --gpu-memory, --context, --chunk-size ...) when no plan fits.
+Plan make_plan(const PlanInputs& in);
+
+// Bytes of host RAM available to a new pool (MemAvailable), or -1 when unknown.
+int64_t host_memory_available();
+
+}  // namespace headinfer

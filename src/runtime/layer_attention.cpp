@@ -1,0 +1,232 @@
+#include "runtime/layer_attention.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "headinfer/error.hpp"
+#include "kv/footprint.hpp"
+
+namespace headinfer {
+
+LayerAttention::LayerAttention(Backend& backend, KvStore& kv, const ModelConfig& cfg, int max_chunk)
+    : be_(backend), kv_(kv), cfg_(cfg), max_chunk_(max_chunk), B_(kv.block_tokens()), row_(kv.row_bytes()) {
+  try {
+    const KvSchedule& s = kv_.schedule();
+    const std::vector<int64_t> scratch = attention_scratch_floats(cfg_, max_chunk_);
+    out_tmp_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[0]) * sizeof(float)));
+    lse_acc_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[1]) * sizeof(float)));
+    lse_tmp_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[2]) * sizeof(float)));
+    if (kv_.max_host_heads() > 0) {
+      for (int i = 0; i < s.n_buffers; ++i) {
+        buffers_.push_back(be_.alloc(static_cast<size_t>(s.buffer_bytes)));
+        filled_.push_back(be_.create_event());
+        consumed_.push_back(be_.create_event());
+      }
+      const size_t stg = static_cast<size_t>(staging_bytes(cfg_, kv_.kv_dtype(), kv_.max_host_heads(), max_chunk_));
+      for (int i = 0; i < 2; ++i) {
+        staging_[i] = be_.alloc(stg);
+        staged_[i] = be_.create_event();
+        appended_[i] = be_.create_event();
+      }
+      forward_done_ = be_.create_event();
+    }
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+LayerAttention::~LayerAttention() { release(); }
+
+void LayerAttention::release() {
+  // Copies into the buffers, or out of the staging areas, may still be running.
+  be_.synchronize();
+  for (void* p : buffers_) be_.free(p);
+  buffers_.clear();
+  for (void*& p : staging_) {
+    if (p) be_.free(p);
+    p = nullptr;
+  }
+  for (float** p : {&out_tmp_, &lse_acc_, &lse_tmp_}) {
+    if (*p) be_.free(*p);
+    *p = nullptr;
+  }
+  for (Event e : filled_) be_.destroy_event(e);
+  for (Event e : consumed_) be_.destroy_event(e);
+  filled_.clear();
+  consumed_.clear();
+  for (Event* e : {&staged_[0], &staged_[1], &appended_[0], &appended_[1], &forward_done_}) {
+    if (*e) be_.destroy_event(*e);
+    *e = Event{};
+  }
+}
+
+void LayerAttention::begin(int64_t pos0, int n) {
+  pos0_ = pos0;
+  n_ = n;
+  blocks_before_ = (pos0 + B_ - 1) / B_;
+  fills_.clear();
+  layer_fills_.clear();
+  issued_ = 0;
+  const KvSchedule& s = kv_.schedule();
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    layer_fills_.push_back(fills_.size());
+    const int H = kv_.host_heads(l);
+    if (H == 0 || blocks_before_ == 0) continue;
+    const int G = std::min(s.group_heads[static_cast<size_t>(l)], H);
+    for (int j0 = 0; j0 < H; j0 += G) {
+      const int heads = std::min(G, H - j0);
+      const int64_t per_fill =
+          std::max<int64_t>(1, s.buffer_bytes / (static_cast<int64_t>(heads) * static_cast<int64_t>(kv_.host_head_bytes())));
+      for (int64_t b0 = 0; b0 < blocks_before_; b0 += per_fill)
+        fills_.push_back(Fill{l, j0, heads, b0, std::min(per_fill, blocks_before_ - b0)});
+    }
+  }
+  layer_fills_.push_back(fills_.size());
+  if (fills_.empty()) return;
+  // Host rows appended by the previous forward must land before any are read back.
+  be_.wait(Stream::H2D, forward_done_);
+  issue_through(buffers_.size() - 1);
+}
+
+void LayerAttention::issue_through(size_t fill) {
+  const size_t nbuf = buffers_.size();
+  const size_t hhb = kv_.host_head_bytes();
+  for (; issued_ <= fill && issued_ < fills_.size(); ++issued_) {
+    const Fill& f = fills_[issued_];
+    const size_t buf = issued_ % nbuf;
+    be_.wait(Stream::H2D, consumed_[buf]);
+    for (int64_t i = 0; i < f.blocks; ++i) {
+      const int64_t b = f.b0 + i;
+      const int64_t toks = block_tokens_before(b);
+      const uint8_t* src = kv_.host_block(f.layer, b) + static_cast<size_t>(f.j0) * hhb;
+      uint8_t* dst = static_cast<uint8_t*>(buffers_[buf]) + static_cast<size_t>(i * f.heads) * hhb;
+      const size_t pitch = row_ * static_cast<size_t>(B_);
+      const size_t width = row_ * static_cast<size_t>(toks);
+      // A full block of adjacent heads is one contiguous range; a partial one is
+      // 2 * heads rows of its filled tokens.
+      be_.copy_h2d_2d_async(dst, pitch, src, pitch, width, 2 * static_cast<size_t>(f.heads));
+      stats_.h2d_bytes += static_cast<int64_t>(width) * 2 * f.heads;
+      stats_.h2d_copies += toks == B_ ? 1 : 2 * f.heads;
+    }
+    be_.record(filled_[buf], Stream::H2D);
+  }
+}
+
+void LayerAttention::store_new_kv(int layer, const LayerQkv& io) {
+  const int hd = cfg_.head_dim;
+  const int64_t kv_w = int64_t{cfg_.n_kv_heads} * hd;
+  const int H = kv_.host_heads(layer);
+  const int s = layer % 2;
+  uint8_t* stg = static_cast<uint8_t*>(staging_[s]);
+  const size_t side = row_ * static_cast<size_t>(n_);  // one head's K (or V) rows of the chunk
+  if (H > 0) be_.wait(Stream::Compute, appended_[s]);
+  for (int h = 0; h < cfg_.n_kv_heads; ++h) {
+    const Slab& sl = kv_.slab(layer, h);
+    void* dk = sl.home == Home::Device ? kv_.k_at(layer, h, pos0_) : stg + 2 * sl.host_index * side;
+    void* dv = sl.home == Home::Device ? kv_.v_at(layer, h, pos0_) : stg + (2 * sl.host_index + 1) * side;
+    be_.store_kv(io.k + static_cast<int64_t>(h) * hd, kv_w, n_, hd, kv_.kv_dtype(), dk);
+    be_.store_kv(io.v + static_cast<int64_t>(h) * hd, kv_w, n_, hd, kv_.kv_dtype(), dv);
+  }
+  if (H == 0) return;
+  be_.record(staged_[s], Stream::Compute);
+  be_.wait(Stream::D2H, staged_[s]);
+  // Append only the new rows, one 2-D copy per block they touch: rows are (head, K|V).
+  for (int64_t t = pos0_; t < pos0_ + n_;) {
+    const int64_t b = t / B_;
+    const int64_t t1 = std::min(pos0_ + n_, (b + 1) * B_);
+    uint8_t* dst = kv_.host_block(layer, b) + static_cast<size_t>(t - b * B_) * row_;
+    const size_t width = static_cast<size_t>(t1 - t) * row_;
+    be_.copy_d2h_2d_async(dst, row_ * static_cast<size_t>(B_), stg + static_cast<size_t>(t - pos0_) * row_, side, width,
+                          2 * static_cast<size_t>(H));
+    stats_.d2h_bytes += static_cast<int64_t>(width) * 2 * H;
+    stats_.d2h_copies += 1;
+    t = t1;
+  }
+  be_.record(appended_[s], Stream::D2H);
+}
+
+KvPiece LayerAttention::chunk_piece(int layer, int head) const {
+  const Slab& sl = kv_.slab(layer, head);
+  if (sl.home == Home::Device) return KvPiece{kv_.k_at(layer, head, pos0_), kv_.v_at(layer, head, pos0_), n_, pos0_};
+  const size_t side = row_ * static_cast<size_t>(n_);
+  const uint8_t* stg = static_cast<const uint8_t*>(staging_[layer % 2]);
+  return KvPiece{stg + 2 * sl.host_index * side, stg + (2 * sl.host_index + 1) * side, n_, pos0_};
+}
+
+void LayerAttention::attend(int head, AttnArgs& a, bool first, const LayerQkv& io) {
+  const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
+  const int64_t q_w = int64_t{cfg_.n_heads} * hd;
+  a.q = io.q + static_cast<int64_t>(head) * qpk * hd;
+  a.q_stride = q_w;
+  a.n_q = n_;
+  a.n_qh = qpk;
+  a.head_dim = hd;
+  a.q_pos0 = pos0_;
+  a.causal = true;
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  a.kv_dtype = kv_.kv_dtype();
+  float* out = io.out + static_cast<int64_t>(head) * qpk * hd;
+  float* lse = lse_acc_ + static_cast<int64_t>(head) * max_chunk_ * qpk;
+  if (first) {
+    a.out = out;
+    a.out_stride = q_w;
+    a.lse = lse;
+    be_.attention(a);
+    return;
+  }
+  a.out = out_tmp_;
+  a.out_stride = int64_t{qpk} * hd;
+  a.lse = lse_tmp_;
+  be_.attention(a);
+  be_.merge_attention(out, lse, out_tmp_, lse_tmp_, n_, qpk, hd, q_w, int64_t{qpk} * hd);
+}
+
+void LayerAttention::attend_block(int layer, int head, int64_t b, const void* k, const void* v, const LayerQkv& io) {
+  AttnArgs a;
+  a.pieces.push_back(KvPiece{k, v, block_tokens_before(b), b * B_});
+  // The partly filled block holding pos0 is attended together with the chunk.
+  if (b == blocks_before_ - 1 && pos0_ % B_ != 0) a.pieces.push_back(chunk_piece(layer, head));
+  attend(head, a, b == 0, io);
+}
+
+void LayerAttention::attend_chunk_only(int layer, int head, const LayerQkv& io) {
+  AttnArgs a;
+  a.pieces.push_back(chunk_piece(layer, head));
+  attend(head, a, pos0_ == 0, io);
+}
+
+void LayerAttention::run(int layer, const LayerQkv& io) {
+  store_new_kv(layer, io);
+  // Resident heads first: their work covers the first fills' transfers.
+  for (int h = 0; h < cfg_.n_kv_heads; ++h) {
+    if (kv_.slab(layer, h).home != Home::Device) continue;
+    for (int64_t b = 0; b < blocks_before_; ++b)
+      attend_block(layer, h, b, kv_.k_at(layer, h, b * B_), kv_.v_at(layer, h, b * B_), io);
+  }
+  const size_t nbuf = buffers_.size();
+  const size_t hhb = kv_.host_head_bytes();
+  for (size_t f = layer_fills_[static_cast<size_t>(layer)]; f < layer_fills_[static_cast<size_t>(layer) + 1]; ++f) {
+    issue_through(f + nbuf - 1);
+    const Fill& fl = fills_[f];
+    const size_t buf = f % nbuf;
+    be_.wait(Stream::Compute, filled_[buf]);
+    const uint8_t* base = static_cast<const uint8_t*>(buffers_[buf]);
+    for (int jj = 0; jj < fl.heads; ++jj) {
+      const int head = kv_.host_head(layer, fl.j0 + jj);
+      for (int64_t i = 0; i < fl.blocks; ++i) {
+        const uint8_t* k = base + static_cast<size_t>(i * fl.heads + jj) * hhb;
+        attend_block(layer, head, fl.b0 + i, k, k + row_ * static_cast<size_t>(B_), io);
+      }
+    }
+    be_.record(consumed_[buf], Stream::Compute);
+  }
+  if (pos0_ % B_ == 0)
+    for (int h = 0; h < cfg_.n_kv_heads; ++h) attend_chunk_only(layer, h, io);
+}
+
+void LayerAttention::end() {
+  if (forward_done_) be_.record(forward_done_, Stream::D2H);
+}
+
+}  // namespace headinfer

@@ -1,0 +1,92 @@
+// One layer's attention over the KV cache, head by head and block by block, with
+// the offloaded slabs streaming through fixed-size ping-pong buffers.
+//
+// Per forward (a chunk, or one decode token at position pos0):
+//   - the new K/V go to their slab's home: a device write, or a staging buffer then
+//     an async D2H append of just those rows (host slabs are never sent back whole);
+//   - every head attends to its earlier tokens block by block (see kv_schedule.hpp);
+//     resident blocks are read in place, offloaded ones arrive by async H2D into a
+//     ping-pong buffer, a group of heads and some blocks per fill, issued
+//     n_buffers - 1 fills ahead (across layers), ordered by events:
+//       H2D:     wait(consumed[b]) -> copies -> record(filled[b])
+//       compute: wait(filled[b])   -> attention over the fill -> record(consumed[b])
+//       D2H:     wait(staged[s])   -> append copies -> record(appended[s])
+//   - the next forward's fills wait for this forward's appends.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "kv/kv_store.hpp"
+#include "model/model_config.hpp"
+
+namespace headinfer {
+
+struct TransferStats {
+  int64_t h2d_bytes = 0, d2h_bytes = 0;
+  int64_t h2d_copies = 0, d2h_copies = 0;
+};
+
+// A layer's projections after RoPE, rows of n_heads * head_dim (q, out) or
+// n_kv_heads * head_dim (k, v) floats.
+struct LayerQkv {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  float* out = nullptr;
+};
+
+class LayerAttention {
+ public:
+  LayerAttention(Backend& backend, KvStore& kv, const ModelConfig& cfg, int max_chunk);
+  ~LayerAttention();
+  LayerAttention(const LayerAttention&) = delete;
+  LayerAttention& operator=(const LayerAttention&) = delete;
+
+  // Plans the fills of a forward over n tokens at pos0 and issues the first ones.
+  void begin(int64_t pos0, int n);
+  void run(int layer, const LayerQkv& io);
+  void end();
+  const TransferStats& stats() const { return stats_; }
+
+ private:
+  struct Fill {
+    int layer, j0, heads;
+    int64_t b0, blocks;
+  };
+  void release();
+  void issue_through(size_t fill);
+  void store_new_kv(int layer, const LayerQkv& io);
+  // Attention of one head over block b (tokens of it before pos0), with the chunk
+  // when b holds pos0.
+  void attend_block(int layer, int head, int64_t b, const void* k, const void* v, const LayerQkv& io);
+  void attend_chunk_only(int layer, int head, const LayerQkv& io);
+  void attend(int head, AttnArgs& a, bool first, const LayerQkv& io);
+  KvPiece chunk_piece(int layer, int head) const;
+  int64_t block_tokens_before(int64_t b) const { return std::min(B_, pos0_ - b * B_); }
+
+  Backend& be_;
+  KvStore& kv_;
+  ModelConfig cfg_;
+  int max_chunk_;
+  int64_t B_;
+  size_t row_;
+  std::vector<void*> buffers_;
+  std::vector<Event> filled_, consumed_;
+  void* staging_[2] = {nullptr, nullptr};
+  Event staged_[2], appended_[2], forward_done_;
+  float *out_tmp_ = nullptr, *lse_acc_ = nullptr, *lse_tmp_ = nullptr;
+  std::vector<Event*> all_events_;
+
+  int64_t pos0_ = 0;
+  int n_ = 0;
+  int64_t blocks_before_ = 0;  // blocks holding tokens before pos0
+  std::vector<Fill> fills_;
+  std::vector<size_t> layer_fills_;  // first fill of each layer, then fills_.size()
+  size_t issued_ = 0;
+  TransferStats stats_;
+};
+
+}  // namespace headinfer

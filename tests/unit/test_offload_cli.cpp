@@ -1,0 +1,88 @@
+// `headinfer plan` and generate's offloading flags as users meet them: the same
+// text whatever the residency, stats with transfers, refusals in one line.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace {
+
+struct CliRun {
+  int code;
+  std::string out, err;
+};
+
+CliRun cli(const std::string& args) {
+  // Tests run in parallel processes: stderr goes to a file of this process's own.
+  const std::string err_path = ::testing::TempDir() + "/offload_cli_" + std::to_string(getpid()) + ".txt";
+  const std::string cmd = std::string(HEADINFER_CLI_PATH) + " " + args + " 2>" + err_path;
+  CliRun r{};
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  std::ifstream e(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  std::remove(err_path.c_str());
+  return r;
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+TEST(OffloadCli, PlanPrintsPredictionsForTheReferenceGpu) {
+  for (const char* ctx : {"512K", "1M", "4M"}) {
+    CliRun r = cli(std::string("plan -m synthetic:llama-3-8b --context ") + ctx +
+                   " --gpu-memory 24GiB --offload all --for gpu");
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("16.73 GiB predicted of 24.00 GiB"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("3 x 32.00 MiB"), std::string::npos) << r.out;
+  }
+}
+
+TEST(OffloadCli, PlanRefusalsAreOneLine) {
+  CliRun r = cli("plan -m synthetic:llama-3-8b --context 128K --gpu-memory 8GiB --for gpu");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("weights alone take"), std::string::npos) << r.err;
+  r = cli("plan -m synthetic:llama-3-8b --context 1M --gpu-memory 24GiB --for gpu --host-memory 100GiB");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("host memory"), std::string::npos) << r.err;
+  r = cli("plan -m synthetic:tiny-gqa --context 1K --offload sometimes --link-gbs 10");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--offload"), std::string::npos) << r.err;
+}
+
+TEST(OffloadCli, GenerateTextIsTheSameWhateverTheResidency) {
+  const std::string base = "generate -m synthetic:tiny-gqa --prompt-tokens 300 -n 12 --temp 0 --ignore-eos "
+                           "--backend cpu -t 2 --link-gbs 10 --chunk-size 64";
+  const CliRun resident = cli(base + " --offload none");
+  const CliRun all = cli(base + " --offload all");
+  const CliRun budget = cli(base + " --gpu-memory 2MiB");
+  for (const CliRun* r : {&resident, &all, &budget}) ASSERT_EQ(r->code, 0) << r->err;
+  EXPECT_EQ(resident.out, all.out);
+  EXPECT_EQ(resident.out, budget.out);
+  EXPECT_NE(all.err.find("0 resident + 6 offloaded"), std::string::npos) << all.err;
+  EXPECT_NE(all.err.find("device peak"), std::string::npos) << all.err;
+  EXPECT_NE(all.err.find("decode link"), std::string::npos) << all.err;
+  EXPECT_NE(budget.err.find("6 resident + 0 offloaded"), std::string::npos) << budget.err;
+  EXPECT_NE(budget.err.find("of 2.00 MiB"), std::string::npos) << budget.err;
+}
+
+TEST(OffloadCli, TooSmallBudgetIsRefusedInOneLine) {
+  CliRun r = cli("generate -m synthetic:tiny-gqa -p hi -n 4 --backend cpu --gpu-memory 100KiB --link-gbs 10");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--gpu-memory 100.00 KiB"), std::string::npos) << r.err;
+}
+
+}  // namespace

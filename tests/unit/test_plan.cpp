@@ -1,0 +1,140 @@
+// The residency planner: refusals with numbers, buffers that do not grow with the
+// context, adaptive grouping, and the Llama-3-8B predictions the issue asks for.
+#include <gtest/gtest.h>
+
+#include "format/model_loader.hpp"
+#include "headinfer/error.hpp"
+#include "kv/plan.hpp"
+
+namespace headinfer {
+namespace {
+
+constexpr int64_t GiB = int64_t{1} << 30;
+
+PlanInputs llama8b(int64_t context, int64_t budget, OffloadMode mode) {
+  static const LoadedModel m = load_model("synthetic:llama-3-8b", /*with_weights=*/false);
+  PlanInputs in;
+  in.model_name = m.spec;
+  in.cfg = m.config;
+  in.kv_dtype = DType::BF16;
+  in.context = context;
+  in.gpu_budget = budget;
+  in.mode = mode;
+  in.weight_bytes = prepared_weight_bytes(m.weights);
+  in.device_overhead = int64_t{512} << 20;
+  in.speeds = DeviceSpeeds{};  // the reference H100
+  return in;
+}
+
+std::string refusal(const PlanInputs& in) {
+  try {
+    make_plan(in);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Plan, WeightsAloneOverBudgetAreRefusedWithNumbers) {
+  const std::string msg = refusal(llama8b(128 * 1024, 8 * GiB, OffloadMode::Auto));
+  EXPECT_NE(msg.find("--gpu-memory 8.00 GiB"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("weights alone take 14.9"), std::string::npos) << msg;
+}
+
+TEST(Plan, TooLittleHostMemoryIsRefusedWithNumbers) {
+  PlanInputs in = llama8b(1024 * 1024, 24 * GiB, OffloadMode::All);
+  in.host_available = 64 * GiB;
+  const std::string msg = refusal(in);
+  EXPECT_NE(msg.find("--context 1048576"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("128.00 GiB of host memory"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("64.00 GiB"), std::string::npos) << msg;
+}
+
+TEST(Plan, NoOffloadThatCannotFitIsRefused) {
+  const std::string msg = refusal(llama8b(128 * 1024, 24 * GiB, OffloadMode::None));
+  EXPECT_NE(msg.find("--offload none"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("resident KV 16.00 GiB"), std::string::npos) << msg;
+}
+
+TEST(Plan, BudgetBelowTheSmallestPlanIsRefused) {
+  const std::string msg = refusal(llama8b(128 * 1024, 15 * GiB + 600 * (int64_t{1} << 20), OffloadMode::All));
+  EXPECT_NE(msg.find("smallest plan"), std::string::npos) << msg;
+}
+
+TEST(Plan, BuffersAreFixedWhateverTheContext) {
+  const Plan a = make_plan(llama8b(64 * 1024, 24 * GiB, OffloadMode::All));
+  const Plan b = make_plan(llama8b(4096 * 1024, 24 * GiB, OffloadMode::All));
+  EXPECT_EQ(a.schedule.buffer_bytes, b.schedule.buffer_bytes);
+  EXPECT_EQ(a.schedule.n_buffers, b.schedule.n_buffers);
+  EXPECT_EQ(a.gpu.buffers, b.gpu.buffers);
+  EXPECT_LE(a.schedule.buffer_bytes, 64 * (int64_t{1} << 20));
+}
+
+TEST(Plan, GroupsShrinkAsTheContextGrows) {
+  int last = 1 << 30;
+  std::vector<int> seen;
+  for (int64_t ctx : {8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024, 512 * 1024}) {
+    const Plan p = make_plan(llama8b(ctx, 24 * GiB, OffloadMode::All));
+    const int g = p.schedule.group_heads[0];
+    EXPECT_LE(g, last) << ctx;
+    last = g;
+    seen.push_back(g);
+  }
+  EXPECT_EQ(seen.front(), 8);
+  EXPECT_EQ(seen.back(), 1);
+}
+
+TEST(Plan, RooflineChunkForLlama8bIsAbout10K) {
+  const Plan p = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::All));
+  EXPECT_GE(p.chunk, 8192);
+  EXPECT_LE(p.chunk, 12288);
+}
+
+TEST(Plan, AutoFillsTheBudgetWithResidentSlabs) {
+  const Plan p = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::Auto));
+  EXPECT_GT(p.resident_slabs, 0);
+  EXPECT_GT(p.offloaded_slabs, 0);
+  EXPECT_LE(p.gpu_total, 24 * GiB);
+  // One more resident slab (64 MiB of K+V at 128K) would not fit.
+  EXPECT_GT(p.gpu_total + 64 * (int64_t{1} << 20), 24 * GiB);
+  // A budget that holds everything keeps everything resident.
+  const Plan all = make_plan(llama8b(128 * 1024, 80 * GiB, OffloadMode::Auto));
+  EXPECT_EQ(all.offloaded_slabs, 0);
+  EXPECT_EQ(all.h2d_per_token, 0);
+  EXPECT_EQ(all.gpu.buffers, 0);
+}
+
+TEST(Plan, Llama8bOffloadAllIsFlatFrom512KTo4M) {
+  const Plan p128 = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::All));
+  const Plan p512 = make_plan(llama8b(512 * 1024, 24 * GiB, OffloadMode::All));
+  const Plan p1m = make_plan(llama8b(1024 * 1024, 24 * GiB, OffloadMode::All));
+  const Plan p4m = make_plan(llama8b(4096 * 1024, 24 * GiB, OffloadMode::All));
+  for (const Plan* p : {&p128, &p512, &p1m, &p4m}) {
+    EXPECT_LE(p->gpu_total, 24 * GiB);
+    EXPECT_EQ(p->resident_slabs, 0);
+  }
+  EXPECT_LE(std::abs(p1m.gpu_total - p512.gpu_total), GiB / 2);
+  EXPECT_LE(std::abs(p4m.gpu_total - p512.gpu_total), GiB / 2);
+  // All KV moves each decode token: 128 KiB per token of context.
+  EXPECT_EQ(p1m.h2d_per_token, int64_t{128} * 1024 * 1024 * 1024);
+  EXPECT_EQ(p4m.host_bytes, int64_t{512} * GiB);
+  EXPECT_NEAR(p1m.transfer_seconds, 128.0 * GiB / 54e9, 1e-9);
+}
+
+TEST(Plan, ScheduleFitsTheModel) {
+  const Plan p = make_plan(llama8b(300 * 1000, 24 * GiB, OffloadMode::Auto));
+  EXPECT_NO_THROW(p.schedule.validate(p.in.cfg, p.in.kv_dtype));
+  EXPECT_NE(p.to_string().find("predicted"), std::string::npos);
+}
+
+TEST(Plan, BadModeIsOneLine) {
+  try {
+    parse_offload_mode("some");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--offload"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace headinfer
