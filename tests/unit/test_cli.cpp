@@ -2,10 +2,9 @@
 // file or flag, and the outputs of tokenize / info / generate.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
+#include "cli_runner.hpp"
 
-#include <array>
-#include <cstdio>
+
 #include <fstream>
 #include <string>
 
@@ -13,31 +12,9 @@
 
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out, err;
-};
-
-CliRun cli(const std::string& args) {
-  const std::string err_path = ::testing::TempDir() + "/cli_stderr.txt";
-  const std::string cmd = std::string(HEADINFER_CLI_PATH) + " " + args + " 2>" + err_path;
-  CliRun r{};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
-
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
+using headinfer::test::cli;
+using headinfer::test::CliRun;
+using headinfer::test::lines;
 
 TEST(Cli, HelpEverywhere) {
   for (const char* sub : {"", "generate ", "info ", "tokenize "}) {

@@ -1,43 +1,17 @@
 // `headinfer plan` and generate's offloading flags as users meet them: the same
 // text whatever the residency, stats with transfers, refusals in one line.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <array>
-#include <cstdio>
+#include "cli_runner.hpp"
+
 #include <fstream>
 #include <string>
 
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out, err;
-};
-
-CliRun cli(const std::string& args) {
-  // Tests run in parallel processes: stderr goes to a file of this process's own.
-  const std::string err_path = ::testing::TempDir() + "/offload_cli_" + std::to_string(getpid()) + ".txt";
-  const std::string cmd = std::string(HEADINFER_CLI_PATH) + " " + args + " 2>" + err_path;
-  CliRun r{};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  std::remove(err_path.c_str());
-  return r;
-}
-
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
+using headinfer::test::cli;
+using headinfer::test::CliRun;
+using headinfer::test::lines;
 
 TEST(OffloadCli, PlanPrintsPredictionsForTheReferenceGpu) {
   for (const char* ctx : {"512K", "1M", "4M"}) {
