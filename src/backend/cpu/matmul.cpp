@@ -48,11 +48,15 @@ float* gemm_scratch(size_t floats) {
   return buf.p;
 }
 
+// Element i of a bias vector in any dtype; byte loads, since a bias may sit at any address.
 float bias_at(const Mat& b, int64_t i) {
+  const auto* bytes = static_cast<const uint8_t*>(b.data);
+  uint16_t h;
+  float f;
   switch (b.dtype) {
-    case DType::F32: return static_cast<const float*>(b.data)[i];
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(b.data)[i]);
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(b.data)[i]);
+    case DType::F32: std::memcpy(&f, bytes + 4 * i, 4); return f;
+    case DType::BF16: std::memcpy(&h, bytes + 2 * i, 2); return bf16_to_f32(h);
+    case DType::F16: std::memcpy(&h, bytes + 2 * i, 2); return f16_to_f32(h);
     case DType::Q8_0: {
       const uint8_t* blk = static_cast<const uint8_t*>(b.data) + (i / kQ8_0Block) * kQ8_0BlockBytes;
       uint16_t hs;
