@@ -265,7 +265,7 @@ Result run_one(Backend& be, const LoadedModel& m, const RunSpec& rs, double link
   std::printf("memory: driver peak %s, predicted %s (%.3fx), accounted peak %s (engine predicted %s), budget %s\n",
               format_bytes(r.driver_peak).c_str(), format_bytes(p.gpu_total).c_str(),
               static_cast<double>(r.driver_peak) / static_cast<double>(p.gpu_total),
-              format_bytes(r.accounted_peak).c_str(), format_bytes(p.gpu_total - in.device_overhead).c_str(),
+              format_bytes(r.accounted_peak).c_str(), format_bytes(p.gpu_total - in.device_overhead - p.host_map).c_str(),
               rs.budget >= 0 ? format_bytes(rs.budget).c_str() : "none");
   std::fflush(stdout);
   return r;

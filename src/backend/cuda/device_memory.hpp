@@ -24,8 +24,13 @@ class DeviceMemory {
   DeviceMemory(const DeviceMemory&) = delete;
   DeviceMemory& operator=(const DeviceMemory&) = delete;
 
-  // What an allocation of `bytes` counts for (matches kv/footprint.hpp's alloc_rounded).
-  static int64_t rounded(size_t bytes) { return static_cast<int64_t>((std::max<size_t>(bytes, 1) + 255) / 256 * 256); }
+  // What an allocation of `bytes` takes from the device, as kv/footprint.hpp's
+  // alloc_rounded counts it: 256-byte granules below 1 MiB, whole 2 MiB pages from
+  // 1 MiB on (the driver maps large allocations in 2 MiB pages).
+  static int64_t rounded(size_t bytes) {
+    const size_t b = std::max<size_t>(bytes, 1), page = size_t{2} << 20;
+    return static_cast<int64_t>(b >= (size_t{1} << 20) ? (b + page - 1) / page * page : (b + 255) / 256 * 256);
+  }
 
   // cudaMalloc, counted against the limit; throws Error naming --gpu-memory past it
   // (or when the device itself is out of memory). `what` names the use in errors.
