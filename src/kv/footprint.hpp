@@ -12,8 +12,16 @@
 
 namespace headinfer {
 
-// Device allocators hand out 256-byte granules.
-inline int64_t alloc_rounded(int64_t bytes) { return (std::max<int64_t>(bytes, 1) + 255) / 256 * 256; }
+// What an allocation takes from the device: small ones come in 256-byte granules
+// out of shared pools, large ones (1 MiB and up) in whole 2 MiB pages (cudaMalloc;
+// measured on the GPU machine: a 32 MiB + 2 KiB KV slab side takes 34 MiB, see
+// docs/offload.md "GPU"). The emulated CPU device and the CUDA backend's budget
+// count allocations the same way.
+inline int64_t alloc_rounded(int64_t bytes) {
+  const int64_t b = std::max<int64_t>(bytes, 1);
+  constexpr int64_t kPage = int64_t{2} << 20;
+  return b >= (int64_t{1} << 20) ? (b + kPage - 1) / kPage * kPage : (b + 255) / 256 * 256;
+}
 
 // Weights as the backends prepare them (Q8_0 becomes F32; tied tensors once).
 int64_t prepared_weight_bytes(const ModelWeights& w);

@@ -69,12 +69,13 @@ int64_t host_pool_bytes(const PlanInputs& in, const KvSchedule& s) {
   return (blocks + per_chunk - 1) / per_chunk * per_chunk * block_bytes;
 }
 
-std::string breakdown(const PlanInputs& in, const DeviceFootprint& f) {
+std::string breakdown(const PlanInputs& in, const DeviceFootprint& f, int64_t host_map) {
   std::ostringstream os;
   os << "weights " << format_bytes(in.weight_bytes) << " + resident KV " << format_bytes(f.resident_kv)
      << " + buffers " << format_bytes(f.buffers) << " + staging " << format_bytes(f.staging) << " + activations "
-     << format_bytes(f.activations) << " + device overhead " << format_bytes(in.device_overhead) << " = "
-     << format_bytes(in.weight_bytes + f.total() + in.device_overhead);
+     << format_bytes(f.activations) << " + device overhead " << format_bytes(in.device_overhead);
+  if (host_map > 0) os << " + pinned host mapping " << format_bytes(host_map);
+  os << " = " << format_bytes(in.weight_bytes + f.total() + in.device_overhead + host_map);
   return os.str();
 }
 
@@ -102,6 +103,7 @@ DeviceSpeeds DeviceSpeeds::for_backend(const std::string& backend_name) {
     s.link_gbs = 10.0;   // a memcpy thread
     s.mem_gbs = 20.0;    // a few cores reading f32/bf16
     s.attn_tflops = 0.1;
+    s.pinned_map_ratio = 0;  // the emulated device maps nothing
   }
   return s;
 }
@@ -151,7 +153,9 @@ Plan make_plan(const PlanInputs& in) {
     p.mlp_chunk = default_mlp_chunk(chunk);
     p.schedule = schedule_for(in, block, resident, n_buffers, buffer_bytes);
     p.gpu = engine_footprint(c, in.kv_dtype, p.schedule, in.context, p.chunk, p.mlp_chunk);
-    p.gpu_total = in.weight_bytes + p.gpu.total() + in.device_overhead;
+    p.host_bytes = host_pool_bytes(in, p.schedule);
+    p.host_map = static_cast<int64_t>(static_cast<double>(p.host_bytes) * in.speeds.pinned_map_ratio);
+    p.gpu_total = in.weight_bytes + p.gpu.total() + in.device_overhead + p.host_map;
     return budget < 0 || p.gpu_total <= budget;
   };
 
@@ -161,7 +165,7 @@ Plan make_plan(const PlanInputs& in) {
       if ((fits = evaluate(ch, total_slabs, 2))) break;
     HI_CHECK(fits || in.mode == OffloadMode::Auto,
              "--gpu-memory " << format_bytes(budget) << " cannot hold every slab of a " << in.context
-                             << "-token context (--offload none): " << breakdown(in, p.gpu)
+                             << "-token context (--offload none): " << breakdown(in, p.gpu, p.host_map)
                              << "; use --offload auto or a shorter --max-context");
   }
   if (!fits && in.mode == OffloadMode::Auto && evaluate(chunks.front(), total_slabs, 2)) fits = true;
@@ -175,7 +179,7 @@ Plan make_plan(const PlanInputs& in) {
     }
     HI_CHECK(fits, "--gpu-memory " << format_bytes(budget) << " is too small for the smallest plan (every slab "
                                    << "offloaded, a " << p.chunk << "-token chunk, 2 buffers): "
-                                   << breakdown(in, p.gpu));
+                                   << breakdown(in, p.gpu, p.host_map));
     if (in.mode == OffloadMode::Auto) {
       // Most resident slabs that still fit (the footprint grows with them).
       const int chunk = p.chunk, nb = p.schedule.n_buffers;
@@ -191,7 +195,6 @@ Plan make_plan(const PlanInputs& in) {
 
   p.offloaded_slabs = p.schedule.offloaded_slabs();
   p.resident_slabs = total_slabs - p.offloaded_slabs;
-  p.host_bytes = host_pool_bytes(in, p.schedule);
   HI_CHECK(in.host_available < 0 || p.host_bytes <= in.host_available,
            "--context " << in.context << ": the offloaded KV needs " << format_bytes(p.host_bytes)
                         << " of host memory, only " << format_bytes(in.host_available) << " is available");

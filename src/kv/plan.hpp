@@ -23,6 +23,9 @@ struct DeviceSpeeds {
   double link_gbs = 54.0;      // host -> device copies, GB/s (measured: link_bandwidth.hpp)
   double mem_gbs = 2700.0;     // device memory reads (weights and resident KV in decode)
   double attn_tflops = 630.0;  // prefill attention throughput
+  // Device memory the driver takes per byte of pinned host memory: the GPU's page
+  // tables for it, 8 bytes per 4 KiB page (measured: 0.13 GiB for a 65 GiB pool).
+  double pinned_map_ratio = 1.0 / 512;
   static DeviceSpeeds for_backend(const std::string& backend_name);
 };
 
@@ -48,8 +51,9 @@ struct Plan {
   KvSchedule schedule;
   int64_t resident_slabs = 0, offloaded_slabs = 0;
   DeviceFootprint gpu;           // engine allocations
-  int64_t gpu_total = 0;         // gpu.total() + device_overhead: what the driver will see
   int64_t host_bytes = 0;        // the host pool at this context
+  int64_t host_map = 0;          // device memory mapping the pinned host pool (page tables)
+  int64_t gpu_total = 0;         // weights + gpu.total() + device_overhead + host_map: what the driver will see
   int64_t h2d_per_token = 0;     // bytes moved per decode token at the full context
   int64_t d2h_per_token = 0;
   double transfer_seconds = 0;   // h2d_per_token over the link

@@ -60,7 +60,7 @@ std::string Plan::to_string() const {
   os << "  gpu memory   weights " << format_bytes(in.weight_bytes) << " + resident KV " << format_bytes(gpu.resident_kv)
      << " + buffers " << format_bytes(gpu.buffers) << " + staging " << format_bytes(gpu.staging)
      << " + activations " << format_bytes(gpu.activations) << " + overhead " << format_bytes(in.device_overhead)
-     << "\n               = " << format_bytes(gpu_total) << " predicted"
+     << (host_map > 0 ? " + pinned host mapping " + format_bytes(host_map) : std::string()) << "\n               = " << format_bytes(gpu_total) << " predicted"
      << (in.gpu_budget >= 0 ? " of " + format_bytes(in.gpu_budget) : std::string()) << "\n";
   os << "  decode/token H2D " << format_bytes(h2d_per_token) << ", D2H " << format_bytes(d2h_per_token) << "; "
      << fmt("%.3f", seconds_per_token()) << " s predicted (transfer " << fmt("%.3f", transfer_seconds) << " s at "

@@ -13,9 +13,13 @@ namespace headinfer {
 
 class DeviceArena {
  public:
-  // Bytes an allocation of `bytes` takes (allocations are 256-byte granular, as
-  // device allocators are; the planner uses the same rounding).
-  static int64_t rounded(size_t bytes) { return static_cast<int64_t>((std::max<size_t>(bytes, 1) + 255) / 256 * 256); }
+  // Bytes an allocation of `bytes` takes, as on a GPU: 256-byte granules below
+  // 1 MiB, whole 2 MiB pages from 1 MiB on (kv/footprint.hpp alloc_rounded, which the
+  // planner uses).
+  static int64_t rounded(size_t bytes) {
+    const size_t b = std::max<size_t>(bytes, 1), page = size_t{2} << 20;
+    return static_cast<int64_t>(b >= (size_t{1} << 20) ? (b + page - 1) / page * page : (b + 255) / 256 * 256);
+  }
 
   void* alloc(size_t bytes);
   void free(void* p);

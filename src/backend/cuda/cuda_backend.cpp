@@ -1,6 +1,8 @@
-// The CUDA backend: owns one stream and a cuBLAS handle on one device; every op is
-// enqueued on that stream. download() and upload() wait for it; other ops return
-// once enqueued (synchronize() waits).
+// The CUDA backend: owns a compute stream and a cuBLAS handle on one device; every
+// op is enqueued on that stream. download() and upload() wait for it; other ops
+// return once enqueued (synchronize() waits for it and the two copy streams).
+// Offloading (docs/offload.md): pinned host memory, H2D / D2H copy streams with
+// events (streams.hpp), device memory counted against --gpu-memory (device_memory.hpp).
 #include "backend/cuda/cuda_backend.hpp"
 
 #include <algorithm>
@@ -12,7 +14,10 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_internal.hpp"
+#include "backend/cuda/device_memory.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/pinned_host.hpp"
+#include "backend/cuda/streams.hpp"
 
 namespace headinfer {
 namespace {
@@ -76,11 +81,27 @@ class CudaBackend final : public Backend {
     device_name_ = prop.name;
     HI_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<cuda::CublasGemm>(stream_);
+    mem_ = std::make_shared<cuda::DeviceMemory>(device_);
+    copies_ = std::make_unique<cuda::CudaStreams>(stream_);
+    pinned_ = std::make_unique<cuda::PinnedHost>(device_);
+    // Scratch the ops need is taken now, so it is part of the device overhead a plan
+    // measures before anything else is allocated (decode split-KV partials fit).
+    part_.get(kPartialsReserve, stream_);
+    ids_.get(size_t{64} << 10, stream_);
+    mem_->sample_driver();
   }
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
+    if (copies_) {
+      try {
+        copies_->synchronize_all();
+      } catch (...) {
+      }
+    }
     cudaStreamSynchronize(stream_);
+    copies_.reset();
+    pinned_.reset();
     gemm_.reset();
     for (auto& t : freq_tables_) cudaFree(t.dev);
     cudaStreamDestroy(stream_);
@@ -91,20 +112,13 @@ class CudaBackend final : public Backend {
   void* alloc(size_t bytes) override {
     use();
     if (bytes == 0) return nullptr;
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, bytes);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      HI_FAIL("cuda alloc of " << bytes << " bytes failed: " << cudaGetErrorName(e) << " ("
-                               << cudaGetErrorString(e) << ")");
-    }
-    return p;
+    return mem_->alloc(bytes, "a device buffer");
   }
 
   void free(void* p) override {
     if (!p) return;
     use();
-    HI_CUDA_CHECK(cudaFree(p));
+    mem_->free(p);
   }
 
   void upload(void* dst, const void* src, size_t bytes) override {
@@ -140,14 +154,20 @@ class CudaBackend final : public Backend {
       dt = DType::F32;
     }
     const size_t bytes = dtype_bytes(dt, t.numel());
-    void* d = alloc(bytes);
+    void* d = mem_->alloc(bytes, "weights");
     try {
       upload(d, src, bytes);
     } catch (...) {
-      cudaFree(d);
+      mem_->free(d);
       throw;
     }
-    keep_alive.push_back(std::shared_ptr<const void>(d, [](const void* p) { cudaFree(const_cast<void*>(p)); }));
+    // Weights count against the budget until the caller drops keep_alive.
+    keep_alive.push_back(std::shared_ptr<const void>(d, [mem = mem_](const void* p) {
+      try {
+        mem->free(const_cast<void*>(p));
+      } catch (...) {  // a deleter must not throw; the error is in the device state
+      }
+    }));
     Mat m;
     m.dtype = dt;
     m.data = d;
@@ -216,8 +236,51 @@ class CudaBackend final : public Backend {
 
   void synchronize() override {
     use();
-    HI_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    copies_->synchronize_all();
+    mem_->sample_driver();
   }
+
+  // ---- Offloading: pinned host memory, copy streams, events, the budget.
+  void* alloc_host(size_t bytes) override {
+    use();
+    return pinned_->alloc(bytes);
+  }
+  void free_host(void* p) override {
+    use();
+    pinned_->free(p);
+  }
+  Event create_event() override {
+    use();
+    return copies_->create_event();
+  }
+  void destroy_event(Event e) override {
+    use();
+    copies_->destroy_event(e);
+  }
+  void record(Event e, Stream s) override { copies_->record(e, s); }
+  void wait(Stream s, Event e) override { copies_->wait(s, e); }
+  void sync(Event e) override {
+    copies_->sync(e);
+    mem_->sample_driver();
+  }
+  void copy_h2d_async(void* dst, const void* src, size_t bytes) override {
+    copies_->copy(Stream::H2D, dst, bytes, src, bytes, bytes, 1);
+  }
+  void copy_d2h_async(void* dst, const void* src, size_t bytes) override {
+    copies_->copy(Stream::D2H, dst, bytes, src, bytes, bytes, 1);
+  }
+  void copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                         size_t rows) override {
+    copies_->copy(Stream::H2D, dst, dst_pitch, src, src_pitch, width, rows);
+  }
+  void copy_d2h_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                         size_t rows) override {
+    copies_->copy(Stream::D2H, dst, dst_pitch, src, src_pitch, width, rows);
+  }
+  void set_device_limit(int64_t bytes) override { mem_->set_limit(bytes); }
+  DeviceMemoryInfo device_memory() const override { return mem_->info(); }
+  void reset_device_peak() override { mem_->reset_peak(); }
+  cuda::PinnedStats pinned_stats() const { return pinned_->stats(); }
 
  private:
   struct FreqTable {
@@ -265,6 +328,11 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::CublasGemm> gemm_;
   cuda::ScratchBuffer part_, ids_;
   std::vector<FreqTable> freq_tables_;
+  // Offloading (declared last: destroyed first, after the streams drained).
+  static constexpr size_t kPartialsReserve = size_t{16} << 20;
+  std::shared_ptr<cuda::DeviceMemory> mem_;
+  std::unique_ptr<cuda::CudaStreams> copies_;
+  std::unique_ptr<cuda::PinnedHost> pinned_;
 };
 
 void CudaBackend::attention(const AttnArgs& a) {
@@ -379,5 +447,11 @@ bool cuda_available() {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+cuda::PinnedStats cuda_pinned_stats(const Backend& backend) {
+  const auto* b = dynamic_cast<const CudaBackend*>(&backend);
+  HI_CHECK(b != nullptr, "cuda_pinned_stats: " << backend.name() << " is not a CUDA backend");
+  return b->pinned_stats();
+}
 
 }  // namespace headinfer

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "backend/backend.hpp"
+#include "backend/cuda/pinned_host.hpp"
 
 namespace headinfer {
 
@@ -16,5 +17,9 @@ bool cuda_available();
 
 // Throws headinfer::Error when the device cannot be used.
 std::unique_ptr<Backend> make_cuda_backend(int device = 0);
+
+// Pinned host memory a CUDA backend holds (live bytes and blocks, time spent
+// pinning). Throws Error for another backend.
+cuda::PinnedStats cuda_pinned_stats(const Backend& backend);
 
 }  // namespace headinfer

@@ -19,6 +19,7 @@ class ScratchBuffer {
   ScratchBuffer& operator=(const ScratchBuffer&) = delete;
   ~ScratchBuffer();
   void* get(size_t bytes, cudaStream_t stream);
+  size_t size() const { return size_; }
 
  private:
   void* ptr_ = nullptr;
@@ -28,8 +29,13 @@ class ScratchBuffer {
 // x @ W^T through cuBLAS: F32 weights as a plain f32 GEMM (no TF32); F16 / BF16
 // weights with the activations converted to the weight dtype, f32 accumulation and
 // f32 output. Bias is pre-filled into the output and added with beta = 1.
+// Device memory is fixed at construction (a cuBLAS workspace and the converted-
+// activation buffer; long inputs run in row slices that fit it), so it is part of
+// the device overhead a plan measures and never grows during a forward.
 class CublasGemm {
  public:
+  static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+  static constexpr size_t kActBytes = size_t{32} << 20;
   explicit CublasGemm(cudaStream_t stream);
   CublasGemm(const CublasGemm&) = delete;
   CublasGemm& operator=(const CublasGemm&) = delete;
@@ -39,7 +45,7 @@ class CublasGemm {
  private:
   cudaStream_t stream_;
   cublasHandle_t handle_ = nullptr;
-  ScratchBuffer act_;
+  ScratchBuffer act_, workspace_;
 };
 
 }  // namespace headinfer::cuda

@@ -33,6 +33,8 @@ CublasGemm::CublasGemm(cudaStream_t stream) : stream_(stream) {
   HI_CUBLAS_CHECK(cublasSetStream(handle_, stream_));
   // Default math: no TF32 for f32 GEMMs (parity with the CPU reference).
   HI_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+  HI_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_.get(kWorkspaceBytes, stream_), kWorkspaceBytes));
+  act_.get(kActBytes, stream_);
 }
 
 CublasGemm::~CublasGemm() {
@@ -45,6 +47,17 @@ void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, fl
   HI_CHECK(w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
            "cuda matmul: weight shape [" << w.rows << ", " << w.cols << "] is out of range");
   const int R = static_cast<int>(w.rows), C = static_cast<int>(w.cols);
+  if (w.dtype == DType::BF16 || w.dtype == DType::F16) {
+    // Rows past the fixed activation buffer run as slices; each output row is
+    // still computed alone.
+    const int max_rows = static_cast<int>(std::max<size_t>(1, kActBytes / (static_cast<size_t>(C) * 2)));
+    if (n > max_rows) {
+      for (int r0 = 0; r0 < n; r0 += max_rows)
+        matmul(x + static_cast<int64_t>(r0) * C, std::min(max_rows, n - r0), w, bias,
+               out + static_cast<int64_t>(r0) * R);
+      return;
+    }
+  }
   float beta = 0.f;
   if (bias && !bias->empty()) {
     HI_CHECK(bias->rows * bias->cols == w.rows,

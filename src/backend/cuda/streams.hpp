@@ -1,0 +1,58 @@
+// The CUDA backend's copy streams and events (docs/offload.md). Compute is the
+// backend's existing stream (every kernel and cuBLAS call); H2D and D2H are two more
+// non-blocking streams, so copies run on the copy engines while kernels run. An
+// Event is a cudaEvent_t without timing, reusable: record() moves it to the newest
+// point of a stream, and waiting on one never recorded waits for nothing (CUDA's
+// own rule, the one the Backend interface promises).
+//
+// Test knobs, read when the streams are made (microseconds, 0: off), so a schedule
+// missing a wait shows up as different bits instead of passing by luck:
+//   HEADINFER_CUDA_COPY_DELAY_US     each async copy starts this late on its stream
+//   HEADINFER_CUDA_COMPUTE_DELAY_US  compute work issued after a wait(Compute, e)
+//                                    starts this late
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "backend/backend.hpp"
+
+namespace headinfer::cuda {
+
+class CudaStreams {
+ public:
+  explicit CudaStreams(cudaStream_t compute);
+  ~CudaStreams();
+  CudaStreams(const CudaStreams&) = delete;
+  CudaStreams& operator=(const CudaStreams&) = delete;
+
+  cudaStream_t stream(Stream s) const;
+
+  Event create_event();
+  void destroy_event(Event e);
+  void record(Event e, Stream s);
+  void wait(Stream s, Event e);
+  void sync(Event e);
+
+  // cudaMemcpyAsync / cudaMemcpy2DAsync on the H2D or D2H stream.
+  void copy(Stream s, void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t rows);
+  // Waits for all three streams.
+  void synchronize_all();
+
+ private:
+  cudaEvent_t event(Event e);  // under mu_
+
+  void delay(cudaStream_t s, int us);
+
+  cudaStream_t compute_, h2d_ = nullptr, d2h_ = nullptr;
+  int copy_delay_us_ = 0, compute_delay_us_ = 0;
+  std::mutex mu_;
+  std::vector<cudaEvent_t> events_;  // [id - 1]; nullptr once destroyed
+  std::vector<uint64_t> free_ids_;
+};
+
+}  // namespace headinfer::cuda
