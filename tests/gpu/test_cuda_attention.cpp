@@ -1,5 +1,5 @@
-// Parity of the CUDA attention kernels (tensor-core prefill, CUDA-core split-KV
-// decode / generic path, split combine, piece batching) against a double-precision
+// Parity of the CUDA attention kernels (tensor-core prefill, memory-bound split-KV
+// decode for few rows, CUDA-core generic path, split combine, piece batching) against a double-precision
 // host reference and the CPU backend, over GQA group sizes, head dims, KV dtypes, piece layouts with
 // position gaps, tile edges, causal and non-causal, fully masked rows and long KV.
 #include <gtest/gtest.h>
@@ -343,6 +343,14 @@ const AttnCase kCases[] = {
     {"decode_bf16_peaked_logits", 1, 4, 128, BF, true, 9000, {{9001, 0}}, 3.f},
     {"decode_bf16_many_pieces", 1, 8, 128, BF, true, 2900, many_pieces(40, 37, 70)},
     {"decode_bf16_noncausal", 2, 4, 128, BF, false, 0, {{1000, 5000}, {17, 0}}},
+    {"decode_bf16_hd128_gqa2", 1, 2, 128, BF, true, 3000, {{3001, 0}}},
+    {"decode_f32_hd128_gqa4", 1, 4, 128, F32, true, 9000, {{9001, 0}}},
+    {"decode_f16_hd64_all_masked", 1, 4, 64, F16, true, 5, {{20, 10}}},
+    {"decode_bf16_unaligned_fallback", 1, 4, 128, BF, true, 500, {{501, 0, 4}}},
+    {"decode_bf16_odd_split_edges", 1, 4, 128, BF, true, 33000, {{12345, 0}, {7, 20000}, {999, 30000}}},
+    // Small chunks (<= 32 rows) go to the decode kernel in row groups of up to 8.
+    {"chunk_bf16_hd128_gqa4_nq5", 5, 4, 128, BF, true, 4000, {{2000, 0}, {2005, 2000}}},
+    {"chunk_bf16_hd64_gqa1_nq3", 3, 1, 64, BF, true, 130, {{133, 0}}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -22,8 +23,9 @@ using cuda::PieceTable;
 
 // Fewest keys worth a split of their own (below this, the combine step costs more
 // than the parallelism buys), and blocks per SM to aim for, per attention kernel: the
-// CUDA-core kernel stages tiles synchronously, so it wants more blocks in flight.
-constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128;
+// CUDA-core kernel stages tiles synchronously, so it wants more blocks in flight; the
+// decode kernel is memory-bound and wants every SM streaming several key runs.
+constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128, kMinKeysPerSplitDecode = 128;
 constexpr int kBlocksPerSmMma = 2, kBlocksPerSmSimt = 4;
 
 bool is_device_pointer(const void* p) {
@@ -41,15 +43,20 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 //   HEADINFER_CUDA_ATTN_PATH=simt   always use the CUDA-core attention kernel
 //   HEADINFER_CUDA_ATTN_SPLITS=N    at most N key splits per piece batch (1: no split-KV)
 //   HEADINFER_CUDA_ATTN_WARPS=8     tensor-core blocks of 8 warps / 128 rows (default 4 / 64)
+//   HEADINFER_CUDA_ATTN_DECODE_BPS=N  decode kernel: aim for N blocks per SM (default: as
+//                                     many as are resident at once, one full wave)
 struct AttnDebug {
   bool force_simt = false;
   int64_t max_splits = 0;  // 0: no limit
   int mma_warps = 4;
+  int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS")) d.mma_warps = std::atoi(e) == 8 ? 8 : 4;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) d.force_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
+      d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
   }
 };
@@ -257,7 +264,18 @@ class CudaBackend final : public Backend {
     return static_cast<int>(ceil_div(keys, chunk));
   }
 
+  // Resident decode-kernel blocks per SM, cached per (dtype, head_dim, rows per block).
+  int decode_occupancy(DType kv, int head_dim, int rows) {
+    const int key = (static_cast<int>(kv) * 1024 + head_dim) * 64 + cuda::attention_decode_rows(rows);
+    for (const auto& [k, v] : decode_occupancy_)
+      if (k == key) return v;
+    const int v = cuda::attention_decode_blocks_per_sm(kv, head_dim, rows);
+    decode_occupancy_.emplace_back(key, v);
+    return v;
+  }
+
   int device_;
+  std::vector<std::pair<int, int>> decode_occupancy_;
   std::string device_name_;
   int sm_count_ = 1;
   AttnDebug debug_;
@@ -288,10 +306,28 @@ void CudaBackend::attention(const AttnArgs& a) {
     aligned = aligned && reinterpret_cast<uintptr_t>(p.k) % 16 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0;
     pieces.push_back(&p);
   }
-  const bool mma =
-      !debug_.force_simt && cuda::attention_mma_supported(a.kv_dtype, D) && aligned && R > cuda::kSimtRows;
-  const int rows_per_block = mma ? cuda::attention_mma_rows(debug_.mma_warps) : cuda::kSimtRows;
+  // Few rows (decode, small chunks): the memory-bound split-KV kernel (f32 math);
+  // more rows with BF16/F16 KV: tensor cores; anything else: the CUDA-core kernel.
+  enum class Path { kMma, kDecode, kSimt };
+  Path path = Path::kSimt;
+  if (!debug_.force_simt && aligned) {
+    if (R > cuda::kSimtRows && cuda::attention_mma_supported(a.kv_dtype, D))
+      path = Path::kMma;
+    else if (R <= cuda::kSimtRows && cuda::attention_decode_supported(a.kv_dtype, D))
+      path = Path::kDecode;
+  }
+  const bool mma = path == Path::kMma;
+  const int rows_per_block = mma                    ? cuda::attention_mma_rows(debug_.mma_warps)
+                             : path == Path::kDecode ? cuda::attention_decode_rows(R)
+                                                     : cuda::kSimtRows;
   const int tile = mma ? cuda::kMmaKeys : cuda::kSimtKeys;
+  int blocks_per_sm = mma ? kBlocksPerSmMma : kBlocksPerSmSimt;
+  if (path == Path::kDecode) {
+    blocks_per_sm = debug_.decode_blocks_per_sm;
+    if (blocks_per_sm <= 0) blocks_per_sm = decode_occupancy(a.kv_dtype, D, R);
+  }
+  const int64_t min_keys =
+      mma ? kMinKeysPerSplitMma : path == Path::kDecode ? kMinKeysPerSplitDecode : kMinKeysPerSplitSimt;
   const int row_blocks = static_cast<int>(ceil_div(R, rows_per_block));
 
   // Pieces go to the kernels in batches of kMaxPieces; every (batch, split) is a slot.
@@ -316,8 +352,7 @@ void CudaBackend::attention(const AttnArgs& a) {
     }
     b.table.start[nb] = total;
     b.table.n = static_cast<int>(nb);
-    b.splits = choose_splits(total, row_blocks, tile, mma ? kBlocksPerSmMma : kBlocksPerSmSimt,
-                             mma ? kMinKeysPerSplitMma : kMinKeysPerSplitSimt, b.chunk);
+    b.splits = choose_splits(total, row_blocks, tile, blocks_per_sm, min_keys, b.chunk);
     slots += b.splits;
     batches.push_back(b);
   }
@@ -335,6 +370,8 @@ void CudaBackend::attention(const AttnArgs& a) {
   auto launch = [&](const AttnParams& p, int splits) {
     if (mma)
       cuda::launch_attention_mma(p, splits, a.kv_dtype, debug_.mma_warps, stream_);
+    else if (path == Path::kDecode)
+      cuda::launch_attention_decode(p, splits, a.kv_dtype, stream_);
     else
       cuda::launch_attention_simt(p, splits, a.kv_dtype, stream_);
   };

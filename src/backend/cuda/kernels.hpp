@@ -83,6 +83,16 @@ constexpr int kSimtKeys = 32;
 constexpr int kSimtMaxHeadDim = 256;
 void launch_attention_simt(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
 
+// Split-KV decode for at most kSimtRows rows (decode, small chunks): BF16 / F16 / F32
+// KV, head_dim 64 or 128, 16-byte aligned pieces. A block is kDecodeWarps warps over
+// attention_decode_rows(n_rows) rows (<= 8) and reads its key split once.
+constexpr int kDecodeWarps = 4;
+bool attention_decode_supported(DType kv, int head_dim);
+int attention_decode_rows(int n_rows);
+// Resident blocks per SM of the decode kernel for these shapes (occupancy query).
+int attention_decode_blocks_per_sm(DType kv, int head_dim, int n_rows);
+void launch_attention_decode(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
+
 // Combines n_slots partial results ([slot][row][head_dim] and [slot][row]) into
 // out[t * out_stride + h * head_dim + d] and lse[r] (lse may be null).
 void launch_attention_combine(const float* part_o, const float* part_lse, int n_slots, int n_rows, int n_qh,

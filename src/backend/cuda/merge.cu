@@ -38,44 +38,79 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (lane == 0) lse_a[r] = m + logf(wa + wb);
 }
 
-// One warp per row; lanes own dims lane, lane + 32, ... (head_dim <= kSimtMaxHeadDim).
-__global__ void __launch_bounds__(kWarps * 32)
+// Combine of split partials. Block (row r, 32-dim chunk): the log-sum-exp of every
+// slot is reduced first (max, then sum of weights, one pass with a running max), then
+// kGroups groups of threads accumulate the weighted outputs of slots g, g + kGroups, ...
+// (V floats per thread, 32 / V threads per slot) and shared memory sums the groups.
+constexpr int kCombineThreads = 256;
+
+__device__ __forceinline__ void online_pair(float& m, float& s, float m2, float s2) {
+  const float mn = fmaxf(m, m2);
+  if (mn == -INFINITY) return;  // both empty
+  s = s * expf(m - mn) + s2 * expf(m2 - mn);
+  m = mn;
+}
+
+template <int V>
+__global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse, int n_slots, int n_rows,
                    int n_qh, int head_dim, float* __restrict__ out, int64_t out_stride, float* __restrict__ lse) {
-  constexpr int kC = kSimtMaxHeadDim / 32;
-  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (r >= n_rows) return;
-  float m = -INFINITY;
-  for (int s = lane; s < n_slots; s += 32) m = fmaxf(m, part_lse[static_cast<int64_t>(s) * n_rows + r]);
-  m = warp_max(m);
-  float acc[kC];
+  constexpr int kTpc = 32 / V;                      // threads per slot (32 dims)
+  constexpr int kGroups = kCombineThreads / kTpc;  // slots in parallel
+  __shared__ float red_m[kCombineThreads / 32], red_s[kCombineThreads / 32];
+  __shared__ float acc_s[kGroups][32];
+  const int r = blockIdx.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  float m = -INFINITY, sum = 0.f;
+  for (int s = tid; s < n_slots; s += kCombineThreads) online_pair(m, sum, part_lse[static_cast<int64_t>(s) * n_rows + r], 1.f);
+  for (int off = 16; off > 0; off >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, sum, off);
+    online_pair(m, sum, m2, s2);
+  }
+  if (lane == 0) {
+    red_m[warp] = m;
+    red_s[warp] = sum;
+  }
+  __syncthreads();
+  m = red_m[0];
+  sum = red_s[0];
+  for (int w = 1; w < kCombineThreads / 32; ++w) online_pair(m, sum, red_m[w], red_s[w]);
+
+  const int g = tid / kTpc, c = (tid % kTpc) * V;
+  const int d = blockIdx.y * 32 + c;
+  float acc[V];
 #pragma unroll
-  for (int c = 0; c < kC; ++c) acc[c] = 0.f;
-  float wsum = 0.f;
-  if (m != -INFINITY) {
-    for (int s = 0; s < n_slots; ++s) {
+  for (int e = 0; e < V; ++e) acc[e] = 0.f;
+  if (m != -INFINITY && d < head_dim) {
+#pragma unroll 4
+    for (int s = g; s < n_slots; s += kGroups) {
       const float l = part_lse[static_cast<int64_t>(s) * n_rows + r];
-      if (l == -INFINITY) continue;
-      const float w = expf(l - m);
-      wsum += w;
-      const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim;
-#pragma unroll
-      for (int c = 0; c < kC; ++c) {
-        const int d = lane + 32 * c;
-        if (d < head_dim) acc[c] = fmaf(w, po[d], acc[c]);
+      const float w = l == -INFINITY ? 0.f : expf(l - m);
+      const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d;
+      if constexpr (V == 4) {
+        const float4 v = *reinterpret_cast<const float4*>(po);
+        acc[0] = fmaf(w, v.x, acc[0]);
+        acc[1] = fmaf(w, v.y, acc[1]);
+        acc[2] = fmaf(w, v.z, acc[2]);
+        acc[3] = fmaf(w, v.w, acc[3]);
+      } else {
+        acc[0] = fmaf(w, *po, acc[0]);
       }
     }
   }
-  const int t = r / n_qh, h = r % n_qh;
-  float* o = out + t * out_stride + static_cast<int64_t>(h) * head_dim;
-  const float inv = wsum > 0.f ? 1.0f / wsum : 0.f;
 #pragma unroll
-  for (int c = 0; c < kC; ++c) {
-    const int d = lane + 32 * c;
-    if (d < head_dim) o[d] = acc[c] * inv;
+  for (int e = 0; e < V; ++e) acc_s[g][c + e] = acc[e];
+  __syncthreads();
+  if (tid < 32) {
+    const int dd = blockIdx.y * 32 + tid;
+    float tot = 0.f;
+    for (int k = 0; k < kGroups; ++k) tot += acc_s[k][tid];
+    const int t = r / n_qh, h = r % n_qh;
+    const bool any = m != -INFINITY && sum > 0.f;
+    if (dd < head_dim) out[t * out_stride + static_cast<int64_t>(h) * head_dim + dd] = any ? tot / sum : 0.f;
+    if (lse && blockIdx.y == 0 && tid == 0) lse[r] = any ? m + logf(sum) : -INFINITY;
   }
-  if (lse && lane == 0) lse[r] = wsum > 0.f ? m + logf(wsum) : -INFINITY;
 }
 
 }  // namespace
@@ -93,8 +128,13 @@ void launch_attention_combine(const float* part_o, const float* part_lse, int n_
                               int head_dim, float* out, int64_t out_stride, float* lse, cudaStream_t s) {
   if (n_rows <= 0) return;
   HI_CHECK(head_dim <= kSimtMaxHeadDim, "cuda attention: head_dim " << head_dim << " exceeds " << kSimtMaxHeadDim);
-  combine_kernel<<<(n_rows + kWarps - 1) / kWarps, kWarps * 32, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh,
-                                                                         head_dim, out, out_stride, lse);
+  const dim3 grid(n_rows, (head_dim + 31) / 32);
+  if (head_dim % 4 == 0)
+    combine_kernel<4><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
+                                                        out_stride, lse);
+  else
+    combine_kernel<1><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
+                                                        out_stride, lse);
   HI_CUDA_CHECK_LAUNCH("combine_kernel");
 }
 
