@@ -246,10 +246,11 @@ void bench_attention(Backend& be, const char* label, int n_q, int64_t q_pos0,
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, decode_only = false;
+  bool quick = false, decode_only = false, once = false;  // --once: one 128K decode case (for profilers)
   for (int i = 1; i < argc; ++i) {
     quick = quick || std::strcmp(argv[i], "--quick") == 0;
     decode_only = decode_only || std::strcmp(argv[i], "--decode") == 0;
+    once = once || std::strcmp(argv[i], "--once") == 0;
   }
   if (!headinfer::cuda_available()) {
     std::puts("cuda_attention: no usable CUDA device or driver");
@@ -259,6 +260,10 @@ int main(int argc, char** argv) {
     auto be = headinfer::make_cuda_backend(0);
     std::printf("device: %s\nheads: %d query / %d KV, head_dim %d, BF16 KV, f32 q/out\n", be->name().c_str(),
                 kQHeads, kKvHeads, kHeadDim);
+    if (once) {
+      bench_attention(*be, "  decode 128K context", 1, 131072, {{131073, 0}}, true, true, 0.0);
+      return 0;
+    }
     const double ceiling = decode_only ? 0.0 : gemm_ceiling_tflops(quick);
     if (!decode_only) {
       std::printf("%-44s %7.1f TFLOP/s\n", "cuBLAS BF16 GEMM 8192^3 (ceiling)", ceiling);
@@ -292,6 +297,16 @@ int main(int argc, char** argv) {
       }
     }
     unsetenv("HEADINFER_CUDA_ATTN_DECODE_BPS");
+    // Experiment: few rows on 1-warp tensor-core blocks (q and P rounded to BF16).
+    setenv("HEADINFER_CUDA_ATTN_DECODE", "mma", 1);
+    {
+      auto mb = headinfer::make_cuda_backend(0);
+      for (int64_t ctx : {32768, 131072}) {
+        const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, 1-warp tensor-core blocks";
+        bench_attention(*mb, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
+      }
+    }
+    unsetenv("HEADINFER_CUDA_ATTN_DECODE");
     setenv("HEADINFER_CUDA_ATTN_PATH", "simt", 1);
     {
       auto sb = headinfer::make_cuda_backend(0);

@@ -351,6 +351,7 @@ const AttnCase kCases[] = {
     // Small chunks (<= 32 rows) go to the decode kernel in row groups of up to 8.
     {"chunk_bf16_hd128_gqa4_nq5", 5, 4, 128, BF, true, 4000, {{2000, 0}, {2005, 2000}}},
     {"chunk_bf16_hd64_gqa1_nq3", 3, 1, 64, BF, true, 130, {{133, 0}}},
+    {"generic_hd30_f32_split_combine", 3, 2, 30, F32, true, 5000, {{5003, 0}}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),

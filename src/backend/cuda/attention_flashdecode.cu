@@ -7,7 +7,8 @@
 // Layout of a block (kDecodeWarps warps) over its keys:
 //   * a key row of D elements is spread over LPK = D / kVec lanes (kVec elements =
 //     16 bytes each); a warp covers KPI = 32 / LPK keys per load instruction and U
-//     such loads per step (U * KPI keys, K and V loads all issued before first use);
+//     such loads per step (U * KPI keys); the next step's K and V loads are issued
+//     before this step's math (registers double-buffered);
 //   * warp w takes steps w, w + kDecodeWarps, ... of the split, so the block reads
 //     contiguous runs of keys and every warp runs its own online softmax;
 //   * each lane keeps its kVec dims of q (pre-scaled by scale * log2 e) and of the
@@ -74,7 +75,7 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
   constexpr int LPK = D / kVec;  // lanes per key
   static_assert(LPK >= 2 && LPK <= 32 && (LPK & (LPK - 1)) == 0, "a key row spans 2..32 lanes");
   constexpr int KPI = 32 / LPK;                 // keys per warp and load instruction
-  constexpr int U = kRows <= 4 ? 4 : 2;         // load instructions per step (K and V each)
+  constexpr int U = kRows <= 2 ? 4 : kRows == 4 ? 2 : 1;  // load instructions per step (K and V each)
   constexpr int KW = KPI * U;                   // keys per warp step
   constexpr int KB = KW * kWarps;               // keys per block step
   __shared__ float red_o[kWarps][kRows][D];
@@ -103,6 +104,7 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
     for (int e = 0; e < kVec; ++e) q[r][e] = r < nr ? qp[e] * p.scale_log2 : 0.f;
   }
   const int64_t qmax = p.q_pos0 + (r0 + nr - 1) / p.n_qh;  // position of the block's last row
+  const int64_t qmin = p.q_pos0 + r0 / p.n_qh;             // ... and of its first
 
   float m[kRows], l[kRows], o[kRows][kVec];
 #pragma unroll
@@ -123,8 +125,8 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
     const T* kp = static_cast<const T*>(p.pieces.k[pc]) + sub * kVec;
     const T* vp = static_cast<const T*>(p.pieces.v[pc]) + sub * kVec;
 
-    for (int64_t k0 = a + warp * KW; k0 < b; k0 += KB) {
-      uint4 kr[U], vr[U];
+    // Loads the step at k0 (keys past b read as zeros).
+    auto load_step = [&](int64_t k0, uint4 (&kr)[U], uint4 (&vr)[U]) {
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int64_t key = k0 + u * KPI + kin;
@@ -136,6 +138,13 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
           vr[u] = make_uint4(0, 0, 0, 0);
         }
       }
+    };
+    uint4 kr[U], vr[U];
+    load_step(a + warp * KW, kr, vr);
+    for (int64_t k0 = a + warp * KW; k0 < b; k0 += KB) {
+      // The next step's loads go out before this step's math (register double buffer).
+      uint4 kn[U], vn[U];
+      load_step(k0 + KB, kn, vn);
       float s[U][kRows];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -156,12 +165,15 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
 #pragma unroll
           for (int r = 0; r < kRows; ++r) s[u][r] += __shfl_xor_sync(0xffffffffu, s[u][r], off);
 
+      // Masks only where a key may be missing or after a row (warp-uniform test).
+      if (k0 + KW > b || (p.causal && k0 + KW - 1 + pos_off > qmin)) {
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int64_t key = k0 + u * KPI + kin;
+        for (int u = 0; u < U; ++u) {
+          const int64_t key = k0 + u * KPI + kin;
 #pragma unroll
-        for (int r = 0; r < kRows; ++r)
-          if (key >= b || (p.causal && key + pos_off > rpos[r])) s[u][r] = -INFINITY;
+          for (int r = 0; r < kRows; ++r)
+            if (key >= b || (p.causal && key + pos_off > rpos[r])) s[u][r] = -INFINITY;
+        }
       }
 
 #pragma unroll
@@ -189,6 +201,11 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
 #pragma unroll
           for (int e = 0; e < kVec; ++e) o[r][e] = fmaf(s[u][r], vf[e], o[r][e]);
         }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        kr[u] = kn[u];
+        vr[u] = vn[u];
       }
     }
   }

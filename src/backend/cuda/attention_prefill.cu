@@ -301,6 +301,8 @@ template <typename T>
 void launch_mma_typed(const AttnParams& p, int n_splits, int warps, cudaStream_t s) {
   if (warps == 8)
     launch_mma_warps<T, 8>(p, n_splits, s);
+  else if (warps == 1)
+    launch_mma_warps<T, 1>(p, n_splits, s);
   else
     launch_mma_warps<T, 4>(p, n_splits, s);
 }
@@ -311,7 +313,7 @@ bool attention_mma_supported(DType kv, int head_dim) {
   return (kv == DType::BF16 || kv == DType::F16) && (head_dim == 64 || head_dim == 128);
 }
 
-int attention_mma_rows(int warps) { return warps == 8 ? 128 : 64; }
+int attention_mma_rows(int warps) { return warps == 8 ? 128 : warps == 1 ? 16 : 64; }
 
 void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s) {
   if (p.n_rows <= 0) return;

@@ -25,7 +25,7 @@ using cuda::PieceTable;
 // than the parallelism buys), and blocks per SM to aim for, per attention kernel: the
 // CUDA-core kernel stages tiles synchronously, so it wants more blocks in flight; the
 // decode kernel is memory-bound and wants every SM streaming several key runs.
-constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128, kMinKeysPerSplitDecode = 128;
+constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128, kMinKeysPerSplitDecode = 64;
 constexpr int kBlocksPerSmMma = 2, kBlocksPerSmSimt = 4;
 
 bool is_device_pointer(const void* p) {
@@ -50,11 +50,13 @@ struct AttnDebug {
   int64_t max_splits = 0;  // 0: no limit
   int mma_warps = 4;
   int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
+  bool decode_mma = false;       // HEADINFER_CUDA_ATTN_DECODE=mma: few rows on 1-warp tensor-core blocks
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS")) d.mma_warps = std::atoi(e) == 8 ? 8 : 4;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) d.force_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_mma = std::strcmp(e, "mma") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -311,17 +313,18 @@ void CudaBackend::attention(const AttnArgs& a) {
   enum class Path { kMma, kDecode, kSimt };
   Path path = Path::kSimt;
   if (!debug_.force_simt && aligned) {
-    if (R > cuda::kSimtRows && cuda::attention_mma_supported(a.kv_dtype, D))
+    if ((R > cuda::kSimtRows || debug_.decode_mma) && cuda::attention_mma_supported(a.kv_dtype, D))
       path = Path::kMma;
     else if (R <= cuda::kSimtRows && cuda::attention_decode_supported(a.kv_dtype, D))
       path = Path::kDecode;
   }
   const bool mma = path == Path::kMma;
-  const int rows_per_block = mma                    ? cuda::attention_mma_rows(debug_.mma_warps)
+  const int mma_warps = R <= cuda::kSimtRows ? 1 : debug_.mma_warps;  // 1: the few-row experiment
+  const int rows_per_block = mma                    ? cuda::attention_mma_rows(mma_warps)
                              : path == Path::kDecode ? cuda::attention_decode_rows(R)
                                                      : cuda::kSimtRows;
-  const int tile = mma ? cuda::kMmaKeys : cuda::kSimtKeys;
-  int blocks_per_sm = mma ? kBlocksPerSmMma : kBlocksPerSmSimt;
+  const int tile = mma ? cuda::kMmaKeys : path == Path::kDecode ? cuda::kDecodeTileKeys : cuda::kSimtKeys;
+  int blocks_per_sm = mma ? (mma_warps == 1 ? 6 : kBlocksPerSmMma) : kBlocksPerSmSimt;
   if (path == Path::kDecode) {
     blocks_per_sm = debug_.decode_blocks_per_sm;
     if (blocks_per_sm <= 0) blocks_per_sm = decode_occupancy(a.kv_dtype, D, R);
@@ -369,7 +372,7 @@ void CudaBackend::attention(const AttnArgs& a) {
 
   auto launch = [&](const AttnParams& p, int splits) {
     if (mma)
-      cuda::launch_attention_mma(p, splits, a.kv_dtype, debug_.mma_warps, stream_);
+      cuda::launch_attention_mma(p, splits, a.kv_dtype, mma_warps, stream_);
     else if (path == Path::kDecode)
       cuda::launch_attention_decode(p, splits, a.kv_dtype, stream_);
     else

@@ -69,7 +69,7 @@ struct AttnParams {
 };
 
 // Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned
-// K/V pieces. A block is `warps` warps (4 or 8) of 16 query rows each
+// K/V pieces. A block is `warps` warps (4 or 8; 1 for few-row experiments) of 16 query rows each
 // (attention_mma_rows(warps) rows); key tile kMmaKeys (keys_per_split a multiple).
 constexpr int kMmaKeys = 64;
 bool attention_mma_supported(DType kv, int head_dim);
@@ -87,6 +87,7 @@ void launch_attention_simt(const AttnParams& p, int n_splits, DType kv, cudaStre
 // KV, head_dim 64 or 128, 16-byte aligned pieces. A block is kDecodeWarps warps over
 // attention_decode_rows(n_rows) rows (<= 8) and reads its key split once.
 constexpr int kDecodeWarps = 4;
+constexpr int kDecodeTileKeys = 64;  // split sizes a multiple of this (of every key tile it uses)
 bool attention_decode_supported(DType kv, int head_dim);
 int attention_decode_rows(int n_rows);
 // Resident blocks per SM of the decode kernel for these shapes (occupancy query).

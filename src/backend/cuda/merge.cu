@@ -38,11 +38,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (lane == 0) lse_a[r] = m + logf(wa + wb);
 }
 
-// Combine of split partials. Block (row r, 32-dim chunk): the log-sum-exp of every
-// slot is reduced first (max, then sum of weights, one pass with a running max), then
-// kGroups groups of threads accumulate the weighted outputs of slots g, g + kGroups, ...
-// (V floats per thread, 32 / V threads per slot) and shared memory sums the groups.
+// Combine of split partials, latency-bound (a few microseconds matter per decode
+// step): block (row r, chunk of kCd dims); kGroups groups of threads take slots
+// g, g + kGroups, ... Every thread first issues the loads of its first kPre slots
+// (outputs and lse), then the block reduces (max, sum of weights) over all slots' lse
+// with a running max, so one memory latency covers most of the work; the groups' sums
+// meet in shared memory.
 constexpr int kCombineThreads = 256;
+constexpr int kPre = 4;
 
 __device__ __forceinline__ void online_pair(float& m, float& s, float m2, float s2) {
   const float mn = fmaxf(m, m2);
@@ -51,19 +54,50 @@ __device__ __forceinline__ void online_pair(float& m, float& s, float m2, float 
   m = mn;
 }
 
-template <int V>
+template <int V, int kCd>
 __global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse, int n_slots, int n_rows,
                    int n_qh, int head_dim, float* __restrict__ out, int64_t out_stride, float* __restrict__ lse) {
-  constexpr int kTpc = 32 / V;                      // threads per slot (32 dims)
-  constexpr int kGroups = kCombineThreads / kTpc;  // slots in parallel
+  constexpr int kTps = kCd / V;                     // threads per slot
+  constexpr int kGroups = kCombineThreads / kTps;  // slots in parallel
+  constexpr int kParts = kCombineThreads / kCd;
   __shared__ float red_m[kCombineThreads / 32], red_s[kCombineThreads / 32];
-  __shared__ float acc_s[kGroups][32];
+  __shared__ float acc_s[kGroups][kCd];
+  __shared__ float part_s[kParts][kCd];
   const int r = blockIdx.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = tid / kTps, c = (tid % kTps) * V;
+  const int d = blockIdx.y * kCd + c;
+  const bool dim_ok = d < head_dim;
+
+  // Outputs and lse of this thread's first kPre slots, in flight during the reduction.
+  float pre_o[kPre][V], pre_l[kPre];
+#pragma unroll
+  for (int i = 0; i < kPre; ++i) {
+    const int s = g + i * kGroups;
+    pre_l[i] = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < V; ++e) pre_o[i][e] = 0.f;
+    if (s < n_slots) {
+      pre_l[i] = part_lse[static_cast<int64_t>(s) * n_rows + r];
+      if (dim_ok) {
+        const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d;
+        if constexpr (V == 4) {
+          const float4 v = *reinterpret_cast<const float4*>(po);
+          pre_o[i][0] = v.x;
+          pre_o[i][1] = v.y;
+          pre_o[i][2] = v.z;
+          pre_o[i][3] = v.w;
+        } else {
+          pre_o[i][0] = *po;
+        }
+      }
+    }
+  }
 
   float m = -INFINITY, sum = 0.f;
-  for (int s = tid; s < n_slots; s += kCombineThreads) online_pair(m, sum, part_lse[static_cast<int64_t>(s) * n_rows + r], 1.f);
+  for (int s = tid; s < n_slots; s += kCombineThreads)
+    online_pair(m, sum, part_lse[static_cast<int64_t>(s) * n_rows + r], 1.f);
   for (int off = 16; off > 0; off >>= 1) {
     const float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, sum, off);
     online_pair(m, sum, m2, s2);
@@ -77,35 +111,41 @@ __global__ void __launch_bounds__(kCombineThreads)
   sum = red_s[0];
   for (int w = 1; w < kCombineThreads / 32; ++w) online_pair(m, sum, red_m[w], red_s[w]);
 
-  const int g = tid / kTpc, c = (tid % kTpc) * V;
-  const int d = blockIdx.y * 32 + c;
   float acc[V];
 #pragma unroll
   for (int e = 0; e < V; ++e) acc[e] = 0.f;
-  if (m != -INFINITY && d < head_dim) {
-#pragma unroll 4
-    for (int s = g; s < n_slots; s += kGroups) {
-      const float l = part_lse[static_cast<int64_t>(s) * n_rows + r];
-      const float w = l == -INFINITY ? 0.f : expf(l - m);
-      const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d;
-      if constexpr (V == 4) {
-        const float4 v = *reinterpret_cast<const float4*>(po);
-        acc[0] = fmaf(w, v.x, acc[0]);
-        acc[1] = fmaf(w, v.y, acc[1]);
-        acc[2] = fmaf(w, v.z, acc[2]);
-        acc[3] = fmaf(w, v.w, acc[3]);
-      } else {
-        acc[0] = fmaf(w, *po, acc[0]);
+  if (m != -INFINITY) {
+#pragma unroll
+    for (int i = 0; i < kPre; ++i) {
+      const float w = pre_l[i] == -INFINITY ? 0.f : expf(pre_l[i] - m);
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[e] = fmaf(w, pre_o[i][e], acc[e]);
+    }
+    if (dim_ok) {
+      for (int s = g + kPre * kGroups; s < n_slots; s += kGroups) {
+        const float l = part_lse[static_cast<int64_t>(s) * n_rows + r];
+        const float w = l == -INFINITY ? 0.f : expf(l - m);
+        const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d;
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[e] = fmaf(w, po[e], acc[e]);
       }
     }
   }
 #pragma unroll
   for (int e = 0; e < V; ++e) acc_s[g][c + e] = acc[e];
   __syncthreads();
-  if (tid < 32) {
-    const int dd = blockIdx.y * 32 + tid;
+  {
+    const int cc = tid % kCd, part = tid / kCd;
+    float t = 0.f;
+    for (int k = part; k < kGroups; k += kParts) t += acc_s[k][cc];
+    part_s[part][cc] = t;
+  }
+  __syncthreads();
+  if (tid < kCd) {
+    const int dd = blockIdx.y * kCd + tid;
     float tot = 0.f;
-    for (int k = 0; k < kGroups; ++k) tot += acc_s[k][tid];
+#pragma unroll 8
+    for (int k = 0; k < kParts; ++k) tot += part_s[k][tid];
     const int t = r / n_qh, h = r % n_qh;
     const bool any = m != -INFINITY && sum > 0.f;
     if (dd < head_dim) out[t * out_stride + static_cast<int64_t>(h) * head_dim + dd] = any ? tot / sum : 0.f;
@@ -128,13 +168,21 @@ void launch_attention_combine(const float* part_o, const float* part_lse, int n_
                               int head_dim, float* out, int64_t out_stride, float* lse, cudaStream_t s) {
   if (n_rows <= 0) return;
   HI_CHECK(head_dim <= kSimtMaxHeadDim, "cuda attention: head_dim " << head_dim << " exceeds " << kSimtMaxHeadDim);
-  const dim3 grid(n_rows, (head_dim + 31) / 32);
-  if (head_dim % 4 == 0)
-    combine_kernel<4><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
-                                                        out_stride, lse);
-  else
-    combine_kernel<1><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
-                                                        out_stride, lse);
+  // Few rows (decode): narrow dim chunks, so many blocks share the slots; many rows
+  // (prefill splits): wide chunks.
+  if (head_dim % 4 == 0 && n_rows <= 64) {
+    const dim3 grid(n_rows, (head_dim + 7) / 8);
+    combine_kernel<4, 8><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
+                                                           out_stride, lse);
+  } else if (head_dim % 4 == 0) {
+    const dim3 grid(n_rows, (head_dim + 31) / 32);
+    combine_kernel<4, 32><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
+                                                            out_stride, lse);
+  } else {
+    const dim3 grid(n_rows, (head_dim + 31) / 32);
+    combine_kernel<1, 32><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
+                                                            out_stride, lse);
+  }
   HI_CUDA_CHECK_LAUNCH("combine_kernel");
 }
 
