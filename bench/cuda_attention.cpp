@@ -297,6 +297,13 @@ int main(int argc, char** argv) {
       }
     }
     unsetenv("HEADINFER_CUDA_ATTN_DECODE_BPS");
+    // Programmatic dependent launch on (HEADINFER_CUDA_PDL=1, read at every launch).
+    setenv("HEADINFER_CUDA_PDL", "1", 1);
+    for (int64_t ctx : {32768, 131072}) {
+      const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, programmatic launch";
+      bench_attention(*be, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
+    }
+    unsetenv("HEADINFER_CUDA_PDL");
     // Experiment: few rows on 1-warp tensor-core blocks (q and P rounded to BF16).
     setenv("HEADINFER_CUDA_ATTN_DECODE", "mma", 1);
     {

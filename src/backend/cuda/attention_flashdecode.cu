@@ -82,6 +82,11 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
   __shared__ float red_m[kWarps][kRows];
   __shared__ float red_l[kWarps][kRows];
 
+  // With programmatic dependent launch (HEADINFER_CUDA_PDL=1) this grid may start
+  // while the previous kernel of the stream finishes: wait for it before touching
+  // memory, and let the combine that follows get scheduled early. No-ops otherwise.
+  pdl_wait();
+  pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % LPK;  // which 16-byte slice of a key row
   const int kin = lane / LPK;  // which of the KPI keys
@@ -181,13 +186,14 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
         float mx = s[0][r];
 #pragma unroll
         for (int u = 1; u < U; ++u) mx = fmaxf(mx, s[u][r]);
-        const float mn = fmaxf(m[r], mx);
-        const float mu = mn == -INFINITY ? 0.f : mn;  // nothing visible yet: keep exp2 finite
-        const float alpha = exp2f(m[r] - mu);
-        l[r] *= alpha;
+        if (mx > m[r]) {  // the running max grew (rare after the first steps): rescale
+          const float alpha = exp2f(m[r] - mx);  // 0 when nothing was visible before
+          l[r] *= alpha;
 #pragma unroll
-        for (int e = 0; e < kVec; ++e) o[r][e] *= alpha;
-        m[r] = mn;
+          for (int e = 0; e < kVec; ++e) o[r][e] *= alpha;
+          m[r] = mx;
+        }
+        const float mu = m[r] == -INFINITY ? 0.f : m[r];  // nothing visible yet: keep exp2 finite
 #pragma unroll
         for (int u = 0; u < U; ++u) s[u][r] = exp2f(s[u][r] - mu);
       }
@@ -271,10 +277,10 @@ void launch_decode_dim(const AttnParams& p, int n_splits, cudaStream_t s) {
   const int rows = attention_decode_rows(p.n_rows);
   dim3 grid((p.n_rows + rows - 1) / rows, n_splits);
   switch (rows) {
-    case 1: attn_decode_kernel<T, D, 1><<<grid, kThreads, 0, s>>>(p); break;
-    case 2: attn_decode_kernel<T, D, 2><<<grid, kThreads, 0, s>>>(p); break;
-    case 4: attn_decode_kernel<T, D, 4><<<grid, kThreads, 0, s>>>(p); break;
-    default: attn_decode_kernel<T, D, 8><<<grid, kThreads, 0, s>>>(p); break;
+    case 1: launch_maybe_pdl(attn_decode_kernel<T, D, 1>, grid, dim3(kThreads), 0, s, p); break;
+    case 2: launch_maybe_pdl(attn_decode_kernel<T, D, 2>, grid, dim3(kThreads), 0, s, p); break;
+    case 4: launch_maybe_pdl(attn_decode_kernel<T, D, 4>, grid, dim3(kThreads), 0, s, p); break;
+    default: launch_maybe_pdl(attn_decode_kernel<T, D, 8>, grid, dim3(kThreads), 0, s, p); break;
   }
   HI_CUDA_CHECK_LAUNCH("attn_decode_kernel");
 }

@@ -64,6 +64,8 @@ __global__ void __launch_bounds__(kCombineThreads)
   __shared__ float red_m[kCombineThreads / 32], red_s[kCombineThreads / 32];
   __shared__ float acc_s[kGroups][kCd];
   __shared__ float part_s[kParts][kCd];
+  pdl_wait();  // launched as a programmatic dependent of the attention kernel
+  pdl_launch_dependents();
   const int r = blockIdx.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = tid / kTps, c = (tid % kTps) * V;
@@ -172,16 +174,16 @@ void launch_attention_combine(const float* part_o, const float* part_lse, int n_
   // (prefill splits): wide chunks.
   if (head_dim % 4 == 0 && n_rows <= 64) {
     const dim3 grid(n_rows, (head_dim + 7) / 8);
-    combine_kernel<4, 8><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
-                                                           out_stride, lse);
+    launch_maybe_pdl(combine_kernel<4, 8>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows, n_qh,
+                     head_dim, out, out_stride, lse);
   } else if (head_dim % 4 == 0) {
     const dim3 grid(n_rows, (head_dim + 31) / 32);
-    combine_kernel<4, 32><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
-                                                            out_stride, lse);
+    launch_maybe_pdl(combine_kernel<4, 32>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows,
+                     n_qh, head_dim, out, out_stride, lse);
   } else {
     const dim3 grid(n_rows, (head_dim + 31) / 32);
-    combine_kernel<1, 32><<<grid, kCombineThreads, 0, s>>>(part_o, part_lse, n_slots, n_rows, n_qh, head_dim, out,
-                                                            out_stride, lse);
+    launch_maybe_pdl(combine_kernel<1, 32>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows,
+                     n_qh, head_dim, out, out_stride, lse);
   }
   HI_CUDA_CHECK_LAUNCH("combine_kernel");
 }
