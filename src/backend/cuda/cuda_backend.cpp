@@ -26,7 +26,8 @@ using cuda::PieceTable;
 // CUDA-core kernel stages tiles synchronously, so it wants more blocks in flight; the
 // decode kernel is memory-bound and wants every SM streaming several key runs.
 constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128, kMinKeysPerSplitDecode = 64;
-constexpr int kBlocksPerSmMma = 2, kBlocksPerSmSimt = 4;
+constexpr int kBlocksPerSmSimt = 4;
+constexpr int64_t kMinKeysBalance = 1024;
 
 bool is_device_pointer(const void* p) {
   cudaPointerAttributes attr{};
@@ -252,7 +253,11 @@ class CudaBackend final : public Backend {
 
   // Splits of `keys` keys for `row_blocks` row tiles: enough blocks for blocks_per_sm
   // on every SM, at least min_keys keys each, split sizes a multiple of the tile.
-  int choose_splits(int64_t keys, int row_blocks, int tile, int blocks_per_sm, int64_t min_keys,
+  // With balance_waves (blocks of about equal work, more of them than fit at once),
+  // the keys may still be split (up to 8 ways, >= kMinKeysBalance keys each) so the
+  // blocks fill whole waves: 512 equal blocks on 396 slots run as 2 waves at 65% use,
+  // split 3 ways as 4 waves at 97%.
+  int choose_splits(int64_t keys, int row_blocks, int tile, int blocks_per_sm, int64_t min_keys, bool balance_waves,
                     int64_t& chunk) const {
     if (keys <= 0) {
       chunk = tile;
@@ -261,23 +266,37 @@ class CudaBackend final : public Backend {
     const int64_t target = static_cast<int64_t>(blocks_per_sm) * sm_count_;
     const int64_t want = row_blocks >= target ? 1 : ceil_div(target, row_blocks);
     int64_t s = std::max<int64_t>(1, std::min(want, ceil_div(keys, min_keys)));
+    if (balance_waves && row_blocks >= target) {
+      auto use = [&](int64_t c) {
+        const int64_t blocks = row_blocks * c;
+        return static_cast<double>(blocks) / static_cast<double>(ceil_div(blocks, target) * target);
+      };
+      double best = use(1);
+      for (int64_t c = 2; c <= 8 && ceil_div(keys, c) >= kMinKeysBalance; ++c)
+        if (use(c) > best + 0.02) {
+          best = use(c);
+          s = c;
+        }
+    }
     if (debug_.max_splits > 0) s = std::min(s, debug_.max_splits);
     chunk = ceil_div(ceil_div(keys, s), tile) * tile;
     return static_cast<int>(ceil_div(keys, chunk));
   }
 
-  // Resident decode-kernel blocks per SM, cached per (dtype, head_dim, rows per block).
-  int decode_occupancy(DType kv, int head_dim, int rows) {
-    const int key = (static_cast<int>(kv) * 1024 + head_dim) * 64 + cuda::attention_decode_rows(rows);
-    for (const auto& [k, v] : decode_occupancy_)
+  // Resident blocks per SM of an attention kernel, cached per (kernel, dtype,
+  // head_dim, shape variant); query() computes it on a miss.
+  template <typename F>
+  int occupancy(int kernel, DType kv, int head_dim, int variant, F query) {
+    const int64_t key = ((static_cast<int64_t>(kernel) * 64 + static_cast<int>(kv)) * 1024 + head_dim) * 64 + variant;
+    for (const auto& [k, v] : occupancy_)
       if (k == key) return v;
-    const int v = cuda::attention_decode_blocks_per_sm(kv, head_dim, rows);
-    decode_occupancy_.emplace_back(key, v);
+    const int v = query();
+    occupancy_.emplace_back(key, v);
     return v;
   }
 
   int device_;
-  std::vector<std::pair<int, int>> decode_occupancy_;
+  std::vector<std::pair<int64_t, int>> occupancy_;
   std::string device_name_;
   int sm_count_ = 1;
   AttnDebug debug_;
@@ -324,10 +343,15 @@ void CudaBackend::attention(const AttnArgs& a) {
                              : path == Path::kDecode ? cuda::attention_decode_rows(R)
                                                      : cuda::kSimtRows;
   const int tile = mma ? cuda::kMmaKeys : path == Path::kDecode ? cuda::kDecodeTileKeys : cuda::kSimtKeys;
-  int blocks_per_sm = mma ? (mma_warps == 1 ? 6 : kBlocksPerSmMma) : kBlocksPerSmSimt;
-  if (path == Path::kDecode) {
+  int blocks_per_sm = kBlocksPerSmSimt;
+  if (mma) {
+    blocks_per_sm = occupancy(3, a.kv_dtype, D, mma_warps,
+                              [&] { return cuda::attention_mma_blocks_per_sm(a.kv_dtype, D, mma_warps); });
+  } else if (path == Path::kDecode) {
     blocks_per_sm = debug_.decode_blocks_per_sm;
-    if (blocks_per_sm <= 0) blocks_per_sm = decode_occupancy(a.kv_dtype, D, R);
+    if (blocks_per_sm <= 0)
+      blocks_per_sm = occupancy(2, a.kv_dtype, D, cuda::attention_decode_rows(R),
+                                [&] { return cuda::attention_decode_blocks_per_sm(a.kv_dtype, D, R); });
   }
   const int64_t min_keys =
       mma ? kMinKeysPerSplitMma : path == Path::kDecode ? kMinKeysPerSplitDecode : kMinKeysPerSplitSimt;
@@ -355,7 +379,11 @@ void CudaBackend::attention(const AttnArgs& a) {
     }
     b.table.start[nb] = total;
     b.table.n = static_cast<int>(nb);
-    b.splits = choose_splits(total, row_blocks, tile, blocks_per_sm, min_keys, b.chunk);
+    // Tensor-core blocks do about equal work when the keys before the chunk dominate
+    // (or without causal masking); causal self-attention tiles are scheduled heaviest
+    // first instead.
+    const bool balance = mma && (!a.causal || total - a.n_q >= 2 * static_cast<int64_t>(a.n_q));
+    b.splits = choose_splits(total, row_blocks, tile, blocks_per_sm, min_keys, balance, b.chunk);
     slots += b.splits;
     batches.push_back(b);
   }

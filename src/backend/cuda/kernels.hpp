@@ -74,6 +74,8 @@ struct AttnParams {
 constexpr int kMmaKeys = 64;
 bool attention_mma_supported(DType kv, int head_dim);
 int attention_mma_rows(int warps);
+// Resident blocks per SM of the tensor-core kernel (occupancy query).
+int attention_mma_blocks_per_sm(DType kv, int head_dim, int warps);
 void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s);
 
 // CUDA-core flash attention for any KV dtype and head_dim <= kSimtMaxHeadDim; also
