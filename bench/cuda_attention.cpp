@@ -1,7 +1,8 @@
 // CUDA attention benchmark: prefill (tensor-core flash attention) TFLOP/s against a
 // cuBLAS BF16 GEMM ceiling measured in the same run, and split-KV decode GB/s.
 // Llama-3-8B-like heads: head_dim 128, 32 query heads over 8 KV heads, BF16 KV.
-// Usage: cuda_attention [--quick]   (--quick: fewer repetitions)
+// Usage: cuda_attention [--quick] [--decode]   (--quick: fewer repetitions; --decode:
+// decode cases only)
 #ifdef HEADINFER_HAVE_CUDA
 
 #include <cublas_v2.h>
@@ -120,6 +121,31 @@ double gemm_ceiling_tflops(bool quick) {
   return 2.0 * n * n * static_cast<double>(n) * iters / (ms * 1e-3) / 1e12;
 }
 
+// Device-to-device copy rate (bytes read + bytes written per second) of a 1 GiB buffer.
+double copy_gbps(bool quick) {
+  const size_t bytes = size_t{1} << 30;
+  void *a, *b;
+  BENCH_CHECK(cudaMalloc(&a, bytes));
+  BENCH_CHECK(cudaMalloc(&b, bytes));
+  BENCH_CHECK(cudaMemset(a, 0x5a, bytes));
+  for (int i = 0; i < 2; ++i) BENCH_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+  cudaEvent_t e0, e1;
+  BENCH_CHECK(cudaEventCreate(&e0));
+  BENCH_CHECK(cudaEventCreate(&e1));
+  const int iters = quick ? 5 : 20;
+  BENCH_CHECK(cudaEventRecord(e0));
+  for (int i = 0; i < iters; ++i) BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+  BENCH_CHECK(cudaEventRecord(e1));
+  BENCH_CHECK(cudaEventSynchronize(e1));
+  float ms = 0;
+  BENCH_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes * iters / (ms * 1e-3) / 1e9;
+}
+
 struct KvHead {
   std::vector<KvPiece> pieces;
 };
@@ -220,7 +246,12 @@ void bench_attention(Backend& be, const char* label, int n_q, int64_t q_pos0,
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false, decode_only = false, once = false;  // --once: one 128K decode case (for profilers)
+  for (int i = 1; i < argc; ++i) {
+    quick = quick || std::strcmp(argv[i], "--quick") == 0;
+    decode_only = decode_only || std::strcmp(argv[i], "--decode") == 0;
+    once = once || std::strcmp(argv[i], "--once") == 0;
+  }
   if (!headinfer::cuda_available()) {
     std::puts("cuda_attention: no usable CUDA device or driver");
     return 0;
@@ -229,23 +260,66 @@ int main(int argc, char** argv) {
     auto be = headinfer::make_cuda_backend(0);
     std::printf("device: %s\nheads: %d query / %d KV, head_dim %d, BF16 KV, f32 q/out\n", be->name().c_str(),
                 kQHeads, kKvHeads, kHeadDim);
-    const double ceiling = gemm_ceiling_tflops(quick);
-    std::printf("%-44s %7.1f TFLOP/s\n", "cuBLAS BF16 GEMM 8192^3 (ceiling)", ceiling);
-    std::puts("prefill (FLOPs = 4 * visible q-k pairs * head_dim * 32 heads; causal counts about half):");
-    // Both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS; the backend reads it when made).
-    for (const char* warps : {"4", "8"}) {
-      setenv("HEADINFER_CUDA_ATTN_WARPS", warps, 1);
-      auto pb = headinfer::make_cuda_backend(0);
-      const std::string w = std::string(" [") + warps + " warps]";
-      bench_attention(*pb, ("  causal 16K" + w).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
-      bench_attention(*pb, ("  causal 32K" + w).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
-      bench_attention(*pb, ("  8K chunk after 128K cached keys" + w).c_str(), 8192, 131072,
-                      {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
+    if (once) {
+      bench_attention(*be, "  decode 128K context", 1, 131072, {{131073, 0}}, true, true, 0.0);
+      return 0;
     }
-    unsetenv("HEADINFER_CUDA_ATTN_WARPS");
-    std::puts("decode (1 token, all 8 KV heads; GB/s = K+V bytes read / time):");
-    bench_attention(*be, "  decode 32K context", 1, 32768, {{32769, 0}}, true, quick, ceiling);
-    bench_attention(*be, "  decode 128K context", 1, 131072, {{131073, 0}}, true, quick, ceiling);
+    const double ceiling = decode_only ? 0.0 : gemm_ceiling_tflops(quick);
+    if (!decode_only) {
+      std::printf("%-44s %7.1f TFLOP/s\n", "cuBLAS BF16 GEMM 8192^3 (ceiling)", ceiling);
+      std::puts("prefill (FLOPs = 4 * visible q-k pairs * head_dim * 32 heads; causal counts about half):");
+      // Both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS; the backend reads it when made).
+      for (const char* warps : {"4", "8"}) {
+        setenv("HEADINFER_CUDA_ATTN_WARPS", warps, 1);
+        auto pb = headinfer::make_cuda_backend(0);
+        const std::string w = std::string(" [") + warps + " warps]";
+        bench_attention(*pb, ("  causal 16K" + w).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
+        bench_attention(*pb, ("  causal 32K" + w).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
+        bench_attention(*pb, ("  8K chunk after 128K cached keys" + w).c_str(), 8192, 131072,
+                        {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
+      }
+      unsetenv("HEADINFER_CUDA_ATTN_WARPS");
+    }
+    std::printf("%-44s %7.1f GB/s (read + write)\n", "device-to-device copy, 1 GiB (ceiling)", copy_gbps(quick));
+    std::puts("decode (1 token, all 8 KV heads = 8 calls; GB/s = K+V bytes read / time):");
+    for (int64_t ctx : {4096, 32768, 131072}) {
+      const std::string label = "  decode " + std::to_string(ctx / 1024) + "K context";
+      bench_attention(*be, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
+    }
+    // Sensitivity to the number of key splits (blocks per SM the split count aims
+    // for, HEADINFER_CUDA_ATTN_DECODE_BPS), and the CUDA-core kernel the decode path replaced.
+    for (const char* bps : {"1", "2", "4", "8"}) {
+      setenv("HEADINFER_CUDA_ATTN_DECODE_BPS", bps, 1);
+      auto db = headinfer::make_cuda_backend(0);
+      for (int64_t ctx : {32768, 131072}) {
+        const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, splits for " + bps + " blocks/SM";
+        bench_attention(*db, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
+      }
+    }
+    unsetenv("HEADINFER_CUDA_ATTN_DECODE_BPS");
+    // Programmatic dependent launch on (HEADINFER_CUDA_PDL=1, read at every launch).
+    setenv("HEADINFER_CUDA_PDL", "1", 1);
+    for (int64_t ctx : {32768, 131072}) {
+      const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, programmatic launch";
+      bench_attention(*be, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
+    }
+    unsetenv("HEADINFER_CUDA_PDL");
+    // Experiment: few rows on 1-warp tensor-core blocks (q and P rounded to BF16).
+    setenv("HEADINFER_CUDA_ATTN_DECODE", "mma", 1);
+    {
+      auto mb = headinfer::make_cuda_backend(0);
+      for (int64_t ctx : {32768, 131072}) {
+        const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, 1-warp tensor-core blocks";
+        bench_attention(*mb, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
+      }
+    }
+    unsetenv("HEADINFER_CUDA_ATTN_DECODE");
+    setenv("HEADINFER_CUDA_ATTN_PATH", "simt", 1);
+    {
+      auto sb = headinfer::make_cuda_backend(0);
+      bench_attention(*sb, "  decode 32K, CUDA-core kernel (old path)", 1, 32768, {{32769, 0}}, true, quick, ceiling);
+    }
+    unsetenv("HEADINFER_CUDA_ATTN_PATH");
   } catch (const headinfer::Error& e) {
     std::fprintf(stderr, "cuda_attention: %s\n", e.with_location().c_str());
     return 1;

@@ -1,5 +1,5 @@
-// Parity of the CUDA attention kernels (tensor-core prefill, CUDA-core split-KV
-// decode / generic path, split combine, piece batching) against a double-precision
+// Parity of the CUDA attention kernels (tensor-core prefill, memory-bound split-KV
+// decode for few rows, CUDA-core generic path, split combine, piece batching) against a double-precision
 // host reference and the CPU backend, over GQA group sizes, head dims, KV dtypes, piece layouts with
 // position gaps, tile edges, causal and non-causal, fully masked rows and long KV.
 #include <gtest/gtest.h>
@@ -343,10 +343,80 @@ const AttnCase kCases[] = {
     {"decode_bf16_peaked_logits", 1, 4, 128, BF, true, 9000, {{9001, 0}}, 3.f},
     {"decode_bf16_many_pieces", 1, 8, 128, BF, true, 2900, many_pieces(40, 37, 70)},
     {"decode_bf16_noncausal", 2, 4, 128, BF, false, 0, {{1000, 5000}, {17, 0}}},
+    {"decode_bf16_hd128_gqa2", 1, 2, 128, BF, true, 3000, {{3001, 0}}},
+    {"decode_f32_hd128_gqa4", 1, 4, 128, F32, true, 9000, {{9001, 0}}},
+    {"decode_f16_hd64_all_masked", 1, 4, 64, F16, true, 5, {{20, 10}}},
+    {"decode_bf16_unaligned_fallback", 1, 4, 128, BF, true, 500, {{501, 0, 4}}},
+    {"decode_bf16_odd_split_edges", 1, 4, 128, BF, true, 33000, {{12345, 0}, {7, 20000}, {999, 30000}}},
+    // Small chunks (<= 32 rows) go to the decode kernel in row groups of up to 8.
+    {"chunk_bf16_hd128_gqa4_nq5", 5, 4, 128, BF, true, 4000, {{2000, 0}, {2005, 2000}}},
+    {"chunk_bf16_hd64_gqa1_nq3", 3, 1, 64, BF, true, 130, {{133, 0}}},
+    {"generic_hd30_f32_split_combine", 3, 2, 30, F32, true, 5000, {{5003, 0}}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<AttnCase>& i) { return i.param.name; });
+
+// Calls queued back to back with no synchronisation in between (as the executor does,
+// one per KV head): each reuses the split scratch of the one before, and the decode
+// and combine kernels may overlap their neighbours (with HEADINFER_CUDA_PDL=1).
+TEST(CudaAttentionStream, BackToBackCalls) {
+  HI_REQUIRE_CUDA();
+  const std::vector<AttnCase> cases = {
+      {"b2b_decode_40k", 1, 4, 128, BF, true, 40000, {{40001, 0}}},
+      {"b2b_decode_3k", 1, 4, 128, BF, true, 3000, {{3001, 0}}},
+      {"b2b_chunk", 6, 4, 128, BF, true, 9000, {{9006, 0}}},
+      {"b2b_prefill_split", 64, 4, 128, BF, true, 20000, {{20064, 0}}},
+      {"b2b_decode_f16_20k", 1, 8, 64, F16, true, 20000, {{20001, 0}}},
+  };
+  std::mt19937 rng(99);
+  struct Run {
+    std::vector<float> q;
+    KvData kv;
+    DevBuf dq, out, lse;
+    int64_t q_stride;
+  };
+  std::vector<Run> runs;
+  for (const AttnCase& c : cases) {
+    Run r;
+    r.q_stride = static_cast<int64_t>(c.n_qh) * c.head_dim;
+    r.q = make_q(c, r.q_stride, rng);
+    r.kv = make_kv(c, rng);
+    r.dq = to_device(r.q);
+    r.out = poisoned(static_cast<size_t>(c.n_q) * r.q_stride);
+    r.lse = poisoned(static_cast<size_t>(c.n_q) * c.n_qh);
+    runs.push_back(std::move(r));
+  }
+  for (int rep = 0; rep < 3; ++rep)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const AttnCase& c = cases[i];
+      AttnArgs a;
+      a.q = runs[i].dq.f();
+      a.q_stride = runs[i].q_stride;
+      a.n_q = c.n_q;
+      a.n_qh = c.n_qh;
+      a.head_dim = c.head_dim;
+      a.q_pos0 = c.q_pos0;
+      a.causal = c.causal;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+      a.kv_dtype = c.kv;
+      a.pieces = runs[i].kv.pieces;
+      a.out = runs[i].out.f();
+      a.out_stride = runs[i].q_stride;
+      a.lse = runs[i].lse.f();
+      gpu().attention(a);
+    }
+  gpu().synchronize();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const AttnCase& c = cases[i];
+    std::vector<double> ref_out, ref_lse;
+    reference(c, runs[i].q, runs[i].q_stride, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), runs[i].kv, {0},
+              ref_out, ref_lse);
+    const auto got = to_host(runs[i].out, ref_out.size());
+    EXPECT_TRUE(close(got, ref_out, out_tol(c))) << c.name << ": output";
+    EXPECT_TRUE(close(to_host(runs[i].lse, ref_lse.size()), ref_lse, lse_tol(c), true)) << c.name << ": lse";
+  }
+}
 
 }  // namespace
 }  // namespace headinfer::test

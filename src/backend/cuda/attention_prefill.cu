@@ -97,7 +97,7 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int count) {
 }
 
 template <typename T, int D, int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) attn_mma_kernel(const AttnParams p) {
+__global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 1) attn_mma_kernel(const AttnParams p) {
   using Ops = MmaOps<T>;
   constexpr int kThreads = kWarps * 32, BM = 16 * kWarps;
   constexpr int kLd = D + 8;  // padded row: ldmatrix row addresses hit distinct banks
@@ -301,6 +301,8 @@ template <typename T>
 void launch_mma_typed(const AttnParams& p, int n_splits, int warps, cudaStream_t s) {
   if (warps == 8)
     launch_mma_warps<T, 8>(p, n_splits, s);
+  else if (warps == 1)
+    launch_mma_warps<T, 1>(p, n_splits, s);
   else
     launch_mma_warps<T, 4>(p, n_splits, s);
 }
@@ -311,7 +313,33 @@ bool attention_mma_supported(DType kv, int head_dim) {
   return (kv == DType::BF16 || kv == DType::F16) && (head_dim == 64 || head_dim == 128);
 }
 
-int attention_mma_rows(int warps) { return warps == 8 ? 128 : 64; }
+int attention_mma_blocks_per_sm(DType kv, int head_dim, int warps) {
+  if (!attention_mma_supported(kv, head_dim)) return 1;
+  int n = 0;
+  auto query = [&](auto kernel) {
+    HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, warps * 32, 0));
+  };
+  const bool bf = kv == DType::BF16, d64 = head_dim == 64;
+  if (warps == 8) {
+    if (bf)
+      d64 ? query(attn_mma_kernel<__nv_bfloat16, 64, 8>) : query(attn_mma_kernel<__nv_bfloat16, 128, 8>);
+    else
+      d64 ? query(attn_mma_kernel<__half, 64, 8>) : query(attn_mma_kernel<__half, 128, 8>);
+  } else if (warps == 1) {
+    if (bf)
+      d64 ? query(attn_mma_kernel<__nv_bfloat16, 64, 1>) : query(attn_mma_kernel<__nv_bfloat16, 128, 1>);
+    else
+      d64 ? query(attn_mma_kernel<__half, 64, 1>) : query(attn_mma_kernel<__half, 128, 1>);
+  } else {
+    if (bf)
+      d64 ? query(attn_mma_kernel<__nv_bfloat16, 64, 4>) : query(attn_mma_kernel<__nv_bfloat16, 128, 4>);
+    else
+      d64 ? query(attn_mma_kernel<__half, 64, 4>) : query(attn_mma_kernel<__half, 128, 4>);
+  }
+  return n < 1 ? 1 : n;
+}
+
+int attention_mma_rows(int warps) { return warps == 8 ? 128 : warps == 1 ? 16 : 64; }
 
 void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s) {
   if (p.n_rows <= 0) return;

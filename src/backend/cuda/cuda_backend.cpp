@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -27,9 +28,11 @@ using cuda::PieceTable;
 
 // Fewest keys worth a split of their own (below this, the combine step costs more
 // than the parallelism buys), and blocks per SM to aim for, per attention kernel: the
-// CUDA-core kernel stages tiles synchronously, so it wants more blocks in flight.
-constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128;
-constexpr int kBlocksPerSmMma = 2, kBlocksPerSmSimt = 4;
+// CUDA-core kernel stages tiles synchronously, so it wants more blocks in flight; the
+// decode kernel is memory-bound and wants every SM streaming several key runs.
+constexpr int64_t kMinKeysPerSplitMma = 256, kMinKeysPerSplitSimt = 128, kMinKeysPerSplitDecode = 64;
+constexpr int kBlocksPerSmSimt = 4;
+constexpr int64_t kMinKeysBalance = 1024;
 
 bool is_device_pointer(const void* p) {
   cudaPointerAttributes attr{};
@@ -46,15 +49,22 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 //   HEADINFER_CUDA_ATTN_PATH=simt   always use the CUDA-core attention kernel
 //   HEADINFER_CUDA_ATTN_SPLITS=N    at most N key splits per piece batch (1: no split-KV)
 //   HEADINFER_CUDA_ATTN_WARPS=8     tensor-core blocks of 8 warps / 128 rows (default 4 / 64)
+//   HEADINFER_CUDA_ATTN_DECODE_BPS=N  decode kernel: aim for N blocks per SM (default: as
+//                                     many as are resident at once, one full wave)
 struct AttnDebug {
   bool force_simt = false;
   int64_t max_splits = 0;  // 0: no limit
   int mma_warps = 4;
+  int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
+  bool decode_mma = false;       // HEADINFER_CUDA_ATTN_DECODE=mma: few rows on 1-warp tensor-core blocks
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS")) d.mma_warps = std::atoi(e) == 8 ? 8 : 4;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) d.force_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_mma = std::strcmp(e, "mma") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
+      d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
   }
 };
@@ -306,7 +316,11 @@ class CudaBackend final : public Backend {
 
   // Splits of `keys` keys for `row_blocks` row tiles: enough blocks for blocks_per_sm
   // on every SM, at least min_keys keys each, split sizes a multiple of the tile.
-  int choose_splits(int64_t keys, int row_blocks, int tile, int blocks_per_sm, int64_t min_keys,
+  // With balance_waves (blocks of about equal work, more of them than fit at once),
+  // the keys may still be split (up to 8 ways, >= kMinKeysBalance keys each) so the
+  // blocks fill whole waves: 512 equal blocks on 396 slots run as 2 waves at 65% use,
+  // split 3 ways as 4 waves at 97%.
+  int choose_splits(int64_t keys, int row_blocks, int tile, int blocks_per_sm, int64_t min_keys, bool balance_waves,
                     int64_t& chunk) const {
     if (keys <= 0) {
       chunk = tile;
@@ -315,12 +329,37 @@ class CudaBackend final : public Backend {
     const int64_t target = static_cast<int64_t>(blocks_per_sm) * sm_count_;
     const int64_t want = row_blocks >= target ? 1 : ceil_div(target, row_blocks);
     int64_t s = std::max<int64_t>(1, std::min(want, ceil_div(keys, min_keys)));
+    if (balance_waves && row_blocks >= target) {
+      auto use = [&](int64_t c) {
+        const int64_t blocks = row_blocks * c;
+        return static_cast<double>(blocks) / static_cast<double>(ceil_div(blocks, target) * target);
+      };
+      double best = use(1);
+      for (int64_t c = 2; c <= 8 && ceil_div(keys, c) >= kMinKeysBalance; ++c)
+        if (use(c) > best + 0.02) {
+          best = use(c);
+          s = c;
+        }
+    }
     if (debug_.max_splits > 0) s = std::min(s, debug_.max_splits);
     chunk = ceil_div(ceil_div(keys, s), tile) * tile;
     return static_cast<int>(ceil_div(keys, chunk));
   }
 
+  // Resident blocks per SM of an attention kernel, cached per (kernel, dtype,
+  // head_dim, shape variant); query() computes it on a miss.
+  template <typename F>
+  int occupancy(int kernel, DType kv, int head_dim, int variant, F query) {
+    const int64_t key = ((static_cast<int64_t>(kernel) * 64 + static_cast<int>(kv)) * 1024 + head_dim) * 64 + variant;
+    for (const auto& [k, v] : occupancy_)
+      if (k == key) return v;
+    const int v = query();
+    occupancy_.emplace_back(key, v);
+    return v;
+  }
+
   int device_;
+  std::vector<std::pair<int64_t, int>> occupancy_;
   std::string device_name_;
   int sm_count_ = 1;
   AttnDebug debug_;
@@ -356,10 +395,34 @@ void CudaBackend::attention(const AttnArgs& a) {
     aligned = aligned && reinterpret_cast<uintptr_t>(p.k) % 16 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0;
     pieces.push_back(&p);
   }
-  const bool mma =
-      !debug_.force_simt && cuda::attention_mma_supported(a.kv_dtype, D) && aligned && R > cuda::kSimtRows;
-  const int rows_per_block = mma ? cuda::attention_mma_rows(debug_.mma_warps) : cuda::kSimtRows;
-  const int tile = mma ? cuda::kMmaKeys : cuda::kSimtKeys;
+  // Few rows (decode, small chunks): the memory-bound split-KV kernel (f32 math);
+  // more rows with BF16/F16 KV: tensor cores; anything else: the CUDA-core kernel.
+  enum class Path { kMma, kDecode, kSimt };
+  Path path = Path::kSimt;
+  if (!debug_.force_simt && aligned) {
+    if ((R > cuda::kSimtRows || debug_.decode_mma) && cuda::attention_mma_supported(a.kv_dtype, D))
+      path = Path::kMma;
+    else if (R <= cuda::kSimtRows && cuda::attention_decode_supported(a.kv_dtype, D))
+      path = Path::kDecode;
+  }
+  const bool mma = path == Path::kMma;
+  const int mma_warps = R <= cuda::kSimtRows ? 1 : debug_.mma_warps;  // 1: the few-row experiment
+  const int rows_per_block = mma                    ? cuda::attention_mma_rows(mma_warps)
+                             : path == Path::kDecode ? cuda::attention_decode_rows(R)
+                                                     : cuda::kSimtRows;
+  const int tile = mma ? cuda::kMmaKeys : path == Path::kDecode ? cuda::kDecodeTileKeys : cuda::kSimtKeys;
+  int blocks_per_sm = kBlocksPerSmSimt;
+  if (mma) {
+    blocks_per_sm = occupancy(3, a.kv_dtype, D, mma_warps,
+                              [&] { return cuda::attention_mma_blocks_per_sm(a.kv_dtype, D, mma_warps); });
+  } else if (path == Path::kDecode) {
+    blocks_per_sm = debug_.decode_blocks_per_sm;
+    if (blocks_per_sm <= 0)
+      blocks_per_sm = occupancy(2, a.kv_dtype, D, cuda::attention_decode_rows(R),
+                                [&] { return cuda::attention_decode_blocks_per_sm(a.kv_dtype, D, R); });
+  }
+  const int64_t min_keys =
+      mma ? kMinKeysPerSplitMma : path == Path::kDecode ? kMinKeysPerSplitDecode : kMinKeysPerSplitSimt;
   const int row_blocks = static_cast<int>(ceil_div(R, rows_per_block));
 
   // Pieces go to the kernels in batches of kMaxPieces; every (batch, split) is a slot.
@@ -384,8 +447,11 @@ void CudaBackend::attention(const AttnArgs& a) {
     }
     b.table.start[nb] = total;
     b.table.n = static_cast<int>(nb);
-    b.splits = choose_splits(total, row_blocks, tile, mma ? kBlocksPerSmMma : kBlocksPerSmSimt,
-                             mma ? kMinKeysPerSplitMma : kMinKeysPerSplitSimt, b.chunk);
+    // Tensor-core blocks do about equal work when the keys before the chunk dominate
+    // (or without causal masking); causal self-attention tiles are scheduled heaviest
+    // first instead.
+    const bool balance = mma && (!a.causal || total - a.n_q >= 2 * static_cast<int64_t>(a.n_q));
+    b.splits = choose_splits(total, row_blocks, tile, blocks_per_sm, min_keys, balance, b.chunk);
     slots += b.splits;
     batches.push_back(b);
   }
@@ -402,7 +468,9 @@ void CudaBackend::attention(const AttnArgs& a) {
 
   auto launch = [&](const AttnParams& p, int splits) {
     if (mma)
-      cuda::launch_attention_mma(p, splits, a.kv_dtype, debug_.mma_warps, stream_);
+      cuda::launch_attention_mma(p, splits, a.kv_dtype, mma_warps, stream_);
+    else if (path == Path::kDecode)
+      cuda::launch_attention_decode(p, splits, a.kv_dtype, stream_);
     else
       cuda::launch_attention_simt(p, splits, a.kv_dtype, stream_);
   };

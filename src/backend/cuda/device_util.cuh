@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <utility>
 
 #include "format/tensor.hpp"
 
@@ -33,6 +35,57 @@ __device__ __forceinline__ float warp_sum(float v) {
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
+}
+
+// Programmatic dependent launch (sm_90+; no-ops elsewhere and when the grid was
+// launched without the attribute): wait for the preceding grid of the stream to
+// complete and its writes to be visible / allow the next grid to be scheduled.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// Whether kernels that call pdl_wait() first are launched with programmatic stream
+// serialization: only when asked for with HEADINFER_CUDA_PDL=1 (read at every launch)
+// and on compute capability 9.0+. Off by default: on the H100 it made the 8-head decode
+// step 3% slower at 128K (the waiting combine blocks take SM slots early).
+inline bool pdl_enabled() {
+  static signed char cached[64] = {};
+  const char* e = std::getenv("HEADINFER_CUDA_PDL");
+  if (!e || e[0] != '1') return false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return false;
+  if (cached[dev] == 0) {
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cached[dev] = major >= 9 ? 1 : -1;
+  }
+  return cached[dev] > 0;
+}
+
+// Launches kernel<<<grid, block, smem, s>>>(args...), with programmatic stream
+// serialization where pdl_enabled(). The kernel must call pdl_wait() before it reads
+// or writes global memory. Launch errors are left for the caller's check.
+template <typename... KArgs, typename... Args>
+void launch_maybe_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                      Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
 // Grid size for a grid-stride loop over n items.

@@ -69,11 +69,13 @@ struct AttnParams {
 };
 
 // Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned
-// K/V pieces. A block is `warps` warps (4 or 8) of 16 query rows each
+// K/V pieces. A block is `warps` warps (4 or 8; 1 for few-row experiments) of 16 query rows each
 // (attention_mma_rows(warps) rows); key tile kMmaKeys (keys_per_split a multiple).
 constexpr int kMmaKeys = 64;
 bool attention_mma_supported(DType kv, int head_dim);
 int attention_mma_rows(int warps);
+// Resident blocks per SM of the tensor-core kernel (occupancy query).
+int attention_mma_blocks_per_sm(DType kv, int head_dim, int warps);
 void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s);
 
 // CUDA-core flash attention for any KV dtype and head_dim <= kSimtMaxHeadDim; also
@@ -82,6 +84,17 @@ constexpr int kSimtRows = 32;
 constexpr int kSimtKeys = 32;
 constexpr int kSimtMaxHeadDim = 256;
 void launch_attention_simt(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
+
+// Split-KV decode for at most kSimtRows rows (decode, small chunks): BF16 / F16 / F32
+// KV, head_dim 64 or 128, 16-byte aligned pieces. A block is kDecodeWarps warps over
+// attention_decode_rows(n_rows) rows (<= 8) and reads its key split once.
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeTileKeys = 64;  // split sizes a multiple of this (of every key tile it uses)
+bool attention_decode_supported(DType kv, int head_dim);
+int attention_decode_rows(int n_rows);
+// Resident blocks per SM of the decode kernel for these shapes (occupancy query).
+int attention_decode_blocks_per_sm(DType kv, int head_dim, int n_rows);
+void launch_attention_decode(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
 
 // Combines n_slots partial results ([slot][row][head_dim] and [slot][row]) into
 // out[t * out_stride + h * head_dim + d] and lse[r] (lse may be null).
