@@ -3,6 +3,10 @@
 // test_needle_slow.cpp (ctest label "slow").
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
 #include <set>
 
 #include "format/needle.hpp"
@@ -118,6 +122,35 @@ TEST(NeedleRetrieval, FarthestAndMiddleAt8K) {
     const auto t = rig.run(8192, depth, 3);
     EXPECT_TRUE(t.found()) << "depth " << depth << ": key " << t.expected << ", got " << t.answer;
   }
+}
+
+// The demo command end to end: exit 0 and the key on stdout when it is found.
+TEST(NeedleDemo, FindsTheKeyAndSaysSo) {
+  const std::string cmd = std::string(HEADINFER_CLI_PATH) + " demo --context 2K --depth 0.25 --seed 5 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+  const int st = pclose(p);
+  ASSERT_TRUE(WIFEXITED(st)) << out;
+  EXPECT_EQ(WEXITSTATUS(st), 0) << out;
+  const needle::NeedlePrompt prompt = needle::make_needle_prompt(2048, 0.25, 5);
+  EXPECT_NE(out.find("answer   " + prompt.key_text), std::string::npos) << out;
+  EXPECT_NE(out.find("result   FOUND"), std::string::npos) << out;
+  EXPECT_NE(out.find("stats: backend cpu | prompt 2048 tok"), std::string::npos) << out;
+}
+
+TEST(NeedleDemo, RefusesAModelWithoutTheNeedleVocabulary) {
+  const std::string cmd = std::string(HEADINFER_CLI_PATH) + " demo -m synthetic:tiny-gqa --context 1K 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+  const int st = pclose(p);
+  EXPECT_EQ(WEXITSTATUS(st), 1) << out;
+  EXPECT_NE(out.find("demo needs the needle model"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -22,10 +22,11 @@ namespace {
 std::atomic<bool> g_demo_cancel{false};
 void on_demo_sigint(int) { g_demo_cancel.store(true); }
 
-// Default contexts: about a minute of prefill on the machine at hand. CPU: the
-// needle model's prefill is attention-bound (quadratic), ~32K tokens on a few
-// cores (docs/needle.md has the measurements); a GPU takes 1M.
-constexpr int64_t kCpuDefaultContext = 32768;
+// Default contexts: about a minute of prefill on the machine at hand. On the CPU
+// the needle model's prefill is all attention (quadratic in the context): 8K took
+// 13-26 s and 32K 270 s on a shared two-core machine, so 16K (docs/needle.md).
+// A GPU takes 1M.
+constexpr int64_t kCpuDefaultContext = 16384;
 constexpr int64_t kGpuDefaultContext = int64_t{1} << 20;
 
 struct DemoOptions {
@@ -116,7 +117,7 @@ Runner add_demo(CLI::App& app) {
   o->model.model = "synthetic:needle";
   add_model_options(*cmd, o->model);
   cmd->add_option("--context", o->context,
-                  "prompt length in tokens, e.g. 65536 or 64K (default: 32K on CPU, 1M on a GPU)");
+                  "prompt length in tokens, e.g. 65536 or 64K (default: 16K on CPU, 1M on a GPU)");
   cmd->add_option("--depth", o->depth, "where the key sits, 0 (start) .. 1 (end)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
