@@ -66,12 +66,13 @@ float dot_head0(const float* q, const float* k) {
 
 struct NeedleMats {
   std::vector<std::shared_ptr<const void>> keep;
-  Mat norm, wq1, wk1, wq2, wk2;
+  Mat norm1, norm2, wq1, wk1, wq2, wk2;
 };
 
 NeedleMats prepare(Backend& be, const LoadedModel& m) {
   NeedleMats r;
-  r.norm = be.prepare(m.weights.layers[0].attn_norm, r.keep);
+  r.norm1 = be.prepare(m.weights.layers[0].attn_norm, r.keep);
+  r.norm2 = be.prepare(m.weights.layers[1].attn_norm, r.keep);
   r.wq1 = be.prepare(m.weights.layers[0].wq, r.keep);
   r.wk1 = be.prepare(m.weights.layers[0].wk, r.keep);
   r.wq2 = be.prepare(m.weights.layers[1].wq, r.keep);
@@ -94,8 +95,8 @@ std::vector<float> previous_token_scores(Backend& be, const NeedleMats& w, const
                                          int window) {
   const int n = window + 1;
   const std::vector<float> x = layer1_rows(n);
-  const std::vector<float> k = project(be, w.norm, w.wk1, x, n, t - window, inv);
-  const std::vector<float> q = project(be, w.norm, w.wq1, std::vector<float>(x.end() - needle::kHidden, x.end()), 1,
+  const std::vector<float> k = project(be, w.norm1, w.wk1, x, n, t - window, inv);
+  const std::vector<float> q = project(be, w.norm1, w.wq1, std::vector<float>(x.end() - needle::kHidden, x.end()), 1,
                                        t, inv);
   std::vector<float> s(static_cast<size_t>(n));
   for (int j = 0; j < n; ++j) s[static_cast<size_t>(j)] = dot_head0(q.data(), k.data() + static_cast<size_t>(j) * w.wk1.rows);
@@ -136,8 +137,8 @@ TEST(NeedleRope, InductionHeadMatchesAcross4M) {
     std::vector<float> xk(needle::kHidden, 0.0f), xq(needle::kHidden, 0.0f);
     xk[needle::kE0 + 20] = xk[static_cast<size_t>(needle::kP0 + prev)] = xk[needle::kBias] = 1.0f;
     xq[static_cast<size_t>(needle::kE0 + cur)] = xq[needle::kP0 + 30] = xq[needle::kBias] = 1.0f;
-    const std::vector<float> k = project(*be, w.norm, w.wk2, xk, 1, 0, inv);
-    const std::vector<float> q = project(*be, w.norm, w.wq2, xq, 1, needle::kMaxPosition - 1, inv);
+    const std::vector<float> k = project(*be, w.norm2, w.wk2, xk, 1, 0, inv);
+    const std::vector<float> q = project(*be, w.norm2, w.wq2, xq, 1, needle::kMaxPosition - 1, inv);
     return dot_head0(q.data(), k.data());
   };
   for (int tok : {needle::kMarker, needle::kDigit0, needle::kDigit0 + 9, 63}) {
