@@ -22,6 +22,7 @@ void add_model_options(CLI::App& app, ModelOptions& o);
 
 // Each registers a subcommand and returns the function that runs it.
 using Runner = std::function<int()>;
+Runner add_demo(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
