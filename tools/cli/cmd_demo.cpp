@@ -34,7 +34,8 @@ struct DemoOptions {
   std::string context;  // empty: the backend's default
   double depth = 0.5;
   uint64_t seed = 1;
-  int chunk_size = 512;
+  int chunk_size = 0;  // 0: the plan's
+  PlanOptions plan;
 };
 
 // "... word word passkey 3 0 1 2 7 word ..." around the key, to show what was hidden.
@@ -60,16 +61,16 @@ int run_demo(const DemoOptions& o) {
   const needle::NeedlePrompt prompt = needle::make_needle_prompt(context, o.depth, o.seed);
 
   ExecutorOptions eo;
-  eo.max_chunk = o.chunk_size;
   eo.kv_dtype = model.weight_dtype == DType::BF16 ? DType::BF16 : DType::F32;
   eo.capacity = context + needle::kKeyDigits;
+  const Plan plan = apply_plan(model, *backend, o.plan, o.chunk_size, eo);
   const ModelConfig& c = model.config;
   std::printf("model    %s (%s weights, %d layers, %d heads of %d, rope theta %g)\n", model.spec.c_str(),
               dtype_name(model.weight_dtype), c.n_layers, c.n_heads, c.head_dim, c.rope_theta);
-  std::printf("plan     backend %s | context %lld tokens | chunk %d | KV %s, %s on %s\n", backend->name().c_str(),
-              static_cast<long long>(context), o.chunk_size, dtype_name(eo.kv_dtype),
+  std::printf("plan     backend %s | context %lld tokens | chunk %d | KV %s, %s: %lld slabs resident, %lld offloaded\n",
+              backend->name().c_str(), static_cast<long long>(context), plan.chunk, dtype_name(eo.kv_dtype),
               format_bytes(c.kv_bytes_per_token(eo.kv_dtype == DType::BF16 ? 2 : 4) * eo.capacity).c_str(),
-              backend->name().c_str());
+              static_cast<long long>(plan.resident_slabs), static_cast<long long>(plan.offloaded_slabs));
   std::printf("needle   key %s at depth %.2f (token %lld of %lld)\n", prompt.key_text.c_str(), o.depth,
               static_cast<long long>(prompt.key_position), static_cast<long long>(context));
   std::printf("         %s\n", excerpt(*tok, prompt).c_str());
@@ -82,7 +83,7 @@ int run_demo(const DemoOptions& o) {
   req.max_tokens = needle::kKeyDigits;
   req.sampling.temperature = 0.0f;  // greedy: the answer is the argmax or nothing
   req.ignore_eos = true;
-  req.chunk_size = o.chunk_size;
+  req.chunk_size = plan.chunk;
   req.max_context = eo.capacity;
   req.cancel = &g_demo_cancel;
   Progress progress("prefill", context, stderr_is_terminal());
@@ -122,7 +123,8 @@ Runner add_demo(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", o->seed, "seed of the key and the filler words")->capture_default_str();
-  cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk size in tokens")->capture_default_str();
+  cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk size in tokens (0: the plan's)")->capture_default_str();
+  add_plan_options(*cmd, o->plan);
   return [o] { return run_demo(*o); };
 }
 

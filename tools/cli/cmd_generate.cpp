@@ -90,19 +90,7 @@ int run_generate(const GenerateOptions& o) {
   ExecutorOptions eo;
   eo.kv_dtype = kv_dtype_for(o.kv_type, model.weight_dtype);
   eo.capacity = std::min<int64_t>(max_context, static_cast<int64_t>(prompt.size()) + std::max(o.n_predict, 0) + 1);
-  // Everything the device will hold is decided (or refused) before any of it is allocated.
-  const PlanInputs pin = plan_inputs_for(model, *backend, o.plan, eo.kv_dtype, eo.capacity, o.chunk_size);
-  const Plan plan = make_plan(pin);
-  if (pin.gpu_budget >= 0) backend->set_device_limit(pin.gpu_budget - pin.device_overhead);
-  eo.max_chunk = plan.chunk;
-  eo.mlp_chunk = plan.mlp_chunk;
-  eo.schedule = plan.schedule;
-  if (pin.gpu_budget >= 0 || plan.offloaded_slabs > 0)
-    std::fprintf(stderr, "plan: %lld resident + %lld offloaded slabs, chunk %d, buffers %d x %s, predicted GPU %s%s%s\n",
-               static_cast<long long>(plan.resident_slabs), static_cast<long long>(plan.offloaded_slabs), plan.chunk,
-               plan.offloaded_slabs ? plan.schedule.n_buffers : 0, format_bytes(plan.schedule.buffer_bytes).c_str(),
-               format_bytes(plan.gpu_total).c_str(), pin.gpu_budget >= 0 ? " of " : "",
-               pin.gpu_budget >= 0 ? format_bytes(pin.gpu_budget).c_str() : "");
+  const Plan plan = apply_plan(model, *backend, o.plan, o.chunk_size, eo);
   Executor exec(*backend, model, eo);
   Generator gen(exec, *tok);
 

@@ -9,6 +9,7 @@
 #include "backend/backend.hpp"
 #include "format/model_loader.hpp"
 #include "kv/plan.hpp"
+#include "runtime/executor.hpp"
 
 namespace headinfer::cli {
 
@@ -38,6 +39,10 @@ void add_plan_options(CLI::App& app, PlanOptions& o);
 PlanInputs plan_inputs_for(const LoadedModel& m, Backend& backend, const PlanOptions& o, DType kv_dtype,
                            int64_t context, int chunk);
 DType kv_dtype_for(const std::string& name, DType weights);
+// Plans the request (refusing before anything is allocated), sets the backend's
+// budget and fills eo's chunk, MLP passes and KV schedule; prints a one-line
+// summary on stderr when the plan offloads or runs under a budget.
+Plan apply_plan(const LoadedModel& m, Backend& backend, const PlanOptions& o, int chunk, ExecutorOptions& eo);
 
 // Reads -p / -f into a string; exactly one must be given (unless allow_none).
 std::string read_prompt(const std::string& text, const std::string& file, bool allow_none);
