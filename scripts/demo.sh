@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job on a built-in default: a synthetic Llama-3.2-1B-shaped model (random
-# BF16 weights, no download), a 4096-token prompt prefilled in chunks, 32 decoded
-# tokens, then the stats line. Extra arguments go to `headinfer generate`.
+# The main job on a built-in default, no download: builds, then runs `headinfer demo`
+# on the constructed needle model (a synthetic two-layer Llama) with a 4096-token
+# haystack: prints the plan, the prefill progress, the 5-digit key it retrieves and
+# the stats line. Extra arguments go to `headinfer demo` (e.g. --context 64K
+# --depth 0.3); for free text use build/cpu/tools/headinfer generate (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh cpu
-exec build/cpu/tools/headinfer generate -m synthetic:llama-3.2-1b --prompt-tokens 4096 -n 32 --temp 0 "$@"
+exec build/cpu/tools/headinfer demo --context 4K "$@"
