@@ -53,12 +53,7 @@ void ByteLevelBpeTokenizer::encode_word(std::string_view word, std::vector<int32
     });
   } else {
     bpe_merge(syms, encoded, [&](const BpeSymbol& a, const BpeSymbol& b, std::string_view joined, BpeCandidate* c) {
-      if (a.id < 0 || b.id < 0) return false;
-      auto it = merge_rank_.find(pair_key(a.id, b.id));
-      if (it == merge_rank_.end()) return false;
-      c->id = lookup(joined);
-      c->priority = -static_cast<float>(it->second);
-      return c->id >= 0;
+      return ranked_merge(a.id, b.id, joined, c);
     });
   }
   for (int32_t i = 0; i >= 0; i = syms[i].next) {

@@ -21,7 +21,6 @@ class ByteLevelBpeTokenizer final : public VocabTokenizer {
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
   std::unique_ptr<RegexSplitter> splitter_;
-  std::unordered_map<uint64_t, int32_t> merge_rank_;  // empty: rank of the concatenation
   bool ignore_merges_;
 };
 

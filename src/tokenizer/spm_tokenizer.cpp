@@ -99,12 +99,7 @@ void SpmTokenizer::encode_normalized(std::string_view text, std::vector<int32_t>
     });
   } else {
     bpe_merge(syms, text, [&](const BpeSymbol& a, const BpeSymbol& b, std::string_view joined, BpeCandidate* c) {
-      if (a.id < 0 || b.id < 0) return false;
-      auto it = merge_rank_.find(pair_key(a.id, b.id));
-      if (it == merge_rank_.end()) return false;
-      c->id = lookup(joined);
-      c->priority = -static_cast<float>(it->second);
-      return c->id >= 0;
+      return ranked_merge(a.id, b.id, joined, c);
     });
   }
 

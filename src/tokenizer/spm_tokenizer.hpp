@@ -25,9 +25,6 @@ class SpmTokenizer final : public VocabTokenizer {
   bool mergeable(int32_t id) const;
 
   std::array<int32_t, 256> byte_ids_;  // <0xNN> token per byte, or -1
-  // HF tokenizer.json vocabularies give merge ranks instead of scores:
-  // (left id << 32 | right id) -> rank.
-  std::unordered_map<uint64_t, int32_t> merge_rank_;
 };
 
 }  // namespace headinfer

@@ -1,5 +1,7 @@
 #include "tokenizer/vocab_tokenizer.hpp"
 
+#include "tokenizer/merge_list.hpp"
+
 #include <algorithm>
 
 #include "headinfer/error.hpp"
@@ -70,6 +72,15 @@ int32_t VocabTokenizer::special_id(std::string_view text) const {
   int32_t t = type_of(id);
   bool special = t == VocabSpec::Control || t == VocabSpec::Unknown || t == VocabSpec::UserDefined;
   return special ? id : -1;
+}
+
+bool VocabTokenizer::ranked_merge(int32_t left, int32_t right, std::string_view joined, BpeCandidate* c) const {
+  if (left < 0 || right < 0) return false;
+  auto it = merge_rank_.find(pair_key(left, right));
+  if (it == merge_rank_.end()) return false;
+  c->id = lookup(joined);
+  c->priority = -static_cast<float>(it->second);
+  return c->id >= 0;
 }
 
 }  // namespace headinfer

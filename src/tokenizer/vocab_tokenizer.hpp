@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/bpe_merge.hpp"
 #include "tokenizer/special_splitter.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -40,11 +41,17 @@ class VocabTokenizer : public Tokenizer {
   bool valid(int32_t id) const { return id >= 0 && id < vocab_size(); }
   // Ids of a text piece when it is a token, else -1.
   int32_t lookup(std::string_view text) const;
+  // BPE by an explicit merge list: a pair merges when (left, right) is listed and
+  // the concatenation is a token; lower rank first.
+  bool ranked_merge(int32_t left, int32_t right, std::string_view joined, BpeCandidate* c) const;
 
   VocabSpec spec_;
   TokenIndex index_;
   SpecialTokenSplitter specials_;
   std::vector<int32_t> eog_ids_;
+  // (left id << 32 | right id) -> rank, from spec_.merges; empty when the vocabulary
+  // merges by scores (SentencePiece) or by the rank of the concatenation (tiktoken).
+  std::unordered_map<uint64_t, int32_t> merge_rank_;
 };
 
 }  // namespace headinfer
