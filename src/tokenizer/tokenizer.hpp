@@ -17,7 +17,9 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   // Special tokens written literally in the text (e.g. "<|eot_id|>") are matched as
-  // such when parse_special is true.
+  // such when parse_special is true (user-defined added tokens always are). SPM: each
+  // text run at the start or right after a special token gets its own dummy-prefix
+  // space, as llama.cpp does. add_eos in the spec is not applied here.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special = true) const = 0;
   // Raw bytes of one token as it appears in output text (byte tokens give one byte,
   // which may be part of a UTF-8 character). Control tokens give "".

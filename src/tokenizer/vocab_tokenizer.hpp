@@ -22,7 +22,7 @@ using TokenIndex = std::unordered_map<std::string, int32_t, StringViewHash, std:
 
 class VocabTokenizer : public Tokenizer {
  public:
-  // `what` names the vocabulary in error messages.
+  // Throws when ids in the spec (BOS, EOS, ...) or per-token arrays do not fit the tokens.
   explicit VocabTokenizer(VocabSpec spec);
 
   const std::string& piece(int32_t id) const override;
@@ -39,7 +39,7 @@ class VocabTokenizer : public Tokenizer {
  protected:
   int32_t type_of(int32_t id) const;
   bool valid(int32_t id) const { return id >= 0 && id < vocab_size(); }
-  // Ids of a text piece when it is a token, else -1.
+  // Id of a piece when it is a token (any type), else -1.
   int32_t lookup(std::string_view text) const;
   // BPE by an explicit merge list: a pair merges when (left, right) is listed and
   // the concatenation is a token; lower rank first.
