@@ -1,5 +1,6 @@
-// CUDA attention benchmark: prefill (tensor-core flash attention) TFLOP/s against a
-// cuBLAS BF16 GEMM ceiling measured in the same run, and split-KV decode GB/s.
+// CUDA attention benchmark: prefill TFLOP/s (cuDNN's fused attention where present,
+// and the own tensor-core flash attention) against a cuBLAS BF16 GEMM ceiling measured
+// in the same run, and split-KV decode GB/s.
 // Llama-3-8B-like heads: head_dim 128, 32 query heads over 8 KV heads, BF16 KV.
 // Usage: cuda_attention [--quick] [--decode]   (--quick: fewer repetitions; --decode:
 // decode cases only)
@@ -268,17 +269,33 @@ int main(int argc, char** argv) {
     if (!decode_only) {
       std::printf("%-44s %7.1f TFLOP/s\n", "cuBLAS BF16 GEMM 8192^3 (ceiling)", ceiling);
       std::puts("prefill (FLOPs = 4 * visible q-k pairs * head_dim * 32 heads; causal counts about half):");
-      // Both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS; the backend reads it when made).
+      // The default path: cuDNN's fused attention where the backend found it.
+      std::printf("attention path: %s\n", headinfer::cuda_attention_path(*be).c_str());
+      {
+        const std::string w = " [default path]";
+        bench_attention(*be, ("  causal 16K" + w).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
+        bench_attention(*be, ("  causal 32K" + w).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
+        bench_attention(*be, ("  8K chunk after 128K cached keys" + w).c_str(), 8192, 131072,
+                        {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
+        bench_attention(*be, ("  8K chunk x one earlier 8K block" + w).c_str(), 8192, 131072, {{8192, 0}}, false,
+                        quick, ceiling);
+      }
+      // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and
+      // HEADINFER_CUDA_ATTN_PATH; the backend reads them when made).
+      setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);
       for (const char* warps : {"4", "8"}) {
         setenv("HEADINFER_CUDA_ATTN_WARPS", warps, 1);
         auto pb = headinfer::make_cuda_backend(0);
-        const std::string w = std::string(" [") + warps + " warps]";
+        const std::string w = std::string(" [own, ") + warps + " warps]";
         bench_attention(*pb, ("  causal 16K" + w).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
         bench_attention(*pb, ("  causal 32K" + w).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
         bench_attention(*pb, ("  8K chunk after 128K cached keys" + w).c_str(), 8192, 131072,
                         {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
+        bench_attention(*pb, ("  8K chunk x one earlier 8K block" + w).c_str(), 8192, 131072, {{8192, 0}}, false,
+                        quick, ceiling);
       }
       unsetenv("HEADINFER_CUDA_ATTN_WARPS");
+      unsetenv("HEADINFER_CUDA_ATTN_PATH");
     }
     std::printf("%-44s %7.1f GB/s (read + write)\n", "device-to-device copy, 1 GiB (ceiling)", copy_gbps(quick));
     std::puts("decode (1 token, all 8 KV heads = 8 calls; GB/s = K+V bytes read / time):");

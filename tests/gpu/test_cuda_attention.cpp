@@ -322,6 +322,14 @@ const AttnCase kCases[] = {
     {"prefill_bf16_masked_rows", 30, 4, 128, BF, true, 0, {{50, 10}}},
     {"prefill_bf16_empty_pieces_skipped", 40, 4, 128, BF, true, 10, {{0, 0}, {11, 0}, {0, 5}}},
     {"prefill_bf16_no_keys", 33, 4, 128, BF, true, 0, {}},
+    // cuDNN fused attention where it is present (>= 256 queries, every piece before the
+    // chunk or the chunk itself); own kernels otherwise, with the same tolerances.
+    {"cudnn_bf16_hd128_gqa4_chunk_after_prefix", 512, 4, 128, BF, true, 1024, {{1024, 0}, {512, 1024}}},
+    {"cudnn_bf16_hd64_gqa8_self", 300, 8, 64, BF, true, 0, {{300, 0}}},
+    {"cudnn_f16_hd128_gqa1_prefix", 256, 1, 128, F16, true, 4096, {{4096, 0}, {256, 4096}}},
+    {"cudnn_bf16_hd128_noncausal", 256, 4, 128, BF, false, 0, {{100, 0}, {333, 5000}}},
+    {"cudnn_bf16_three_pieces_gaps", 260, 4, 128, BF, true, 9000, {{700, 0}, {1300, 2000}, {260, 9000}}},
+    {"cudnn_declined_partial_overlap", 300, 4, 128, BF, true, 100, {{350, 0}}},
     // CUDA-core path: F32 KV, unaligned pieces, head dims without a tensor-core kernel.
     {"prefill_bf16_unaligned_fallback", 40, 4, 128, BF, true, 100, {{140, 0, 4}}},
     {"prefill_f32_hd128_gqa4", 100, 4, 128, F32, true, 0, {{100, 0}}},
@@ -360,6 +368,16 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),
 // Calls queued back to back with no synchronisation in between (as the executor does,
 // one per KV head): each reuses the split scratch of the one before, and the decode
 // and combine kernels may overlap their neighbours (with HEADINFER_CUDA_PDL=1).
+// Says which prefill path ran the cases above; on the GPU machine the check script sets
+// HEADINFER_EXPECT_CUDNN=1 so a missing cuDNN is a failure there, not a silent fallback.
+TEST(CudaAttentionPath, CudnnWhereExpected) {
+  HI_REQUIRE_CUDA();
+  const std::string path = cuda_attention_path(gpu());
+  std::printf("attention path: %s\n", path.c_str());
+  const char* expect = std::getenv("HEADINFER_EXPECT_CUDNN");
+  if (expect && std::string(expect) == "1") EXPECT_NE(path.find("cuDNN 9"), std::string::npos) << path;
+}
+
 TEST(CudaAttentionStream, BackToBackCalls) {
   HI_REQUIRE_CUDA();
   const std::vector<AttnCase> cases = {

@@ -15,6 +15,7 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_internal.hpp"
+#include "backend/cuda/cudnn_attention.hpp"
 #include "backend/cuda/device_memory.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/pinned_host.hpp"
@@ -47,12 +48,14 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Debugging knobs (read once per backend), to isolate a kernel when a parity test fails:
 //   HEADINFER_CUDA_ATTN_PATH=simt   always use the CUDA-core attention kernel
+//   HEADINFER_CUDA_ATTN_PATH=own    never use cuDNN's fused attention (own kernels only)
 //   HEADINFER_CUDA_ATTN_SPLITS=N    at most N key splits per piece batch (1: no split-KV)
 //   HEADINFER_CUDA_ATTN_WARPS=8     tensor-core blocks of 8 warps / 128 rows (default 4 / 64)
 //   HEADINFER_CUDA_ATTN_DECODE_BPS=N  decode kernel: aim for N blocks per SM (default: as
 //                                     many as are resident at once, one full wave)
 struct AttnDebug {
   bool force_simt = false;
+  bool no_cudnn = false;
   int64_t max_splits = 0;  // 0: no limit
   int mma_warps = 4;
   int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
@@ -60,7 +63,10 @@ struct AttnDebug {
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS")) d.mma_warps = std::atoi(e) == 8 ? 8 : 4;
-    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) d.force_simt = std::strcmp(e, "simt") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) {
+      d.force_simt = std::strcmp(e, "simt") == 0;
+      d.no_cudnn = d.force_simt || std::strcmp(e, "own") == 0;
+    }
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_mma = std::strcmp(e, "mma") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
@@ -97,6 +103,7 @@ class CudaBackend final : public Backend {
     // Scratch the ops need is taken now, so it is part of the device overhead a plan
     // measures before anything else is allocated (decode split-KV partials fit).
     part_.get(kPartialsReserve, stream_);
+    if (!debug_.no_cudnn) cudnn_ = cuda::make_cudnn_attention(stream_, cudnn_why_);
     ids_.get(size_t{64} << 10, stream_);
     mem_->sample_driver();
   }
@@ -222,6 +229,10 @@ class CudaBackend final : public Backend {
   }
 
   void attention(const AttnArgs& a) override;
+  std::string attention_path() const {
+    return cudnn_ ? "cuDNN " + cudnn_->version() + " fused attention for prefill, own kernels otherwise"
+                  : "own kernels (cuDNN: " + (debug_.no_cudnn ? std::string("off") : cudnn_why_) + ")";
+  }
 
   void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                        int head_dim, int64_t stride_a, int64_t stride_b) override {
@@ -366,6 +377,9 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasGemm> gemm_;
   cuda::ScratchBuffer part_, ids_;
+  std::unique_ptr<cuda::CudnnAttention> cudnn_;
+  std::string cudnn_why_;
+  bool attention_cudnn(const AttnArgs& a, const std::vector<const KvPiece*>& pieces);
   std::vector<FreqTable> freq_tables_;
   // Offloading (declared last: destroyed first, after the streams drained).
   static constexpr size_t kPartialsReserve = size_t{16} << 20;
@@ -395,6 +409,7 @@ void CudaBackend::attention(const AttnArgs& a) {
     aligned = aligned && reinterpret_cast<uintptr_t>(p.k) % 16 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0;
     pieces.push_back(&p);
   }
+  if (attention_cudnn(a, pieces)) return;
   // Few rows (decode, small chunks): the memory-bound split-KV kernel (f32 math);
   // more rows with BF16/F16 KV: tensor cores; anything else: the CUDA-core kernel.
   enum class Path { kMma, kDecode, kSimt };
@@ -502,7 +517,55 @@ void CudaBackend::attention(const AttnArgs& a) {
   cuda::launch_attention_combine(part, part + o_elems, slots, R, a.n_qh, D, a.out, a.out_stride, a.lse, stream_);
 }
 
+// cuDNN's fused attention for big calls whose every KV piece is either entirely
+// visible to every query (keys before the chunk) or the chunk itself (causal,
+// top-left): one cuDNN call per piece, merged by log-sum-exp in piece order.
+// Anything else (partial overlaps, few queries, other dtypes) stays on own kernels.
+bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvPiece*>& pieces) {
+  constexpr int kMinQueries = 256;  // below this a plan build per shape is not worth it
+  if (!cudnn_ || pieces.empty() || a.n_q < kMinQueries) return false;
+  if (a.kv_dtype != DType::BF16 && a.kv_dtype != DType::F16) return false;
+  if (a.head_dim != 64 && a.head_dim != 128) return false;
+  std::vector<cuda::SdpaShape> shapes;
+  for (const KvPiece* p : pieces) {
+    if (reinterpret_cast<uintptr_t>(p->k) % 16 != 0 || reinterpret_cast<uintptr_t>(p->v) % 16 != 0) return false;
+    cuda::SdpaShape sh;
+    sh.n_q = a.n_q;
+    sh.n_qh = a.n_qh;
+    sh.n_kv = p->n_tokens;
+    sh.head_dim = a.head_dim;
+    sh.scale = a.scale;
+    sh.dtype = a.kv_dtype;
+    if (a.causal && p->pos0 + p->n_tokens - 1 > a.q_pos0) {
+      if (p->pos0 != a.q_pos0 || p->n_tokens != a.n_q) return false;
+      sh.causal = true;
+    }
+    if (!cudnn_->supports(sh)) return false;
+    shapes.push_back(sh);
+  }
+  const size_t rows = static_cast<size_t>(a.n_q) * a.n_qh;
+  const size_t io_bytes = rows * a.head_dim * 2;
+  // Q and O in the KV dtype, the statistics, and an lse when the caller wants none.
+  auto* base = static_cast<uint8_t*>(part_.get(2 * io_bytes + 2 * rows * sizeof(float), stream_));
+  void* q = base;
+  void* o = base + io_bytes;
+  auto* stats = reinterpret_cast<float*>(base + 2 * io_bytes);
+  float* lse = a.lse ? a.lse : stats + rows;
+  cuda::launch_store_kv(a.q, a.q_stride, a.n_q, a.n_qh * a.head_dim, a.kv_dtype, q, stream_);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    cudnn_->run(shapes[i], q, pieces[i]->k, pieces[i]->v, o, stats);
+    cuda::launch_sdpa_merge(o, a.kv_dtype, stats, a.n_q, a.n_qh, a.head_dim, a.out, a.out_stride, lse, i == 0,
+                            stream_);
+  }
+  return true;
+}
+
 }  // namespace
+
+std::string cuda_attention_path(const Backend& backend) {
+  const auto* b = dynamic_cast<const CudaBackend*>(&backend);
+  return b ? b->attention_path() : std::string();
+}
 
 bool cuda_available() {
   int count = 0;

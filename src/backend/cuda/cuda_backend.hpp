@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "backend/backend.hpp"
 #include "backend/cuda/pinned_host.hpp"
@@ -21,5 +22,9 @@ std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 // Pinned host memory a CUDA backend holds (live bytes and blocks, time spent
 // pinning). Throws Error for another backend.
 cuda::PinnedStats cuda_pinned_stats(const Backend& backend);
+
+// Which attention kernels a CUDA backend uses (cuDNN's fused attention, or why not);
+// empty for another backend.
+std::string cuda_attention_path(const Backend& backend);
 
 }  // namespace headinfer
