@@ -244,6 +244,52 @@ void bench_attention(Backend& be, const char* label, int n_q, int64_t q_pos0,
   be.free(run.lse);
 }
 
+// The same prefill with all 8 KV heads in one call: each head's segments laid out as
+// one slab (heads at a fixed stride), as the cuDNN path wants them.
+void bench_attention_heads(Backend& be, const char* label, int n_q, int64_t q_pos0,
+                           const std::vector<std::pair<int64_t, int64_t>>& segments, bool quick, double ceiling) {
+  std::mt19937 rng(12);
+  int64_t slab = 0;
+  for (auto [n, pos0] : segments) slab += n;
+  const size_t elems = static_cast<size_t>(slab) * kHeadDim * kKvHeads;
+  auto* k = static_cast<uint8_t*>(random_bf16(be, elems, rng));
+  auto* v = static_cast<uint8_t*>(random_bf16(be, elems, rng));
+  const size_t qn = static_cast<size_t>(n_q) * kQHeads * kHeadDim;
+  float* q = random_f32(be, qn, rng);
+  auto* out = static_cast<float*>(be.alloc(qn * 4));
+  auto* lse = static_cast<float*>(be.alloc(static_cast<size_t>(n_q) * kQHeads * 4));
+  AttnArgs a;
+  a.q = q;
+  a.q_stride = kQHeads * kHeadDim;
+  a.n_q = n_q;
+  a.n_qh = kGroup;
+  a.head_dim = kHeadDim;
+  a.q_pos0 = q_pos0;
+  a.causal = true;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+  a.kv_dtype = DType::BF16;
+  int64_t off = 0;
+  for (auto [n, pos0] : segments) {
+    a.pieces.push_back(KvPiece{k + off * kHeadDim * 2, v + off * kHeadDim * 2, n, pos0});
+    off += n;
+  }
+  a.out = out;
+  a.out_stride = kQHeads * kHeadDim;
+  a.lse = lse;
+  a.n_kv_heads = kKvHeads;
+  a.kv_head_stride = slab * kHeadDim;
+  a.lse_head_stride = static_cast<int64_t>(n_q) * kGroup;
+  const double s = time_per_call(be, [&] { be.attention(a); }, quick ? 0.2 : 1.0, quick ? 2 : 5);
+  const bool nan = has_nan(be, out, qn);
+  const double flops = 4.0 * visible_pairs(n_q, q_pos0, a.pieces) * kHeadDim * kQHeads;
+  const double tf = flops / s / 1e12;
+  std::printf("%-44s %9.2f ms   %7.1f TFLOP/s   (%.0f%% of the GEMM ceiling)%s\n", label, s * 1e3, tf,
+              100.0 * tf / ceiling, nan ? "   NaN IN OUTPUT" : "");
+  for (void* p : {static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(q), static_cast<void*>(out),
+                  static_cast<void*>(lse)})
+    be.free(p);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -279,6 +325,13 @@ int main(int argc, char** argv) {
                         {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
         bench_attention(*be, ("  8K chunk x one earlier 8K block" + w).c_str(), 8192, 131072, {{8192, 0}}, false,
                         quick, ceiling);
+        const std::string h = " [default, 8 KV heads/call]";
+        bench_attention_heads(*be, ("  causal 16K" + h).c_str(), 16384, 0, {{16384, 0}}, quick, ceiling);
+        bench_attention_heads(*be, ("  causal 32K" + h).c_str(), 32768, 0, {{32768, 0}}, quick, ceiling);
+        bench_attention_heads(*be, ("  8K chunk after 128K cached keys" + h).c_str(), 8192, 131072,
+                              {{131072, 0}, {8192, 131072}}, quick, ceiling);
+        bench_attention_heads(*be, ("  8K chunk x one earlier 8K block" + h).c_str(), 8192, 131072, {{8192, 0}},
+                              quick, ceiling);
       }
       // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and
       // HEADINFER_CUDA_ATTN_PATH; the backend reads them when made).

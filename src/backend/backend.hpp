@@ -47,7 +47,18 @@ struct AttnArgs {
   int64_t out_stride = 0;
   float* lse = nullptr;       // optional: [n_q * n_qh], natural log of the softmax denominator
                               // (-inf where every key was masked)
+  // Several KV heads in one call (n_kv_heads > 1) mean exactly n_kv_heads calls whose
+  // head j has q + j * n_qh * head_dim, out + j * n_qh * head_dim (rows of all heads
+  // side by side, strides as above), lse + j * lse_head_stride, and in every piece
+  // K and V at k + j * kv_head_stride and v + j * kv_head_stride elements. One call
+  // lets a backend fill the device with every head's work at once.
+  int n_kv_heads = 1;
+  int64_t kv_head_stride = 0;   // elements of kv_dtype
+  int64_t lse_head_stride = 0;  // floats
 };
+
+// Head j of a several-KV-head call as a call of its own.
+AttnArgs attention_head(const AttnArgs& a, int j);
 
 struct RopeArgs {
   float* x = nullptr;          // x[t * stride + h * head_dim + d]

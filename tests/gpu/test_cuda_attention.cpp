@@ -368,6 +368,99 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),
 // Calls queued back to back with no synchronisation in between (as the executor does,
 // one per KV head): each reuses the split scratch of the one before, and the decode
 // and combine kernels may overlap their neighbours (with HEADINFER_CUDA_PDL=1).
+// A backend with cuDNN off (own kernels only); buffers of gpu() are valid in it.
+Backend& gpu_own() {
+  static std::unique_ptr<Backend> b = [] {
+    setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);
+    auto be = make_cuda_backend(0);
+    unsetenv("HEADINFER_CUDA_ATTN_PATH");
+    return be;
+  }();
+  return *b;
+}
+
+// Several KV heads in one call (8 KV heads x 4 query heads, a prefix and the chunk,
+// as the engine's resident slabs give them) against one call per head and the CPU
+// backend. On own kernels the two are the same work and must agree bit for bit; on
+// cuDNN one batched call may pick another engine than the per-head calls, so they
+// must agree to BF16 tolerance (bit equality is reported).
+TEST(CudaAttentionHeads, SeveralKvHeadsInOneCall) {
+  HI_REQUIRE_CUDA();
+  const int H = 8, qpk = 4, hd = 128, n_q = 512;
+  const int64_t prefix = 1024, cap = prefix + n_q + 64, kv_stride = cap * hd, lse_stride = n_q * qpk + 32;
+  const int64_t q_w = int64_t{H} * qpk * hd;
+  std::mt19937 rng(99);
+  std::vector<float> q = randn(static_cast<size_t>(n_q) * q_w, rng);
+  std::vector<float> k = randn(static_cast<size_t>(H) * kv_stride, rng), v = randn(k.size(), rng);
+  for (auto& x : k) x = round_to(DType::BF16, x);
+  for (auto& x : v) x = round_to(DType::BF16, x);
+  std::vector<uint8_t> kb = encode(DType::BF16, k), vb = encode(DType::BF16, v);
+  DevBuf dq = to_device(q), dk(kb.size()), dv(vb.size());
+  gpu().upload(dk.get(), kb.data(), kb.size());
+  gpu().upload(dv.get(), vb.data(), vb.size());
+  auto args = [&](const void* kp, const void* vp, float* out, float* lse) {
+    AttnArgs a;
+    a.q = dq.f();
+    a.q_stride = q_w;
+    a.n_q = n_q;
+    a.n_qh = qpk;
+    a.head_dim = hd;
+    a.q_pos0 = prefix;
+    a.scale = 1.0f / std::sqrt(float(hd));
+    a.kv_dtype = DType::BF16;
+    const auto* kc = static_cast<const uint8_t*>(kp);
+    const auto* vc = static_cast<const uint8_t*>(vp);
+    a.pieces = {KvPiece{kc, vc, prefix, 0}, KvPiece{kc + prefix * hd * 2, vc + prefix * hd * 2, n_q, prefix}};
+    a.out = out;
+    a.out_stride = q_w;
+    a.lse = lse;
+    a.n_kv_heads = H;
+    a.kv_head_stride = kv_stride;
+    a.lse_head_stride = lse_stride;
+    return a;
+  };
+  const size_t out_n = static_cast<size_t>(n_q) * q_w, lse_n = static_cast<size_t>(H) * lse_stride;
+  auto run = [&](Backend& be, bool batched) {
+    DevBuf out = poisoned(out_n), lse = poisoned(lse_n);
+    AttnArgs a = args(dk.get(), dv.get(), out.f(), lse.f());
+    if (batched) {
+      be.attention(a);
+    } else {
+      for (int j = 0; j < H; ++j) be.attention(attention_head(a, j));
+    }
+    be.synchronize();
+    return std::make_pair(to_host(out, out_n), to_host(lse, lse_n));
+  };
+  // The CPU backend, head by head, on the same bytes.
+  std::vector<float> cpu_out(out_n, kNaN), cpu_lse(lse_n, kNaN);
+  {
+    AttnArgs a = args(kb.data(), vb.data(), cpu_out.data(), cpu_lse.data());
+    a.q = q.data();
+    cpu().attention(a);
+  }
+  auto lse_rows = [&](const std::vector<float>& l) {  // drop the padding between heads
+    std::vector<float> r;
+    for (int j = 0; j < H; ++j) r.insert(r.end(), l.begin() + j * lse_stride, l.begin() + j * lse_stride + n_q * qpk);
+    return r;
+  };
+  for (Backend* be : {&gpu(), &gpu_own()}) {
+    const bool own = be == &gpu_own();
+    SCOPED_TRACE(own ? "own kernels" : cuda_attention_path(*be));
+    auto [out_b, lse_b] = run(*be, true);
+    auto [out_h, lse_h] = run(*be, false);
+    EXPECT_TRUE(close(out_b, widen(cpu_out), 1e-2)) << "batched vs CPU: output";
+    EXPECT_TRUE(close(lse_rows(lse_b), widen(lse_rows(cpu_lse)), 2e-2, true)) << "batched vs CPU: lse";
+    EXPECT_TRUE(close(out_b, widen(out_h), 1e-2)) << "batched vs per head: output";
+    const bool same_bits = std::memcmp(out_b.data(), out_h.data(), out_n * 4) == 0 &&
+                           lse_rows(lse_b) == lse_rows(lse_h);
+    std::printf("%s: several KV heads in one call %s one call per head bit for bit\n",
+                own ? "own kernels" : "default path", same_bits ? "equals" : "differs from");
+    if (own) EXPECT_TRUE(same_bits);
+    for (int j = 0; j + 1 < H; ++j)
+      EXPECT_TRUE(std::isnan(lse_b[j * lse_stride + n_q * qpk])) << "lse written into the padding after head " << j;
+  }
+}
+
 // Says which prefill path ran the cases above; on the GPU machine the check script sets
 // HEADINFER_EXPECT_CUDNN=1 so a missing cuDNN is a failure there, not a silent fallback.
 TEST(CudaAttentionPath, CudnnWhereExpected) {

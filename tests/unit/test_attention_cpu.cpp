@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -175,6 +176,55 @@ TEST(AttentionCpu, Bf16KvReadsLikeRoundedF32) {
     return out;
   };
   EXPECT_EQ(run(DType::BF16, kb.data(), vb.data()), run(DType::F32, kf.data(), vf.data()));
+}
+
+// A call over several KV heads (strided K/V, per-head lse blocks) is, bit for bit,
+// the same as one call per head.
+TEST(AttentionCpu, SeveralKvHeadsEqualOneCallPerHead) {
+  auto be = make_cpu_backend(2);
+  const int H = 3, qpk = 2, hd = 64, n_q = 20;
+  const int64_t prefix = 37, kv_stride = (prefix + n_q + 3) * hd, lse_stride = n_q * qpk + 5;
+  const int64_t q_w = int64_t{H} * qpk * hd;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<float> q(static_cast<size_t>(n_q) * q_w), kv(2 * static_cast<size_t>(H) * kv_stride);
+  for (float& x : q) x = nd(rng);
+  for (float& x : kv) x = nd(rng);
+  const float* k = kv.data();
+  const float* v = kv.data() + static_cast<size_t>(H) * kv_stride;
+  AttnArgs a;
+  a.q = q.data();
+  a.q_stride = q_w;
+  a.n_q = n_q;
+  a.n_qh = qpk;
+  a.head_dim = hd;
+  a.q_pos0 = prefix;
+  a.scale = 0.125f;
+  a.kv_dtype = DType::F32;
+  a.pieces = {KvPiece{k, v, prefix, 0}, KvPiece{k + prefix * hd, v + prefix * hd, n_q, prefix}};
+  a.out_stride = q_w;
+  a.n_kv_heads = H;
+  a.kv_head_stride = kv_stride;
+  a.lse_head_stride = lse_stride;
+  std::vector<float> out_all(q.size(), NAN), lse_all(static_cast<size_t>(H) * lse_stride, NAN);
+  a.out = out_all.data();
+  a.lse = lse_all.data();
+  be->attention(a);
+  std::vector<float> out_one(q.size(), NAN), lse_one(lse_all.size(), NAN);
+  for (int j = 0; j < H; ++j) {
+    AttnArgs h = a;
+    h.n_kv_heads = 1;
+    h.q = q.data() + j * qpk * hd;
+    h.out = out_one.data() + j * qpk * hd;
+    h.lse = lse_one.data() + j * lse_stride;
+    h.pieces = {KvPiece{k + j * kv_stride, v + j * kv_stride, prefix, 0},
+                KvPiece{k + j * kv_stride + prefix * hd, v + j * kv_stride + prefix * hd, n_q, prefix}};
+    be->attention(h);
+  }
+  ASSERT_EQ(std::memcmp(out_all.data(), out_one.data(), out_all.size() * 4), 0);
+  for (int j = 0; j < H; ++j)
+    ASSERT_EQ(std::memcmp(lse_all.data() + j * lse_stride, lse_one.data() + j * lse_stride, n_q * qpk * 4), 0);
+  EXPECT_TRUE(std::isnan(lse_all[n_q * qpk])) << "wrote past a head's lse block";
 }
 
 }  // namespace

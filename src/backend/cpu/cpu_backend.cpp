@@ -120,7 +120,10 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void attention(const AttnArgs& a) override { cpu_attention(pool_, a); }
+  void attention(const AttnArgs& a) override {
+    HI_CHECK(a.n_kv_heads >= 1, "attention: " << a.n_kv_heads << " KV heads");
+    for (int j = 0; j < a.n_kv_heads; ++j) cpu_attention(pool_, a.n_kv_heads == 1 ? a : attention_head(a, j));
+  }
 
   void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                        int head_dim, int64_t stride_a, int64_t stride_b) override {

@@ -399,6 +399,7 @@ void CudaBackend::attention(const AttnArgs& a) {
   HI_CHECK(a.kv_dtype == DType::F32 || a.kv_dtype == DType::F16 || a.kv_dtype == DType::BF16,
            "cuda attention: KV dtype " << dtype_name(a.kv_dtype) << " is not supported (F32, F16, BF16)");
   HI_CHECK(a.q && a.out, "cuda attention: q or out is null");
+  HI_CHECK(a.n_kv_heads >= 1, "cuda attention: " << a.n_kv_heads << " KV heads");
   use();
 
   std::vector<const KvPiece*> pieces;
@@ -410,6 +411,10 @@ void CudaBackend::attention(const AttnArgs& a) {
     pieces.push_back(&p);
   }
   if (attention_cudnn(a, pieces)) return;
+  if (a.n_kv_heads > 1) {  // own kernels: one KV head at a time
+    for (int j = 0; j < a.n_kv_heads; ++j) attention(attention_head(a, j));
+    return;
+  }
   // Few rows (decode, small chunks): the memory-bound split-KV kernel (f32 math);
   // more rows with BF16/F16 KV: tensor cores; anything else: the CUDA-core kernel.
   enum class Path { kMma, kDecode, kSimt };
@@ -532,6 +537,8 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
     cuda::SdpaShape sh;
     sh.n_q = a.n_q;
     sh.n_qh = a.n_qh;
+    sh.n_kv_heads = a.n_kv_heads;
+    sh.kv_head_stride = a.n_kv_heads > 1 ? a.kv_head_stride : 0;
     sh.n_kv = p->n_tokens;
     sh.head_dim = a.head_dim;
     sh.scale = a.scale;
@@ -543,7 +550,8 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
     if (!cudnn_->supports(sh)) return false;
     shapes.push_back(sh);
   }
-  const size_t rows = static_cast<size_t>(a.n_q) * a.n_qh;
+  const int heads = a.n_kv_heads * a.n_qh;
+  const size_t rows = static_cast<size_t>(a.n_q) * heads;
   const size_t io_bytes = rows * a.head_dim * 2;
   // Q and O in the KV dtype, the statistics, and an lse when the caller wants none.
   auto* base = static_cast<uint8_t*>(part_.get(2 * io_bytes + 2 * rows * sizeof(float), stream_));
@@ -551,11 +559,12 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
   void* o = base + io_bytes;
   auto* stats = reinterpret_cast<float*>(base + 2 * io_bytes);
   float* lse = a.lse ? a.lse : stats + rows;
-  cuda::launch_store_kv(a.q, a.q_stride, a.n_q, a.n_qh * a.head_dim, a.kv_dtype, q, stream_);
+  const int64_t lse_head_stride = a.lse ? a.lse_head_stride : static_cast<int64_t>(a.n_q) * a.n_qh;
+  cuda::launch_store_kv(a.q, a.q_stride, a.n_q, heads * a.head_dim, a.kv_dtype, q, stream_);
   for (size_t i = 0; i < pieces.size(); ++i) {
     cudnn_->run(shapes[i], q, pieces[i]->k, pieces[i]->v, o, stats);
-    cuda::launch_sdpa_merge(o, a.kv_dtype, stats, a.n_q, a.n_qh, a.head_dim, a.out, a.out_stride, lse, i == 0,
-                            stream_);
+    cuda::launch_sdpa_merge(o, a.kv_dtype, stats, a.n_q, a.n_qh, a.n_kv_heads, lse_head_stride, a.head_dim, a.out,
+                            a.out_stride, lse, i == 0, stream_);
   }
   return true;
 }

@@ -7,8 +7,8 @@
 namespace headinfer::cuda {
 
 bool SdpaShape::operator<(const SdpaShape& o) const {
-  return std::tie(n_q, n_qh, n_kv, head_dim, causal, scale, dtype) <
-         std::tie(o.n_q, o.n_qh, o.n_kv, o.head_dim, o.causal, o.scale, o.dtype);
+  return std::tie(n_q, n_qh, n_kv_heads, kv_head_stride, n_kv, head_dim, causal, scale, dtype) <
+         std::tie(o.n_q, o.n_qh, o.n_kv_heads, o.kv_head_stride, o.n_kv, o.head_dim, o.causal, o.scale, o.dtype);
 }
 
 }  // namespace headinfer::cuda
@@ -129,20 +129,14 @@ class FrontendAttention final : public CudnnAttention {
       g->set_io_data_type(io)
           .set_intermediate_data_type(fe::DataType_t::FLOAT)
           .set_compute_data_type(fe::DataType_t::FLOAT);
-      const int64_t H = s.n_qh, S = s.n_q, D = s.head_dim, N = s.n_kv;
+      const int64_t HKV = s.n_kv_heads, H = HKV * s.n_qh, S = s.n_q, D = s.head_dim, N = s.n_kv;
+      const int64_t kvs = HKV > 1 ? s.kv_head_stride : N * D;
       // Rows of Q and O are (token, head): the layout the engine's activations have.
       const std::vector<int64_t> q_dim{1, H, S, D}, q_stride{S * H * D, D, H * D, 1};
+      const std::vector<int64_t> kv_dim{1, HKV, N, D}, kv_stride{HKV * kvs, kvs, D, 1};
       auto Q = g->tensor(fe::graph::Tensor_attributes().set_name("Q").set_uid(kUidQ).set_dim(q_dim).set_stride(q_stride));
-      auto K = g->tensor(fe::graph::Tensor_attributes()
-                             .set_name("K")
-                             .set_uid(kUidK)
-                             .set_dim({1, 1, N, D})
-                             .set_stride({N * D, N * D, D, 1}));
-      auto V = g->tensor(fe::graph::Tensor_attributes()
-                             .set_name("V")
-                             .set_uid(kUidV)
-                             .set_dim({1, 1, N, D})
-                             .set_stride({N * D, N * D, D, 1}));
+      auto K = g->tensor(fe::graph::Tensor_attributes().set_name("K").set_uid(kUidK).set_dim(kv_dim).set_stride(kv_stride));
+      auto V = g->tensor(fe::graph::Tensor_attributes().set_name("V").set_uid(kUidV).set_dim(kv_dim).set_stride(kv_stride));
       auto attrs = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(true).set_attn_scale(s.scale);
       if (s.causal) attrs.set_causal_mask(true);
       auto [O, Stats] = g->sdpa(Q, K, V, attrs);

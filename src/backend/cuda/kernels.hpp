@@ -32,11 +32,13 @@ void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType d
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);
 
-// The cuDNN path's epilogue: o [n_q * n_qh rows][head_dim] of dt and stats [n_qh][n_q]
-// into f32 rows of out (row stride out_stride) and lse [n_q * n_qh]; first: store,
-// else merge by log-sum-exp with what out and lse hold.
-void launch_sdpa_merge(const void* o, DType dt, const float* stats, int n_q, int n_qh, int head_dim, float* out,
-                       int64_t out_stride, float* lse, bool first, cudaStream_t s);
+// The cuDNN path's epilogue: o [n_q][n_heads * n_qh][head_dim] of dt and stats
+// [n_heads * n_qh][n_q] into f32 rows of out (row stride out_stride) and lse (KV head j's
+// [n_q * n_qh] at lse + j * lse_head_stride); first: store, else merge by log-sum-exp
+// with what out and lse hold.
+void launch_sdpa_merge(const void* o, DType dt, const float* stats, int n_q, int n_qh, int n_heads,
+                       int64_t lse_head_stride, int head_dim, float* out, int64_t out_stride, float* lse, bool first,
+                       cudaStream_t s);
 
 // ---- attention ----------------------------------------------------------------
 // Attention rows are (token, head) pairs: row r = t * n_qh + h, at absolute position
