@@ -270,14 +270,13 @@ void bench_attention_heads(Backend& be, const char* label, int n_q, int64_t q_po
   a.kv_dtype = DType::BF16;
   int64_t off = 0;
   for (auto [n, pos0] : segments) {
-    a.pieces.push_back(KvPiece{k + off * kHeadDim * 2, v + off * kHeadDim * 2, n, pos0});
+    a.pieces.push_back(KvPiece{k + off * kHeadDim * 2, v + off * kHeadDim * 2, n, pos0, slab * kHeadDim});
     off += n;
   }
   a.out = out;
   a.out_stride = kQHeads * kHeadDim;
   a.lse = lse;
   a.n_kv_heads = kKvHeads;
-  a.kv_head_stride = slab * kHeadDim;
   a.lse_head_stride = static_cast<int64_t>(n_q) * kGroup;
   const double s = time_per_call(be, [&] { be.attention(a); }, quick ? 0.2 : 1.0, quick ? 2 : 5);
   const bool nan = has_nan(be, out, qn);

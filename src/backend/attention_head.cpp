@@ -10,15 +10,14 @@ AttnArgs attention_head(const AttnArgs& a, int j) {
                                          << " values");
   AttnArgs h = a;
   h.n_kv_heads = 1;
-  h.kv_head_stride = 0;
   h.lse_head_stride = 0;
   if (j == 0) return h;
   const int64_t q_off = static_cast<int64_t>(j) * a.n_qh * a.head_dim;
   h.q = a.q + q_off;
   h.out = a.out + q_off;
   if (a.lse) h.lse = a.lse + j * a.lse_head_stride;
-  const size_t kv_off = dtype_bytes(a.kv_dtype, static_cast<int64_t>(j) * a.kv_head_stride);
   for (KvPiece& p : h.pieces) {
+    const size_t kv_off = dtype_bytes(a.kv_dtype, static_cast<int64_t>(j) * p.head_stride);
     p.k = static_cast<const uint8_t*>(p.k) + kv_off;
     p.v = static_cast<const uint8_t*>(p.v) + kv_off;
   }

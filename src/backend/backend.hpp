@@ -24,11 +24,14 @@ struct Mat {
 
 // A run of cached keys/values of one KV head: token i of the run is at absolute
 // position pos0 + i; K and V rows are head_dim elements of kv_dtype, contiguous.
+// In a call over several KV heads, head j's run is at k + j * head_stride (and
+// v + j * head_stride) elements.
 struct KvPiece {
   const void* k = nullptr;
   const void* v = nullptr;
   int64_t n_tokens = 0;
   int64_t pos0 = 0;
+  int64_t head_stride = 0;
 };
 
 // Attention of the query heads that share one KV head.
@@ -50,11 +53,16 @@ struct AttnArgs {
   // Several KV heads in one call (n_kv_heads > 1) mean exactly n_kv_heads calls whose
   // head j has q + j * n_qh * head_dim, out + j * n_qh * head_dim (rows of all heads
   // side by side, strides as above), lse + j * lse_head_stride, and in every piece
-  // K and V at k + j * kv_head_stride and v + j * kv_head_stride elements. One call
-  // lets a backend fill the device with every head's work at once.
+  // K and V at j * head_stride elements further. One call lets a backend fill the
+  // device with every head's work at once.
   int n_kv_heads = 1;
-  int64_t kv_head_stride = 0;   // elements of kv_dtype
   int64_t lse_head_stride = 0;  // floats
+  // accumulate: out and lse hold a result over other keys; the call merges its own
+  // into them exactly as merge_attention(out, lse, result, result_lse) would. A
+  // backend may need room for one head's result: scratch of n_q * n_qh * (head_dim + 1)
+  // floats, given by the caller so it is part of the caller's memory plan.
+  bool accumulate = false;
+  float* scratch = nullptr;
 };
 
 // Head j of a several-KV-head call as a call of its own.

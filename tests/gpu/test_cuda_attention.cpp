@@ -410,12 +410,12 @@ TEST(CudaAttentionHeads, SeveralKvHeadsInOneCall) {
     a.kv_dtype = DType::BF16;
     const auto* kc = static_cast<const uint8_t*>(kp);
     const auto* vc = static_cast<const uint8_t*>(vp);
-    a.pieces = {KvPiece{kc, vc, prefix, 0}, KvPiece{kc + prefix * hd * 2, vc + prefix * hd * 2, n_q, prefix}};
+    a.pieces = {KvPiece{kc, vc, prefix, 0, kv_stride},
+                KvPiece{kc + prefix * hd * 2, vc + prefix * hd * 2, n_q, prefix, kv_stride}};
     a.out = out;
     a.out_stride = q_w;
     a.lse = lse;
     a.n_kv_heads = H;
-    a.kv_head_stride = kv_stride;
     a.lse_head_stride = lse_stride;
     return a;
   };
@@ -458,6 +458,21 @@ TEST(CudaAttentionHeads, SeveralKvHeadsInOneCall) {
     if (own) EXPECT_TRUE(same_bits);
     for (int j = 0; j + 1 < H; ++j)
       EXPECT_TRUE(std::isnan(lse_b[j * lse_stride + n_q * qpk])) << "lse written into the padding after head " << j;
+
+    // The prefix in one call, then the chunk accumulated into it: same result.
+    DevBuf out = poisoned(out_n), lse = poisoned(lse_n), scratch = poisoned(static_cast<size_t>(n_q) * qpk * (hd + 1));
+    AttnArgs a = args(dk.get(), dv.get(), out.f(), lse.f());
+    AttnArgs first = a, second = a;
+    first.pieces = {a.pieces[0]};
+    second.pieces = {a.pieces[1]};
+    second.accumulate = true;
+    second.scratch = scratch.f();
+    be->attention(first);
+    be->attention(second);
+    be->synchronize();
+    EXPECT_TRUE(close(to_host(out, out_n), widen(out_b), 1e-2)) << "prefix, then chunk accumulated: output";
+    EXPECT_TRUE(close(lse_rows(to_host(lse, lse_n)), widen(lse_rows(lse_b)), 2e-2, true))
+        << "prefix, then chunk accumulated: lse";
   }
 }
 

@@ -201,10 +201,9 @@ TEST(AttentionCpu, SeveralKvHeadsEqualOneCallPerHead) {
   a.q_pos0 = prefix;
   a.scale = 0.125f;
   a.kv_dtype = DType::F32;
-  a.pieces = {KvPiece{k, v, prefix, 0}, KvPiece{k + prefix * hd, v + prefix * hd, n_q, prefix}};
+  a.pieces = {KvPiece{k, v, prefix, 0, kv_stride}, KvPiece{k + prefix * hd, v + prefix * hd, n_q, prefix, kv_stride}};
   a.out_stride = q_w;
   a.n_kv_heads = H;
-  a.kv_head_stride = kv_stride;
   a.lse_head_stride = lse_stride;
   std::vector<float> out_all(q.size(), NAN), lse_all(static_cast<size_t>(H) * lse_stride, NAN);
   a.out = out_all.data();
@@ -225,6 +224,34 @@ TEST(AttentionCpu, SeveralKvHeadsEqualOneCallPerHead) {
   for (int j = 0; j < H; ++j)
     ASSERT_EQ(std::memcmp(lse_all.data() + j * lse_stride, lse_one.data() + j * lse_stride, n_q * qpk * 4), 0);
   EXPECT_TRUE(std::isnan(lse_all[n_q * qpk])) << "wrote past a head's lse block";
+
+  // The same keys in two calls, the second accumulating into the first's result:
+  // equal to the explicit merge of two results bit for bit, and to one call closely.
+  std::vector<float> out_acc(q.size(), NAN), lse_acc(lse_all.size(), NAN);
+  std::vector<float> scratch(static_cast<size_t>(n_q) * qpk * (hd + 1), NAN);
+  AttnArgs first = a, second = a;
+  first.pieces = {a.pieces[0]};
+  second.pieces = {a.pieces[1]};
+  first.out = second.out = out_acc.data();
+  first.lse = second.lse = lse_acc.data();
+  second.accumulate = true;
+  second.scratch = scratch.data();
+  be->attention(first);
+  be->attention(second);
+  for (size_t i = 0; i < out_acc.size(); ++i) ASSERT_NEAR(out_acc[i], out_all[i], 1e-5) << i;
+  std::vector<float> out_two(q.size(), NAN), lse_two(lse_all.size(), NAN), out_b(q.size()), lse_b(lse_all.size());
+  first.out = out_two.data();
+  first.lse = lse_two.data();
+  AttnArgs b = second;
+  b.accumulate = false;
+  b.out = out_b.data();
+  b.lse = lse_b.data();
+  be->attention(first);
+  be->attention(b);
+  for (int j = 0; j < H; ++j)
+    be->merge_attention(out_two.data() + j * qpk * hd, lse_two.data() + j * lse_stride, out_b.data() + j * qpk * hd,
+                        lse_b.data() + j * lse_stride, n_q, qpk, hd, q_w, q_w);
+  EXPECT_EQ(std::memcmp(out_two.data(), out_acc.data(), out_acc.size() * 4), 0) << "accumulate vs explicit merge";
 }
 
 }  // namespace

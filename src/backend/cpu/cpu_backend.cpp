@@ -122,7 +122,21 @@ class CpuBackend final : public Backend {
 
   void attention(const AttnArgs& a) override {
     HI_CHECK(a.n_kv_heads >= 1, "attention: " << a.n_kv_heads << " KV heads");
-    for (int j = 0; j < a.n_kv_heads; ++j) cpu_attention(pool_, a.n_kv_heads == 1 ? a : attention_head(a, j));
+    for (int j = 0; j < a.n_kv_heads; ++j) {
+      const AttnArgs h = a.n_kv_heads == 1 ? a : attention_head(a, j);
+      if (!a.accumulate) {
+        cpu_attention(pool_, h);
+        continue;
+      }
+      HI_CHECK(a.scratch && a.lse, "attention: accumulate needs lse and scratch");
+      AttnArgs t = h;
+      const int64_t row = int64_t{a.n_qh} * a.head_dim;
+      t.out = a.scratch;
+      t.out_stride = row;
+      t.lse = a.scratch + a.n_q * row;
+      cpu_attention(pool_, t);
+      cpu_merge_attention(h.out, h.lse, t.out, t.lse, a.n_q, a.n_qh, a.head_dim, a.out_stride, row);
+    }
   }
 
   void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,

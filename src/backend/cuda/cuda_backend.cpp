@@ -415,6 +415,17 @@ void CudaBackend::attention(const AttnArgs& a) {
     for (int j = 0; j < a.n_kv_heads; ++j) attention(attention_head(a, j));
     return;
   }
+  if (a.accumulate) {  // the result into the caller's scratch, then merged
+    HI_CHECK(a.scratch && a.lse, "cuda attention: accumulate needs lse and scratch");
+    AttnArgs t = a;
+    t.accumulate = false;
+    t.out = a.scratch;
+    t.out_stride = int64_t{a.n_qh} * D;
+    t.lse = a.scratch + static_cast<int64_t>(R) * D;
+    attention(t);
+    cuda::launch_merge_attention(a.out, a.lse, t.out, t.lse, a.n_q, a.n_qh, D, a.out_stride, t.out_stride, stream_);
+    return;
+  }
   // Few rows (decode, small chunks): the memory-bound split-KV kernel (f32 math);
   // more rows with BF16/F16 KV: tensor cores; anything else: the CUDA-core kernel.
   enum class Path { kMma, kDecode, kSimt };
@@ -538,7 +549,7 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
     sh.n_q = a.n_q;
     sh.n_qh = a.n_qh;
     sh.n_kv_heads = a.n_kv_heads;
-    sh.kv_head_stride = a.n_kv_heads > 1 ? a.kv_head_stride : 0;
+    sh.kv_head_stride = a.n_kv_heads > 1 ? p->head_stride : 0;
     sh.n_kv = p->n_tokens;
     sh.head_dim = a.head_dim;
     sh.scale = a.scale;
@@ -558,13 +569,14 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
   void* q = base;
   void* o = base + io_bytes;
   auto* stats = reinterpret_cast<float*>(base + 2 * io_bytes);
+  HI_CHECK(!a.accumulate || a.lse, "cuda attention: accumulate needs lse");
   float* lse = a.lse ? a.lse : stats + rows;
   const int64_t lse_head_stride = a.lse ? a.lse_head_stride : static_cast<int64_t>(a.n_q) * a.n_qh;
   cuda::launch_store_kv(a.q, a.q_stride, a.n_q, heads * a.head_dim, a.kv_dtype, q, stream_);
   for (size_t i = 0; i < pieces.size(); ++i) {
     cudnn_->run(shapes[i], q, pieces[i]->k, pieces[i]->v, o, stats);
     cuda::launch_sdpa_merge(o, a.kv_dtype, stats, a.n_q, a.n_qh, a.n_kv_heads, lse_head_stride, a.head_dim, a.out,
-                            a.out_stride, lse, i == 0, stream_);
+                            a.out_stride, lse, i == 0 && !a.accumulate, stream_);
   }
   return true;
 }
