@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "headinfer 0.1.0");
   std::map<std::string, headinfer::cli::Runner> runners{
       {"demo", headinfer::cli::add_demo(app)},
+      {"export", headinfer::cli::add_export(app)},
       {"generate", headinfer::cli::add_generate(app)},
       {"info", headinfer::cli::add_info(app)},
       {"plan", headinfer::cli::add_plan(app)},
