@@ -62,11 +62,17 @@ void ReportTable::write(ReportFormat format, FILE* out) const {
   if (format == ReportFormat::Csv) {
     if (rows_.empty()) return;
     std::string line;
-    for (const Field& f : rows_[0]) line += (line.empty() ? "" : ",") + csv_cell(f.key);
+    for (const Field& f : rows_[0]) {
+      if (!line.empty()) line += ',';
+      line += csv_cell(f.key);
+    }
     std::fprintf(out, "%s\n", line.c_str());
     for (const auto& row : rows_) {
       line.clear();
-      for (size_t i = 0; i < row.size(); ++i) line += (i ? "," : "") + csv_cell(plain(row[i]));
+      for (size_t i = 0; i < row.size(); ++i) {
+        if (i) line += ',';
+        line += csv_cell(plain(row[i]));
+      }
       std::fprintf(out, "%s\n", line.c_str());
     }
     return;
