@@ -4,7 +4,6 @@
 // context with the measurements beside the plan's predictions and the floors
 // measured in the same process; md, csv or json on stdout, progress on stderr.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <memory>
 
@@ -14,11 +13,9 @@
 #include "bench_max_context.hpp"
 #include "bench_rows.hpp"
 #include "commands.hpp"
-#include "common/progress.hpp"
 #include "common/units.hpp"
 #include "format/model_loader.hpp"
 #include "headinfer/error.hpp"
-#include "kv/footprint.hpp"
 #include "kv/link_bandwidth.hpp"
 #include "runtime/bench_run.hpp"
 
