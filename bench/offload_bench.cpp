@@ -11,6 +11,8 @@
 //              decode then runs exactly as after a prefill, over random keys)
 //   e.g. offload_bench 128K:24GiB:auto:prefill 128K:none:none:prefill 512K:16.5GiB:all:synthetic:3
 //
+// The synthetic fill and the timing loop are the library's (runtime/kv_fill.hpp,
+// runtime/bench_run.hpp), shared with `headinfer bench`.
 // All runs share one process, one backend and one model (default synthetic:llama-3-8b,
 // BF16). Pinned host->device bandwidth is measured first, in the same process, with
 // 64 MiB and 4 MiB copies. Per run: the plan (as `headinfer generate` makes it: the
@@ -24,10 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.hpp"
@@ -36,6 +35,7 @@
 #include "headinfer/error.hpp"
 #include "kv/link_bandwidth.hpp"
 #include "kv/plan.hpp"
+#include "runtime/bench_run.hpp"
 #include "runtime/executor.hpp"
 
 namespace {
@@ -87,79 +87,6 @@ RunSpec parse_run(const std::string& text, int default_decode) {
   return r;
 }
 
-// Random BF16 values in about [-2, 2], written by several threads.
-void fill_random_bf16(uint8_t* dst, size_t bytes, uint64_t seed) {
-  const int n_threads = static_cast<int>(std::max(1u, std::min(16u, std::thread::hardware_concurrency())));
-  const size_t words = bytes / 2;
-  std::vector<std::thread> ts;
-  for (int t = 0; t < n_threads; ++t) {
-    ts.emplace_back([=] {
-      const size_t b = words * t / n_threads, e = words * (t + 1) / n_threads;
-      uint64_t x = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(t) * 0xBF58476D1CE4E5B9ull + 1;
-      auto* p = reinterpret_cast<uint16_t*>(dst);
-      for (size_t i = b; i < e; ++i) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        const float v = static_cast<float>(static_cast<int32_t>(x)) * (1.0f / 1073741824.0f);
-        uint32_t bits;
-        std::memcpy(&bits, &v, 4);
-        p[i] = static_cast<uint16_t>(bits >> 16);
-      }
-    });
-  }
-  for (auto& t : ts) t.join();
-}
-
-// Writes random K/V for tokens [0, context) into every slab (device slabs by upload,
-// host slabs in place in the pinned pool) and sets the length: the state a prefill
-// of `context` tokens leaves, with random keys and values.
-void synthetic_fill(Backend& be, Executor& exec, const ModelConfig& cfg, int64_t context) {
-  KvStore& kv = const_cast<KvStore&>(exec.kv());  // a benchmark-only shortcut past the prefill
-  const size_t side = kv.row_bytes() * static_cast<size_t>(context);
-  std::vector<uint8_t> buf;
-  for (int l = 0; l < cfg.n_layers; ++l)
-    for (int h = 0; h < cfg.n_kv_heads; ++h) {
-      if (kv.slab(l, h).home != Home::Device) continue;
-      if (buf.size() < side) {
-        buf.resize(side);
-        fill_random_bf16(buf.data(), side, 77);
-      }
-      be.upload(kv.k_at(l, h, 0), buf.data(), side);
-      be.upload(kv.v_at(l, h, 0), buf.data(), side);
-    }
-  // Host blocks: the whole block of every layer is one range from layer 0's offset.
-  const int64_t B = kv.block_tokens();
-  const int64_t blocks = (context + B - 1) / B;
-  size_t block_bytes = 0;
-  for (int l = 0; l < cfg.n_layers; ++l) block_bytes += static_cast<size_t>(kv.host_heads(l)) * kv.host_head_bytes();
-  if (block_bytes > 0)
-    for (int64_t b = 0; b < blocks; ++b) fill_random_bf16(kv.host_block(0, b), block_bytes, 1000 + b);
-  kv.set_length(context);
-}
-
-// GB/s of `copies` back-to-back H2D copies of `bytes` each from pinned memory (the
-// engine's pattern: 4 MiB blocks issued ahead), best of `runs`.
-double measure_stream_gbs(Backend& be, size_t bytes, int copies, int runs) {
-  const size_t total = bytes * static_cast<size_t>(copies);
-  auto* host = static_cast<uint8_t*>(be.alloc_host(total));
-  auto* dev = static_cast<uint8_t*>(be.alloc(total));
-  fill_random_bf16(host, total, 5);
-  Event done = be.create_event();
-  double best = 0;
-  for (int r = 0; r < runs; ++r) {
-    const auto t0 = Clock::now();
-    for (int i = 0; i < copies; ++i) be.copy_h2d_async(dev + i * bytes, host + i * bytes, bytes);
-    be.record(done, Stream::H2D);
-    be.sync(done);
-    best = std::max(best, static_cast<double>(total) / since(t0) / 1e9);
-  }
-  be.destroy_event(done);
-  be.free(dev);
-  be.free_host(host);
-  return best;
-}
-
 Result run_one(Backend& be, const LoadedModel& m, const RunSpec& rs, double link_gbs) {
   const ModelConfig& cfg = m.config;
   Result r;
@@ -205,53 +132,30 @@ Result run_one(Backend& be, const LoadedModel& m, const RunSpec& rs, double link
   std::printf("setup: %.2f s (pinned %s in %.2f s)\n", r.setup_s, format_bytes(r.host_pool).c_str(), r.pinned_s);
   std::fflush(stdout);
 
-  std::mt19937 rng(1234);
-  std::uniform_int_distribution<int32_t> pick(1000, cfg.vocab_size - 1);
-  const std::vector<float>* logits = nullptr;
+  BenchCase bc;
+  bc.context = rs.context;
+  bc.synthetic_fill = rs.synthetic;
+  bc.decode_tokens = rs.decode;
+  bc.chunk = p.chunk;
+  const BenchTimes t = run_bench_case(be, exec, cfg, bc);
   if (rs.synthetic) {
-    t0 = Clock::now();
-    synthetic_fill(be, exec, cfg, rs.context);
-    be.synchronize();
-    r.fill_s = since(t0);
+    r.fill_s = t.fill_seconds[0];
     std::printf("synthetic fill of %lld tokens: %.2f s\n", static_cast<long long>(rs.context), r.fill_s);
   } else {
-    std::vector<int32_t> prompt(static_cast<size_t>(rs.context));
-    for (auto& x : prompt) x = pick(rng);
-    std::vector<double> chunk_s;
-    t0 = Clock::now();
-    for (int64_t i = 0; i < rs.context; i += p.chunk) {
-      const int n = static_cast<int>(std::min<int64_t>(p.chunk, rs.context - i));
-      const auto tc = Clock::now();
-      logits = &exec.forward(prompt.data() + i, n);  // returns after the logits are on the host
-      chunk_s.push_back(since(tc));
-    }
-    r.prefill_s = since(t0);
+    r.prefill_s = t.prefill_seconds[0];
     r.prefill_tps = static_cast<double>(rs.context) / r.prefill_s;
-    const TransferStats ts = exec.transfer_stats();
-    std::printf("prefill: %lld tokens in %.2f s = %.0f tok/s (%zu chunks: first %.3f s, last %.3f s); H2D %s, D2H %s\n",
-                static_cast<long long>(rs.context), r.prefill_s, r.prefill_tps, chunk_s.size(), chunk_s.front(),
-                chunk_s.back(), format_bytes(ts.h2d_bytes).c_str(), format_bytes(ts.d2h_bytes).c_str());
+    std::printf("prefill: %lld tokens in %.2f s = %.0f tok/s; H2D %s, D2H %s\n", static_cast<long long>(rs.context),
+                r.prefill_s, r.prefill_tps, format_bytes(t.prefill_transfer.h2d_bytes).c_str(),
+                format_bytes(t.prefill_transfer.d2h_bytes).c_str());
   }
   std::fflush(stdout);
-
-  int32_t tok = pick(rng);
-  std::vector<double> ms;
-  const TransferStats s0 = exec.transfer_stats();
-  for (int i = 0; i < rs.decode; ++i) {
-    const auto tc = Clock::now();
-    logits = &exec.forward(&tok, 1);
-    ms.push_back(since(tc) * 1e3);
-    tok = static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin());
-  }
-  const TransferStats s1 = exec.transfer_stats();
-  if (!ms.empty()) {
-    std::vector<double> sorted = ms;
-    std::sort(sorted.begin(), sorted.end());
-    r.decode_ms = sorted[sorted.size() / 2];
-    r.decode_min_ms = sorted.front();
-    r.decode_max_ms = sorted.back();
-    r.h2d_per_token = (s1.h2d_bytes - s0.h2d_bytes) / rs.decode;
-    r.d2h_per_token = (s1.d2h_bytes - s0.d2h_bytes) / rs.decode;
+  if (t.decode_steps > 0) {
+    const Spread steps = spread_of(t.step_ms);
+    r.decode_ms = steps.median;
+    r.decode_min_ms = steps.min;
+    r.decode_max_ms = steps.max;
+    r.h2d_per_token = t.decode_transfer.h2d_bytes / t.decode_steps;
+    r.d2h_per_token = t.decode_transfer.d2h_bytes / t.decode_steps;
     r.achieved_gbs = static_cast<double>(r.h2d_per_token) / (r.decode_ms * 1e-3) / 1e9;
     r.floor_ms = static_cast<double>(r.h2d_per_token) / (link_gbs * 1e9) * 1e3;
     std::printf("decode: %d steps, median %.1f ms/token (min %.1f, max %.1f); H2D %s/token at %.1f GB/s achieved, "
@@ -289,7 +193,7 @@ int bench_main(int argc, char** argv) {
               format_bytes(prepared_weight_bytes(m.weights)).c_str(), since(t0));
   auto be = make_cuda_backend(0);
   const double gbs64 = measure_link_gbs(*be, size_t{64} << 20, 8);
-  const double gbs4 = measure_stream_gbs(*be, size_t{4} << 20, 64, 5);
+  const double gbs4 = measure_link_stream_gbs(*be, size_t{4} << 20, 64, 5);
   std::printf("%s: pinned H2D %.1f GB/s (single 64 MiB copies), %.1f GB/s (64 back-to-back 4 MiB copies)\n",
               be->name().c_str(), gbs64, gbs4);
   std::fflush(stdout);

@@ -99,6 +99,7 @@ struct DeviceMemoryInfo {
   int64_t driver_peak_used = -1;  // the most (total - free) the backend observed
 };
 
+// Wrappers (ProfilingBackend) forward every virtual: a new one must be added there too.
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -75,4 +75,10 @@ std::string format_bytes(int64_t bytes) {
   return buf;
 }
 
+std::string format_tokens(int64_t tokens) {
+  if (tokens > 0 && tokens % (int64_t{1} << 20) == 0) return std::to_string(tokens >> 20) + "M";
+  if (tokens > 0 && tokens % 1024 == 0) return std::to_string(tokens >> 10) + "K";
+  return std::to_string(tokens);
+}
+
 }  // namespace headinfer

@@ -13,5 +13,7 @@ int64_t parse_bytes(const std::string& text, const std::string& what);
 std::string format_bytes(int64_t bytes);
 // Token counts as "16K", "1M", "4096": K and M are 1024-based, as contexts are.
 int64_t parse_tokens(const std::string& text, const std::string& what);
+// The other way: "16K", "1M", "1000" (exact only; anything else in plain digits).
+std::string format_tokens(int64_t tokens);
 
 }  // namespace headinfer

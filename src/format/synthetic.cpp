@@ -64,6 +64,12 @@ const std::vector<Preset>& preset_table() {
       {"tiny-mha", "tiny", 2, 64, 4, 4, 16, 192, 320, 10000.0, 1e-5f, false, false, {}, "llama"},
       {"tiny-gqa", "tiny", 3, 128, 4, 2, 32, 384, 320, 10000.0, 1e-5f, false, false, {}, "llama"},
       {"tiny-mqa", "tiny", 2, 128, 8, 1, 16, 256, 288, 10000.0, 1e-5f, true, false, {}, "llama"},
+      // Tiny shapes of the other families' features, for export and HF parity tests:
+      // Qwen2's q/k/v biases; Llama 3.x rope scaling with a head_dim that is not
+      // hidden / heads.
+      {"tiny-qwen2", "tiny", 2, 128, 4, 2, 32, 320, 300, 1000000.0, 1e-6f, false, true, {}, "qwen2"},
+      {"tiny-llama3", "tiny", 2, 128, 4, 2, 16, 256, 300, 500000.0, 1e-5f, true, false, llama3_scaling(8.0),
+       "llama"},
   };
   return table;
 }

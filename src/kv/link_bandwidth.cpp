@@ -37,6 +37,59 @@ double measure_link_gbs(Backend& backend, size_t bytes, int runs) {
   return best;
 }
 
+double measure_link_stream_gbs(Backend& backend, size_t bytes, int copies, int runs) {
+  const size_t total = bytes * static_cast<size_t>(copies);
+  auto* host = static_cast<uint8_t*>(backend.alloc_host(total));
+  uint8_t* dev = nullptr;
+  try {
+    dev = static_cast<uint8_t*>(backend.alloc(total));
+  } catch (...) {
+    backend.free_host(host);
+    throw;
+  }
+  std::memset(host, 1, total);
+  Event done = backend.create_event();
+  double best = 0;
+  for (int r = 0; r < runs; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < copies; ++i) backend.copy_h2d_async(dev + i * bytes, host + i * bytes, bytes);
+    backend.record(done, Stream::H2D);
+    backend.sync(done);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s > 0) best = std::max(best, static_cast<double>(total) / s / 1e9);
+  }
+  backend.destroy_event(done);
+  backend.free(dev);
+  backend.free_host(host);
+  return best;
+}
+
+double measure_device_copy_gbs(Backend& backend, size_t bytes, int runs) {
+  void* src = backend.alloc(bytes);
+  void* dst = nullptr;
+  try {
+    dst = backend.alloc(bytes);
+  } catch (...) {
+    backend.free(src);
+    throw;
+  }
+  std::vector<uint8_t> ones(bytes, 1);  // touched pages, so the first copy does not time page faults
+  backend.upload(src, ones.data(), bytes);
+  backend.upload(dst, ones.data(), bytes);
+  double best = 0;
+  for (int r = 0; r < runs; ++r) {
+    backend.synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    backend.copy(dst, src, bytes);
+    backend.synchronize();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s > 0) best = std::max(best, 2.0 * static_cast<double>(bytes) / s / 1e9);
+  }
+  backend.free(dst);
+  backend.free(src);
+  return best;
+}
+
 std::string link_cache_path(const std::string& backend_name) {
   std::filesystem::path dir;
   if (const char* d = std::getenv("HEADINFER_CACHE_DIR"); d && *d) dir = d;

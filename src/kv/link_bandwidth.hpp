@@ -12,6 +12,15 @@ namespace headinfer {
 // GB/s of copy_h2d_async over `bytes`-sized copies (the best of a few runs).
 double measure_link_gbs(Backend& backend, size_t bytes = size_t{64} << 20, int runs = 4);
 
+// GB/s of `copies` back-to-back copy_h2d_async of `bytes` each, issued together and
+// waited on once (the engine's pattern: 4 MiB blocks issued ahead), best of `runs`.
+double measure_link_stream_gbs(Backend& backend, size_t bytes = size_t{4} << 20, int copies = 64, int runs = 5);
+
+// Device memory bandwidth as Backend::copy (device to device) achieves it: bytes
+// read plus bytes written per second over a `bytes` copy, timed with synchronize(),
+// best of `runs`. The decode floor divides the bytes a token reads by this figure.
+double measure_device_copy_gbs(Backend& backend, size_t bytes = size_t{256} << 20, int runs = 5);
+
 // The cache file for a backend name ("" when no cache directory can be found).
 std::string link_cache_path(const std::string& backend_name);
 

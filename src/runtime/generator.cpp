@@ -108,6 +108,7 @@ GenerateResult Generator::run(const GenerateRequest& req) {
   }
   res.stats.prefill_seconds = seconds_since(t_prefill);
   res.stats.prefill_transfer = moved_since(moved0);
+  if (req.on_prompt_logits) req.on_prompt_logits(*logits);
   const TransferStats moved1 = exec_.transfer_stats();
 
   StreamDecoder stream(tok_);

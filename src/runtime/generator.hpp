@@ -27,6 +27,7 @@ struct GenerateRequest {
   std::function<void(const std::string&)> on_text;              // streamed text pieces
   std::function<void(int32_t)> on_token;                         // every generated id
   std::function<void(int64_t done, int64_t total)> on_prefill;   // after each chunk
+  std::function<void(const std::vector<float>&)> on_prompt_logits;  // the last prompt position's logits
 };
 
 struct GenerateStats {

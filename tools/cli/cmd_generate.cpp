@@ -21,6 +21,8 @@ void on_sigint(int) { g_cancel.store(true); }
 struct GenerateOptions {
   ModelOptions model;
   std::string prompt, file, max_context, kv_type = "auto";
+  std::string prompt_ids_file;  // --prompt-ids: the exact prompt as token ids
+  std::string dump_logits;      // --dump-logits: JSON of the last prompt logits and generated ids
   int64_t prompt_tokens = 0;
   int n_predict = 128;
   int chunk_size = 0;  // 0: the plan's
@@ -45,7 +47,8 @@ ChatFormat chat_format_for(const GenerateOptions& o, const Tokenizer& tok) {
 
 int run_generate(const GenerateOptions& o) {
   // An explicit empty -p "" means: start from BOS alone.
-  const std::string text = read_prompt(o.prompt, o.file, o.prompt_tokens > 0 || o.prompt_given);
+  const std::string text =
+      read_prompt(o.prompt, o.file, o.prompt_tokens > 0 || o.prompt_given || !o.prompt_ids_file.empty());
   LoadedModel model = load_model(o.model.model);
   const ModelConfig& cfg = model.config;
   auto tok = model.load_tokenizer();
@@ -60,7 +63,10 @@ int run_generate(const GenerateOptions& o) {
   }
 
   std::vector<int32_t> prompt;
-  if (o.prompt_tokens > 0) {
+  if (!o.prompt_ids_file.empty()) {
+    HI_CHECK(text.empty() && o.prompt_tokens == 0, "--prompt-ids replaces -p/-f/--prompt-tokens; give one of them");
+    prompt = read_token_ids(o.prompt_ids_file, cfg.vocab_size);
+  } else if (o.prompt_tokens > 0) {
     // A reproducible stand-in prompt of random ordinary tokens, for measuring.
     HI_CHECK(text.empty(), "--prompt-tokens replaces -p/-f; give one of them");
     std::mt19937_64 rng(1234);
@@ -113,12 +119,15 @@ int run_generate(const GenerateOptions& o) {
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
   };
+  std::vector<float> prompt_logits;
+  if (!o.dump_logits.empty()) req.on_prompt_logits = [&](const std::vector<float>& l) { prompt_logits = l; };
   std::signal(SIGINT, on_sigint);
   GenerateResult r = gen.run(req);
   progress.finish();
   std::signal(SIGINT, SIG_DFL);
   std::fputc('\n', stdout);
   std::fflush(stdout);
+  if (!o.dump_logits.empty()) write_logits_dump(o.dump_logits, prompt, prompt_logits, r.tokens);
   const GenerateStats& s = r.stats;
   const DeviceMemoryInfo mem = backend->device_memory();
   const int64_t dev_peak = mem.driver_peak_used >= 0 ? mem.driver_peak_used : mem.peak;
@@ -148,6 +157,10 @@ Runner add_generate(CLI::App& app) {
   auto* prompt_opt = cmd->add_option("-p,--prompt", o->prompt, "prompt text (\"\" starts from BOS alone)");
   cmd->add_option("-f,--file", o->file, "file holding the prompt text");
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "use N random tokens as the prompt (benchmarking)");
+  cmd->add_option("--prompt-ids", o->prompt_ids_file,
+                  "file of token ids (whitespace- or comma-separated): the exact prompt, no BOS added");
+  cmd->add_option("--dump-logits", o->dump_logits,
+                  "write JSON: the last prompt position's logits (f32) and the generated ids (parity checks)");
   cmd->add_option("-n,--n-predict", o->n_predict, "tokens to generate (-1: until EOS or the context is full)")
       ->capture_default_str();
   cmd->add_option("--temp", o->sampling.temperature, "temperature (0: greedy)")->capture_default_str();

@@ -38,7 +38,7 @@ PlanInputs plan_inputs_for(const LoadedModel& m, Backend& backend, const PlanOpt
   in.mode = parse_offload_mode(o.offload);
   in.weight_bytes = prepared_weight_bytes(m.weights);
   in.chunk = chunk;
-  in.host_available = host_memory_available();
+  in.host_available = o.host_memory >= 0 ? o.host_memory : host_memory_available();
   in.speeds = DeviceSpeeds::for_backend(backend.name());
   const bool cpu = backend.name().rfind("cpu", 0) == 0;
   const DeviceMemoryInfo mem = backend.device_memory();

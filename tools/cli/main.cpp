@@ -9,7 +9,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "headinfer 0.1.0");
   std::map<std::string, headinfer::cli::Runner> runners{
+      {"bench", headinfer::cli::add_bench(app)},
       {"demo", headinfer::cli::add_demo(app)},
+      {"export", headinfer::cli::add_export(app)},
       {"generate", headinfer::cli::add_generate(app)},
       {"info", headinfer::cli::add_info(app)},
       {"plan", headinfer::cli::add_plan(app)},

@@ -1,0 +1,106 @@
+// A Backend that wraps another and, when enabled, times each compute op by phase
+// (gemm, attention, other) without any change to the code that drives it.
+//
+// Every virtual is forwarded, the offloading ones included, so an Executor on the
+// wrapper behaves exactly as on the inner backend (same bits, same streams). While
+// enabled, each compute op waits for the compute stream before it starts and after
+// it ends (an event on Stream::Compute, so copy streams keep running), and the wall
+// time between is charged to the op's phase. Those waits serialise the host with
+// the device: work that overlapped (kernels queued ahead, compute hidden behind
+// copies) no longer does, so the profiled total is longer than an unprofiled run.
+// Read the phase shares of the profiled total, not the seconds, as the breakdown;
+// time outside any op (copies waited on, host work) stays unattributed.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "backend/backend.hpp"
+
+namespace headinfer {
+
+enum class Phase : int { Gemm = 0, Attention = 1, Other = 2 };
+constexpr int kPhaseCount = 3;
+const char* phase_name(Phase p);
+
+struct PhaseTimes {
+  std::array<double, kPhaseCount> seconds{};
+  std::array<int64_t, kPhaseCount> calls{};
+  double of(Phase p) const { return seconds[static_cast<size_t>(p)]; }
+  int64_t calls_of(Phase p) const { return calls[static_cast<size_t>(p)]; }
+  double total() const { return seconds[0] + seconds[1] + seconds[2]; }
+};
+
+class ProfilingBackend final : public Backend {
+ public:
+  // `inner` must outlive the wrapper. Profiling starts disabled.
+  explicit ProfilingBackend(Backend& inner);
+  ~ProfilingBackend() override;
+
+  Backend& inner() { return inner_; }
+  // Enabling starts a profiled span; times() then holds the ops since the last reset().
+  void set_enabled(bool on);
+  bool enabled() const { return enabled_; }
+  void reset() { times_ = {}; }
+  const PhaseTimes& times() const { return times_; }
+
+  // The inner backend's name: plans, speed tables and link caches key on it.
+  std::string name() const override { return inner_.name(); }
+
+  void* alloc(size_t bytes) override { return inner_.alloc(bytes); }
+  void free(void* p) override { inner_.free(p); }
+  void upload(void* dst, const void* src, size_t bytes) override { inner_.upload(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { inner_.download(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { inner_.copy(dst, src, bytes); }
+  Mat prepare(const Tensor& t, std::vector<std::shared_ptr<const void>>& keep_alive) override {
+    return inner_.prepare(t, keep_alive);
+  }
+
+  void embed(const int32_t* ids, int n, const Mat& table, float* out) override;
+  void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) override;
+  void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override;
+  void rope(const RopeArgs& a) override;
+  void attention(const AttnArgs& a) override;
+  void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
+                       int head_dim, int64_t stride_a, int64_t stride_b) override;
+  void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
+  void add(float* x, const float* y, int64_t n) override;
+  void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override;
+  void synchronize() override { inner_.synchronize(); }
+
+  void* alloc_host(size_t bytes) override { return inner_.alloc_host(bytes); }
+  void free_host(void* p) override { inner_.free_host(p); }
+  Event create_event() override { return inner_.create_event(); }
+  void destroy_event(Event e) override { inner_.destroy_event(e); }
+  void record(Event e, Stream s) override { inner_.record(e, s); }
+  void wait(Stream s, Event e) override { inner_.wait(s, e); }
+  void sync(Event e) override { inner_.sync(e); }
+  void copy_h2d_async(void* dst, const void* src, size_t bytes) override { inner_.copy_h2d_async(dst, src, bytes); }
+  void copy_d2h_async(void* dst, const void* src, size_t bytes) override { inner_.copy_d2h_async(dst, src, bytes); }
+  void copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                         size_t rows) override {
+    inner_.copy_h2d_2d_async(dst, dst_pitch, src, src_pitch, width, rows);
+  }
+  void copy_d2h_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                         size_t rows) override {
+    inner_.copy_d2h_2d_async(dst, dst_pitch, src, src_pitch, width, rows);
+  }
+  void set_device_limit(int64_t bytes) override { inner_.set_device_limit(bytes); }
+  DeviceMemoryInfo device_memory() const override { return inner_.device_memory(); }
+  void reset_device_peak() override { inner_.reset_device_peak(); }
+
+ private:
+  // Runs `op` and, when enabled, charges its compute-stream time to `phase`.
+  template <class Op>
+  void timed(Phase phase, Op&& op);
+  void wait_compute();
+
+  Backend& inner_;
+  bool enabled_ = false;
+  Event compute_done_;  // created on first use, on the inner backend
+  PhaseTimes times_;
+};
+
+}  // namespace headinfer

@@ -1,0 +1,177 @@
+#include "bench_rows.hpp"
+
+#include <cstdio>
+
+#include "common/units.hpp"
+#include "kv/footprint.hpp"
+
+namespace headinfer::cli {
+namespace {
+
+constexpr std::monostate kNone{};
+
+std::string fixed(double v, int decimals) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+// "12.3 (12.1-12.9)": median and range over repetitions.
+std::string with_range(const Spread& s, int decimals) {
+  return fixed(s.median, decimals) + " (" + fixed(s.min, decimals) + "-" + fixed(s.max, decimals) + ")";
+}
+
+Field bytes_field(const std::string& key, int64_t v, bool known = true) {
+  if (!known || v < 0) return {key, kNone, ""};
+  return {key, v, format_bytes(v)};
+}
+
+Field number(const std::string& key, double v, int decimals, bool known = true) {
+  if (!known) return {key, kNone, ""};
+  return {key, v, fixed(v, decimals)};
+}
+
+}  // namespace
+
+int64_t decode_weight_read_bytes(const LoadedModel& m) {
+  int64_t bytes = prepared_weight_bytes(m.weights);
+  if (!m.config.tie_embeddings) {
+    const Tensor& e = m.weights.tok_embd;
+    bytes -= alloc_rounded(static_cast<int64_t>(dtype_bytes(e.dtype == DType::Q8_0 ? DType::F32 : e.dtype, e.numel())));
+  }
+  return bytes;
+}
+
+std::vector<std::pair<std::string, std::string>> bench_markdown_columns(bool profile) {
+  std::vector<std::pair<std::string, std::string>> cols = {
+      {"model", "model"},
+      {"backend", "backend"},
+      {"gpu_budget_bytes", "budget"},
+      {"context", "context"},
+      {"fill", "fill"},
+      {"slabs_resident", "slabs res/off"},
+      {"chunk", "chunk"},
+      {"prefill_tps", "prefill tok/s"},
+      {"decode_ms", "decode ms/token"},
+      {"predicted_decode_ms", "predicted ms"},
+      {"decode_floor_ms", "floor ms"},
+      {"x_floor", "x floor"},
+      {"gpu_peak_bytes", "GPU peak"},
+      {"predicted_gpu_bytes", "predicted GPU"},
+      {"host_pinned_bytes", "host pinned"},
+      {"h2d_per_token_bytes", "H2D/token"},
+      {"link_gbs", "link GB/s"},
+  };
+  if (profile) {
+    cols.push_back({"profile_prefill_s", "profiled prefill s"});
+    cols.push_back({"gemm_pct", "gemm %"});
+    cols.push_back({"attention_pct", "attention %"});
+    cols.push_back({"other_pct", "other %"});
+  }
+  cols.push_back({"status", "status"});
+  return cols;
+}
+
+std::vector<Field> bench_row(const BenchConfig& c, const MeasuredSpeeds& s, const BenchMeasured& r) {
+  const LoadedModel& m = *c.model;
+  const BenchTimes& t = r.times;
+  const Plan& p = r.plan;
+  const int64_t ctx = c.run.context;
+  const int64_t row_bytes = static_cast<int64_t>(dtype_bytes(c.kv_dtype, m.config.head_dim));
+  const int64_t slab_bytes = 2 * row_bytes * ctx;  // K and V of one (layer, KV head) at the context
+  const int64_t weights = decode_weight_read_bytes(m);
+  const int64_t resident_kv = r.planned ? p.resident_slabs * slab_bytes : -1;
+  const int64_t offloaded_kv = r.planned ? p.offloaded_slabs * slab_bytes : -1;
+  const bool timed = r.ran && t.decode_steps > 0;
+  const bool prefilled = r.ran && !t.prefill_seconds.empty();
+
+  std::vector<double> tps;
+  for (double sec : t.prefill_seconds) tps.push_back(static_cast<double>(ctx) / sec);
+  const Spread prefill = spread_of(tps);
+  const Spread decode = spread_of(t.decode_ms);
+  const double floor_ms =
+      r.planned && s.d2d_gbs > 0 && s.h2d_gbs > 0
+          ? (static_cast<double>(weights + resident_kv) / (s.d2d_gbs * 1e9) +
+             static_cast<double>(offloaded_kv) / (s.h2d_gbs * 1e9)) * 1e3
+          : 0;
+  const int64_t h2d_tok = timed ? t.decode_transfer.h2d_bytes / t.decode_steps : -1;
+  const int64_t d2h_tok = timed ? t.decode_transfer.d2h_bytes / t.decode_steps : -1;
+  const bool driver = r.memory.driver_peak_used >= 0;
+  const int64_t peak = driver ? r.memory.driver_peak_used : r.memory.peak;
+
+  std::vector<Field> row;
+  row.push_back({"engine", std::string("headinfer"), ""});
+  row.push_back({"model", m.spec, ""});
+  row.push_back({"backend", c.backend_name, ""});
+  row.push_back({"weights", std::string(dtype_name(m.weight_dtype)), ""});
+  row.push_back({"kv_type", std::string(dtype_name(c.kv_dtype)), ""});
+  row.push_back(c.gpu_budget >= 0 ? bytes_field("gpu_budget_bytes", c.gpu_budget)
+                                  : Field{"gpu_budget_bytes", kNone, "none"});
+  row.push_back({"offload", c.offload, ""});
+  row.push_back({"context", ctx, format_tokens(ctx)});
+  row.push_back({"fill", std::string(c.run.synthetic_fill ? "synthetic" : "prefill"), ""});
+  row.push_back({"status", r.status, ""});
+  row.push_back({"reps", int64_t{c.run.reps}, ""});
+  row.push_back({"decode_tokens", int64_t{c.run.decode_tokens}, ""});
+  if (r.planned) {
+    row.push_back({"chunk", int64_t{p.chunk}, ""});
+    row.push_back({"slabs_resident", p.resident_slabs,
+                   std::to_string(p.resident_slabs) + "/" + std::to_string(p.offloaded_slabs)});
+    row.push_back({"slabs_offloaded", p.offloaded_slabs, ""});
+  } else {
+    row.push_back({"chunk", kNone, ""});
+    row.push_back({"slabs_resident", kNone, ""});
+    row.push_back({"slabs_offloaded", kNone, ""});
+  }
+  Field f = number("prefill_tps", prefill.median, 1, prefilled);
+  if (prefilled && t.prefill_seconds.size() > 1) f.md = with_range(prefill, 0);
+  else if (prefilled) f.md = fixed(prefill.median, 0);
+  else if (r.ran) f.md = "(synthetic)";
+  row.push_back(f);
+  row.push_back(number("prefill_tps_min", prefill.min, 1, prefilled));
+  row.push_back(number("prefill_tps_max", prefill.max, 1, prefilled));
+  row.push_back(number("prefill_s", spread_of(t.prefill_seconds).median, 3, prefilled));
+  row.push_back(number("fill_s", t.fill_seconds.empty() ? 0 : t.fill_seconds[0], 3, r.ran && !t.fill_seconds.empty()));
+  f = number("decode_ms", decode.median, 2, timed);
+  if (timed) f.md = with_range(decode, decode.median >= 100 ? 0 : 2);
+  row.push_back(f);
+  row.push_back(number("decode_ms_min", decode.min, 2, timed));
+  row.push_back(number("decode_ms_max", decode.max, 2, timed));
+  row.push_back(number("predicted_decode_ms", p.seconds_per_token() * 1e3, 2, r.planned));
+  row.push_back(number("decode_floor_ms", floor_ms, 2, r.planned && floor_ms > 0));
+  row.push_back(number("x_floor", timed && floor_ms > 0 ? decode.median / floor_ms : 0, 2, timed && floor_ms > 0));
+  row.push_back(bytes_field("gpu_peak_bytes", peak, r.ran));
+  row.push_back({"gpu_peak_source", std::string(driver ? "driver" : "accounted"), ""});
+  row.push_back(bytes_field("predicted_gpu_bytes", p.gpu_total, r.planned));
+  row.push_back(bytes_field("host_pinned_bytes", r.host_pinned, r.ran));
+  row.push_back(bytes_field("predicted_host_bytes", p.host_bytes, r.planned));
+  row.push_back(bytes_field("h2d_per_token_bytes", h2d_tok, timed));
+  row.push_back(bytes_field("d2h_per_token_bytes", d2h_tok, timed));
+  row.push_back(bytes_field("predicted_h2d_per_token_bytes", p.h2d_per_token, r.planned));
+  row.push_back(number("link_gbs", timed ? static_cast<double>(h2d_tok) / (decode.median * 1e-3) / 1e9 : 0, 2, timed));
+  row.push_back(number("plan_link_gbs", p.in.speeds.link_gbs, 2, r.planned));
+  row.push_back(number("measured_h2d_gbs", s.h2d_gbs, 2));
+  row.push_back(number("measured_d2d_gbs", s.d2d_gbs, 2));
+  row.push_back(bytes_field("weight_read_bytes", weights));
+  row.push_back(bytes_field("resident_kv_bytes", resident_kv, r.planned));
+  row.push_back(bytes_field("offloaded_kv_bytes", offloaded_kv, r.planned));
+  row.push_back(number("setup_s", r.setup_seconds, 2, r.ran));
+  if (c.profile) {
+    const BenchProfile& pr = t.profile;
+    const double wall = pr.wall_seconds;
+    auto pct = [&](double sec) { return wall > 0 ? 100.0 * sec / wall : 0.0; };
+    row.push_back(number("profile_prefill_s", wall, 3, pr.ran));
+    for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) {
+      const std::string name = phase_name(ph);
+      row.push_back(number(name + "_s", pr.phases.of(ph), 3, pr.ran));
+      row.push_back(number(name + "_pct", pct(pr.phases.of(ph)), 1, pr.ran));
+      Field calls{name + "_calls", kNone, ""};
+      if (pr.ran) calls.value = pr.phases.calls_of(ph);
+      row.push_back(calls);
+    }
+    row.push_back(number("unattributed_pct", pct(wall - pr.phases.total()), 1, pr.ran));
+  }
+  return row;
+}
+
+}  // namespace headinfer::cli
