@@ -29,7 +29,12 @@ KvStore::KvStore(Backend& backend, const ModelConfig& cfg, DType kv_dtype, const
   }
   if (block_bytes > 0) pool_ = std::make_unique<HostPool>(backend_, block_bytes, schedule_.host_chunk_bytes);
   allocate_device(slabs_, capacity);
-  if (pool_) pool_->grow_to(blocks_for(capacity));
+  try {
+    if (pool_) pool_->grow_to(blocks_for(capacity));
+  } catch (...) {  // no destructor runs for a half-made store
+    release_device(slabs_);
+    throw;
+  }
   capacity_ = capacity;
 }
 

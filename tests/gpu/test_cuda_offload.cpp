@@ -395,6 +395,59 @@ TEST(CudaOffloadBudget, PinnedPoolIsReusedAcrossRequestsAndNotLeaked) {
   EXPECT_EQ(pinned_live(*be), 0);
 }
 
+// Pinning fails (injected: the driver's refusal past HEADINFER_PINNED_LIMIT bytes):
+// the executor's construction ends in one clear Error, nothing stays pinned, and the
+// same backend then serves a request.
+TEST(CudaOffloadBudget, PinnedAllocationFailureIsACleanError) {
+  HI_REQUIRE_GPU();
+  const LoadedModel m = load_model("synthetic:tiny-mqa");
+  setenv("HEADINFER_PINNED_LIMIT", "4KiB", 1);
+  auto be = gpu();
+  unsetenv("HEADINFER_PINNED_LIMIT");
+  ExecutorOptions eo;
+  eo.max_chunk = 16;
+  eo.capacity = 4096;
+  eo.schedule = KvSchedule::all_resident(m.config, DType::F32);
+  eo.schedule.block_tokens = 64;
+  for (Home& h : eo.schedule.homes) h = Home::Host;
+  eo.schedule.buffer_bytes = 2 * 64 * static_cast<int64_t>(kv_row_bytes(m.config, DType::F32)) * m.config.n_kv_heads;
+  try {
+    Executor exec(*be, m, eo);
+    ADD_FAILURE() << "an executor whose host pool cannot be pinned was made";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot pin"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(pinned_live(*be), 0);
+  eo.schedule = KvSchedule::all_resident(m.config, DType::F32);
+  Executor exec(*be, m, eo);
+  const auto prompt = prompt_for(20, m.config.vocab_size, 3);
+  EXPECT_EQ(exec.forward(prompt.data(), 16).size(), static_cast<size_t>(m.config.vocab_size));
+}
+
+// Large host blocks are mapped in huge pages and registered rather than allocated by
+// the driver: they must behave the same under async copies, and go back when freed.
+TEST(CudaStreams, LargePinnedBlocksCopyBothWays) {
+  HI_REQUIRE_GPU();
+  auto be = gpu();
+  const size_t n = size_t{96} << 20;
+  auto* h = static_cast<uint8_t*>(be->alloc_host(n));
+  auto* back = static_cast<uint8_t*>(be->alloc_host(n));
+  auto* d = static_cast<uint8_t*>(be->alloc(n));
+  for (size_t i = 0; i < n; i += 4093) h[i] = static_cast<uint8_t>(i * 13 + 5);
+  be->copy_h2d_async(d, h, n);
+  Event up = be->create_event();
+  be->record(up, Stream::H2D);
+  be->wait(Stream::D2H, up);
+  be->copy_d2h_async(back, d, n);
+  be->synchronize();
+  EXPECT_EQ(0, std::memcmp(h, back, n));
+  be->destroy_event(up);
+  be->free(d);
+  be->free_host(h);
+  be->free_host(back);
+  EXPECT_EQ(pinned_live(*be), 0);
+}
+
 // Events and copies: a wait on an event never recorded is no wait; 2-D copies move
 // strided rows both ways.
 TEST(CudaStreams, EventsOrderCopiesAndTwoDimensionalCopiesKeepPitches) {
