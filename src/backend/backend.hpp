@@ -47,6 +47,22 @@ struct AttnArgs {
   int64_t out_stride = 0;
   float* lse = nullptr;       // optional: [n_q * n_qh], natural log of the softmax denominator
                               // (-inf where every key was masked)
+
+  // Split mode (split_keys > 0; decode): the keys are cut at absolute positions that
+  // are multiples of split_keys, and split s (positions [s * split_keys, (s + 1) *
+  // split_keys)) writes its own result, normalised over its keys, to slot s:
+  //   part_o[s * part_o_slot_stride + t * out_stride + h * head_dim + d]
+  //   part_lse[s * part_lse_slot_stride + t * n_qh + h]
+  // (out and lse are not written; combine_attention merges the slots). The pieces
+  // must be contiguous in position, the first starting on a multiple of split_keys.
+  // A split's key tiles start at the split's start and at every piece start inside
+  // it, nowhere else: two calls whose pieces have the same boundaries inside a split
+  // give that split the same bits, however the rest of their keys are cut.
+  int64_t split_keys = 0;
+  float* part_o = nullptr;
+  int64_t part_o_slot_stride = 0;
+  float* part_lse = nullptr;
+  int64_t part_lse_slot_stride = 0;
 };
 
 struct RopeArgs {
@@ -108,6 +124,13 @@ class Backend {
   // (o_b, lse_b) -> (o_a, lse_a). Rows of head_dim floats with the given strides.
   virtual void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                                int head_dim, int64_t stride_a, int64_t stride_b) = 0;
+  // Merges n_slots partial results over disjoint keys (each normalised over its keys,
+  // with its log-sum-exp), rows r = t * n_qh + h: part_o[slot][r][head_dim] and
+  // part_lse[slot][r] -> out[t * out_stride + h * head_dim + d] and lse[r] (optional).
+  // A slot with lse -inf adds nothing. The arithmetic depends only on the slots'
+  // values and their order, so equal slots give equal bits.
+  virtual void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,
+                                 int head_dim, float* out, int64_t out_stride, float* lse) = 0;
   // out = silu(gate) * up
   virtual void swiglu(const float* gate, const float* up, int64_t n, float* out) = 0;
   // x += y

@@ -40,6 +40,12 @@ std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_ch
   return {c * qpk * cfg.head_dim, c * cfg.n_heads, c * qpk};
 }
 
+std::vector<int64_t> decode_partials_floats(const ModelConfig& cfg, int64_t capacity, int64_t block_tokens) {
+  const int64_t split = decode_split_tokens(capacity, block_tokens);
+  const int64_t slots = (capacity + split - 1) / split;
+  return {slots * cfg.n_heads * cfg.head_dim, slots * cfg.n_heads};
+}
+
 int64_t staging_bytes(const ModelConfig& cfg, DType kv_dtype, int max_host_heads, int max_chunk) {
   return 2 * int64_t{max_host_heads} * max_chunk * static_cast<int64_t>(kv_row_bytes(cfg, kv_dtype));
 }
@@ -59,6 +65,7 @@ DeviceFootprint engine_footprint(const ModelConfig& cfg, DType kv_dtype, const K
   }
   for (int64_t n : activation_floats(cfg, max_chunk, mlp_chunk)) f.activations += alloc_rounded(n * 4);
   for (int64_t n : attention_scratch_floats(cfg, max_chunk)) f.activations += alloc_rounded(n * 4);
+  for (int64_t n : decode_partials_floats(cfg, capacity, s.block_tokens)) f.activations += alloc_rounded(n * 4);
   f.activations += alloc_rounded(int64_t{4} * max_chunk);  // token ids
   return f;
 }

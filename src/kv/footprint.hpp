@@ -33,6 +33,10 @@ int default_mlp_chunk(int max_chunk);
 std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, int mlp_chunk);
 // Attention scratch in floats: one block's output, accumulated log-sum-exp, one block's log-sum-exp.
 std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk);
+// Decode attention partials in floats: outputs [slots][n_heads][head_dim], then
+// log-sum-exps [slots][n_heads], for every split of a capacity-token context
+// (decode_split_tokens).
+std::vector<int64_t> decode_partials_floats(const ModelConfig& cfg, int64_t capacity, int64_t block_tokens);
 // The chunk's new K/V of the offloaded heads of a layer, before they go to the host.
 int64_t staging_bytes(const ModelConfig& cfg, DType kv_dtype, int max_host_heads, int max_chunk);
 
@@ -41,7 +45,7 @@ struct DeviceFootprint {
   int64_t resident_kv = 0;
   int64_t buffers = 0;      // ping-pong buffers
   int64_t staging = 0;      // two staging buffers (layers alternate)
-  int64_t activations = 0;  // activations, attention scratch, token ids
+  int64_t activations = 0;  // activations, attention scratch and decode partials, token ids
   int64_t total() const { return weights + resident_kv + buffers + staging + activations; }
 };
 

@@ -81,6 +81,10 @@ class DropWaits final : public Backend {
                        int64_t sb) override {
     b_.merge_attention(oa, la, ob, lb, nq, nqh, hd, sa, sb);
   }
+  void combine_attention(const float* po, const float* pl, int ns, int nq, int nqh, int hd, float* out, int64_t os,
+                         float* lse) override {
+    b_.combine_attention(po, pl, ns, nq, nqh, hd, out, os, lse);
+  }
   void swiglu(const float* g, const float* u, int64_t n, float* out) override { b_.swiglu(g, u, n, out); }
   void add(float* x, const float* y, int64_t n) override { b_.add(x, y, n); }
   void store_kv(const float* s, int64_t st, int n, int hd, DType dt, void* d) override {

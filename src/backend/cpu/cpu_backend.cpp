@@ -127,6 +127,11 @@ class CpuBackend final : public Backend {
     cpu_merge_attention(o_a, lse_a, o_b, lse_b, n_q, n_qh, head_dim, stride_a, stride_b);
   }
 
+  void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh, int head_dim,
+                         float* out, int64_t out_stride, float* lse) override {
+    cpu_combine_attention(pool_, part_o, part_lse, n_slots, n_q, n_qh, head_dim, out, out_stride, lse);
+  }
+
   void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
     auto body = [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
