@@ -137,6 +137,12 @@ class Backend {
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // Converts f32 rows into KV dtype rows at dst (a slab or buffer).
   virtual void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) = 0;
+  // store_kv of the K and V rows of n_heads KV heads in one op (a layer's new tokens):
+  // head i's n rows start at k + i * head_dim and v + i * head_dim (row stride
+  // src_stride) and go to dst_k[i] and dst_v[i]. The pointer arrays are host memory,
+  // read before the call returns.
+  virtual void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                              DType kv_dtype, void* const* dst_k, void* const* dst_v) = 0;
   // Waits for all work on every stream.
   virtual void synchronize() = 0;
 

@@ -16,6 +16,8 @@ LayerAttention::LayerAttention(Backend& backend, KvStore& kv, const ModelConfig&
     out_tmp_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[0]) * sizeof(float)));
     lse_acc_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[1]) * sizeof(float)));
     lse_tmp_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[2]) * sizeof(float)));
+    store_k_.assign(static_cast<size_t>(cfg_.n_kv_heads), nullptr);
+    store_v_.assign(static_cast<size_t>(cfg_.n_kv_heads), nullptr);
     split_ = decode_split_tokens(kv_.capacity(), B_);
     alloc_partials((kv_.capacity() + split_ - 1) / split_);
     if (kv_.max_host_heads() > 0) {
@@ -147,13 +149,15 @@ void LayerAttention::store_new_kv(int layer, const LayerQkv& io) {
   uint8_t* stg = static_cast<uint8_t*>(staging_[s]);
   const size_t side = row_ * static_cast<size_t>(n_);  // one head's K (or V) rows of the chunk
   if (H > 0) be_.wait(Stream::Compute, appended_[s]);
+  // Every head's rows in one op: resident heads into their slab, offloaded ones into
+  // the staging area.
   for (int h = 0; h < cfg_.n_kv_heads; ++h) {
     const Slab& sl = kv_.slab(layer, h);
-    void* dk = sl.home == Home::Device ? kv_.k_at(layer, h, pos0_) : stg + 2 * sl.host_index * side;
-    void* dv = sl.home == Home::Device ? kv_.v_at(layer, h, pos0_) : stg + (2 * sl.host_index + 1) * side;
-    be_.store_kv(io.k + static_cast<int64_t>(h) * hd, kv_w, n_, hd, kv_.kv_dtype(), dk);
-    be_.store_kv(io.v + static_cast<int64_t>(h) * hd, kv_w, n_, hd, kv_.kv_dtype(), dv);
+    const size_t i = static_cast<size_t>(h);
+    store_k_[i] = sl.home == Home::Device ? kv_.k_at(layer, h, pos0_) : stg + 2 * sl.host_index * side;
+    store_v_[i] = sl.home == Home::Device ? kv_.v_at(layer, h, pos0_) : stg + (2 * sl.host_index + 1) * side;
   }
+  be_.store_kv_heads(io.k, io.v, kv_w, n_, cfg_.n_kv_heads, hd, kv_.kv_dtype(), store_k_.data(), store_v_.data());
   if (H == 0) return;
   be_.record(staged_[s], Stream::Compute);
   be_.wait(Stream::D2H, staged_[s]);

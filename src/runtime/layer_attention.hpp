@@ -97,6 +97,7 @@ class LayerAttention {
   int64_t part_slots_ = 0;  // slots the buffers hold
   float *part_o_ = nullptr, *part_lse_ = nullptr;
   AttnArgs decode_args_;  // reused: its piece list keeps its capacity
+  std::vector<void*> store_k_, store_v_;  // per KV head: where its new rows go
   std::vector<Event*> all_events_;
 
   int64_t pos0_ = 0;

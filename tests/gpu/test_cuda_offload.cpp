@@ -90,6 +90,10 @@ class DropWaits final : public Backend {
   void store_kv(const float* s, int64_t st, int n, int hd, DType dt, void* d) override {
     b_.store_kv(s, st, n, hd, dt, d);
   }
+  void store_kv_heads(const float* k, const float* v, int64_t st, int n, int nh, int hd, DType dt, void* const* dk,
+                      void* const* dv) override {
+    b_.store_kv_heads(k, v, st, n, nh, hd, dt, dk, dv);
+  }
   void synchronize() override { b_.synchronize(); }
   void* alloc_host(size_t n) override { return b_.alloc_host(n); }
   void free_host(void* p) override { b_.free_host(p); }

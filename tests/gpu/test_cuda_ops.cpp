@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gpu/cuda_test_util.hpp"
@@ -323,6 +324,45 @@ TEST(CudaOps, StoreKvIsBitExact) {
     std::vector<uint8_t> cpu_bytes(want.size(), 0xff);
     cpu().store_kv(src.data(), stride, n, hd, dt, cpu_bytes.data());
     EXPECT_TRUE(cpu_bytes == got) << "bytes differing from the CPU backend's store_kv";
+  }
+}
+
+// A layer's new K/V of every head in one launch, into separate destinations: the
+// bytes the CPU backend's per-head store_kv writes. 70 heads: two launches of up to 64.
+TEST(CudaOps, StoreKvHeadsMatchesPerHeadStores) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(12);
+  for (const int n_heads : {1, 8, 70}) {
+    for (const int n : {1, 37}) {
+      const int hd = 64;
+      const int64_t stride = 3 * int64_t{n_heads} * hd;  // fused [q | k | v] rows: K and V are a third each
+      std::vector<float> src = randn(static_cast<size_t>(n * stride), rng);
+      for (DType dt : kWeightTypes) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " heads " + std::to_string(n_heads) + " rows " + std::to_string(n));
+        const size_t side = dtype_bytes(dt, int64_t{n} * hd);
+        DevBuf dsrc = to_device(src);
+        DevBuf dst = to_device(std::vector<uint8_t>(2 * side * static_cast<size_t>(n_heads), 0xff));
+        std::vector<void*> dk, dv;
+        for (int h = 0; h < n_heads; ++h) {
+          // Heads in reverse order: destinations need not follow the source order.
+          uint8_t* base = static_cast<uint8_t*>(dst.get()) + 2 * side * static_cast<size_t>(n_heads - 1 - h);
+          dk.push_back(base);
+          dv.push_back(base + side);
+        }
+        const float* k = dsrc.f() + int64_t{n_heads} * hd;
+        gpu().store_kv_heads(k, k + int64_t{n_heads} * hd, stride, n, n_heads, hd, dt, dk.data(), dv.data());
+        std::vector<uint8_t> got(dst.bytes());
+        gpu().download(got.data(), dst.get(), got.size());
+        std::vector<uint8_t> want(got.size(), 0xff);
+        const float* hk = src.data() + int64_t{n_heads} * hd;
+        for (int h = 0; h < n_heads; ++h) {
+          uint8_t* base = want.data() + 2 * side * static_cast<size_t>(n_heads - 1 - h);
+          cpu().store_kv(hk + int64_t{h} * hd, stride, n, hd, dt, base);
+          cpu().store_kv(hk + int64_t{n_heads + h} * hd, stride, n, hd, dt, base + side);
+        }
+        EXPECT_TRUE(want == got) << "bytes differing from the CPU backend's per-head store_kv";
+      }
+    }
   }
 }
 

@@ -170,6 +170,14 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                      DType kv_dtype, void* const* dst_k, void* const* dst_v) override {
+    for (int i = 0; i < n_heads; ++i) {
+      store_kv(k + static_cast<int64_t>(i) * head_dim, src_stride, n, head_dim, kv_dtype, dst_k[i]);
+      store_kv(v + static_cast<int64_t>(i) * head_dim, src_stride, n, head_dim, kv_dtype, dst_v[i]);
+    }
+  }
+
   void synchronize() override { streams_.drain(); }
 
   void* alloc_host(size_t bytes) override { return Backend::alloc_host(bytes); }

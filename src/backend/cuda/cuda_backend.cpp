@@ -263,6 +263,12 @@ class CudaBackend final : public Backend {
     cuda::launch_store_kv(src, src_stride, n, head_dim, kv_dtype, dst, stream_);
   }
 
+  void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                      DType kv_dtype, void* const* dst_k, void* const* dst_v) override {
+    use();
+    cuda::launch_store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v, stream_);
+  }
+
   void synchronize() override {
     use();
     copies_->synchronize_all();

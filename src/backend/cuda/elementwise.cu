@@ -42,6 +42,28 @@ __global__ void store_kv_kernel(const float* __restrict__ src, int64_t src_strid
   }
 }
 
+// Destinations of up to kStoreKvHeads heads, passed by value (kernel parameter
+// space), so a layer's store needs no device-side pointer table.
+struct KvHeadDsts {
+  void* k[kStoreKvHeads];
+  void* v[kStoreKvHeads];
+};
+
+// blockIdx.y = 2 * head + (0: K, 1: V); the x dimension strides over the head's rows.
+template <typename T>
+__global__ void store_kv_heads_kernel(const float* __restrict__ k, const float* __restrict__ v, int64_t src_stride,
+                                      int n, int head_dim, KvHeadDsts dst) {
+  const int head = blockIdx.y >> 1, side = blockIdx.y & 1;
+  const float* src = (side ? v : k) + static_cast<int64_t>(head) * head_dim;
+  T* out = static_cast<T*>(side ? dst.v[head] : dst.k[head]);
+  const int64_t total = static_cast<int64_t>(n) * head_dim;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / head_dim, col = i % head_dim;
+    out[i] = from_f32<T>(src[row * src_stride + col]);
+  }
+}
+
 template <typename T>
 __global__ void convert_kernel(const float* __restrict__ x, int64_t n, T* __restrict__ dst) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -91,6 +113,33 @@ void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, 
     default: HI_FAIL("cuda store_kv: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
   }
   HI_CUDA_CHECK_LAUNCH("store_kv_kernel");
+}
+
+void launch_store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                           DType dt, void* const* dst_k, void* const* dst_v, cudaStream_t s) {
+  const int64_t total = static_cast<int64_t>(n) * head_dim;
+  if (total <= 0 || n_heads <= 0) return;
+  for (int h0 = 0; h0 < n_heads; h0 += kStoreKvHeads) {
+    const int heads = n_heads - h0 < kStoreKvHeads ? n_heads - h0 : kStoreKvHeads;
+    KvHeadDsts d{};
+    for (int i = 0; i < heads; ++i) {
+      d.k[i] = dst_k[h0 + i];
+      d.v[i] = dst_v[h0 + i];
+    }
+    const float* kh = k + static_cast<int64_t>(h0) * head_dim;
+    const float* vh = v + static_cast<int64_t>(h0) * head_dim;
+    // Enough blocks per head to cover a chunk's rows; one per head in decode.
+    const dim3 grid(grid_for(total, kBlock), 2 * heads);
+    switch (dt) {
+      case DType::F32: store_kv_heads_kernel<float><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d); break;
+      case DType::F16: store_kv_heads_kernel<__half><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d); break;
+      case DType::BF16:
+        store_kv_heads_kernel<__nv_bfloat16><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d);
+        break;
+      default: HI_FAIL("cuda store_kv_heads: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
+    }
+    HI_CUDA_CHECK_LAUNCH("store_kv_heads_kernel");
+  }
 }
 
 void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStream_t s) {

@@ -24,6 +24,11 @@ void launch_swiglu(const float* gate, const float* up, int64_t n, float* out, cu
 void launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
 // n rows of head_dim floats (row stride src_stride) -> contiguous rows of dt
 void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType dt, void* dst, cudaStream_t s);
+// store_kv of n_heads heads in one launch: head i's rows at k / v + i * head_dim ->
+// dst_k[i] / dst_v[i] (host arrays; passed by value to the kernel in groups of kStoreKvHeads)
+constexpr int kStoreKvHeads = 64;
+void launch_store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                           DType dt, void* const* dst_k, void* const* dst_v, cudaStream_t s);
 // contiguous f32 -> F16 / BF16 (round to nearest even)
 void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStream_t s);
 // out[i, j] = bias[j] for i < n, j < cols
