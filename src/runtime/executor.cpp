@@ -36,6 +36,8 @@ Executor::Executor(Backend& backend, const LoadedModel& model, const ExecutorOpt
     attn_ = std::make_unique<LayerAttention>(be_, *kv_, cfg_, opts_.max_chunk);
     for (int64_t n : activation_floats(cfg_, opts_.max_chunk, opts_.mlp_chunk))
       bufs_.push_back(static_cast<float*>(be_.alloc(static_cast<size_t>(n) * sizeof(float))));
+    // The token ids of a forward (the footprint's 4 * max_chunk bytes), kept for its life.
+    ids_ = static_cast<int32_t*>(be_.alloc(sizeof(int32_t) * static_cast<size_t>(opts_.max_chunk)));
   } catch (...) {
     release();
     throw;
@@ -48,6 +50,8 @@ void Executor::release() {
   kv_.reset();
   for (float* p : bufs_) be_.free(p);
   bufs_.clear();
+  if (ids_) be_.free(ids_);
+  ids_ = nullptr;
   keep_alive_.clear();
 }
 
@@ -98,16 +102,8 @@ const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {
   for (int i = 0; i < n; ++i)
     HI_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size,
              "token id " << tokens[i] << " is outside the vocabulary (0.." << cfg_.vocab_size - 1 << ")");
-  std::vector<int32_t> ids(tokens, tokens + n);
-  int32_t* dev_ids = static_cast<int32_t*>(be_.alloc(sizeof(int32_t) * n));
-  be_.upload(dev_ids, ids.data(), sizeof(int32_t) * n);
-  try {
-    be_.embed(dev_ids, n, tok_embd_, buf(kX));
-  } catch (...) {
-    be_.free(dev_ids);
-    throw;
-  }
-  be_.free(dev_ids);
+  be_.upload(ids_, tokens, sizeof(int32_t) * static_cast<size_t>(n));
+  be_.embed(ids_, n, tok_embd_, buf(kX));
   attn_->begin(pos0, n);
   for (size_t l = 0; l < layers_.size(); ++l) run_layer(layers_[l], static_cast<int>(l), n, pos0, inv_freq_);
   attn_->end();

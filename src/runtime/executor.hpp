@@ -62,6 +62,7 @@ class Executor {
   std::unique_ptr<LayerAttention> attn_;
   // Activation buffers (kv/footprint.hpp): x, h, q, k, v, attn, gate, up, tmp, logits
   std::vector<float*> bufs_;
+  int32_t* ids_ = nullptr;  // device copy of a forward's token ids (max_chunk)
   std::vector<float> logits_;
   std::vector<double> inv_freq_;
   int64_t inv_freq_len_ = -1;
