@@ -117,6 +117,9 @@ class Backend {
   virtual void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) = 0;
   // out[n, W.rows] = x[n, W.cols] @ W^T (+ bias)
   virtual void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) = 0;
+  // The same with input rows x_stride floats apart (x_stride >= W.cols; x[t * x_stride + k]):
+  // the numbers of matmul on the packed rows.
+  virtual void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) = 0;
   // rotate-half RoPE in place
   virtual void rope(const RopeArgs& a) = 0;
   virtual void attention(const AttnArgs& a) = 0;
@@ -131,8 +134,10 @@ class Backend {
   // values and their order, so equal slots give equal bits.
   virtual void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,
                                  int head_dim, float* out, int64_t out_stride, float* lse) = 0;
-  // out = silu(gate) * up
-  virtual void swiglu(const float* gate, const float* up, int64_t n, float* out) = 0;
+  // out[r * out_stride + i] = silu(gate[r * in_stride + i]) * up[r * in_stride + i] for
+  // r < rows, i < cols (gate and up: halves of fused rows, say); out may be gate.
+  virtual void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+                      int64_t out_stride) = 0;
   // x += y
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // Converts f32 rows into KV dtype rows at dst (a slab or buffer).

@@ -23,13 +23,15 @@ inline int64_t alloc_rounded(int64_t bytes) {
   return b >= (int64_t{1} << 20) ? (b + kPage - 1) / kPage * kPage : (b + 255) / 256 * 256;
 }
 
-// Weights as the backends prepare them (Q8_0 becomes F32; tied tensors once).
+// Weights as the Executor holds them on the device (Q8_0 becomes F32; tied tensors
+// once; Q/K/V and gate/up as one fused matrix each, model/fused_weights.hpp).
 int64_t prepared_weight_bytes(const ModelWeights& w);
 
 // MLP rows per pass: bounds the three ffn-wide intermediates, whatever the chunk.
 int default_mlp_chunk(int max_chunk);
 
-// Executor activations in floats, in this order: x, h, q, k, v, attn, gate, up, tmp, logits.
+// Executor activations in floats, in this order: x, h, qkv (fused [q | k | v] rows), attn,
+// gate_up ([gate | up] rows of the MLP pass), tmp, logits.
 std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, int mlp_chunk);
 // Attention scratch in floats: one block's output, accumulated log-sum-exp, one block's log-sum-exp.
 std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk);

@@ -143,7 +143,6 @@ void LayerAttention::issue_through(size_t fill) {
 
 void LayerAttention::store_new_kv(int layer, const LayerQkv& io) {
   const int hd = cfg_.head_dim;
-  const int64_t kv_w = int64_t{cfg_.n_kv_heads} * hd;
   const int H = kv_.host_heads(layer);
   const int s = layer % 2;
   uint8_t* stg = static_cast<uint8_t*>(staging_[s]);
@@ -157,7 +156,7 @@ void LayerAttention::store_new_kv(int layer, const LayerQkv& io) {
     store_k_[i] = sl.home == Home::Device ? kv_.k_at(layer, h, pos0_) : stg + 2 * sl.host_index * side;
     store_v_[i] = sl.home == Home::Device ? kv_.v_at(layer, h, pos0_) : stg + (2 * sl.host_index + 1) * side;
   }
-  be_.store_kv_heads(io.k, io.v, kv_w, n_, cfg_.n_kv_heads, hd, kv_.kv_dtype(), store_k_.data(), store_v_.data());
+  be_.store_kv_heads(io.k, io.v, io.stride, n_, cfg_.n_kv_heads, hd, kv_.kv_dtype(), store_k_.data(), store_v_.data());
   if (H == 0) return;
   be_.record(staged_[s], Stream::Compute);
   be_.wait(Stream::D2H, staged_[s]);
@@ -188,7 +187,7 @@ void LayerAttention::attend(int head, AttnArgs& a, bool first, const LayerQkv& i
   const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
   const int64_t q_w = int64_t{cfg_.n_heads} * hd;
   a.q = io.q + static_cast<int64_t>(head) * qpk * hd;
-  a.q_stride = q_w;
+  a.q_stride = io.stride;
   a.n_q = n_;
   a.n_qh = qpk;
   a.head_dim = hd;
@@ -232,7 +231,7 @@ AttnArgs& LayerAttention::decode_args(int head, const LayerQkv& io) {
   AttnArgs& a = decode_args_;
   a.pieces.clear();
   a.q = io.q + static_cast<int64_t>(head) * qpk * hd;
-  a.q_stride = q_w;
+  a.q_stride = io.stride;
   a.n_q = 1;
   a.n_qh = qpk;
   a.head_dim = hd;

@@ -38,12 +38,14 @@ struct TransferStats {
   int64_t h2d_copies = 0, d2h_copies = 0;
 };
 
-// A layer's projections after RoPE, rows of n_heads * head_dim (q, out) or
-// n_kv_heads * head_dim (k, v) floats.
+// A layer's projections after RoPE: token t's q, k and v rows (n_heads * head_dim,
+// n_kv_heads * head_dim and n_kv_heads * head_dim floats) at q, k and v + t * stride
+// (the fused [q | k | v] rows); out rows are n_heads * head_dim floats, packed.
 struct LayerQkv {
   const float* q = nullptr;
   const float* k = nullptr;
   const float* v = nullptr;
+  int64_t stride = 0;
   float* out = nullptr;
 };
 

@@ -75,6 +75,9 @@ class DropWaits final : public Backend {
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
     b_.matmul(x, n, w, bias, out);
   }
+  void matmul_strided(const float* x, int64_t xs, int n, const Mat& w, const Mat* bias, float* out) override {
+    b_.matmul_strided(x, xs, n, w, bias, out);
+  }
   void rope(const RopeArgs& a) override { b_.rope(a); }
   void attention(const AttnArgs& a) override { b_.attention(a); }
   void merge_attention(float* oa, float* la, const float* ob, const float* lb, int nq, int nqh, int hd, int64_t sa,
@@ -85,7 +88,9 @@ class DropWaits final : public Backend {
                          float* lse) override {
     b_.combine_attention(po, pl, ns, nq, nqh, hd, out, os, lse);
   }
-  void swiglu(const float* g, const float* u, int64_t n, float* out) override { b_.swiglu(g, u, n, out); }
+  void swiglu(const float* g, const float* u, int rows, int64_t cols, int64_t is, float* out, int64_t os) override {
+    b_.swiglu(g, u, rows, cols, is, out, os);
+  }
   void add(float* x, const float* y, int64_t n) override { b_.add(x, y, n); }
   void store_kv(const float* s, int64_t st, int n, int hd, DType dt, void* d) override {
     b_.store_kv(s, st, n, hd, dt, d);

@@ -95,6 +95,10 @@ class CpuBackend final : public Backend {
     cpu_matmul(pool_, x, n, w, bias, out);
   }
 
+  void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override {
+    cpu_matmul(pool_, x, n, w, bias, out, x_stride);
+  }
+
   void rope(const RopeArgs& a) override {
     const int half = a.head_dim / 2;
     pool_.parallel_for(a.n_tokens, [&](int64_t b, int64_t e) {
@@ -132,16 +136,19 @@ class CpuBackend final : public Backend {
     cpu_combine_attention(pool_, part_o, part_lse, n_slots, n_q, n_qh, head_dim, out, out_stride, lse);
   }
 
-  void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
-    auto body = [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+              int64_t out_stride) override {
+    auto body = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* g = gate + r * in_stride;
+        const float* u = up + r * in_stride;
+        float* o = out + r * out_stride;
+        for (int64_t i = 0; i < cols; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
       }
     };
     // Waking the pool costs more than a decode step's few thousand elements.
-    if (n < (int64_t{1} << 16)) body(0, n);
-    else pool_.parallel_for(n, body);
+    if (static_cast<int64_t>(rows) * cols < (int64_t{1} << 16)) body(0, rows);
+    else pool_.parallel_for(rows, body);
   }
 
   void add(float* x, const float* y, int64_t n) override {

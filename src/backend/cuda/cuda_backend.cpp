@@ -221,6 +221,11 @@ class CudaBackend final : public Backend {
     gemm_->matmul(x, n, w, bias, out);
   }
 
+  void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override {
+    use();
+    gemm_->matmul(x, n, w, bias, out, x_stride);
+  }
+
   void rope(const RopeArgs& a) override {
     if (a.n_tokens <= 0 || a.n_heads <= 0) return;
     use();
@@ -248,9 +253,10 @@ class CudaBackend final : public Backend {
     cuda::launch_merge_attention(o_a, lse_a, o_b, lse_b, n_q, n_qh, head_dim, stride_a, stride_b, stream_);
   }
 
-  void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
+  void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+              int64_t out_stride) override {
     use();
-    cuda::launch_swiglu(gate, up, n, out, stream_);
+    cuda::launch_swiglu(gate, up, rows, cols, in_stride, out, out_stride, stream_);
   }
 
   void add(float* x, const float* y, int64_t n) override {

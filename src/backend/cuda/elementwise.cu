@@ -7,12 +7,15 @@
 namespace headinfer::cuda {
 namespace {
 
-__global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up, int64_t n,
-                              float* __restrict__ out) {
+// out may alias gate: every element is read before it is written, by one thread.
+__global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, int rows, int64_t cols,
+                              int64_t in_stride, float* out, int64_t out_stride) {
+  const int64_t n = static_cast<int64_t>(rows) * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float g = gate[i];
-    out[i] = g / (1.0f + expf(-g)) * up[i];
+    const int64_t r = i / cols, c = i - r * cols;
+    const float g = gate[r * in_stride + c];
+    out[r * out_stride + c] = g / (1.0f + expf(-g)) * up[r * in_stride + c];
   }
 }
 
@@ -71,6 +74,17 @@ __global__ void convert_kernel(const float* __restrict__ x, int64_t n, T* __rest
     dst[i] = from_f32<T>(x[i]);
 }
 
+template <typename T>
+__global__ void convert_rows_kernel(const float* __restrict__ x, int rows, int64_t cols, int64_t x_stride,
+                                    T* __restrict__ dst) {
+  const int64_t n = static_cast<int64_t>(rows) * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i - r * cols;
+    dst[i] = from_f32<T>(x[r * x_stride + c]);
+  }
+}
+
 __global__ void fill_bias_kernel(float* __restrict__ out, int n, int64_t cols, const void* __restrict__ bias,
                                  DType dt) {
   int64_t total = static_cast<int64_t>(n) * cols;
@@ -83,9 +97,11 @@ constexpr int kBlock = 256;
 
 }  // namespace
 
-void launch_swiglu(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s) {
+void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+                   int64_t out_stride, cudaStream_t s) {
+  const int64_t n = static_cast<int64_t>(rows) * cols;
   if (n <= 0) return;
-  swiglu_kernel<<<grid_for(n, kBlock), kBlock, 0, s>>>(gate, up, n, out);
+  swiglu_kernel<<<grid_for(n, kBlock), kBlock, 0, s>>>(gate, up, rows, cols, in_stride, out, out_stride);
   HI_CUDA_CHECK_LAUNCH("swiglu_kernel");
 }
 
@@ -152,6 +168,24 @@ void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStre
   else
     HI_FAIL("cuda convert: target dtype " << dtype_name(dt) << " is not F16/BF16");
   HI_CUDA_CHECK_LAUNCH("convert_kernel");
+}
+
+void launch_convert_f32_rows(const float* x, int rows, int64_t cols, int64_t x_stride, DType dt, void* dst,
+                             cudaStream_t s) {
+  if (x_stride == cols) {
+    launch_convert_f32(x, static_cast<int64_t>(rows) * cols, dt, dst, s);
+    return;
+  }
+  const int64_t n = static_cast<int64_t>(rows) * cols;
+  if (n <= 0) return;
+  unsigned g = grid_for(n, kBlock);
+  if (dt == DType::BF16)
+    convert_rows_kernel<<<g, kBlock, 0, s>>>(x, rows, cols, x_stride, static_cast<__nv_bfloat16*>(dst));
+  else if (dt == DType::F16)
+    convert_rows_kernel<<<g, kBlock, 0, s>>>(x, rows, cols, x_stride, static_cast<__half*>(dst));
+  else
+    HI_FAIL("cuda convert: target dtype " << dtype_name(dt) << " is not F16/BF16");
+  HI_CUDA_CHECK_LAUNCH("convert_rows_kernel");
 }
 
 void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType dt, cudaStream_t s) {
