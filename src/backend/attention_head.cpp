@@ -16,6 +16,8 @@ AttnArgs attention_head(const AttnArgs& a, int j) {
   h.q = a.q + q_off;
   h.out = a.out + q_off;
   if (a.lse) h.lse = a.lse + j * a.lse_head_stride;
+  if (a.part_o) h.part_o = a.part_o + q_off;
+  if (a.part_lse) h.part_lse = a.part_lse + static_cast<int64_t>(j) * a.n_qh;
   for (KvPiece& p : h.pieces) {
     const size_t kv_off = dtype_bytes(a.kv_dtype, static_cast<int64_t>(j) * p.head_stride);
     p.k = static_cast<const uint8_t*>(p.k) + kv_off;

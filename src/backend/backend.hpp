@@ -53,7 +53,8 @@ struct AttnArgs {
   // Several KV heads in one call (n_kv_heads > 1) mean exactly n_kv_heads calls whose
   // head j has q + j * n_qh * head_dim, out + j * n_qh * head_dim (rows of all heads
   // side by side, strides as above), lse + j * lse_head_stride, and in every piece
-  // K and V at j * head_stride elements further. One call lets a backend fill the
+  // K and V at j * head_stride elements further (in split mode, below: part_o +
+  // j * n_qh * head_dim and part_lse + j * n_qh). One call lets a backend fill the
   // device with every head's work at once.
   int n_kv_heads = 1;
   int64_t lse_head_stride = 0;  // floats
@@ -63,6 +64,22 @@ struct AttnArgs {
   // floats, given by the caller so it is part of the caller's memory plan.
   bool accumulate = false;
   float* scratch = nullptr;
+
+  // Split mode (split_keys > 0; decode): the keys are cut at absolute positions that
+  // are multiples of split_keys, and split s (positions [s * split_keys, (s + 1) *
+  // split_keys)) writes its own result, normalised over its keys, to slot s:
+  //   part_o[s * part_o_slot_stride + t * out_stride + h * head_dim + d]
+  //   part_lse[s * part_lse_slot_stride + t * n_qh + h]
+  // (out and lse are not written; combine_attention merges the slots). The pieces
+  // must be contiguous in position, the first starting on a multiple of split_keys.
+  // A split's key tiles start at the split's start and at every piece start inside
+  // it, nowhere else: two calls whose pieces have the same boundaries inside a split
+  // give that split the same bits, however the rest of their keys are cut.
+  int64_t split_keys = 0;
+  float* part_o = nullptr;
+  int64_t part_o_slot_stride = 0;
+  float* part_lse = nullptr;
+  int64_t part_lse_slot_stride = 0;
 };
 
 // Head j of a several-KV-head call as a call of its own.
@@ -121,6 +138,9 @@ class Backend {
   virtual void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) = 0;
   // out[n, W.rows] = x[n, W.cols] @ W^T (+ bias)
   virtual void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) = 0;
+  // The same with input rows x_stride floats apart (x_stride >= W.cols; x[t * x_stride + k]):
+  // the numbers of matmul on the packed rows.
+  virtual void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) = 0;
   // rotate-half RoPE in place
   virtual void rope(const RopeArgs& a) = 0;
   virtual void attention(const AttnArgs& a) = 0;
@@ -128,12 +148,27 @@ class Backend {
   // (o_b, lse_b) -> (o_a, lse_a). Rows of head_dim floats with the given strides.
   virtual void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                                int head_dim, int64_t stride_a, int64_t stride_b) = 0;
-  // out = silu(gate) * up
-  virtual void swiglu(const float* gate, const float* up, int64_t n, float* out) = 0;
+  // Merges n_slots partial results over disjoint keys (each normalised over its keys,
+  // with its log-sum-exp), rows r = t * n_qh + h: part_o[slot][r][head_dim] and
+  // part_lse[slot][r] -> out[t * out_stride + h * head_dim + d] and lse[r] (optional).
+  // A slot with lse -inf adds nothing. The arithmetic depends only on the slots'
+  // values and their order, so equal slots give equal bits.
+  virtual void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,
+                                 int head_dim, float* out, int64_t out_stride, float* lse) = 0;
+  // out[r * out_stride + i] = silu(gate[r * in_stride + i]) * up[r * in_stride + i] for
+  // r < rows, i < cols (gate and up: halves of fused rows, say); out may be gate.
+  virtual void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+                      int64_t out_stride) = 0;
   // x += y
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // Converts f32 rows into KV dtype rows at dst (a slab or buffer).
   virtual void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) = 0;
+  // store_kv of the K and V rows of n_heads KV heads in one op (a layer's new tokens):
+  // head i's n rows start at k + i * head_dim and v + i * head_dim (row stride
+  // src_stride) and go to dst_k[i] and dst_v[i]. The pointer arrays are host memory,
+  // read before the call returns.
+  virtual void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                              DType kv_dtype, void* const* dst_k, void* const* dst_v) = 0;
   // Waits for all work on every stream.
   virtual void synchronize() = 0;
 

@@ -66,8 +66,26 @@ void ProfilingBackend::merge_attention(float* o_a, float* lse_a, const float* o_
         [&] { inner_.merge_attention(o_a, lse_a, o_b, lse_b, n_q, n_qh, head_dim, stride_a, stride_b); });
 }
 
-void ProfilingBackend::swiglu(const float* gate, const float* up, int64_t n, float* out) {
-  timed(Phase::Other, [&] { inner_.swiglu(gate, up, n, out); });
+void ProfilingBackend::matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias,
+                                      float* out) {
+  timed(Phase::Gemm, [&] { inner_.matmul_strided(x, x_stride, n, w, bias, out); });
+}
+
+void ProfilingBackend::combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,
+                                         int head_dim, float* out, int64_t out_stride, float* lse) {
+  timed(Phase::Attention,
+        [&] { inner_.combine_attention(part_o, part_lse, n_slots, n_q, n_qh, head_dim, out, out_stride, lse); });
+}
+
+void ProfilingBackend::store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads,
+                                      int head_dim, DType kv_dtype, void* const* dst_k, void* const* dst_v) {
+  timed(Phase::Attention,
+        [&] { inner_.store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v); });
+}
+
+void ProfilingBackend::swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride,
+                              float* out, int64_t out_stride) {
+  timed(Phase::Other, [&] { inner_.swiglu(gate, up, rows, cols, in_stride, out, out_stride); });
 }
 
 void ProfilingBackend::add(float* x, const float* y, int64_t n) {

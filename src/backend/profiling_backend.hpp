@@ -61,13 +61,19 @@ class ProfilingBackend final : public Backend {
   void embed(const int32_t* ids, int n, const Mat& table, float* out) override;
   void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) override;
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override;
+  void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override;
   void rope(const RopeArgs& a) override;
   void attention(const AttnArgs& a) override;
   void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                        int head_dim, int64_t stride_a, int64_t stride_b) override;
-  void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
+  void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+              int64_t out_stride) override;
   void add(float* x, const float* y, int64_t n) override;
+  void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh, int head_dim,
+                         float* out, int64_t out_stride, float* lse) override;
   void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override;
+  void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                      DType kv_dtype, void* const* dst_k, void* const* dst_v) override;
   void synchronize() override { inner_.synchronize(); }
 
   void* alloc_host(size_t bytes) override { return inner_.alloc_host(bytes); }

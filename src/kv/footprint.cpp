@@ -4,6 +4,8 @@
 #include <string>
 #include <unordered_set>
 
+#include "model/fused_weights.hpp"
+
 namespace headinfer {
 
 int64_t prepared_weight_bytes(const ModelWeights& w) {
@@ -19,10 +21,14 @@ int64_t prepared_weight_bytes(const ModelWeights& w) {
   visit(w.tok_embd);
   visit(w.out_norm);
   visit(w.lm_head);
-  for (const LayerWeights& l : w.layers)
-    for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.ffn_norm, &l.w_gate,
-                            &l.w_up, &l.w_down})
-      visit(*t);
+  for (const LayerWeights& l : w.layers) {
+    for (const Tensor* t : {&l.attn_norm, &l.wo, &l.ffn_norm, &l.w_down}) visit(*t);
+    // The fused matrices are one allocation each (model/fused_weights.hpp).
+    total += alloc_rounded(static_cast<int64_t>(fused_qkv(l).bytes()));
+    total += alloc_rounded(static_cast<int64_t>(fused_gate_up(l).bytes()));
+    const FusedVector bias = fused_qkv_bias(l);
+    if (bias.any) total += alloc_rounded(static_cast<int64_t>(bias.bytes()));
+  }
   return total;
 }
 
@@ -31,13 +37,19 @@ int default_mlp_chunk(int max_chunk) { return std::min(max_chunk, 2048); }
 std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, int mlp_chunk) {
   const int64_t c = max_chunk, m = mlp_chunk;
   const int64_t q_w = int64_t{cfg.n_heads} * cfg.head_dim, kv_w = int64_t{cfg.n_kv_heads} * cfg.head_dim;
-  return {c * cfg.hidden, c * cfg.hidden, c * q_w,          c * kv_w,         c * kv_w,
-          c * q_w,        m * cfg.ffn_hidden, m * cfg.ffn_hidden, c * cfg.hidden, int64_t{cfg.vocab_size}};
+  return {c * cfg.hidden, c * cfg.hidden, c * (q_w + 2 * kv_w), c * q_w, m * 2 * cfg.ffn_hidden, c * cfg.hidden,
+          int64_t{cfg.vocab_size}};
 }
 
 std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk) {
   const int64_t c = max_chunk, qpk = cfg.q_per_kv();
   return {c * qpk * cfg.head_dim, c * cfg.n_heads, c * qpk};
+}
+
+std::vector<int64_t> decode_partials_floats(const ModelConfig& cfg, int64_t capacity, int64_t block_tokens) {
+  const int64_t split = decode_split_tokens(capacity, block_tokens);
+  const int64_t slots = (capacity + split - 1) / split;
+  return {slots * cfg.n_heads * cfg.head_dim, slots * cfg.n_heads};
 }
 
 int64_t staging_bytes(const ModelConfig& cfg, DType kv_dtype, int max_host_heads, int max_chunk) {
@@ -59,6 +71,7 @@ DeviceFootprint engine_footprint(const ModelConfig& cfg, DType kv_dtype, const K
   }
   for (int64_t n : activation_floats(cfg, max_chunk, mlp_chunk)) f.activations += alloc_rounded(n * 4);
   for (int64_t n : attention_scratch_floats(cfg, max_chunk)) f.activations += alloc_rounded(n * 4);
+  for (int64_t n : decode_partials_floats(cfg, capacity, s.block_tokens)) f.activations += alloc_rounded(n * 4);
   f.activations += alloc_rounded(int64_t{4} * max_chunk);  // token ids
   return f;
 }

@@ -23,16 +23,22 @@ inline int64_t alloc_rounded(int64_t bytes) {
   return b >= (int64_t{1} << 20) ? (b + kPage - 1) / kPage * kPage : (b + 255) / 256 * 256;
 }
 
-// Weights as the backends prepare them (Q8_0 becomes F32; tied tensors once).
+// Weights as the Executor holds them on the device (Q8_0 becomes F32; tied tensors
+// once; Q/K/V and gate/up as one fused matrix each, model/fused_weights.hpp).
 int64_t prepared_weight_bytes(const ModelWeights& w);
 
 // MLP rows per pass: bounds the three ffn-wide intermediates, whatever the chunk.
 int default_mlp_chunk(int max_chunk);
 
-// Executor activations in floats, in this order: x, h, q, k, v, attn, gate, up, tmp, logits.
+// Executor activations in floats, in this order: x, h, qkv (fused [q | k | v] rows), attn,
+// gate_up ([gate | up] rows of the MLP pass), tmp, logits.
 std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, int mlp_chunk);
 // Attention scratch in floats: one block's output, accumulated log-sum-exp, one block's log-sum-exp.
 std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk);
+// Decode attention partials in floats: outputs [slots][n_heads][head_dim], then
+// log-sum-exps [slots][n_heads], for every split of a capacity-token context
+// (decode_split_tokens).
+std::vector<int64_t> decode_partials_floats(const ModelConfig& cfg, int64_t capacity, int64_t block_tokens);
 // The chunk's new K/V of the offloaded heads of a layer, before they go to the host.
 int64_t staging_bytes(const ModelConfig& cfg, DType kv_dtype, int max_host_heads, int max_chunk);
 
@@ -41,7 +47,7 @@ struct DeviceFootprint {
   int64_t resident_kv = 0;
   int64_t buffers = 0;      // ping-pong buffers
   int64_t staging = 0;      // two staging buffers (layers alternate)
-  int64_t activations = 0;  // activations, attention scratch, token ids
+  int64_t activations = 0;  // activations, attention scratch and decode partials, token ids
   int64_t total() const { return weights + resident_kv + buffers + staging + activations; }
 };
 

@@ -12,6 +12,15 @@ int64_t default_block_tokens(size_t row_bytes, int64_t min_copy_bytes) {
   return b;
 }
 
+int64_t decode_split_tokens(int64_t capacity, int64_t block_tokens) {
+  HI_CHECK(block_tokens > 0, "decode splits: block_tokens must be positive, got " << block_tokens);
+  int64_t want = 256;
+  while (want * 512 < capacity) want *= 2;
+  // Splits must tile every block exactly: the largest power of two dividing it.
+  const int64_t block_pow2 = block_tokens & -block_tokens;
+  return std::min(want, block_pow2);
+}
+
 KvSchedule KvSchedule::all_resident(const ModelConfig& cfg, DType kv_dtype) {
   KvSchedule s;
   s.block_tokens = default_block_tokens(kv_row_bytes(cfg, kv_dtype));

@@ -9,7 +9,7 @@
 namespace headinfer {
 namespace {
 
-enum Buf : size_t { kX, kH, kQ, kK, kV, kAttn, kGate, kUp, kTmp, kLast, kNumBufs };
+enum Buf : size_t { kX, kH, kQkv, kAttn, kGateUp, kTmp, kLast, kNumBufs };
 
 }  // namespace
 
@@ -28,14 +28,15 @@ Executor::Executor(Backend& backend, const LoadedModel& model, const ExecutorOpt
     // Tied embeddings are one tensor: prepared (and held on the device) once.
     lm_head_ = w.lm_head.data == w.tok_embd.data ? tok_embd_ : prep(w.lm_head);
     for (const LayerWeights& lw : w.layers) {
-      layers_.push_back(Layer{prep(lw.attn_norm), prep(lw.wq), prep(lw.wk), prep(lw.wv), prep(lw.wo), prep(lw.bq),
-                              prep(lw.bk), prep(lw.bv), prep(lw.ffn_norm), prep(lw.w_gate), prep(lw.w_up),
-                              prep(lw.w_down)});
+      layers_.push_back(Layer{prep(lw.attn_norm), upload_fused(fused_qkv(lw)), upload_fused(fused_qkv_bias(lw)),
+                              prep(lw.wo), prep(lw.ffn_norm), upload_fused(fused_gate_up(lw)), prep(lw.w_down)});
     }
     kv_ = std::make_unique<KvStore>(be_, cfg_, opts_.kv_dtype, opts_.schedule, opts.capacity);
     attn_ = std::make_unique<LayerAttention>(be_, *kv_, cfg_, opts_.max_chunk);
     for (int64_t n : activation_floats(cfg_, opts_.max_chunk, opts_.mlp_chunk))
       bufs_.push_back(static_cast<float*>(be_.alloc(static_cast<size_t>(n) * sizeof(float))));
+    // The token ids of a forward (the footprint's 4 * max_chunk bytes), kept for its life.
+    ids_ = static_cast<int32_t*>(be_.alloc(sizeof(int32_t) * static_cast<size_t>(opts_.max_chunk)));
   } catch (...) {
     release();
     throw;
@@ -43,11 +44,65 @@ Executor::Executor(Backend& backend, const LoadedModel& model, const ExecutorOpt
   logits_.resize(static_cast<size_t>(cfg_.vocab_size));
 }
 
+// The parts go straight from the model's (host) tensors into one device matrix, so
+// no part is ever prepared on its own: the device holds each weight once.
+Mat Executor::upload_fused(const FusedRows& f) {
+  void* d = be_.alloc(f.bytes());
+  fused_.push_back(d);
+  uint8_t* dst = static_cast<uint8_t*>(d);
+  std::vector<float> f32;
+  for (const Tensor* t : f.parts) {
+    HI_CHECK(!t->empty(), "executor: weight " << t->name << " has no data");
+    const size_t n = dtype_bytes(f.dtype, t->numel());
+    if (t->dtype == f.dtype) {
+      be_.upload(dst, t->data, n);
+    } else {  // Q8_0, or dtypes that differ within the group: exactly as f32
+      f32.resize(static_cast<size_t>(t->numel()));
+      to_f32(t->dtype, t->data, f32.data(), t->numel());
+      be_.upload(dst, f32.data(), n);
+    }
+    dst += n;
+  }
+  Mat m;
+  m.dtype = f.dtype;
+  m.data = d;
+  m.rows = f.rows;
+  m.cols = f.cols;
+  return m;
+}
+
+Mat Executor::upload_fused(const FusedVector& v) {
+  if (!v.any) return Mat{};
+  std::vector<float> host(static_cast<size_t>(v.length), 0.f);
+  size_t off = 0;
+  for (size_t i = 0; i < v.parts.size(); ++i) {
+    const Tensor& t = *v.parts[i];
+    if (!t.shape.empty()) {
+      HI_CHECK(!t.empty(), "executor: bias " << t.name << " has no data");
+      to_f32(t.dtype, t.data, host.data() + off, t.numel());
+    }
+    off += static_cast<size_t>(v.lengths[i]);
+  }
+  void* d = be_.alloc(v.bytes());
+  fused_.push_back(d);
+  be_.upload(d, host.data(), v.bytes());
+  Mat m;
+  m.dtype = DType::F32;
+  m.data = d;
+  m.rows = 1;
+  m.cols = v.length;
+  return m;
+}
+
 void Executor::release() {
   attn_.reset();
   kv_.reset();
   for (float* p : bufs_) be_.free(p);
   bufs_.clear();
+  for (void* p : fused_) be_.free(p);
+  fused_.clear();
+  if (ids_) be_.free(ids_);
+  ids_ = nullptr;
   keep_alive_.clear();
 }
 
@@ -55,30 +110,32 @@ Executor::~Executor() { release(); }
 
 void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq) {
   const int hd = cfg_.head_dim;
-  const int q_w = cfg_.n_heads * hd, kv_w = cfg_.n_kv_heads * hd;
-  float *x = buf(kX), *h = buf(kH), *q = buf(kQ), *k = buf(kK), *v = buf(kV), *attn = buf(kAttn);
+  const int64_t q_w = int64_t{cfg_.n_heads} * hd, kv_w = int64_t{cfg_.n_kv_heads} * hd;
+  const int64_t qkv_w = q_w + 2 * kv_w;  // a row of the fused projection: [q | k | v]
+  float *x = buf(kX), *h = buf(kH), *qkv = buf(kQkv), *attn = buf(kAttn);
 
   be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
-  be_.matmul(h, n, L.wq, L.bq.empty() ? nullptr : &L.bq, q);
-  be_.matmul(h, n, L.wk, L.bk.empty() ? nullptr : &L.bk, k);
-  be_.matmul(h, n, L.wv, L.bv.empty() ? nullptr : &L.bv, v);
-  be_.rope(RopeArgs{q, q_w, n, cfg_.n_heads, hd, pos0, inv_freq.data()});
-  be_.rope(RopeArgs{k, kv_w, n, cfg_.n_kv_heads, hd, pos0, inv_freq.data()});
+  be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
+  // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row.
+  be_.rope(RopeArgs{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()});
 
-  attn_->run(layer, LayerQkv{q, k, v, attn});
+  attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn});
 
   be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
   be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
   be_.rmsnorm(x, L.ffn_norm, cfg_.rms_eps, n, h);
   // The ffn-wide intermediates exist for mlp_chunk rows at a time; every output
   // row is computed alone, so the passes change no value.
+  // Rows of [gate | up]; SwiGLU writes over the gate half, which the down projection
+  // then reads as rows 2 * ffn apart.
+  const int64_t ffn = cfg_.ffn_hidden;
+  float* gu = buf(kGateUp);
   for (int r0 = 0; r0 < n; r0 += opts_.mlp_chunk) {
     const int m = std::min(opts_.mlp_chunk, n - r0);
     const float* hr = h + static_cast<int64_t>(r0) * cfg_.hidden;
-    be_.matmul(hr, m, L.w_gate, nullptr, buf(kGate));
-    be_.matmul(hr, m, L.w_up, nullptr, buf(kUp));
-    be_.swiglu(buf(kGate), buf(kUp), static_cast<int64_t>(m) * cfg_.ffn_hidden, buf(kGate));
-    be_.matmul(buf(kGate), m, L.w_down, nullptr, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
+    be_.matmul(hr, m, L.w_gate_up, nullptr, gu);
+    be_.swiglu(gu, gu + ffn, m, ffn, 2 * ffn, gu, 2 * ffn);
+    be_.matmul_strided(gu, 2 * ffn, m, L.w_down, nullptr, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
   }
   be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
 }
@@ -98,16 +155,8 @@ const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {
   for (int i = 0; i < n; ++i)
     HI_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size,
              "token id " << tokens[i] << " is outside the vocabulary (0.." << cfg_.vocab_size - 1 << ")");
-  std::vector<int32_t> ids(tokens, tokens + n);
-  int32_t* dev_ids = static_cast<int32_t*>(be_.alloc(sizeof(int32_t) * n));
-  be_.upload(dev_ids, ids.data(), sizeof(int32_t) * n);
-  try {
-    be_.embed(dev_ids, n, tok_embd_, buf(kX));
-  } catch (...) {
-    be_.free(dev_ids);
-    throw;
-  }
-  be_.free(dev_ids);
+  be_.upload(ids_, tokens, sizeof(int32_t) * static_cast<size_t>(n));
+  be_.embed(ids_, n, tok_embd_, buf(kX));
   attn_->begin(pos0, n);
   for (size_t l = 0; l < layers_.size(); ++l) run_layer(layers_[l], static_cast<int>(l), n, pos0, inv_freq_);
   attn_->end();

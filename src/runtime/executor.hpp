@@ -1,7 +1,9 @@
 // Runs the decoder over a span of tokens at the next positions of the context:
-// embedding, then per layer norm -> QKV -> RoPE -> attention of every KV head over
+// embedding, then per layer norm -> QKV (one fused GEMM) -> RoPE (Q and K in one
+// call) -> attention of every KV head over
 // its slab (LayerAttention: resident slabs in place, offloaded ones streamed) ->
-// output projection -> MLP (in row passes of mlp_chunk), and logits for the last
+// output projection -> MLP (gate and up one fused GEMM, in row passes of mlp_chunk),
+// and logits for the last
 // position only. Prefill calls it chunk by chunk; decode calls it with one token.
 #pragma once
 
@@ -13,6 +15,7 @@
 #include "format/model_loader.hpp"
 #include "kv/kv_schedule.hpp"
 #include "kv/kv_store.hpp"
+#include "model/fused_weights.hpp"
 #include "runtime/layer_attention.hpp"
 
 namespace headinfer {
@@ -46,8 +49,10 @@ class Executor {
 
  private:
   struct Layer {
-    Mat attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
+    Mat attn_norm, wqkv, bqkv, wo, ffn_norm, w_gate_up, w_down;  // model/fused_weights.hpp
   };
+  Mat upload_fused(const FusedRows& f);
+  Mat upload_fused(const FusedVector& v);
   void run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq);
   void release();
   float* buf(size_t i) { return bufs_[i]; }
@@ -58,10 +63,12 @@ class Executor {
   std::vector<Layer> layers_;
   Mat tok_embd_, out_norm_, lm_head_;
   std::vector<std::shared_ptr<const void>> keep_alive_;
+  std::vector<void*> fused_;  // device memory of the fused matrices
   std::unique_ptr<KvStore> kv_;
   std::unique_ptr<LayerAttention> attn_;
-  // Activation buffers (kv/footprint.hpp): x, h, q, k, v, attn, gate, up, tmp, logits
+  // Activation buffers (kv/footprint.hpp): x, h, qkv, attn, gate_up, tmp, logits
   std::vector<float*> bufs_;
+  int32_t* ids_ = nullptr;  // device copy of a forward's token ids (max_chunk)
   std::vector<float> logits_;
   std::vector<double> inv_freq_;
   int64_t inv_freq_len_ = -1;

@@ -16,6 +16,10 @@ LayerAttention::LayerAttention(Backend& backend, KvStore& kv, const ModelConfig&
     out_tmp_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[0]) * sizeof(float)));
     lse_acc_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[1]) * sizeof(float)));
     lse_tmp_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[2]) * sizeof(float)));
+    store_k_.assign(static_cast<size_t>(cfg_.n_kv_heads), nullptr);
+    store_v_.assign(static_cast<size_t>(cfg_.n_kv_heads), nullptr);
+    split_ = decode_split_tokens(kv_.capacity(), B_);
+    alloc_partials((kv_.capacity() + split_ - 1) / split_);
     if (kv_.max_host_heads() > 0) {
       for (int i = 0; i < s.n_buffers; ++i) {
         buffers_.push_back(be_.alloc(static_cast<size_t>(s.buffer_bytes)));
@@ -51,6 +55,7 @@ void LayerAttention::release() {
     if (*p) be_.free(*p);
     *p = nullptr;
   }
+  free_partials();
   for (Event e : filled_) be_.destroy_event(e);
   for (Event e : consumed_) be_.destroy_event(e);
   filled_.clear();
@@ -61,9 +66,32 @@ void LayerAttention::release() {
   }
 }
 
+void LayerAttention::alloc_partials(int64_t slots) {
+  // The same sizes as decode_partials_floats at the construction capacity.
+  const int64_t heads = cfg_.n_heads;
+  part_o_ = static_cast<float*>(be_.alloc(static_cast<size_t>(slots * heads * cfg_.head_dim) * sizeof(float)));
+  part_lse_ = static_cast<float*>(be_.alloc(static_cast<size_t>(slots * heads) * sizeof(float)));
+  part_slots_ = slots;
+}
+
+void LayerAttention::free_partials() {
+  for (float** p : {&part_o_, &part_lse_}) {
+    if (*p) be_.free(*p);
+    *p = nullptr;
+  }
+  part_slots_ = 0;
+}
+
 void LayerAttention::begin(int64_t pos0, int n) {
   pos0_ = pos0;
   n_ = n;
+  if (n == 1 && pos0 / split_ >= part_slots_) {
+    // The context grew past the construction capacity (KvStore::reserve): more
+    // slots of the same split size. The last combine may still read the old ones.
+    be_.synchronize();
+    free_partials();
+    alloc_partials((kv_.capacity() + split_ - 1) / split_);
+  }
   blocks_before_ = (pos0 + B_ - 1) / B_;
   fills_.clear();
   layer_fills_.clear();
@@ -115,19 +143,20 @@ void LayerAttention::issue_through(size_t fill) {
 
 void LayerAttention::store_new_kv(int layer, const LayerQkv& io) {
   const int hd = cfg_.head_dim;
-  const int64_t kv_w = int64_t{cfg_.n_kv_heads} * hd;
   const int H = kv_.host_heads(layer);
   const int s = layer % 2;
   uint8_t* stg = static_cast<uint8_t*>(staging_[s]);
   const size_t side = row_ * static_cast<size_t>(n_);  // one head's K (or V) rows of the chunk
   if (H > 0) be_.wait(Stream::Compute, appended_[s]);
+  // Every head's rows in one op: resident heads into their slab, offloaded ones into
+  // the staging area.
   for (int h = 0; h < cfg_.n_kv_heads; ++h) {
     const Slab& sl = kv_.slab(layer, h);
-    void* dk = sl.home == Home::Device ? kv_.k_at(layer, h, pos0_) : stg + 2 * sl.host_index * side;
-    void* dv = sl.home == Home::Device ? kv_.v_at(layer, h, pos0_) : stg + (2 * sl.host_index + 1) * side;
-    be_.store_kv(io.k + static_cast<int64_t>(h) * hd, kv_w, n_, hd, kv_.kv_dtype(), dk);
-    be_.store_kv(io.v + static_cast<int64_t>(h) * hd, kv_w, n_, hd, kv_.kv_dtype(), dv);
+    const size_t i = static_cast<size_t>(h);
+    store_k_[i] = sl.home == Home::Device ? kv_.k_at(layer, h, pos0_) : stg + 2 * sl.host_index * side;
+    store_v_[i] = sl.home == Home::Device ? kv_.v_at(layer, h, pos0_) : stg + (2 * sl.host_index + 1) * side;
   }
+  be_.store_kv_heads(io.k, io.v, io.stride, n_, cfg_.n_kv_heads, hd, kv_.kv_dtype(), store_k_.data(), store_v_.data());
   if (H == 0) return;
   be_.record(staged_[s], Stream::Compute);
   be_.wait(Stream::D2H, staged_[s]);
@@ -158,7 +187,7 @@ void LayerAttention::attend(int head, AttnArgs& a, bool first, const LayerQkv& i
   const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
   const int64_t q_w = int64_t{cfg_.n_heads} * hd;
   a.q = io.q + static_cast<int64_t>(head) * qpk * hd;
-  a.q_stride = q_w;
+  a.q_stride = io.stride;
   a.n_q = n_;
   a.n_qh = qpk;
   a.head_dim = hd;
@@ -196,8 +225,86 @@ void LayerAttention::attend_chunk_only(int layer, int head, const LayerQkv& io) 
   attend(head, a, pos0_ == 0, io);
 }
 
+AttnArgs& LayerAttention::decode_args(int head, const LayerQkv& io) {
+  const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
+  const int64_t q_w = int64_t{cfg_.n_heads} * hd;
+  AttnArgs& a = decode_args_;
+  a.pieces.clear();
+  a.q = io.q + static_cast<int64_t>(head) * qpk * hd;
+  a.q_stride = io.stride;
+  a.n_q = 1;
+  a.n_qh = qpk;
+  a.head_dim = hd;
+  a.q_pos0 = pos0_;
+  a.causal = true;
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  a.kv_dtype = kv_.kv_dtype();
+  a.out = nullptr;
+  a.out_stride = q_w;
+  a.lse = nullptr;
+  a.split_keys = split_;
+  a.part_o = part_o_ + static_cast<int64_t>(head) * qpk * hd;
+  a.part_o_slot_stride = q_w;
+  a.part_lse = part_lse_ + static_cast<int64_t>(head) * qpk;
+  a.part_lse_slot_stride = cfg_.n_heads;
+  return a;
+}
+
+void LayerAttention::run_decode(int layer, const LayerQkv& io) {
+  // Resident heads: one call over every key. Whole blocks are one piece (block
+  // starts are split starts, so no split sees the difference); the partly filled
+  // last block and the new token stay pieces of their own, as they are offloaded.
+  const int64_t whole = pos0_ / B_ * B_;
+  for (int h = 0; h < cfg_.n_kv_heads; ++h) {
+    if (kv_.slab(layer, h).home != Home::Device) continue;
+    AttnArgs& a = decode_args(h, io);
+    if (whole > 0) a.pieces.push_back(KvPiece{kv_.k_at(layer, h, 0), kv_.v_at(layer, h, 0), whole, 0});
+    if (pos0_ > whole)
+      a.pieces.push_back(KvPiece{kv_.k_at(layer, h, whole), kv_.v_at(layer, h, whole), pos0_ - whole, whole});
+    a.pieces.push_back(chunk_piece(layer, h));
+    be_.attention(a);
+  }
+  // Offloaded heads: one call per fill over its blocks; the fill that holds the
+  // last block also takes the staged new token.
+  const size_t nbuf = buffers_.size();
+  const size_t hhb = kv_.host_head_bytes();
+  for (size_t f = layer_fills_[static_cast<size_t>(layer)]; f < layer_fills_[static_cast<size_t>(layer) + 1]; ++f) {
+    issue_through(f + nbuf - 1);
+    const Fill& fl = fills_[f];
+    const size_t buf = f % nbuf;
+    be_.wait(Stream::Compute, filled_[buf]);
+    const uint8_t* base = static_cast<const uint8_t*>(buffers_[buf]);
+    for (int jj = 0; jj < fl.heads; ++jj) {
+      const int head = kv_.host_head(layer, fl.j0 + jj);
+      AttnArgs& a = decode_args(head, io);
+      for (int64_t i = 0; i < fl.blocks; ++i) {
+        const uint8_t* k = base + static_cast<size_t>(i * fl.heads + jj) * hhb;
+        const int64_t b = fl.b0 + i;
+        a.pieces.push_back(KvPiece{k, k + row_ * static_cast<size_t>(B_), block_tokens_before(b), b * B_});
+      }
+      if (fl.b0 + fl.blocks == blocks_before_) a.pieces.push_back(chunk_piece(layer, head));
+      be_.attention(a);
+    }
+    be_.record(consumed_[buf], Stream::Compute);
+  }
+  if (blocks_before_ == 0) {  // the first token: no fills, the new token alone
+    for (int h = 0; h < cfg_.n_kv_heads; ++h) {
+      if (kv_.slab(layer, h).home == Home::Device) continue;
+      AttnArgs& a = decode_args(h, io);
+      a.pieces.push_back(chunk_piece(layer, h));
+      be_.attention(a);
+    }
+  }
+  be_.combine_attention(part_o_, part_lse_, static_cast<int>(pos0_ / split_ + 1), 1, cfg_.n_heads, cfg_.head_dim,
+                        io.out, int64_t{cfg_.n_heads} * cfg_.head_dim, nullptr);
+}
+
 void LayerAttention::run(int layer, const LayerQkv& io) {
   store_new_kv(layer, io);
+  if (n_ == 1) {
+    run_decode(layer, io);
+    return;
+  }
   // Resident heads first: their work covers the first fills' transfers.
   for (int h = 0; h < cfg_.n_kv_heads; ++h) {
     if (kv_.slab(layer, h).home != Home::Device) continue;

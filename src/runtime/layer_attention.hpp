@@ -4,8 +4,17 @@
 // Per forward (a chunk, or one decode token at position pos0):
 //   - the new K/V go to their slab's home: a device write, or a staging buffer then
 //     an async D2H append of just those rows (host slabs are never sent back whole);
-//   - every head attends to its earlier tokens block by block (see kv_schedule.hpp);
-//     resident blocks are read in place, offloaded ones arrive by async H2D into a
+//   - a chunk (n > 1): every head attends to its earlier tokens block by block (see
+//     kv_schedule.hpp), one call per block merged in block order;
+//   - a decode step (n == 1): every head's keys are cut at positions that are
+//     multiples of the split size S (decode_split_tokens); each split's partial
+//     result goes to its slot (position / S) of one partials buffer, and one combine
+//     per layer merges the slots in order. A resident head is one call over all its
+//     keys, an offloaded one a call per fill; both hand the backend the same piece
+//     boundaries inside every split (block starts are split starts; the partly
+//     filled last block and the new token are pieces of their own), so each slot
+//     gets the same bits whatever the head's home;
+//   - resident blocks are read in place, offloaded ones arrive by async H2D into a
 //     ping-pong buffer, a group of heads and some blocks per fill, issued
 //     n_buffers - 1 fills ahead (across layers), ordered by events:
 //       H2D:     wait(consumed[b]) -> copies -> record(filled[b])
@@ -29,12 +38,14 @@ struct TransferStats {
   int64_t h2d_copies = 0, d2h_copies = 0;
 };
 
-// A layer's projections after RoPE, rows of n_heads * head_dim (q, out) or
-// n_kv_heads * head_dim (k, v) floats.
+// A layer's projections after RoPE: token t's q, k and v rows (n_heads * head_dim,
+// n_kv_heads * head_dim and n_kv_heads * head_dim floats) at q, k and v + t * stride
+// (the fused [q | k | v] rows); out rows are n_heads * head_dim floats, packed.
 struct LayerQkv {
   const float* q = nullptr;
   const float* k = nullptr;
   const float* v = nullptr;
+  int64_t stride = 0;
   float* out = nullptr;
 };
 
@@ -64,6 +75,11 @@ class LayerAttention {
   void attend_block(int layer, int head, int64_t b, const void* k, const void* v, const LayerQkv& io);
   void attend_chunk_only(int layer, int head, const LayerQkv& io);
   void attend(int head, AttnArgs& a, bool first, const LayerQkv& io);
+  // Decode (n == 1): per-split partials of every head, then one combine.
+  void run_decode(int layer, const LayerQkv& io);
+  AttnArgs& decode_args(int head, const LayerQkv& io);
+  void alloc_partials(int64_t slots);
+  void free_partials();
   KvPiece chunk_piece(int layer, int head) const;
   int64_t block_tokens_before(int64_t b) const { return std::min(B_, pos0_ - b * B_); }
 
@@ -78,6 +94,12 @@ class LayerAttention {
   void* staging_[2] = {nullptr, nullptr};
   Event staged_[2], appended_[2], forward_done_;
   float *out_tmp_ = nullptr, *lse_acc_ = nullptr, *lse_tmp_ = nullptr;
+  // Decode partials: [slot][n_heads][head_dim] and [slot][n_heads] (footprint.hpp).
+  int64_t split_ = 0;       // keys per split, fixed for the executor's life
+  int64_t part_slots_ = 0;  // slots the buffers hold
+  float *part_o_ = nullptr, *part_lse_ = nullptr;
+  AttnArgs decode_args_;  // reused: its piece list keeps its capacity
+  std::vector<void*> store_k_, store_v_;  // per KV head: where its new rows go
   std::vector<Event*> all_events_;
 
   int64_t pos0_ = 0;

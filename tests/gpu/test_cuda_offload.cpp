@@ -75,16 +75,29 @@ class DropWaits final : public Backend {
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
     b_.matmul(x, n, w, bias, out);
   }
+  void matmul_strided(const float* x, int64_t xs, int n, const Mat& w, const Mat* bias, float* out) override {
+    b_.matmul_strided(x, xs, n, w, bias, out);
+  }
   void rope(const RopeArgs& a) override { b_.rope(a); }
   void attention(const AttnArgs& a) override { b_.attention(a); }
   void merge_attention(float* oa, float* la, const float* ob, const float* lb, int nq, int nqh, int hd, int64_t sa,
                        int64_t sb) override {
     b_.merge_attention(oa, la, ob, lb, nq, nqh, hd, sa, sb);
   }
-  void swiglu(const float* g, const float* u, int64_t n, float* out) override { b_.swiglu(g, u, n, out); }
+  void combine_attention(const float* po, const float* pl, int ns, int nq, int nqh, int hd, float* out, int64_t os,
+                         float* lse) override {
+    b_.combine_attention(po, pl, ns, nq, nqh, hd, out, os, lse);
+  }
+  void swiglu(const float* g, const float* u, int rows, int64_t cols, int64_t is, float* out, int64_t os) override {
+    b_.swiglu(g, u, rows, cols, is, out, os);
+  }
   void add(float* x, const float* y, int64_t n) override { b_.add(x, y, n); }
   void store_kv(const float* s, int64_t st, int n, int hd, DType dt, void* d) override {
     b_.store_kv(s, st, n, hd, dt, d);
+  }
+  void store_kv_heads(const float* k, const float* v, int64_t st, int n, int nh, int hd, DType dt, void* const* dk,
+                      void* const* dv) override {
+    b_.store_kv_heads(k, v, st, n, nh, hd, dt, dk, dv);
   }
   void synchronize() override { b_.synchronize(); }
   void* alloc_host(size_t n) override { return b_.alloc_host(n); }

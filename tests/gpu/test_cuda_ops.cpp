@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gpu/cuda_test_util.hpp"
@@ -150,6 +151,59 @@ TEST(CudaOps, Matmul) {
   }
 }
 
+// SwiGLU over fused [gate | up] rows, written in place over the gate half (as the
+// executor runs it), against the CPU backend.
+TEST(CudaOps, SwigluOverFusedRowsInPlace) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(13);
+  const int rows = 37;
+  const int64_t ffn = 1000, stride = 2 * ffn;
+  std::vector<float> gu = randn(rows * stride, rng, 3.f);
+  DevBuf d = to_device(gu);
+  gpu().swiglu(d.f(), d.f() + ffn, rows, ffn, stride, d.f(), stride);
+  std::vector<float> cpu_gu = gu;
+  cpu().swiglu(cpu_gu.data(), cpu_gu.data() + ffn, rows, ffn, stride, cpu_gu.data(), stride);
+  std::vector<double> ref(gu.size());
+  for (int r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < stride; ++i) {
+      const double g = gu[r * stride + i];
+      ref[r * stride + i] = i < ffn ? g / (1.0 + std::exp(-g)) * gu[r * stride + ffn + i] : g;  // up half untouched
+    }
+  const std::vector<float> got = to_host(d, gu.size());
+  EXPECT_TRUE(close(got, ref, 1e-6));
+  EXPECT_TRUE(close(got, widen(cpu_gu), 1e-6)) << "vs CPU backend";
+}
+
+// Input rows further apart than the weight's columns (the down projection reading
+// the gate half of fused rows): the numbers of the packed input.
+TEST(CudaOps, MatmulStridedInputEqualsPacked) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(14);
+  const int64_t rows = 96, cols = 200, stride = 2 * cols + 8;
+  for (DType dt : kWeightTypes) {
+    for (int n : {1, 9, 300}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " n=" + std::to_string(n));
+      std::vector<float> xs = randn(n * stride, rng), w = randn(rows * cols, rng, 0.05f);
+      std::vector<float> packed(n * cols);
+      for (int t = 0; t < n; ++t)
+        for (int64_t c = 0; c < cols; ++c) packed[t * cols + c] = xs[t * stride + c];
+      std::vector<uint8_t> wb = encode(dt, w);
+      std::vector<std::shared_ptr<const void>> keep;
+      Mat mw = gpu().prepare(Tensor{"w", dt, {rows, cols}, wb.data()}, keep);
+      DevBuf dxs = to_device(xs), dxp = to_device(packed);
+      DevBuf out_s = poisoned(n * rows), out_p = poisoned(n * rows);
+      gpu().matmul_strided(dxs.f(), stride, n, mw, nullptr, out_s.f());
+      gpu().matmul(dxp.f(), n, mw, nullptr, out_p.f());
+      const std::vector<float> gs = to_host(out_s, n * rows), gp = to_host(out_p, n * rows);
+      EXPECT_EQ(0, std::memcmp(gs.data(), gp.data(), gs.size() * sizeof(float)));
+      Mat cw = cpu().prepare(Tensor{"w", dt, {rows, cols}, wb.data()}, keep);
+      std::vector<float> cpu_out(n * rows, kNaN);
+      cpu().matmul_strided(xs.data(), stride, n, cw, nullptr, cpu_out.data());
+      EXPECT_TRUE(close(gs, widen(cpu_out), dt == DType::F32 ? 1e-5 : 1e-2)) << "vs CPU backend";
+    }
+  }
+}
+
 TEST(CudaOps, MatmulQ8_0IsDequantizedAtPrepare) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(5);
@@ -283,11 +337,11 @@ TEST(CudaOps, SwigluAndAdd) {
     }
     DevBuf dg = to_device(g), du = to_device(u);
     DevBuf out = poisoned(n);
-    gpu().swiglu(dg.f(), du.f(), n, out.f());
+    gpu().swiglu(dg.f(), du.f(), 1, n, n, out.f(), n);
     std::vector<float> got = to_host(out, n);
     EXPECT_TRUE(close(got, ref, 1e-6)) << "swiglu";
     std::vector<float> cpu_out(n, kNaN);
-    cpu().swiglu(g.data(), u.data(), n, cpu_out.data());
+    cpu().swiglu(g.data(), u.data(), 1, n, n, cpu_out.data(), n);
     EXPECT_TRUE(close(got, widen(cpu_out), 1e-6)) << "swiglu vs CPU backend";
     gpu().add(dg.f(), du.f(), n);
     EXPECT_TRUE(close(to_host(dg, n), sum, 1e-7)) << "add";
@@ -323,6 +377,45 @@ TEST(CudaOps, StoreKvIsBitExact) {
     std::vector<uint8_t> cpu_bytes(want.size(), 0xff);
     cpu().store_kv(src.data(), stride, n, hd, dt, cpu_bytes.data());
     EXPECT_TRUE(cpu_bytes == got) << "bytes differing from the CPU backend's store_kv";
+  }
+}
+
+// A layer's new K/V of every head in one launch, into separate destinations: the
+// bytes the CPU backend's per-head store_kv writes. 70 heads: two launches of up to 64.
+TEST(CudaOps, StoreKvHeadsMatchesPerHeadStores) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(12);
+  for (const int n_heads : {1, 8, 70}) {
+    for (const int n : {1, 37}) {
+      const int hd = 64;
+      const int64_t stride = 3 * int64_t{n_heads} * hd;  // fused [q | k | v] rows: K and V are a third each
+      std::vector<float> src = randn(static_cast<size_t>(n * stride), rng);
+      for (DType dt : kWeightTypes) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " heads " + std::to_string(n_heads) + " rows " + std::to_string(n));
+        const size_t side = dtype_bytes(dt, int64_t{n} * hd);
+        DevBuf dsrc = to_device(src);
+        DevBuf dst = to_device(std::vector<uint8_t>(2 * side * static_cast<size_t>(n_heads), 0xff));
+        std::vector<void*> dk, dv;
+        for (int h = 0; h < n_heads; ++h) {
+          // Heads in reverse order: destinations need not follow the source order.
+          uint8_t* base = static_cast<uint8_t*>(dst.get()) + 2 * side * static_cast<size_t>(n_heads - 1 - h);
+          dk.push_back(base);
+          dv.push_back(base + side);
+        }
+        const float* k = dsrc.f() + int64_t{n_heads} * hd;
+        gpu().store_kv_heads(k, k + int64_t{n_heads} * hd, stride, n, n_heads, hd, dt, dk.data(), dv.data());
+        std::vector<uint8_t> got(dst.bytes());
+        gpu().download(got.data(), dst.get(), got.size());
+        std::vector<uint8_t> want(got.size(), 0xff);
+        const float* hk = src.data() + int64_t{n_heads} * hd;
+        for (int h = 0; h < n_heads; ++h) {
+          uint8_t* base = want.data() + 2 * side * static_cast<size_t>(n_heads - 1 - h);
+          cpu().store_kv(hk + int64_t{h} * hd, stride, n, hd, dt, base);
+          cpu().store_kv(hk + int64_t{n_heads + h} * hd, stride, n, hd, dt, base + side);
+        }
+        EXPECT_TRUE(want == got) << "bytes differing from the CPU backend's per-head store_kv";
+      }
+    }
   }
 }
 

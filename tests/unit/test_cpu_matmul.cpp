@@ -355,5 +355,55 @@ TEST(CpuMatmul, BiasInEveryFloatDtype) {
   }
 }
 
+// The executor fuses Q/K/V and gate/up into one matrix each: stacking weight rows
+// (and converting a bias to f32) changes no output bit, in GEMV and GEMM, on every ISA.
+TEST(CpuMatmul, FusedRowsEqualSeparateMatrices) {
+  IsaReset reset;
+  std::mt19937 rng(21);
+  ThreadPool pool(2);
+  for (CpuIsa isa : isas()) {
+    cpu_matmul_set_isa(isa);
+    for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+      const int64_t cols = 160;
+      const Weights a = make_weights(dt, 37, cols, rng), b = make_weights(dt, 11, cols, rng);
+      const Weights ba = make_weights(DType::BF16, 1, 37, rng), bb = make_weights(DType::BF16, 1, 11, rng);
+      Weights fused{dt, 48, cols, std::vector<uint8_t>(1), {}};
+      fused.bytes.insert(fused.bytes.end(), a.bytes.begin() + 1, a.bytes.end());
+      fused.bytes.insert(fused.bytes.end(), b.bytes.begin() + 1, b.bytes.end());
+      Weights fused_bias{DType::F32, 1, 48, std::vector<uint8_t>(1 + 48 * 4), {}};
+      std::memcpy(fused_bias.bytes.data() + 1, ba.f32.data(), 37 * 4);
+      std::memcpy(fused_bias.bytes.data() + 1 + 37 * 4, bb.f32.data(), 11 * 4);
+      for (int n : {1, 3, 40}) {
+        const std::vector<float> x = random_vec(static_cast<size_t>(n * cols), rng);
+        const std::vector<float> oa = run(pool, x, n, a, &ba), ob = run(pool, x, n, b, &bb);
+        const std::vector<float> of = run(pool, x, n, fused, &fused_bias);
+        for (int t = 0; t < n; ++t) {
+          ASSERT_EQ(0, std::memcmp(of.data() + t * 48, oa.data() + t * 37, 37 * 4)) << dtype_name(dt) << " n=" << n;
+          ASSERT_EQ(0, std::memcmp(of.data() + t * 48 + 37, ob.data() + t * 11, 11 * 4)) << dtype_name(dt);
+        }
+      }
+    }
+  }
+}
+
+// Input rows further apart than the weight's columns give the packed input's bits.
+TEST(CpuMatmul, StridedInputEqualsPacked) {
+  std::mt19937 rng(22);
+  ThreadPool pool(2);
+  const int64_t cols = 96, stride = 2 * cols + 5;
+  const Weights w = make_weights(DType::BF16, 40, cols, rng);
+  for (int n : {1, 6, 30}) {
+    const std::vector<float> xs = random_vec(static_cast<size_t>(n * stride), rng);
+    std::vector<float> packed(static_cast<size_t>(n * cols));
+    for (int t = 0; t < n; ++t)
+      std::copy(xs.begin() + t * stride, xs.begin() + t * stride + cols, packed.begin() + t * cols);
+    std::vector<float> out(static_cast<size_t>(n * 40));
+    cpu_matmul(pool, xs.data(), n, w.mat(), nullptr, out.data(), stride);
+    EXPECT_TRUE(same_bits(out, run(pool, packed, n, w, nullptr))) << "n=" << n;
+  }
+  std::vector<float> out(40);
+  EXPECT_THROW(cpu_matmul(pool, out.data(), 1, w.mat(), nullptr, out.data(), cols - 1), Error);
+}
+
 }  // namespace
 }  // namespace headinfer

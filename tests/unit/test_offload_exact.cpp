@@ -11,6 +11,7 @@
 
 #include "backend/backend.hpp"
 #include "format/model_loader.hpp"
+#include "kv/kv_schedule.hpp"
 #include "runtime/executor.hpp"
 #include "offload_runs.hpp"
 
@@ -75,6 +76,78 @@ TEST_P(OffloadExact, RandomSchedulesMatchAllResidentBitForBit) {
     }
   }
   EXPECT_EQ(n_runs, 24);
+}
+
+// Decode runs in key splits of decode_split_tokens(capacity, block) (S): a resident
+// head in one call, an offloaded one per fill. Steps that cross a split boundary
+// inside a block (S < block), a block boundary, and a whole prompt fed one token at
+// a time must still give the all-resident bits for any schedule.
+TEST_P(OffloadExact, DecodeAcrossSplitAndBlockBoundaries) {
+  const LoadedModel m = load_model(std::string("synthetic:") + GetParam());
+  CpuBackendOptions bo;
+  bo.n_threads = 2;
+  bo.copy_delay_us = 30;
+  auto be = make_cpu_backend(bo);
+  std::mt19937 rng(std::hash<std::string>{}(GetParam()) + 1);
+  const struct {
+    int prompt, chunk, decode;
+    int64_t block, split;  // split: what decode_split_tokens gives for this capacity and block
+    DType kv;
+  } cases[] = {
+      {250, 64, 10, 512, 256, DType::F32},  // a split boundary (256) inside the first block
+      {508, 64, 8, 512, 256, DType::BF16},  // the block boundary at 512
+      {20, 8, 10, 12, 4, DType::F32},       // splits of 4 in blocks of 12: 24 and 28 crossed
+      {13, 1, 6, 6, 2, DType::F16},         // every token a decode step, from the first one
+  };
+  for (const auto& c : cases) {
+    ASSERT_EQ(decode_split_tokens(c.prompt + c.decode, c.block), c.split);
+    const auto prompt = prompt_for(c.prompt, m.config.vocab_size, static_cast<unsigned>(c.prompt) + 5);
+    RunSpec ref;
+    ref.chunk = c.chunk;
+    ref.kv_dtype = c.kv;
+    ref.schedule = KvSchedule::all_resident(m.config, c.kv);
+    ref.schedule.block_tokens = c.block;
+    const auto want = run(*be, m, prompt, c.decode, ref);
+    for (int kind = 0; kind < 4; ++kind) {
+      RunSpec s = ref;
+      s.schedule = random_schedule(m.config, c.kv, c.block, rng, kind);
+      const auto got = run(*be, m, prompt, c.decode, s);
+      std::ostringstream what;
+      what << GetParam() << " prompt " << c.prompt << " decode " << c.decode << " block " << c.block << " kind "
+           << kind << " offloaded " << s.schedule.offloaded_slabs() << " buffers " << s.schedule.n_buffers << "x"
+           << s.schedule.buffer_bytes;
+      expect_same_bits(want, got, what.str());
+    }
+  }
+}
+
+// The decode path's result is the chunked path's up to rounding: the same context
+// fed as one last chunk of 2 tokens or as a decode step of 1 gives close logits.
+TEST_P(OffloadExact, DecodeStepAgreesWithAChunk) {
+  const LoadedModel m = load_model(std::string("synthetic:") + GetParam());
+  auto be = make_cpu_backend(2);
+  const auto prompt = prompt_for(300, m.config.vocab_size, 17);
+  RunSpec s;
+  s.chunk = 2;  // the last forward is a chunk of 2 (chunked) ...
+  s.schedule = KvSchedule::all_resident(m.config, DType::F32);
+  s.schedule.block_tokens = 64;
+  ExecutorOptions eo;
+  eo.max_chunk = 64;
+  eo.capacity = 301;
+  eo.schedule = s.schedule;
+  Executor chunked(*be, m, eo), stepped(*be, m, eo);
+  for (int i = 0; i < 298; i += 64) {
+    const int n = std::min(64, 298 - i);
+    chunked.forward(prompt.data() + i, n);
+    stepped.forward(prompt.data() + i, n);
+  }
+  const std::vector<float> a = chunked.forward(prompt.data() + 298, 2);
+  stepped.forward(prompt.data() + 298, 1);  // ... or two decode steps
+  const std::vector<float> b = stepped.forward(prompt.data() + 299, 1);
+  ASSERT_EQ(a.size(), b.size());
+  float max_abs = 0.f;
+  for (float x : a) max_abs = std::max(max_abs, std::abs(x));
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4f * std::max(1.f, max_abs)) << "logit " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, OffloadExact, ::testing::Values("tiny-mha", "tiny-gqa", "tiny-mqa"));

@@ -125,6 +125,35 @@ TEST(Plan, Llama8bOffloadAllIsFlatFrom512KTo4M) {
   EXPECT_NEAR(p1m.transfer_seconds, 128.0 * GiB / 54e9, 1e-9);
 }
 
+TEST(Plan, DecodeSplitsArePowersOfTwoDividingTheBlock) {
+  EXPECT_EQ(decode_split_tokens(128 * 1024, 8192), 256);
+  EXPECT_EQ(decode_split_tokens(1024 * 1024, 8192), 2048);
+  EXPECT_EQ(decode_split_tokens(4096 * 1024, 8192), 8192);
+  EXPECT_EQ(decode_split_tokens(64 * 1024 * 1024, 8192), 8192);  // never past the block
+  EXPECT_EQ(decode_split_tokens(1000, 512), 256);
+  EXPECT_EQ(decode_split_tokens(1000, 64), 64);
+  EXPECT_EQ(decode_split_tokens(1000, 12), 4);  // the largest power of two dividing the block
+  EXPECT_EQ(decode_split_tokens(1000, 5), 1);
+}
+
+// The decode partials ([slots][n_heads][head_dim] + [slots][n_heads] floats) are in
+// the prediction, as allocated: ~512 slots from 128K on, so flat in the context.
+TEST(Plan, DecodePartialsAreCountedAndFlat) {
+  const Plan p128 = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::All));
+  const std::vector<int64_t> f = decode_partials_floats(p128.in.cfg, 128 * 1024, p128.schedule.block_tokens);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0], int64_t{512} * 32 * 128);
+  EXPECT_EQ(f[1], int64_t{512} * 32);
+  const DeviceFootprint fp = engine_footprint(p128.in.cfg, p128.in.kv_dtype, p128.schedule, 128 * 1024, p128.chunk,
+                                              p128.mlp_chunk);
+  int64_t without = 0;
+  for (int64_t n : activation_floats(p128.in.cfg, p128.chunk, p128.mlp_chunk)) without += alloc_rounded(n * 4);
+  for (int64_t n : attention_scratch_floats(p128.in.cfg, p128.chunk)) without += alloc_rounded(n * 4);
+  without += alloc_rounded(int64_t{4} * p128.chunk);
+  EXPECT_EQ(fp.activations - without, alloc_rounded(f[0] * 4) + alloc_rounded(f[1] * 4));
+  EXPECT_EQ(decode_partials_floats(p128.in.cfg, 4096 * 1024, 8192), f);
+}
+
 TEST(Plan, ScheduleFitsTheModel) {
   const Plan p = make_plan(llama8b(300 * 1000, 24 * GiB, OffloadMode::Auto));
   EXPECT_NO_THROW(p.schedule.validate(p.in.cfg, p.in.kv_dtype));

@@ -95,6 +95,10 @@ class CpuBackend final : public Backend {
     cpu_matmul(pool_, x, n, w, bias, out);
   }
 
+  void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override {
+    cpu_matmul(pool_, x, n, w, bias, out, x_stride);
+  }
+
   void rope(const RopeArgs& a) override {
     const int half = a.head_dim / 2;
     pool_.parallel_for(a.n_tokens, [&](int64_t b, int64_t e) {
@@ -144,16 +148,24 @@ class CpuBackend final : public Backend {
     cpu_merge_attention(o_a, lse_a, o_b, lse_b, n_q, n_qh, head_dim, stride_a, stride_b);
   }
 
-  void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
-    auto body = [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh, int head_dim,
+                         float* out, int64_t out_stride, float* lse) override {
+    cpu_combine_attention(pool_, part_o, part_lse, n_slots, n_q, n_qh, head_dim, out, out_stride, lse);
+  }
+
+  void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+              int64_t out_stride) override {
+    auto body = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* g = gate + r * in_stride;
+        const float* u = up + r * in_stride;
+        float* o = out + r * out_stride;
+        for (int64_t i = 0; i < cols; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
       }
     };
     // Waking the pool costs more than a decode step's few thousand elements.
-    if (n < (int64_t{1} << 16)) body(0, n);
-    else pool_.parallel_for(n, body);
+    if (static_cast<int64_t>(rows) * cols < (int64_t{1} << 16)) body(0, rows);
+    else pool_.parallel_for(rows, body);
   }
 
   void add(float* x, const float* y, int64_t n) override {
@@ -179,6 +191,14 @@ class CpuBackend final : public Backend {
         }
         default: HI_FAIL("cpu backend: KV dtype " << dtype_name(kv_dtype) << " is not supported");
       }
+    }
+  }
+
+  void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                      DType kv_dtype, void* const* dst_k, void* const* dst_v) override {
+    for (int i = 0; i < n_heads; ++i) {
+      store_kv(k + static_cast<int64_t>(i) * head_dim, src_stride, n, head_dim, kv_dtype, dst_k[i]);
+      store_kv(v + static_cast<int64_t>(i) * head_dim, src_stride, n, head_dim, kv_dtype, dst_v[i]);
     }
   }
 

@@ -109,7 +109,7 @@ const char* cpu_isa_name(CpuIsa isa) {
 int cpu_matmul_gemv_max_tokens() { return g_gemv_max_tokens.load(std::memory_order_relaxed); }
 void cpu_matmul_set_gemv_max_tokens(int n) { g_gemv_max_tokens.store(n < 1 ? 1 : n); }
 
-void cpu_matmul(ThreadPool& pool, const float* x, int n, const Mat& w, const Mat* bias, float* out) {
+void cpu_matmul(ThreadPool& pool, const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
   HI_CHECK(!w.empty(), "matmul: weight matrix has no data");
   HI_CHECK(w.rows > 0 && w.cols > 0, "matmul: weight shape [" << w.rows << ", " << w.cols << "] is empty");
   HI_CHECK(n >= 0, "matmul: negative token count " << n);
@@ -123,12 +123,15 @@ void cpu_matmul(ThreadPool& pool, const float* x, int n, const Mat& w, const Mat
     if (bias->dtype == DType::Q8_0)
       HI_CHECK(bias->cols % kQ8_0Block == 0, "matmul: Q8_0 bias is not a whole number of blocks");
   }
+  if (x_stride == 0) x_stride = w.cols;
+  HI_CHECK(x_stride >= w.cols, "matmul: input rows " << x_stride << " floats apart hold fewer than the " << w.cols
+                                                     << " columns of the weight");
   if (n == 0) return;
   HI_CHECK(x && out, "matmul: null activation or output pointer");
 
   MatmulJob j;
   j.x = x;
-  j.ldx = w.cols;
+  j.ldx = x_stride;
   j.n = n;
   j.dt = w.dtype;
   j.w = static_cast<const uint8_t*>(w.data);

@@ -15,7 +15,9 @@
 
 namespace headinfer {
 
-void cpu_matmul(ThreadPool& pool, const float* x, int n, const Mat& w, const Mat* bias, float* out);
+// x_stride: floats between input rows (0: w.cols, packed rows).
+void cpu_matmul(ThreadPool& pool, const float* x, int n, const Mat& w, const Mat* bias, float* out,
+                int64_t x_stride = 0);
 
 // Which vector ISA the kernels use. Auto picks AVX-512 (F, BW, VL) when the CPU
 // has it, else AVX2+FMA+F16C (the build baseline).

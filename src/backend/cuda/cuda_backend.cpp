@@ -75,6 +75,15 @@ struct AttnDebug {
   }
 };
 
+// Which attention kernel a call runs. Few rows (decode, small chunks): the
+// memory-bound split-KV kernel (f32 math); more rows with BF16/F16 KV: tensor cores;
+// anything else: the CUDA-core kernel.
+enum class Path { kMma, kDecode, kSimt };
+struct AttnKernel {
+  Path path = Path::kSimt;
+  int mma_warps = 4;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
@@ -219,6 +228,11 @@ class CudaBackend final : public Backend {
     gemm_->matmul(x, n, w, bias, out);
   }
 
+  void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override {
+    use();
+    gemm_->matmul(x, n, w, bias, out, x_stride);
+  }
+
   void rope(const RopeArgs& a) override {
     if (a.n_tokens <= 0 || a.n_heads <= 0) return;
     use();
@@ -234,15 +248,26 @@ class CudaBackend final : public Backend {
                   : "own kernels (cuDNN: " + (debug_.no_cudnn ? std::string("off") : cudnn_why_) + ")";
   }
 
+  void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh, int head_dim,
+                         float* out, int64_t out_stride, float* lse) override {
+    const int64_t rows = static_cast<int64_t>(n_q) * n_qh;
+    if (rows <= 0 || n_slots <= 0) return;
+    HI_CHECK(rows < INT_MAX, "cuda combine_attention: " << rows << " rows is too many");
+    use();
+    cuda::launch_attention_combine(part_o, part_lse, n_slots, static_cast<int>(rows), n_qh, head_dim, out, out_stride,
+                                   lse, stream_);
+  }
+
   void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                        int head_dim, int64_t stride_a, int64_t stride_b) override {
     use();
     cuda::launch_merge_attention(o_a, lse_a, o_b, lse_b, n_q, n_qh, head_dim, stride_a, stride_b, stream_);
   }
 
-  void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
+  void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+              int64_t out_stride) override {
     use();
-    cuda::launch_swiglu(gate, up, n, out, stream_);
+    cuda::launch_swiglu(gate, up, rows, cols, in_stride, out, out_stride, stream_);
   }
 
   void add(float* x, const float* y, int64_t n) override {
@@ -253,6 +278,12 @@ class CudaBackend final : public Backend {
   void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override {
     use();
     cuda::launch_store_kv(src, src_stride, n, head_dim, kv_dtype, dst, stream_);
+  }
+
+  void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                      DType kv_dtype, void* const* dst_k, void* const* dst_v) override {
+    use();
+    cuda::launch_store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v, stream_);
   }
 
   void synchronize() override {
@@ -310,6 +341,46 @@ class CudaBackend final : public Backend {
   };
 
   void use() { HI_CUDA_CHECK(cudaSetDevice(device_)); }
+
+  void attention_splits(const AttnArgs& a, int R);
+
+  // The kernel for R rows: a function of the shapes, the alignment of the pieces and
+  // the debug knobs only (never of the key count), so calls over different keys of
+  // the same rows run the same arithmetic.
+  AttnKernel attn_kernel(int R, DType kv, int D, bool aligned) const {
+    AttnKernel k;
+    if (!debug_.force_simt && aligned) {
+      if ((R > cuda::kSimtRows || debug_.decode_mma) && cuda::attention_mma_supported(kv, D))
+        k.path = Path::kMma;
+      else if (R <= cuda::kSimtRows && cuda::attention_decode_supported(kv, D))
+        k.path = Path::kDecode;
+    }
+    k.mma_warps = R <= cuda::kSimtRows ? 1 : debug_.mma_warps;  // 1: the few-row experiment
+    return k;
+  }
+
+  // The parameters every attention launch shares (outputs and keys are the caller's).
+  static AttnParams attn_params(const AttnArgs& a, int R) {
+    AttnParams prm{};
+    prm.q = a.q;
+    prm.q_stride = a.q_stride;
+    prm.n_rows = R;
+    prm.n_qh = a.n_qh;
+    prm.head_dim = a.head_dim;
+    prm.causal = a.causal ? 1 : 0;
+    prm.q_pos0 = a.q_pos0;
+    prm.scale_log2 = static_cast<float>(static_cast<double>(a.scale) * 1.4426950408889634);
+    return prm;
+  }
+
+  void launch_attention_kernel(const AttnParams& p, int splits, const AttnKernel& k, DType kv) {
+    if (k.path == Path::kMma)
+      cuda::launch_attention_mma(p, splits, kv, k.mma_warps, stream_);
+    else if (k.path == Path::kDecode)
+      cuda::launch_attention_decode(p, splits, kv, stream_);
+    else
+      cuda::launch_attention_simt(p, splits, kv, stream_);
+  }
 
   // Device copy of a host inv_freq table, uploaded once per distinct content.
   const double* freq_table(const double* inv_freq, int n) {
@@ -398,9 +469,13 @@ void CudaBackend::attention(const AttnArgs& a) {
   HI_CHECK(D <= cuda::kSimtMaxHeadDim, "cuda attention: head_dim " << D << " exceeds " << cuda::kSimtMaxHeadDim);
   HI_CHECK(a.kv_dtype == DType::F32 || a.kv_dtype == DType::F16 || a.kv_dtype == DType::BF16,
            "cuda attention: KV dtype " << dtype_name(a.kv_dtype) << " is not supported (F32, F16, BF16)");
-  HI_CHECK(a.q && a.out, "cuda attention: q or out is null");
   HI_CHECK(a.n_kv_heads >= 1, "cuda attention: " << a.n_kv_heads << " KV heads");
   use();
+  if (a.split_keys > 0) {
+    for (int j = 0; j < a.n_kv_heads; ++j) attention_splits(a.n_kv_heads == 1 ? a : attention_head(a, j), R);
+    return;
+  }
+  HI_CHECK(a.q && a.out, "cuda attention: q or out is null");
 
   std::vector<const KvPiece*> pieces;
   bool aligned = true;
@@ -426,34 +501,24 @@ void CudaBackend::attention(const AttnArgs& a) {
     cuda::launch_merge_attention(a.out, a.lse, t.out, t.lse, a.n_q, a.n_qh, D, a.out_stride, t.out_stride, stream_);
     return;
   }
-  // Few rows (decode, small chunks): the memory-bound split-KV kernel (f32 math);
-  // more rows with BF16/F16 KV: tensor cores; anything else: the CUDA-core kernel.
-  enum class Path { kMma, kDecode, kSimt };
-  Path path = Path::kSimt;
-  if (!debug_.force_simt && aligned) {
-    if ((R > cuda::kSimtRows || debug_.decode_mma) && cuda::attention_mma_supported(a.kv_dtype, D))
-      path = Path::kMma;
-    else if (R <= cuda::kSimtRows && cuda::attention_decode_supported(a.kv_dtype, D))
-      path = Path::kDecode;
-  }
-  const bool mma = path == Path::kMma;
-  const int mma_warps = R <= cuda::kSimtRows ? 1 : debug_.mma_warps;  // 1: the few-row experiment
-  const int rows_per_block = mma                    ? cuda::attention_mma_rows(mma_warps)
-                             : path == Path::kDecode ? cuda::attention_decode_rows(R)
-                                                     : cuda::kSimtRows;
-  const int tile = mma ? cuda::kMmaKeys : path == Path::kDecode ? cuda::kDecodeTileKeys : cuda::kSimtKeys;
+  const AttnKernel kern = attn_kernel(R, a.kv_dtype, D, aligned);
+  const bool mma = kern.path == Path::kMma;
+  const int rows_per_block = mma                         ? cuda::attention_mma_rows(kern.mma_warps)
+                             : kern.path == Path::kDecode ? cuda::attention_decode_rows(R)
+                                                          : cuda::kSimtRows;
+  const int tile = mma ? cuda::kMmaKeys : kern.path == Path::kDecode ? cuda::kDecodeTileKeys : cuda::kSimtKeys;
   int blocks_per_sm = kBlocksPerSmSimt;
   if (mma) {
-    blocks_per_sm = occupancy(3, a.kv_dtype, D, mma_warps,
-                              [&] { return cuda::attention_mma_blocks_per_sm(a.kv_dtype, D, mma_warps); });
-  } else if (path == Path::kDecode) {
+    blocks_per_sm = occupancy(3, a.kv_dtype, D, kern.mma_warps,
+                              [&] { return cuda::attention_mma_blocks_per_sm(a.kv_dtype, D, kern.mma_warps); });
+  } else if (kern.path == Path::kDecode) {
     blocks_per_sm = debug_.decode_blocks_per_sm;
     if (blocks_per_sm <= 0)
       blocks_per_sm = occupancy(2, a.kv_dtype, D, cuda::attention_decode_rows(R),
                                 [&] { return cuda::attention_decode_blocks_per_sm(a.kv_dtype, D, R); });
   }
   const int64_t min_keys =
-      mma ? kMinKeysPerSplitMma : path == Path::kDecode ? kMinKeysPerSplitDecode : kMinKeysPerSplitSimt;
+      mma ? kMinKeysPerSplitMma : kern.path == Path::kDecode ? kMinKeysPerSplitDecode : kMinKeysPerSplitSimt;
   const int row_blocks = static_cast<int>(ceil_div(R, rows_per_block));
 
   // Pieces go to the kernels in batches of kMaxPieces; every (batch, split) is a slot.
@@ -487,32 +552,14 @@ void CudaBackend::attention(const AttnArgs& a) {
     batches.push_back(b);
   }
 
-  AttnParams prm{};
-  prm.q = a.q;
-  prm.q_stride = a.q_stride;
-  prm.n_rows = R;
-  prm.n_qh = a.n_qh;
-  prm.head_dim = D;
-  prm.causal = a.causal ? 1 : 0;
-  prm.q_pos0 = a.q_pos0;
-  prm.scale_log2 = static_cast<float>(static_cast<double>(a.scale) * 1.4426950408889634);
-
-  auto launch = [&](const AttnParams& p, int splits) {
-    if (mma)
-      cuda::launch_attention_mma(p, splits, a.kv_dtype, mma_warps, stream_);
-    else if (path == Path::kDecode)
-      cuda::launch_attention_decode(p, splits, a.kv_dtype, stream_);
-    else
-      cuda::launch_attention_simt(p, splits, a.kv_dtype, stream_);
-  };
-
+  AttnParams prm = attn_params(a, R);
   if (slots == 1) {  // one pass writes the result directly
     prm.pieces = batches[0].table;
     prm.keys_per_split = batches[0].chunk;
     prm.o = a.out;
     prm.o_tok_stride = a.out_stride;
     prm.lse = a.lse;
-    launch(prm, 1);
+    launch_attention_kernel(prm, 1, kern, a.kv_dtype);
     return;
   }
   const size_t o_elems = static_cast<size_t>(slots) * R * D;
@@ -527,7 +574,7 @@ void CudaBackend::attention(const AttnArgs& a) {
     prm.pieces = b.table;
     prm.keys_per_split = b.chunk;
     prm.slot_base = base;
-    launch(prm, b.splits);
+    launch_attention_kernel(prm, b.splits, kern, a.kv_dtype);
     base += b.splits;
   }
   cuda::launch_attention_combine(part, part + o_elems, slots, R, a.n_qh, D, a.out, a.out_stride, a.lse, stream_);
@@ -579,6 +626,81 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
                             a.out_stride, lse, i == 0 && !a.accumulate, stream_);
   }
   return true;
+}
+
+// Split mode (decode): splits of a.split_keys keys at absolute positions, slot =
+// position / split_keys, written straight into the caller's partials; no combine.
+// One kernel per batch of up to kMaxPieces pieces, batches cut only on split starts,
+// so every split is walked by one block over the same tiles whatever the batching.
+// No heap allocation: the host side of a decode step is a few hundred of these.
+void CudaBackend::attention_splits(const AttnArgs& a, int R) {
+  const int64_t S = a.split_keys;
+  HI_CHECK(a.q && a.part_o && a.part_lse, "cuda attention: split mode needs q, part_o and part_lse");
+  bool aligned = true;
+  int64_t end = -1;
+  for (const KvPiece& p : a.pieces) {
+    if (p.n_tokens <= 0) continue;
+    HI_CHECK(p.k && p.v, "cuda attention: a KV piece of " << p.n_tokens << " tokens has a null K or V");
+    HI_CHECK(end < 0 || p.pos0 == end, "cuda attention: split mode needs pieces contiguous in position; a piece at "
+                                           << p.pos0 << " follows one ending at " << end);
+    HI_CHECK(end >= 0 || p.pos0 % S == 0, "cuda attention: split mode needs the first key on a multiple of "
+                                              << S << ", got position " << p.pos0);
+    end = p.pos0 + p.n_tokens;
+    aligned = aligned && reinterpret_cast<uintptr_t>(p.k) % 16 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0;
+  }
+  if (end < 0) return;
+  // The kernel depends only on rows, dtype and head_dim (and alignment, which holds
+  // for every head_dim the fast kernels take), so a resident head's one call and an
+  // offloaded head's per-fill calls run the same kernel.
+  const AttnKernel kern = attn_kernel(R, a.kv_dtype, a.head_dim, aligned);
+  AttnParams prm = attn_params(a, R);
+  prm.keys_per_split = S;
+  prm.o = a.part_o;
+  prm.o_tok_stride = a.out_stride;
+  prm.o_slot_stride = a.part_o_slot_stride;
+  prm.lse = a.part_lse;
+  prm.lse_slot_stride = a.part_lse_slot_stride;
+  PieceTable& t = prm.pieces;
+  t.n = 0;
+  t.start[0] = 0;
+  // Launches table entries [0, count) and moves the rest to the front.
+  auto launch_first = [&](int count) {
+    const int n = t.n;
+    t.n = count;
+    HI_CHECK(t.pos0[0] / S < INT_MAX, "cuda attention: split slot past the int range");
+    prm.slot_base = static_cast<int>(t.pos0[0] / S);
+    const int64_t splits = ceil_div(t.start[count], S);
+    HI_CHECK(splits <= 65535, "cuda attention: " << splits << " splits of " << S
+                                                 << " keys in one launch exceed the grid (at most 65535)");
+    launch_attention_kernel(prm, static_cast<int>(splits), kern, a.kv_dtype);
+    const int64_t shift = t.start[count];
+    for (int j = count; j < n; ++j) {
+      t.k[j - count] = t.k[j];
+      t.v[j - count] = t.v[j];
+      t.pos0[j - count] = t.pos0[j];
+      t.start[j - count] = t.start[j] - shift;
+    }
+    t.n = n - count;
+    t.start[t.n] = t.start[n] - shift;
+  };
+  for (const KvPiece& p : a.pieces) {
+    if (p.n_tokens <= 0) continue;
+    if (t.n == cuda::kMaxPieces) {
+      // Cut at the last piece boundary that is a split start (this piece's, if it is one).
+      int cut = p.pos0 % S == 0 ? t.n : 0;
+      for (int j = t.n - 1; cut == 0 && j > 0; --j)
+        if (t.pos0[j] % S == 0) cut = j;
+      HI_CHECK(cut > 0, "cuda attention: split mode needs a split start within every " << cuda::kMaxPieces
+                                                                                       << " pieces");
+      launch_first(cut);
+    }
+    t.k[t.n] = p.k;
+    t.v[t.n] = p.v;
+    t.pos0[t.n] = p.pos0;
+    t.start[t.n + 1] = t.start[t.n] + p.n_tokens;
+    ++t.n;
+  }
+  launch_first(t.n);
 }
 
 }  // namespace

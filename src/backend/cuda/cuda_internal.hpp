@@ -40,7 +40,8 @@ class CublasGemm {
   CublasGemm(const CublasGemm&) = delete;
   CublasGemm& operator=(const CublasGemm&) = delete;
   ~CublasGemm();
-  void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out);
+  // x_stride: floats between input rows (0: w.cols).
+  void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
 
  private:
   cudaStream_t stream_;

@@ -7,12 +7,15 @@
 namespace headinfer::cuda {
 namespace {
 
-__global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up, int64_t n,
-                              float* __restrict__ out) {
+// out may alias gate: every element is read before it is written, by one thread.
+__global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, int rows, int64_t cols,
+                              int64_t in_stride, float* out, int64_t out_stride) {
+  const int64_t n = static_cast<int64_t>(rows) * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float g = gate[i];
-    out[i] = g / (1.0f + expf(-g)) * up[i];
+    const int64_t r = i / cols, c = i - r * cols;
+    const float g = gate[r * in_stride + c];
+    out[r * out_stride + c] = g / (1.0f + expf(-g)) * up[r * in_stride + c];
   }
 }
 
@@ -42,11 +45,44 @@ __global__ void store_kv_kernel(const float* __restrict__ src, int64_t src_strid
   }
 }
 
+// Destinations of up to kStoreKvHeads heads, passed by value (kernel parameter
+// space), so a layer's store needs no device-side pointer table.
+struct KvHeadDsts {
+  void* k[kStoreKvHeads];
+  void* v[kStoreKvHeads];
+};
+
+// blockIdx.y = 2 * head + (0: K, 1: V); the x dimension strides over the head's rows.
+template <typename T>
+__global__ void store_kv_heads_kernel(const float* __restrict__ k, const float* __restrict__ v, int64_t src_stride,
+                                      int n, int head_dim, KvHeadDsts dst) {
+  const int head = blockIdx.y >> 1, side = blockIdx.y & 1;
+  const float* src = (side ? v : k) + static_cast<int64_t>(head) * head_dim;
+  T* out = static_cast<T*>(side ? dst.v[head] : dst.k[head]);
+  const int64_t total = static_cast<int64_t>(n) * head_dim;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / head_dim, col = i % head_dim;
+    out[i] = from_f32<T>(src[row * src_stride + col]);
+  }
+}
+
 template <typename T>
 __global__ void convert_kernel(const float* __restrict__ x, int64_t n, T* __restrict__ dst) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = from_f32<T>(x[i]);
+}
+
+template <typename T>
+__global__ void convert_rows_kernel(const float* __restrict__ x, int rows, int64_t cols, int64_t x_stride,
+                                    T* __restrict__ dst) {
+  const int64_t n = static_cast<int64_t>(rows) * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i - r * cols;
+    dst[i] = from_f32<T>(x[r * x_stride + c]);
+  }
 }
 
 __global__ void fill_bias_kernel(float* __restrict__ out, int n, int64_t cols, const void* __restrict__ bias,
@@ -61,9 +97,11 @@ constexpr int kBlock = 256;
 
 }  // namespace
 
-void launch_swiglu(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s) {
+void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+                   int64_t out_stride, cudaStream_t s) {
+  const int64_t n = static_cast<int64_t>(rows) * cols;
   if (n <= 0) return;
-  swiglu_kernel<<<grid_for(n, kBlock), kBlock, 0, s>>>(gate, up, n, out);
+  swiglu_kernel<<<grid_for(n, kBlock), kBlock, 0, s>>>(gate, up, rows, cols, in_stride, out, out_stride);
   HI_CUDA_CHECK_LAUNCH("swiglu_kernel");
 }
 
@@ -93,6 +131,33 @@ void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, 
   HI_CUDA_CHECK_LAUNCH("store_kv_kernel");
 }
 
+void launch_store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                           DType dt, void* const* dst_k, void* const* dst_v, cudaStream_t s) {
+  const int64_t total = static_cast<int64_t>(n) * head_dim;
+  if (total <= 0 || n_heads <= 0) return;
+  for (int h0 = 0; h0 < n_heads; h0 += kStoreKvHeads) {
+    const int heads = n_heads - h0 < kStoreKvHeads ? n_heads - h0 : kStoreKvHeads;
+    KvHeadDsts d{};
+    for (int i = 0; i < heads; ++i) {
+      d.k[i] = dst_k[h0 + i];
+      d.v[i] = dst_v[h0 + i];
+    }
+    const float* kh = k + static_cast<int64_t>(h0) * head_dim;
+    const float* vh = v + static_cast<int64_t>(h0) * head_dim;
+    // Enough blocks per head to cover a chunk's rows; one per head in decode.
+    const dim3 grid(grid_for(total, kBlock), 2 * heads);
+    switch (dt) {
+      case DType::F32: store_kv_heads_kernel<float><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d); break;
+      case DType::F16: store_kv_heads_kernel<__half><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d); break;
+      case DType::BF16:
+        store_kv_heads_kernel<__nv_bfloat16><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d);
+        break;
+      default: HI_FAIL("cuda store_kv_heads: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
+    }
+    HI_CUDA_CHECK_LAUNCH("store_kv_heads_kernel");
+  }
+}
+
 void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStream_t s) {
   if (n <= 0) return;
   unsigned g = grid_for(n, kBlock);
@@ -103,6 +168,24 @@ void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStre
   else
     HI_FAIL("cuda convert: target dtype " << dtype_name(dt) << " is not F16/BF16");
   HI_CUDA_CHECK_LAUNCH("convert_kernel");
+}
+
+void launch_convert_f32_rows(const float* x, int rows, int64_t cols, int64_t x_stride, DType dt, void* dst,
+                             cudaStream_t s) {
+  if (x_stride == cols) {
+    launch_convert_f32(x, static_cast<int64_t>(rows) * cols, dt, dst, s);
+    return;
+  }
+  const int64_t n = static_cast<int64_t>(rows) * cols;
+  if (n <= 0) return;
+  unsigned g = grid_for(n, kBlock);
+  if (dt == DType::BF16)
+    convert_rows_kernel<<<g, kBlock, 0, s>>>(x, rows, cols, x_stride, static_cast<__nv_bfloat16*>(dst));
+  else if (dt == DType::F16)
+    convert_rows_kernel<<<g, kBlock, 0, s>>>(x, rows, cols, x_stride, static_cast<__half*>(dst));
+  else
+    HI_FAIL("cuda convert: target dtype " << dtype_name(dt) << " is not F16/BF16");
+  HI_CUDA_CHECK_LAUNCH("convert_rows_kernel");
 }
 
 void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType dt, cudaStream_t s) {

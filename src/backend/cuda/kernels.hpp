@@ -20,12 +20,22 @@ void launch_rmsnorm(const float* x, const void* w, DType wdt, float eps, int n, 
 // rotate-half RoPE in place; inv_freq is a device table of head_dim / 2 doubles
 void launch_rope(float* x, int64_t stride, int n_tokens, int n_heads, int head_dim, int64_t pos0,
                  const double* inv_freq, cudaStream_t s);
-void launch_swiglu(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s);
+// out[r * out_stride + i] = silu(gate[r * in_stride + i]) * up[r * in_stride + i], r < rows, i < cols
+void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+                   int64_t out_stride, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
 // n rows of head_dim floats (row stride src_stride) -> contiguous rows of dt
 void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType dt, void* dst, cudaStream_t s);
+// store_kv of n_heads heads in one launch: head i's rows at k / v + i * head_dim ->
+// dst_k[i] / dst_v[i] (host arrays; passed by value to the kernel in groups of kStoreKvHeads)
+constexpr int kStoreKvHeads = 64;
+void launch_store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
+                           DType dt, void* const* dst_k, void* const* dst_v, cudaStream_t s);
 // contiguous f32 -> F16 / BF16 (round to nearest even)
 void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStream_t s);
+// rows of cols floats, x_stride apart -> packed rows of F16 / BF16
+void launch_convert_f32_rows(const float* x, int rows, int64_t cols, int64_t x_stride, DType dt, void* dst,
+                             cudaStream_t s);
 // out[i, j] = bias[j] for i < n, j < cols
 void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType dt, cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)

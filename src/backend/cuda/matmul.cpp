@@ -41,20 +41,23 @@ CublasGemm::~CublasGemm() {
   if (handle_) cublasDestroy(handle_);
 }
 
-void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) {
+void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
   if (n <= 0) return;
   HI_CHECK(!w.empty(), "cuda matmul: weight matrix is empty");
   HI_CHECK(w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
            "cuda matmul: weight shape [" << w.rows << ", " << w.cols << "] is out of range");
   const int R = static_cast<int>(w.rows), C = static_cast<int>(w.cols);
+  if (x_stride == 0) x_stride = C;
+  HI_CHECK(x_stride >= C && x_stride <= INT32_MAX,
+           "cuda matmul: input rows " << x_stride << " floats apart for " << C << " columns");
   if (w.dtype == DType::BF16 || w.dtype == DType::F16) {
     // Rows past the fixed activation buffer run as slices; each output row is
     // still computed alone.
     const int max_rows = static_cast<int>(std::max<size_t>(1, kActBytes / (static_cast<size_t>(C) * 2)));
     if (n > max_rows) {
       for (int r0 = 0; r0 < n; r0 += max_rows)
-        matmul(x + static_cast<int64_t>(r0) * C, std::min(max_rows, n - r0), w, bias,
-               out + static_cast<int64_t>(r0) * R);
+        matmul(x + static_cast<int64_t>(r0) * x_stride, std::min(max_rows, n - r0), w, bias,
+               out + static_cast<int64_t>(r0) * R, x_stride);
       return;
     }
   }
@@ -67,6 +70,7 @@ void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, fl
   }
   const float alpha = 1.f;
   const void* b = x;
+  int ldb = static_cast<int>(x_stride);
   cudaDataType_t type = CUDA_R_32F;
   switch (w.dtype) {
     case DType::F32: break;
@@ -74,13 +78,14 @@ void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, fl
     case DType::F16: {
       type = w.dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
       void* act = act_.get(static_cast<size_t>(n) * C * 2, stream_);
-      launch_convert_f32(x, static_cast<int64_t>(n) * C, w.dtype, act, stream_);
+      launch_convert_f32_rows(x, n, C, x_stride, w.dtype, act, stream_);  // packed: ldb = C
       b = act;
+      ldb = C;
       break;
     }
     default: HI_FAIL("cuda matmul: weight dtype " << dtype_name(w.dtype) << " is not supported (F32, F16, BF16)");
   }
-  HI_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, R, n, C, &alpha, w.data, type, C, b, type, C, &beta,
+  HI_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, R, n, C, &alpha, w.data, type, C, b, type, ldb, &beta,
                                out, CUDA_R_32F, R, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
