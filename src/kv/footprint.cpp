@@ -43,7 +43,8 @@ std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, in
 
 std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk) {
   const int64_t c = max_chunk, qpk = cfg.q_per_kv();
-  return {c * qpk * cfg.head_dim, c * cfg.n_heads, c * qpk};
+  // One head's result while a call accumulates (out, then lse), and the running lse of every head.
+  return {c * qpk * (cfg.head_dim + 1), c * cfg.n_heads};
 }
 
 std::vector<int64_t> decode_partials_floats(const ModelConfig& cfg, int64_t capacity, int64_t block_tokens) {
@@ -59,11 +60,13 @@ int64_t staging_bytes(const ModelConfig& cfg, DType kv_dtype, int max_host_heads
 DeviceFootprint engine_footprint(const ModelConfig& cfg, DType kv_dtype, const KvSchedule& s, int64_t capacity,
                                  int max_chunk, int mlp_chunk) {
   DeviceFootprint f;
-  const int64_t slab_side = alloc_rounded(static_cast<int64_t>(kv_row_bytes(cfg, kv_dtype)) * capacity);
+  // A layer's resident slabs are one K and one V allocation (kv_store.hpp).
+  const int64_t slab_side = static_cast<int64_t>(kv_row_bytes(cfg, kv_dtype)) * capacity;
   int max_host = 0;
   for (int l = 0; l < cfg.n_layers; ++l) {
     max_host = std::max(max_host, s.host_heads(cfg, l));
-    f.resident_kv += 2 * slab_side * (cfg.n_kv_heads - s.host_heads(cfg, l));
+    const int resident = cfg.n_kv_heads - s.host_heads(cfg, l);
+    if (resident > 0) f.resident_kv += 2 * alloc_rounded(slab_side * resident);
   }
   if (max_host > 0) {
     f.buffers = s.n_buffers * alloc_rounded(s.buffer_bytes);

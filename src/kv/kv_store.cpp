@@ -53,10 +53,25 @@ int KvStore::max_host_heads() const {
 void KvStore::allocate_device(std::vector<Slab>& slabs, int64_t capacity) {
   const size_t bytes = row_bytes() * static_cast<size_t>(capacity);
   try {
-    for (Slab& s : slabs) {
-      if (s.home != Home::Device) continue;
-      s.k = backend_.alloc(bytes);
-      s.v = backend_.alloc(bytes);
+    for (int l = 0; l < n_layers_; ++l) {
+      Slab* layer = &slabs[static_cast<size_t>(l) * n_kv_heads_];
+      int resident = 0;
+      for (int h = 0; h < n_kv_heads_; ++h) resident += layer[h].home == Home::Device;
+      if (resident == 0) continue;
+      auto* k = static_cast<uint8_t*>(backend_.alloc(bytes * resident));
+      uint8_t* v = nullptr;
+      try {
+        v = static_cast<uint8_t*>(backend_.alloc(bytes * resident));
+      } catch (...) {
+        backend_.free(k);
+        throw;
+      }
+      for (int h = 0, i = 0; h < n_kv_heads_; ++h) {
+        if (layer[h].home != Home::Device) continue;
+        layer[h].k = k + bytes * i;
+        layer[h].v = v + bytes * i;
+        ++i;
+      }
     }
   } catch (...) {
     release_device(slabs);
@@ -65,10 +80,18 @@ void KvStore::allocate_device(std::vector<Slab>& slabs, int64_t capacity) {
 }
 
 void KvStore::release_device(std::vector<Slab>& slabs) {
-  for (Slab& s : slabs) {
-    if (s.k) backend_.free(s.k);
-    if (s.v) backend_.free(s.v);
-    s.k = s.v = nullptr;
+  // A layer's first resident slab holds the start of its allocations.
+  for (int l = 0; l < n_layers_; ++l) {
+    bool first = true;
+    for (int h = 0; h < n_kv_heads_; ++h) {
+      Slab& s = slabs[static_cast<size_t>(l) * n_kv_heads_ + h];
+      if (first && s.k) {
+        backend_.free(s.k);
+        if (s.v) backend_.free(s.v);
+        first = false;
+      }
+      s.k = s.v = nullptr;
+    }
   }
 }
 

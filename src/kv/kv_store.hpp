@@ -1,6 +1,8 @@
 // The KV cache as one slab per (layer, KV head), each with a home.
 //
-// Device slabs (resident) hold K and V as [capacity, head_dim] each, contiguous.
+// Device slabs (resident) hold K and V as [capacity, head_dim] each, contiguous; a
+// layer's resident slabs share one K and one V allocation, in head order at a fixed
+// stride (capacity rows), so attention can take several heads in one call.
 // Host slabs live in the HostPool, laid out per token block as
 //   block b: [layer][offloaded head j][K|V][token in block][head_dim]
 // so one block of a group of adjacent offloaded heads of a layer is one contiguous
@@ -44,6 +46,9 @@ class KvStore {
   size_t row_bytes() const { return dtype_bytes(kv_dtype_, head_dim_); }
   int64_t block_tokens() const { return schedule_.block_tokens; }
 
+  // Device slabs: elements from one resident head's K (or V) to the next resident
+  // head's (adjacent resident heads of a layer only).
+  int64_t device_head_stride() const { return capacity_ * head_dim_; }
   // Device slabs: byte pointer to token t of K or V.
   void* k_at(int layer, int kv_head, int64_t t) const { return at(slab(layer, kv_head).k, t); }
   void* v_at(int layer, int kv_head, int64_t t) const { return at(slab(layer, kv_head).v, t); }

@@ -13,9 +13,8 @@ LayerAttention::LayerAttention(Backend& backend, KvStore& kv, const ModelConfig&
   try {
     const KvSchedule& s = kv_.schedule();
     const std::vector<int64_t> scratch = attention_scratch_floats(cfg_, max_chunk_);
-    out_tmp_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[0]) * sizeof(float)));
+    scratch_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[0]) * sizeof(float)));
     lse_acc_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[1]) * sizeof(float)));
-    lse_tmp_ = static_cast<float*>(be_.alloc(static_cast<size_t>(scratch[2]) * sizeof(float)));
     store_k_.assign(static_cast<size_t>(cfg_.n_kv_heads), nullptr);
     store_v_.assign(static_cast<size_t>(cfg_.n_kv_heads), nullptr);
     split_ = decode_split_tokens(kv_.capacity(), B_);
@@ -51,7 +50,7 @@ void LayerAttention::release() {
     if (p) be_.free(p);
     p = nullptr;
   }
-  for (float** p : {&out_tmp_, &lse_acc_, &lse_tmp_}) {
+  for (float** p : {&scratch_, &lse_acc_}) {
     if (*p) be_.free(*p);
     *p = nullptr;
   }
@@ -175,18 +174,31 @@ void LayerAttention::store_new_kv(int layer, const LayerQkv& io) {
   be_.record(appended_[s], Stream::D2H);
 }
 
-KvPiece LayerAttention::chunk_piece(int layer, int head) const {
-  const Slab& sl = kv_.slab(layer, head);
-  if (sl.home == Home::Device) return KvPiece{kv_.k_at(layer, head, pos0_), kv_.v_at(layer, head, pos0_), n_, pos0_};
-  const size_t side = row_ * static_cast<size_t>(n_);
-  const uint8_t* stg = static_cast<const uint8_t*>(staging_[layer % 2]);
-  return KvPiece{stg + 2 * sl.host_index * side, stg + (2 * sl.host_index + 1) * side, n_, pos0_};
+void LayerAttention::head_runs(const std::vector<int>& heads, std::vector<HeadRun>& runs) {
+  runs.clear();
+  for (int h : heads) {
+    if (!runs.empty() && runs.back().head + runs.back().heads == h)
+      ++runs.back().heads;
+    else
+      runs.push_back(HeadRun{h, 1});
+  }
 }
 
-void LayerAttention::attend(int head, AttnArgs& a, bool first, const LayerQkv& io) {
+KvPiece LayerAttention::chunk_piece(int layer, HeadRun r) const {
+  const Slab& sl = kv_.slab(layer, r.head);
+  if (sl.home == Home::Device)
+    return KvPiece{kv_.k_at(layer, r.head, pos0_), kv_.v_at(layer, r.head, pos0_), n_, pos0_,
+                   kv_.device_head_stride()};
+  // Staging: [host head][K|V][chunk rows]; a run's host indices are adjacent too.
+  const size_t side = row_ * static_cast<size_t>(n_);
+  const uint8_t* stg = static_cast<const uint8_t*>(staging_[layer % 2]);
+  return KvPiece{stg + 2 * sl.host_index * side, stg + (2 * sl.host_index + 1) * side, n_, pos0_,
+                 2 * int64_t{n_} * cfg_.head_dim};
+}
+
+void LayerAttention::attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io) {
   const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
-  const int64_t q_w = int64_t{cfg_.n_heads} * hd;
-  a.q = io.q + static_cast<int64_t>(head) * qpk * hd;
+  a.q = io.q + static_cast<int64_t>(r.head) * qpk * hd;
   a.q_stride = io.stride;
   a.n_q = n_;
   a.n_qh = qpk;
@@ -195,42 +207,38 @@ void LayerAttention::attend(int head, AttnArgs& a, bool first, const LayerQkv& i
   a.causal = true;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   a.kv_dtype = kv_.kv_dtype();
-  float* out = io.out + static_cast<int64_t>(head) * qpk * hd;
-  float* lse = lse_acc_ + static_cast<int64_t>(head) * max_chunk_ * qpk;
-  if (first) {
-    a.out = out;
-    a.out_stride = q_w;
-    a.lse = lse;
-    be_.attention(a);
-    return;
-  }
-  a.out = out_tmp_;
-  a.out_stride = int64_t{qpk} * hd;
-  a.lse = lse_tmp_;
+  a.n_kv_heads = r.heads;
+  a.out = io.out + static_cast<int64_t>(r.head) * qpk * hd;
+  a.out_stride = int64_t{cfg_.n_heads} * hd;
+  a.lse = lse_acc_ + static_cast<int64_t>(r.head) * max_chunk_ * qpk;
+  a.lse_head_stride = int64_t{max_chunk_} * qpk;
+  // Later blocks merge into what the earlier ones left, in block order.
+  a.accumulate = !first;
+  a.scratch = scratch_;
   be_.attention(a);
-  be_.merge_attention(out, lse, out_tmp_, lse_tmp_, n_, qpk, hd, q_w, int64_t{qpk} * hd);
 }
 
-void LayerAttention::attend_block(int layer, int head, int64_t b, const void* k, const void* v, const LayerQkv& io) {
+void LayerAttention::attend_block(int layer, HeadRun r, int64_t b, const void* k, const void* v, int64_t stride,
+                                  const LayerQkv& io) {
   AttnArgs a;
-  a.pieces.push_back(KvPiece{k, v, block_tokens_before(b), b * B_});
+  a.pieces.push_back(KvPiece{k, v, block_tokens_before(b), b * B_, stride});
   // The partly filled block holding pos0 is attended together with the chunk.
-  if (b == blocks_before_ - 1 && pos0_ % B_ != 0) a.pieces.push_back(chunk_piece(layer, head));
-  attend(head, a, b == 0, io);
+  if (b == blocks_before_ - 1 && pos0_ % B_ != 0) a.pieces.push_back(chunk_piece(layer, r));
+  attend(r, a, b == 0, io);
 }
 
-void LayerAttention::attend_chunk_only(int layer, int head, const LayerQkv& io) {
+void LayerAttention::attend_chunk_only(int layer, HeadRun r, const LayerQkv& io) {
   AttnArgs a;
-  a.pieces.push_back(chunk_piece(layer, head));
-  attend(head, a, pos0_ == 0, io);
+  a.pieces.push_back(chunk_piece(layer, r));
+  attend(r, a, pos0_ == 0, io);
 }
 
-AttnArgs& LayerAttention::decode_args(int head, const LayerQkv& io) {
+AttnArgs& LayerAttention::decode_args(HeadRun r, const LayerQkv& io) {
   const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
   const int64_t q_w = int64_t{cfg_.n_heads} * hd;
   AttnArgs& a = decode_args_;
   a.pieces.clear();
-  a.q = io.q + static_cast<int64_t>(head) * qpk * hd;
+  a.q = io.q + static_cast<int64_t>(r.head) * qpk * hd;
   a.q_stride = io.stride;
   a.n_q = 1;
   a.n_qh = qpk;
@@ -239,59 +247,79 @@ AttnArgs& LayerAttention::decode_args(int head, const LayerQkv& io) {
   a.causal = true;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   a.kv_dtype = kv_.kv_dtype();
+  a.n_kv_heads = r.heads;
   a.out = nullptr;
   a.out_stride = q_w;
   a.lse = nullptr;
   a.split_keys = split_;
-  a.part_o = part_o_ + static_cast<int64_t>(head) * qpk * hd;
+  a.part_o = part_o_ + static_cast<int64_t>(r.head) * qpk * hd;
   a.part_o_slot_stride = q_w;
-  a.part_lse = part_lse_ + static_cast<int64_t>(head) * qpk;
+  a.part_lse = part_lse_ + static_cast<int64_t>(r.head) * qpk;
   a.part_lse_slot_stride = cfg_.n_heads;
   return a;
 }
 
+// Runs of the layer's resident (device) or offloaded (host) heads.
+static void home_heads(const KvStore& kv, int layer, int n_kv_heads, Home home, std::vector<int>& out) {
+  out.clear();
+  for (int h = 0; h < n_kv_heads; ++h)
+    if (kv.slab(layer, h).home == home) out.push_back(h);
+}
+
 void LayerAttention::run_decode(int layer, const LayerQkv& io) {
-  // Resident heads: one call over every key. Whole blocks are one piece (block
-  // starts are split starts, so no split sees the difference); the partly filled
-  // last block and the new token stay pieces of their own, as they are offloaded.
+  // Resident heads: one call per run of adjacent heads over every key. Whole blocks
+  // are one piece (block starts are split starts, so no split sees the difference);
+  // the partly filled last block and the new token stay pieces of their own, as
+  // they are offloaded.
   const int64_t whole = pos0_ / B_ * B_;
-  for (int h = 0; h < cfg_.n_kv_heads; ++h) {
-    if (kv_.slab(layer, h).home != Home::Device) continue;
-    AttnArgs& a = decode_args(h, io);
-    if (whole > 0) a.pieces.push_back(KvPiece{kv_.k_at(layer, h, 0), kv_.v_at(layer, h, 0), whole, 0});
+  const int64_t dstride = kv_.device_head_stride();
+  home_heads(kv_, layer, cfg_.n_kv_heads, Home::Device, heads_tmp_);
+  head_runs(heads_tmp_, runs_tmp_);
+  for (const HeadRun& r : runs_tmp_) {
+    AttnArgs& a = decode_args(r, io);
+    const int h = r.head;
+    if (whole > 0) a.pieces.push_back(KvPiece{kv_.k_at(layer, h, 0), kv_.v_at(layer, h, 0), whole, 0, dstride});
     if (pos0_ > whole)
-      a.pieces.push_back(KvPiece{kv_.k_at(layer, h, whole), kv_.v_at(layer, h, whole), pos0_ - whole, whole});
-    a.pieces.push_back(chunk_piece(layer, h));
+      a.pieces.push_back(
+          KvPiece{kv_.k_at(layer, h, whole), kv_.v_at(layer, h, whole), pos0_ - whole, whole, dstride});
+    a.pieces.push_back(chunk_piece(layer, r));
     be_.attention(a);
   }
-  // Offloaded heads: one call per fill over its blocks; the fill that holds the
-  // last block also takes the staged new token.
+  // Offloaded heads: one call per fill (and run of adjacent heads in it) over its
+  // blocks; the fill that holds the last block also takes the staged new token.
   const size_t nbuf = buffers_.size();
   const size_t hhb = kv_.host_head_bytes();
+  const int64_t bstride = 2 * B_ * cfg_.head_dim;  // elements from one head's block to the next's
   for (size_t f = layer_fills_[static_cast<size_t>(layer)]; f < layer_fills_[static_cast<size_t>(layer) + 1]; ++f) {
     issue_through(f + nbuf - 1);
     const Fill& fl = fills_[f];
     const size_t buf = f % nbuf;
     be_.wait(Stream::Compute, filled_[buf]);
     const uint8_t* base = static_cast<const uint8_t*>(buffers_[buf]);
-    for (int jj = 0; jj < fl.heads; ++jj) {
-      const int head = kv_.host_head(layer, fl.j0 + jj);
-      AttnArgs& a = decode_args(head, io);
+    heads_tmp_.clear();
+    for (int jj = 0; jj < fl.heads; ++jj) heads_tmp_.push_back(kv_.host_head(layer, fl.j0 + jj));
+    head_runs(heads_tmp_, runs_tmp_);
+    int jj0 = 0;
+    for (const HeadRun& r : runs_tmp_) {
+      AttnArgs& a = decode_args(r, io);
       for (int64_t i = 0; i < fl.blocks; ++i) {
-        const uint8_t* k = base + static_cast<size_t>(i * fl.heads + jj) * hhb;
+        const uint8_t* k = base + static_cast<size_t>(i * fl.heads + jj0) * hhb;
         const int64_t b = fl.b0 + i;
-        a.pieces.push_back(KvPiece{k, k + row_ * static_cast<size_t>(B_), block_tokens_before(b), b * B_});
+        a.pieces.push_back(
+            KvPiece{k, k + row_ * static_cast<size_t>(B_), block_tokens_before(b), b * B_, bstride});
       }
-      if (fl.b0 + fl.blocks == blocks_before_) a.pieces.push_back(chunk_piece(layer, head));
+      if (fl.b0 + fl.blocks == blocks_before_) a.pieces.push_back(chunk_piece(layer, r));
       be_.attention(a);
+      jj0 += r.heads;
     }
     be_.record(consumed_[buf], Stream::Compute);
   }
   if (blocks_before_ == 0) {  // the first token: no fills, the new token alone
-    for (int h = 0; h < cfg_.n_kv_heads; ++h) {
-      if (kv_.slab(layer, h).home == Home::Device) continue;
-      AttnArgs& a = decode_args(h, io);
-      a.pieces.push_back(chunk_piece(layer, h));
+    home_heads(kv_, layer, cfg_.n_kv_heads, Home::Host, heads_tmp_);
+    head_runs(heads_tmp_, runs_tmp_);
+    for (const HeadRun& r : runs_tmp_) {
+      AttnArgs& a = decode_args(r, io);
+      a.pieces.push_back(chunk_piece(layer, r));
       be_.attention(a);
     }
   }
@@ -305,31 +333,43 @@ void LayerAttention::run(int layer, const LayerQkv& io) {
     run_decode(layer, io);
     return;
   }
-  // Resident heads first: their work covers the first fills' transfers.
-  for (int h = 0; h < cfg_.n_kv_heads; ++h) {
-    if (kv_.slab(layer, h).home != Home::Device) continue;
+  // Resident heads first (each run of adjacent ones in one call per block): their
+  // work covers the first fills' transfers.
+  home_heads(kv_, layer, cfg_.n_kv_heads, Home::Device, heads_tmp_);
+  head_runs(heads_tmp_, runs_tmp_);
+  for (const HeadRun& r : runs_tmp_)
     for (int64_t b = 0; b < blocks_before_; ++b)
-      attend_block(layer, h, b, kv_.k_at(layer, h, b * B_), kv_.v_at(layer, h, b * B_), io);
-  }
+      attend_block(layer, r, b, kv_.k_at(layer, r.head, b * B_), kv_.v_at(layer, r.head, b * B_),
+                   kv_.device_head_stride(), io);
   const size_t nbuf = buffers_.size();
   const size_t hhb = kv_.host_head_bytes();
+  const int64_t bstride = 2 * B_ * cfg_.head_dim;
   for (size_t f = layer_fills_[static_cast<size_t>(layer)]; f < layer_fills_[static_cast<size_t>(layer) + 1]; ++f) {
     issue_through(f + nbuf - 1);
     const Fill& fl = fills_[f];
     const size_t buf = f % nbuf;
     be_.wait(Stream::Compute, filled_[buf]);
     const uint8_t* base = static_cast<const uint8_t*>(buffers_[buf]);
-    for (int jj = 0; jj < fl.heads; ++jj) {
-      const int head = kv_.host_head(layer, fl.j0 + jj);
+    heads_tmp_.clear();
+    for (int jj = 0; jj < fl.heads; ++jj) heads_tmp_.push_back(kv_.host_head(layer, fl.j0 + jj));
+    head_runs(heads_tmp_, runs_tmp_);
+    int jj0 = 0;
+    for (const HeadRun& r : runs_tmp_) {
       for (int64_t i = 0; i < fl.blocks; ++i) {
-        const uint8_t* k = base + static_cast<size_t>(i * fl.heads + jj) * hhb;
-        attend_block(layer, head, fl.b0 + i, k, k + row_ * static_cast<size_t>(B_), io);
+        const uint8_t* k = base + static_cast<size_t>(i * fl.heads + jj0) * hhb;
+        attend_block(layer, r, fl.b0 + i, k, k + row_ * static_cast<size_t>(B_), bstride, io);
       }
+      jj0 += r.heads;
     }
     be_.record(consumed_[buf], Stream::Compute);
   }
-  if (pos0_ % B_ == 0)
-    for (int h = 0; h < cfg_.n_kv_heads; ++h) attend_chunk_only(layer, h, io);
+  if (pos0_ % B_ == 0) {
+    for (Home home : {Home::Device, Home::Host}) {
+      home_heads(kv_, layer, cfg_.n_kv_heads, home, heads_tmp_);
+      head_runs(heads_tmp_, runs_tmp_);
+      for (const HeadRun& r : runs_tmp_) attend_chunk_only(layer, r, io);
+    }
+  }
 }
 
 void LayerAttention::end() {

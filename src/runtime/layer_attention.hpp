@@ -70,17 +70,26 @@ class LayerAttention {
   void release();
   void issue_through(size_t fill);
   void store_new_kv(int layer, const LayerQkv& io);
-  // Attention of one head over block b (tokens of it before pos0), with the chunk
-  // when b holds pos0.
-  void attend_block(int layer, int head, int64_t b, const void* k, const void* v, const LayerQkv& io);
-  void attend_chunk_only(int layer, int head, const LayerQkv& io);
-  void attend(int head, AttnArgs& a, bool first, const LayerQkv& io);
+  // A run of adjacent KV heads [head, head + heads) with the same home, attended in
+  // one call: their K/V sit at a fixed stride (resident slabs, a fill's buffer, the
+  // staging area), and their query rows are adjacent.
+  struct HeadRun {
+    int head, heads;
+  };
+  // Runs of adjacent heads among `heads` (ascending KV head ids).
+  static void head_runs(const std::vector<int>& heads, std::vector<HeadRun>& runs);
+  // Attention of a run over block b (tokens of it before pos0; K/V of its first head
+  // at k, v, the others `stride` elements apart), with the chunk when b holds pos0.
+  void attend_block(int layer, HeadRun r, int64_t b, const void* k, const void* v, int64_t stride,
+                    const LayerQkv& io);
+  void attend_chunk_only(int layer, HeadRun r, const LayerQkv& io);
+  void attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io);
   // Decode (n == 1): per-split partials of every head, then one combine.
   void run_decode(int layer, const LayerQkv& io);
-  AttnArgs& decode_args(int head, const LayerQkv& io);
+  AttnArgs& decode_args(HeadRun r, const LayerQkv& io);
   void alloc_partials(int64_t slots);
   void free_partials();
-  KvPiece chunk_piece(int layer, int head) const;
+  KvPiece chunk_piece(int layer, HeadRun r) const;
   int64_t block_tokens_before(int64_t b) const { return std::min(B_, pos0_ - b * B_); }
 
   Backend& be_;
@@ -93,7 +102,7 @@ class LayerAttention {
   std::vector<Event> filled_, consumed_;
   void* staging_[2] = {nullptr, nullptr};
   Event staged_[2], appended_[2], forward_done_;
-  float *out_tmp_ = nullptr, *lse_acc_ = nullptr, *lse_tmp_ = nullptr;
+  float *scratch_ = nullptr, *lse_acc_ = nullptr;  // attention_scratch_floats()
   // Decode partials: [slot][n_heads][head_dim] and [slot][n_heads] (footprint.hpp).
   int64_t split_ = 0;       // keys per split, fixed for the executor's life
   int64_t part_slots_ = 0;  // slots the buffers hold
@@ -101,6 +110,8 @@ class LayerAttention {
   AttnArgs decode_args_;  // reused: its piece list keeps its capacity
   std::vector<void*> store_k_, store_v_;  // per KV head: where its new rows go
   std::vector<Event*> all_events_;
+  std::vector<int> heads_tmp_;
+  std::vector<HeadRun> runs_tmp_;
 
   int64_t pos0_ = 0;
   int n_ = 0;

@@ -31,14 +31,21 @@ class RecordingBackend final : public Backend {
   void embed(const int32_t*, int, const Mat&, float*) override { hit("embed"); }
   void rmsnorm(const float*, const Mat&, float, int, float*) override { hit("rmsnorm"); }
   void matmul(const float*, int, const Mat&, const Mat*, float*) override { hit("matmul"); }
+  void matmul_strided(const float*, int64_t, int, const Mat&, const Mat*, float*) override { hit("matmul_strided"); }
   void rope(const RopeArgs&) override { hit("rope"); }
   void attention(const AttnArgs&) override { hit("attention"); }
   void merge_attention(float*, float*, const float*, const float*, int, int, int, int64_t, int64_t) override {
     hit("merge_attention");
   }
-  void swiglu(const float*, const float*, int64_t, float*) override { hit("swiglu"); }
+  void combine_attention(const float*, const float*, int, int, int, int, float*, int64_t, float*) override {
+    hit("combine_attention");
+  }
+  void swiglu(const float*, const float*, int, int64_t, int64_t, float*, int64_t) override { hit("swiglu"); }
   void add(float*, const float*, int64_t) override { hit("add"); }
   void store_kv(const float*, int64_t, int, int, DType, void*) override { hit("store_kv"); }
+  void store_kv_heads(const float*, const float*, int64_t, int, int, int, DType, void* const*, void* const*) override {
+    hit("store_kv_heads");
+  }
   void synchronize() override { hit("synchronize"); }
   void* alloc_host(size_t) override { hit("alloc_host"); return &scratch_; }
   void free_host(void*) override { hit("free_host"); }
@@ -79,12 +86,15 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   p.embed(nullptr, 0, m, &f);
   p.rmsnorm(nullptr, m, 0, 0, &f);
   p.matmul(nullptr, 0, m, nullptr, &f);
+  p.matmul_strided(nullptr, 0, 0, m, nullptr, &f);
   p.rope(RopeArgs{});
   p.attention(AttnArgs{});
   p.merge_attention(&f, &f, &f, &f, 0, 0, 0, 0, 0);
-  p.swiglu(nullptr, nullptr, 0, &f);
+  p.combine_attention(&f, &f, 0, 0, 0, 0, &f, 0, nullptr);
+  p.swiglu(nullptr, nullptr, 0, 0, 0, &f, 0);
   p.add(&f, &f, 0);
   p.store_kv(nullptr, 0, 0, 0, DType::F32, nullptr);
+  p.store_kv_heads(nullptr, nullptr, 0, 0, 0, 0, DType::F32, nullptr, nullptr);
   p.synchronize();
   p.free_host(p.alloc_host(4));
   Event e = p.create_event();
@@ -103,7 +113,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   EXPECT_EQ(p.name(), "recording");
   for (const char* method :
        {"alloc", "free", "upload", "download", "copy", "prepare", "embed", "rmsnorm", "matmul", "rope", "attention",
-        "merge_attention", "swiglu", "add", "store_kv", "synchronize", "alloc_host", "free_host", "create_event",
+        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "synchronize", "alloc_host", "free_host", "create_event",
         "destroy_event", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
         "copy_d2h_2d_async", "set_device_limit", "reset_device_peak"})
     EXPECT_EQ(rec.calls[method], 1) << method;
@@ -144,13 +154,13 @@ TEST(ProfilingBackend, PhasesOfAnExecutorRunAndSameBits) {
     EXPECT_EQ(0, std::memcmp(want[i].data(), got[i].data(), want[i].size() * sizeof(float))) << "step " << i;
 
   const PhaseTimes& t = prof.times();
-  // 3 prefill chunks and 3 decode steps: 7 matmuls per layer (MLP in one pass at
-  // these sizes) plus the LM head, per forward.
+  // 3 prefill chunks and 3 decode steps: 4 matmuls per layer (fused Q/K/V, O, fused
+  // gate/up, down; the MLP in one pass at these sizes) plus the LM head, per forward.
   const int forwards = 3 + 3;
-  EXPECT_EQ(t.calls_of(Phase::Gemm), forwards * (7 * c.n_layers + 1));
+  EXPECT_EQ(t.calls_of(Phase::Gemm), forwards * (4 * c.n_layers + 1));
   EXPECT_GT(t.calls_of(Phase::Attention), 0);
-  // embed and the final norm; per layer 2 norms, 2 ropes, 2 adds and swiglu.
-  EXPECT_EQ(t.calls_of(Phase::Other), forwards * (2 + 7 * c.n_layers));
+  // embed and the final norm; per layer 2 norms, 1 rope (Q and K), 2 adds and swiglu.
+  EXPECT_EQ(t.calls_of(Phase::Other), forwards * (2 + 6 * c.n_layers));
   for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) EXPECT_GT(t.of(ph), 0.0) << phase_name(ph);
   EXPECT_NEAR(t.total(), t.of(Phase::Gemm) + t.of(Phase::Attention) + t.of(Phase::Other), 1e-12);
 
