@@ -183,7 +183,7 @@ TEST_P(AttentionTiles, KeyRangeMatchesReference) {
 constexpr DType F32 = DType::F32, F16 = DType::F16, BF16 = DType::BF16;
 
 // Rows n_q * n_qh < 16 take the narrow kernel, others the wide one; calls with few
-// row tiles and >= 2048 keys are split over keys. Key tiles are 64 keys.
+// row tiles and >= 8192 keys are split over keys. Key tiles are 64 keys.
 INSTANTIATE_TEST_SUITE_P(
     Shapes, AttentionTiles,
     ::testing::Values(
@@ -194,10 +194,10 @@ INSTANTIATE_TEST_SUITE_P(
         Shape{2, 7, 17, {64, 64}, 9, kEnd, true, F32, 0},
         Shape{3, 5, 256, {200}, 0, 150, true, BF16, 0},   // later rows see more
         Shape{1, 1, 33, {40}, 0, 10, false, F32, 0},      // no mask
-        // narrow with key splits (>= 2048 keys, one row group)
-        Shape{1, 1, 128, {2500}, 0, kEnd, true, F32, 0},
-        Shape{1, 4, 64, {1000, 1100, 7}, 11, kEnd, true, F16, 0},
-        Shape{2, 2, 31, {2049}, 0, 1000, true, BF16, 0},  // split ranges beyond the query: masked
+        // narrow with key splits (>= 8192 keys, one row group)
+        Shape{1, 1, 128, {9000}, 0, kEnd, true, F32, 0},
+        Shape{1, 4, 64, {4000, 4300, 7}, 11, kEnd, true, F16, 0},
+        Shape{2, 2, 31, {8193}, 0, 1000, true, BF16, 0},  // split ranges beyond the query: masked
         // wide: row tiles of 32 with odd edges
         Shape{16, 1, 32, {16}, 0, 0, true, F32, 0},       // exactly the wide threshold
         Shape{31, 1, 128, {31}, 0, 0, true, F32, 0},
@@ -210,7 +210,7 @@ INSTANTIATE_TEST_SUITE_P(
         Shape{20, 3, 48, {30, 30, 30}, 0, 0, true, F32, 0},  // early queries see few keys
         Shape{24, 2, 64, {10}, 0, -100, true, BF16, 0},   // every key masked: lse = -inf, zero rows
         Shape{40, 1, 64, {64, 64}, 20, 0, true, F32, 0},  // first rows see nothing, later ones do
-        Shape{48, 1, 128, {4000}, 0, kEnd, true, F32, 0},   // wide with key splits
+        Shape{48, 1, 128, {8300}, 0, kEnd, true, F32, 0},   // wide with key splits
         Shape{64, 1, 128, {700}, 0, kEnd, true, F32, 1.f},  // peaked softmax: big score range
         Shape{17, 1, 16, {1}, 0, kEnd, true, F16, 0}));
 
@@ -243,8 +243,8 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 const Shape kDeterminismShapes[] = {
     Shape{200, 1, 128, {900, 300}, 4, kEnd, true, F32, 0},  // wide, many tiles
     Shape{37, 7, 96, {500}, 0, kEnd, true, BF16, 0},        // wide, GQA 7
-    Shape{40, 1, 64, {5000}, 0, kEnd, true, F16, 0},        // wide with key splits
-    Shape{1, 4, 128, {9000}, 0, kEnd, true, F32, 0},        // decode with key splits
+    Shape{40, 1, 64, {9000}, 0, kEnd, true, F16, 0},        // wide with key splits
+    Shape{1, 4, 128, {20000}, 0, kEnd, true, F32, 0},       // decode with key splits
     Shape{3, 2, 30, {700}, 0, kEnd, true, BF16, 0},         // narrow, no split
 };
 

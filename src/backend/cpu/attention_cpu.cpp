@@ -22,9 +22,12 @@ constexpr int64_t kWideMinRows = 16;
 // A call with fewer row tiles than this (decode, small chunks) is also split over
 // its keys, so that several threads can work on it: into ranges of kSplitKeys keys
 // or more (at most kMaxSplits ranges), each a partial (out, lse), merged in range
-// order. The split depends on the call's shape only, never on the pool.
+// order. The split depends on the call's shape only, never on the pool. A range is
+// tens of microseconds of work even for one row, well above the cost of waking the
+// pool; the engine's decode calls (one per KV block, 4096 F32 or 8192 BF16 keys at
+// head_dim 128) stay whole or split in two.
 constexpr int64_t kSplitBelowTiles = 8;
-constexpr int64_t kSplitKeys = 1024;
+constexpr int64_t kSplitKeys = 4096;
 constexpr int64_t kMaxSplits = 64;
 
 // Per-thread kernel scratch; it lives as long as the thread, so steady-state calls
@@ -147,16 +150,16 @@ void cpu_attention(ThreadPool& pool, const AttnArgs& a) {
                          pl.data() + s * rows);
     }
   });
-  pool.parallel_for(rows, [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {
-      float* o = a.out + (row / a.n_qh) * a.out_stride + (row % a.n_qh) * hd;
-      std::copy_n(po.data() + row * hd, hd, o);
-      float l = pl[static_cast<size_t>(row)];
-      for (int64_t s = 1; s < n_splits; ++s)
-        merge_row(o, l, po.data() + (s * rows + row) * hd, pl[static_cast<size_t>(s * rows + row)], hd);
-      if (a.lse) a.lse[row] = l;
-    }
-  });
+  // On the caller: a split call has fewer than kSplitBelowTiles row tiles, so this is
+  // little work next to the ranges, less than waking the pool once more.
+  for (int64_t row = 0; row < rows; ++row) {
+    float* o = a.out + (row / a.n_qh) * a.out_stride + (row % a.n_qh) * hd;
+    std::copy_n(po.data() + row * hd, hd, o);
+    float l = pl[static_cast<size_t>(row)];
+    for (int64_t s = 1; s < n_splits; ++s)
+      merge_row(o, l, po.data() + (s * rows + row) * hd, pl[static_cast<size_t>(s * rows + row)], hd);
+    if (a.lse) a.lse[row] = l;
+  }
 }
 
 void cpu_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
