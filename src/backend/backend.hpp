@@ -59,9 +59,10 @@ struct AttnArgs {
   int n_kv_heads = 1;
   int64_t lse_head_stride = 0;  // floats
   // accumulate: out and lse hold a result over other keys; the call merges its own
-  // into them exactly as merge_attention(out, lse, result, result_lse) would. A
-  // backend may need room for one head's result: scratch of n_q * n_qh * (head_dim + 1)
-  // floats, given by the caller so it is part of the caller's memory plan.
+  // into them exactly as merge_attention(out, lse, result, result_lse) would.
+  // scratch (optional, but required with accumulate): n_q * n_kv_heads * n_qh *
+  // (head_dim + 1) floats the backend may use during the call (a head's result, or
+  // converted queries), given by the caller so it is part of the caller's memory plan.
   bool accumulate = false;
   float* scratch = nullptr;
 

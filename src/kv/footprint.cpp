@@ -42,9 +42,10 @@ std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, in
 }
 
 std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk) {
-  const int64_t c = max_chunk, qpk = cfg.q_per_kv();
-  // One head's result while a call accumulates (out, then lse), and the running lse of every head.
-  return {c * qpk * (cfg.head_dim + 1), c * cfg.n_heads};
+  const int64_t c = max_chunk;
+  // Scratch of attention calls over all heads (AttnArgs::scratch), and the running
+  // lse of every head.
+  return {c * cfg.n_heads * (cfg.head_dim + 1), c * cfg.n_heads};
 }
 
 std::vector<int64_t> decode_partials_floats(const ModelConfig& cfg, int64_t capacity, int64_t block_tokens) {

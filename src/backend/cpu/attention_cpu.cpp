@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
+#include "backend/cpu/kernels_attention.hpp"
+#include "backend/cpu/matmul.hpp"
 #include "headinfer/error.hpp"
 
 namespace headinfer {
@@ -12,135 +15,184 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Keys are converted to f32 a block at a time so each byte of KV is read once per
-// query group rather than once per query head.
-constexpr int64_t kKeyBlock = 256;
+// Below this many query rows (n_q * n_qh) a call takes the narrow kernel: the wide
+// one computes 32 rows at once and would leave most of its lanes idle.
+constexpr int64_t kWideMinRows = 16;
 
-// Online-softmax state of one query token's head group over some keys, with the
-// conversion buffers it reuses.
-struct GroupState {
-  std::vector<float> kf, vf, acc, m, l, s;
-  GroupState(int n_qh, int hd)
-      : kf(static_cast<size_t>(kKeyBlock * hd)), vf(static_cast<size_t>(kKeyBlock * hd)),
-        acc(static_cast<size_t>(n_qh) * hd), m(static_cast<size_t>(n_qh)), l(static_cast<size_t>(n_qh)),
-        s(static_cast<size_t>(kKeyBlock)) {}
-  void reset() {
-    std::fill(acc.begin(), acc.end(), 0.f);
-    std::fill(m.begin(), m.end(), kNegInf);
-    std::fill(l.begin(), l.end(), 0.f);
+// A call with fewer row tiles than this (decode, small chunks) is also split over
+// its keys, so that several threads can work on it: into ranges of kSplitKeys keys
+// or more (at most kMaxSplits ranges), each a partial (out, lse), merged in range
+// order. The split depends on the call's shape only, never on the pool. A range is
+// tens of microseconds of work even for one row, well above the cost of waking the
+// pool; the engine's decode calls (one per KV block, 4096 F32 or 8192 BF16 keys at
+// head_dim 128) stay whole or split in two.
+constexpr int64_t kSplitBelowTiles = 8;
+constexpr int64_t kSplitKeys = 4096;
+constexpr int64_t kMaxSplits = 64;
+
+// Per-thread kernel scratch; it lives as long as the thread, so steady-state calls
+// do not allocate.
+float* attn_scratch(size_t floats) {
+  struct Buf {
+    float* p = nullptr;
+    size_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf buf;
+  if (buf.n < floats) {
+    std::free(buf.p);
+    buf.p = nullptr;
+    buf.n = 0;
+    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    buf.p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!buf.p) HI_FAIL("attention: cannot allocate " << bytes << " bytes of scratch");
+    buf.n = floats;
   }
-};
+  return buf.p;
+}
 
-// Attends query token t to keys [k0, k1) of piece p (indices within the piece), in
-// blocks of kKeyBlock keys counted from k0. The caller has already dropped keys
-// that causal masking hides (they lie at the end of the range).
-void attend_keys(const AttnArgs& a, const KvPiece& p, int64_t t, int64_t k0, int64_t k1, GroupState& st) {
-  const int hd = a.head_dim;
-  for (int64_t kb = k0; kb < k1; kb += kKeyBlock) {
-    const int64_t nb = std::min(kKeyBlock, k1 - kb);
-    const size_t off = static_cast<size_t>(kb) * hd;
-    to_f32(a.kv_dtype, static_cast<const uint8_t*>(p.k) + dtype_bytes(a.kv_dtype, off), st.kf.data(), nb * hd);
-    to_f32(a.kv_dtype, static_cast<const uint8_t*>(p.v) + dtype_bytes(a.kv_dtype, off), st.vf.data(), nb * hd);
-    for (int h = 0; h < a.n_qh; ++h) {
-      const float* q = a.q + t * a.q_stride + static_cast<int64_t>(h) * hd;
-      float bmax = kNegInf;
-      for (int64_t j = 0; j < nb; ++j) {
-        const float* k = st.kf.data() + j * hd;
-        float dot = 0.f;
-        for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
-        st.s[static_cast<size_t>(j)] = dot * a.scale;
-        bmax = std::max(bmax, st.s[static_cast<size_t>(j)]);
-      }
-      const float mnew = std::max(st.m[h], bmax);
-      const float corr = std::exp(st.m[h] - mnew);  // exp(-inf) = 0 on the first block
-      float* o = st.acc.data() + static_cast<size_t>(h) * hd;
-      for (int d = 0; d < hd; ++d) o[d] *= corr;
-      float lsum = st.l[h] * corr;
-      for (int64_t j = 0; j < nb; ++j) {
-        const float pj = std::exp(st.s[static_cast<size_t>(j)] - mnew);
-        lsum += pj;
-        const float* v = st.vf.data() + j * hd;
-        for (int d = 0; d < hd; ++d) o[d] += pj * v[d];
-      }
-      st.m[h] = mnew;
-      st.l[h] = lsum;
-    }
+bool use_wide(const AttnArgs& a) { return int64_t{a.n_q} * a.n_qh >= kWideMinRows; }
+
+int64_t total_keys(const AttnArgs& a) {
+  int64_t n = 0;
+  for (const KvPiece& p : a.pieces) n += p.n_tokens;
+  return n;
+}
+
+// Folds (o_b, lse_b) into (o_a, lse_a): the softmax over the union of both key sets.
+void merge_row(float* oa, float& la, const float* ob, float lb, int head_dim) {
+  if (lb == kNegInf) return;
+  if (la == kNegInf) {
+    std::copy(ob, ob + head_dim, oa);
+    la = lb;
+    return;
   }
+  const float mx = std::max(la, lb);
+  const float wa = std::exp(la - mx), wb = std::exp(lb - mx);
+  const float inv = 1.f / (wa + wb);
+  for (int d = 0; d < head_dim; ++d) oa[d] = (oa[d] * wa + ob[d] * wb) * inv;
+  la = mx + std::log(wa + wb);
 }
 
-// Writes the normalised result of every head of the group: head h's row at
-// out + h * head_dim, its log-sum-exp at lse[h] (lse may be null).
-void write_result(const AttnArgs& a, const GroupState& st, float* out, float* lse) {
-  const int hd = a.head_dim;
-  for (int h = 0; h < a.n_qh; ++h) {
-    float* dst = out + static_cast<int64_t>(h) * hd;
-    const float* o = st.acc.data() + static_cast<size_t>(h) * hd;
-    const bool any = st.l[h] > 0.f;
-    const float inv = any ? 1.f / st.l[h] : 0.f;
-    for (int d = 0; d < hd; ++d) dst[d] = o[d] * inv;
-    if (lse) lse[h] = any ? st.m[h] + std::log(st.l[h]) : kNegInf;
-  }
-}
-
-// Keys of piece p that query position qpos may see (all without causal masking).
-int64_t visible_keys(const AttnArgs& a, const KvPiece& p, int64_t qpos) {
-  return a.causal ? std::min<int64_t>(p.n_tokens, qpos - p.pos0 + 1) : p.n_tokens;
-}
-
-void attention_whole(ThreadPool& pool, const AttnArgs& a) {
-  // Parallel over query tokens; each task keeps running state for all heads of the group.
-  pool.parallel_for(a.n_q, [&](int64_t t0, int64_t t1) {
-    GroupState st(a.n_qh, a.head_dim);
-    for (int64_t t = t0; t < t1; ++t) {
-      st.reset();
-      for (const KvPiece& p : a.pieces) attend_keys(a, p, t, 0, visible_keys(a, p, a.q_pos0 + t), st);
-      write_result(a, st, a.out + t * a.out_stride, a.lse ? a.lse + t * a.n_qh : nullptr);
-    }
-  });
-}
-
+// Split mode (decode): split s covers absolute positions [s * S, (s + 1) * S) and
+// is computed alone by the core over its key range, so its bits depend only on the
+// keys it holds and the piece boundaries inside it.
 void attention_splits(ThreadPool& pool, const AttnArgs& a) {
   const int64_t S = a.split_keys;
   HI_CHECK(a.part_o && a.part_lse, "attention: split mode needs part_o and part_lse");
-  std::vector<const KvPiece*> pieces;
+  int64_t first = -1, end = -1;
   for (const KvPiece& p : a.pieces) {
     if (p.n_tokens <= 0) continue;
-    HI_CHECK(pieces.empty() || p.pos0 == pieces.back()->pos0 + pieces.back()->n_tokens,
-             "attention: split mode needs pieces contiguous in position; a piece at "
-                 << p.pos0 << " follows one ending at " << pieces.back()->pos0 + pieces.back()->n_tokens);
-    pieces.push_back(&p);
+    HI_CHECK(end < 0 || p.pos0 == end, "attention: split mode needs pieces contiguous in position; a piece at "
+                                           << p.pos0 << " follows one ending at " << end);
+    if (first < 0) first = p.pos0;
+    end = p.pos0 + p.n_tokens;
   }
-  if (pieces.empty()) return;
-  const int64_t first = pieces.front()->pos0, end = pieces.back()->pos0 + pieces.back()->n_tokens;
+  if (first < 0) return;
   HI_CHECK(first % S == 0,
            "attention: split mode needs the first key on a multiple of split_keys " << S << ", got position " << first);
+  const int64_t rows = int64_t{a.n_q} * a.n_qh;
   const int64_t s0 = first / S, n_splits = (end - 1) / S - s0 + 1;
-  // Parallel over (query token, split): each split is computed alone.
-  pool.parallel_for(a.n_q * n_splits, [&](int64_t i0, int64_t i1) {
-    GroupState st(a.n_qh, a.head_dim);
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / n_splits, s = s0 + i % n_splits;
-      const int64_t lo = s * S, hi = std::min(end, lo + S);
-      st.reset();
-      for (const KvPiece* p : pieces) {
-        const int64_t k0 = std::max(lo, p->pos0) - p->pos0;
-        const int64_t k1 = std::min({hi - p->pos0, p->n_tokens, visible_keys(a, *p, a.q_pos0 + t)});
-        if (k0 < k1) attend_keys(a, *p, t, k0, k1, st);
-      }
-      write_result(a, st, a.part_o + s * a.part_o_slot_stride + t * a.out_stride,
-                   a.part_lse + s * a.part_lse_slot_stride + t * a.n_qh);
+  pool.parallel_for(n_splits, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t s = s0 + i;
+      const int64_t k0 = std::max(s * S, first) - first, k1 = std::min((s + 1) * S, end) - first;
+      cpu_attention_rows(a, 0, rows, k0, k1, a.part_o + s * a.part_o_slot_stride, a.out_stride,
+                         a.part_lse + s * a.part_lse_slot_stride);
     }
   });
 }
 
 }  // namespace
 
+size_t cpu_kern::attn_scratch_floats(int head_dim) {
+  const size_t hd = static_cast<size_t>(head_dim), hdp = (hd + 15) / 16 * 16;
+  const size_t kv = 2 * (kAttnKeyTile * hd + 16);
+  const size_t wide = 2 * hd * kAttnWideRows + size_t{kAttnKeyTile} * kAttnWideRows;
+  const size_t narrow = kAttnNarrowRows * hdp + kAttnKeyTile + 16;
+  return kv + std::max(wide, narrow);
+}
+
+void cpu_attention_rows(const AttnArgs& a, int64_t r0, int64_t r1, int64_t k_begin, int64_t k_end, float* out,
+                        int64_t out_stride, float* lse) {
+  HI_CHECK(0 <= r0 && r0 <= r1 && r1 <= int64_t{a.n_q} * a.n_qh,
+           "attention: rows [" << r0 << ", " << r1 << ") out of range");
+  HI_CHECK(0 <= k_begin && k_begin <= k_end && k_end <= total_keys(a),
+           "attention: keys [" << k_begin << ", " << k_end << ") out of range");
+  cpu_kern::AttnTask t;
+  t.pieces = a.pieces.data();
+  t.n_pieces = static_cast<int>(a.pieces.size());
+  t.r0 = r0;
+  t.r1 = r1;
+  t.k0 = k_begin;
+  t.k1 = k_end;
+  t.out = out;
+  t.out_stride = out_stride;
+  t.lse = lse;
+  float* scratch = attn_scratch(cpu_kern::attn_scratch_floats(a.head_dim));
+  const bool avx512 = cpu_matmul_isa() == CpuIsa::Avx512;
+  if (use_wide(a)) {
+    if (avx512)
+      cpu_kern::attend_wide_avx512(a, t, scratch);
+    else
+      cpu_kern::attend_wide_avx2(a, t, scratch);
+  } else {
+    if (avx512)
+      cpu_kern::attend_narrow_avx512(a, t, scratch);
+    else
+      cpu_kern::attend_narrow_avx2(a, t, scratch);
+  }
+}
+
 void cpu_attention(ThreadPool& pool, const AttnArgs& a) {
-  HI_CHECK(a.head_dim > 0 && a.n_qh > 0, "attention: bad head shape");
-  if (a.split_keys > 0)
+  HI_CHECK(a.head_dim > 0 && a.n_qh > 0 && a.n_q >= 0, "attention: bad head shape");
+  HI_CHECK(a.kv_dtype == DType::F32 || a.kv_dtype == DType::F16 || a.kv_dtype == DType::BF16,
+           "attention: KV dtype " << dtype_name(a.kv_dtype) << " is not supported");
+  for (const KvPiece& p : a.pieces) HI_CHECK(p.n_tokens >= 0, "attention: piece of " << p.n_tokens << " tokens");
+  const int64_t rows = int64_t{a.n_q} * a.n_qh;
+  if (rows == 0) return;
+  if (a.split_keys > 0) {
     attention_splits(pool, a);
-  else
-    attention_whole(pool, a);
+    return;
+  }
+  HI_CHECK(a.q && a.out, "attention: null query or output pointer");
+  const int hd = a.head_dim;
+  const int64_t keys = total_keys(a);
+  const int64_t row_tile = use_wide(a) ? cpu_kern::kAttnWideRows : cpu_kern::kAttnNarrowRows;
+  const int64_t n_tiles = (rows + row_tile - 1) / row_tile;
+  int64_t split = keys;
+  if (n_tiles < kSplitBelowTiles && keys >= 2 * kSplitKeys)
+    split = std::max(kSplitKeys, (keys + kMaxSplits - 1) / kMaxSplits);
+  const int64_t n_splits = keys == 0 ? 1 : (keys + split - 1) / split;
+
+  if (n_splits == 1) {
+    pool.parallel_for(n_tiles, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        cpu_attention_rows(a, i * row_tile, std::min(rows, (i + 1) * row_tile), 0, keys, a.out, a.out_stride, a.lse);
+    });
+    return;
+  }
+
+  // Partials [split][row][d] and [split][row], then one fixed-order merge per row.
+  std::vector<float> po(static_cast<size_t>(n_splits * rows * hd)), pl(static_cast<size_t>(n_splits * rows));
+  pool.parallel_for(n_tiles * n_splits, 1, [&](int64_t b, int64_t e) {
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t i = u / n_splits, s = u % n_splits;
+      cpu_attention_rows(a, i * row_tile, std::min(rows, (i + 1) * row_tile), s * split,
+                         std::min(keys, (s + 1) * split), po.data() + s * rows * hd, int64_t{a.n_qh} * hd,
+                         pl.data() + s * rows);
+    }
+  });
+  // On the caller: a split call has fewer than kSplitBelowTiles row tiles, so this is
+  // little work next to the ranges, less than waking the pool once more.
+  for (int64_t row = 0; row < rows; ++row) {
+    float* o = a.out + (row / a.n_qh) * a.out_stride + (row % a.n_qh) * hd;
+    std::copy_n(po.data() + row * hd, hd, o);
+    float l = pl[static_cast<size_t>(row)];
+    for (int64_t s = 1; s < n_splits; ++s)
+      merge_row(o, l, po.data() + (s * rows + row) * hd, pl[static_cast<size_t>(s * rows + row)], hd);
+    if (a.lse) a.lse[row] = l;
+  }
 }
 
 void cpu_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
@@ -148,20 +200,8 @@ void cpu_merge_attention(float* o_a, float* lse_a, const float* o_b, const float
   for (int t = 0; t < n_q; ++t) {
     for (int h = 0; h < n_qh; ++h) {
       const int64_t i = static_cast<int64_t>(t) * n_qh + h;
-      const float la = lse_a[i], lb = lse_b[i];
-      float* oa = o_a + t * stride_a + static_cast<int64_t>(h) * head_dim;
-      const float* ob = o_b + t * stride_b + static_cast<int64_t>(h) * head_dim;
-      if (lb == kNegInf) continue;
-      if (la == kNegInf) {
-        std::copy(ob, ob + head_dim, oa);
-        lse_a[i] = lb;
-        continue;
-      }
-      const float mx = std::max(la, lb);
-      const float wa = std::exp(la - mx), wb = std::exp(lb - mx);
-      const float inv = 1.f / (wa + wb);
-      for (int d = 0; d < head_dim; ++d) oa[d] = (oa[d] * wa + ob[d] * wb) * inv;
-      lse_a[i] = mx + std::log(wa + wb);
+      merge_row(o_a + t * stride_a + static_cast<int64_t>(h) * head_dim, lse_a[i],
+                o_b + t * stride_b + static_cast<int64_t>(h) * head_dim, lse_b[i], head_dim);
     }
   }
 }

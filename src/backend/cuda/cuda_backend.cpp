@@ -611,8 +611,12 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
   const int heads = a.n_kv_heads * a.n_qh;
   const size_t rows = static_cast<size_t>(a.n_q) * heads;
   const size_t io_bytes = rows * a.head_dim * 2;
-  // Q and O in the KV dtype, the statistics, and an lse when the caller wants none.
-  auto* base = static_cast<uint8_t*>(part_.get(2 * io_bytes + 2 * rows * sizeof(float), stream_));
+  // Q and O in the KV dtype, the statistics, and an lse when the caller wants none:
+  // in the caller's scratch when it has room (rows * (head_dim + 1) floats), so the
+  // memory is in the caller's plan.
+  const size_t need = 2 * io_bytes + (a.lse ? 1 : 2) * rows * sizeof(float);
+  const bool own_scratch = a.scratch && need <= rows * (a.head_dim + 1) * sizeof(float);
+  auto* base = own_scratch ? reinterpret_cast<uint8_t*>(a.scratch) : static_cast<uint8_t*>(part_.get(need, stream_));
   void* q = base;
   void* o = base + io_bytes;
   auto* stats = reinterpret_cast<float*>(base + 2 * io_bytes);
