@@ -460,7 +460,8 @@ TEST(CudaAttentionHeads, SeveralKvHeadsInOneCall) {
       EXPECT_TRUE(std::isnan(lse_b[j * lse_stride + n_q * qpk])) << "lse written into the padding after head " << j;
 
     // The prefix in one call, then the chunk accumulated into it: same result.
-    DevBuf out = poisoned(out_n), lse = poisoned(lse_n), scratch = poisoned(static_cast<size_t>(n_q) * qpk * (hd + 1));
+    // Scratch as AttnArgs documents it: room for every head of the call.
+    DevBuf out = poisoned(out_n), lse = poisoned(lse_n), scratch = poisoned(static_cast<size_t>(n_q) * H * qpk * (hd + 1));
     AttnArgs a = args(dk.get(), dv.get(), out.f(), lse.f());
     AttnArgs first = a, second = a;
     first.pieces = {a.pieces[0]};

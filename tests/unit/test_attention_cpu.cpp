@@ -228,7 +228,7 @@ TEST(AttentionCpu, SeveralKvHeadsEqualOneCallPerHead) {
   // The same keys in two calls, the second accumulating into the first's result:
   // equal to the explicit merge of two results bit for bit, and to one call closely.
   std::vector<float> out_acc(q.size(), NAN), lse_acc(lse_all.size(), NAN);
-  std::vector<float> scratch(static_cast<size_t>(n_q) * qpk * (hd + 1), NAN);
+  std::vector<float> scratch(static_cast<size_t>(n_q) * H * qpk * (hd + 1), NAN);
   AttnArgs first = a, second = a;
   first.pieces = {a.pieces[0]};
   second.pieces = {a.pieces[1]};
