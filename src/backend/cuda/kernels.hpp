@@ -38,6 +38,13 @@ void launch_convert_f32_rows(const float* x, int rows, int64_t cols, int64_t x_s
                              cudaStream_t s);
 // out[i, j] = bias[j] for i < n, j < cols
 void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType dt, cudaStream_t s);
+// out[t * R + r] = sum_k x[t * x_stride + k] * w[r * C + k] (+ bias[r]) for t < n <=
+// kGemvMaxRows: the memory-bound few-row matmul (decode). w BF16 / F16 [R, C]; bias
+// (may be null) F32 / F16 / BF16; f32 accumulation. 16-byte vector loads when C % 8 == 0,
+// x_stride % 4 == 0 and w, x are 16-byte aligned, else a scalar kernel.
+constexpr int kGemvMaxRows = 8;
+void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
+                 DType bias_dt, float* out, cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);
