@@ -68,6 +68,9 @@ struct PieceTable {
   const void* v[kMaxPieces];
   int64_t pos0[kMaxPieces];
   int64_t start[kMaxPieces + 1];  // prefix sums of n_tokens; start[n] = total keys
+  // Elements from KV head h's K / V run to head h + 1's (launches over several heads;
+  // unused when n_heads <= 1).
+  int64_t head_stride[kMaxPieces];
   int n;
 };
 
@@ -91,6 +94,13 @@ struct AttnParams {
   float* lse;  // may be null
   int64_t lse_slot_stride;
   int slot_base;
+  // Several KV heads in one launch (gridDim.z = n_heads; only launch_attention_decode
+  // takes n_heads > 1): head h reads q + h * q_head_stride and keys at h *
+  // pieces.head_stride[i] elements further, and writes o + h * q_head_stride and lse +
+  // h * lse_head_stride. Each head's blocks do exactly what a launch of that head alone does.
+  int n_heads;  // 0 or 1: one head
+  int64_t q_head_stride;
+  int64_t lse_head_stride;
 };
 
 // Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned
