@@ -127,6 +127,71 @@ const SplitCase kSplitCases[] = {
 INSTANTIATE_TEST_SUITE_P(Cases, CudaDecodeSplits, ::testing::ValuesIn(kSplitCases),
                          [](const ::testing::TestParamInfo<SplitCase>& i) { return i.param.name; });
 
+// Split mode over several KV heads in one call (one launch with a grid dimension per
+// head when the decode kernel serves the rows) must write exactly what one call per
+// head writes. Every piece has its own head stride (blocks in one slab of all heads,
+// the new token in a buffer of its own); 41 pieces, so the batch of 32 is cut. n_qh 40
+// takes the tensor-core kernel, which keeps a launch per head.
+TEST(CudaDecodeSplits, HeadsInOneCallEqualPerHeadCalls) {
+  HI_REQUIRE_CUDA();
+  const int heads = 8, hd = 128;
+  const DType kv = DType::BF16;
+  const int64_t split = 256, block = 64;
+  const int64_t pos = 39 * block + 7, whole = pos / block * block, slots = pos / split + 1;
+  const int64_t cap = pos + 40;  // slab tokens per head (room past the keys, as a KV cache has)
+  std::mt19937 rng(77);
+  const std::vector<uint8_t> kb = encode(kv, randn(static_cast<size_t>(heads * cap * hd), rng)),
+                             vb = encode(kv, randn(kb.size() / 2, rng)),
+                             kn = encode(kv, randn(static_cast<size_t>(heads * 3 * hd), rng)),
+                             vn = encode(kv, randn(kn.size() / 2, rng));
+  const DevBuf ks = to_device(kb), vs = to_device(vb), knew = to_device(kn), vnew = to_device(vn);
+  const size_t row = dtype_bytes(kv, hd);
+  auto at = [&](const DevBuf& b, int64_t t) { return static_cast<const uint8_t*>(b.get()) + t * row; };
+  std::vector<KvPiece> pieces;
+  for (int64_t t0 = 0; t0 < whole; t0 += block) pieces.push_back(KvPiece{at(ks, t0), at(vs, t0), block, t0});
+  pieces.push_back(KvPiece{at(ks, whole), at(vs, whole), pos - whole, whole});
+  pieces.push_back(KvPiece{at(knew, 1), at(vnew, 1), 1, pos});  // token 1 of 3 per head
+  for (size_t i = 0; i + 1 < pieces.size(); ++i) pieces[i].head_stride = cap * hd;
+  pieces.back().head_stride = 3 * hd;
+  ASSERT_GT(pieces.size(), static_cast<size_t>(cuda::kMaxPieces));
+
+  for (int n_qh : {4, 40}) {
+    SCOPED_TRACE("n_qh " + std::to_string(n_qh));
+    const int64_t width = int64_t{heads} * n_qh * hd;
+    const DevBuf dq = to_device(randn(static_cast<size_t>(width), rng));
+    const size_t o_n = static_cast<size_t>(slots * width), l_n = static_cast<size_t>(slots * heads * n_qh);
+    auto args = [&](const DevBuf& po, const DevBuf& pl) {
+      AttnArgs a;
+      a.q = dq.f();
+      a.q_stride = width;
+      a.n_q = 1;
+      a.n_qh = n_qh;
+      a.head_dim = hd;
+      a.q_pos0 = pos;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      a.kv_dtype = kv;
+      a.pieces = pieces;
+      a.out_stride = width;
+      a.n_kv_heads = heads;
+      a.split_keys = split;
+      a.part_o = po.f();
+      a.part_o_slot_stride = width;
+      a.part_lse = pl.f();
+      a.part_lse_slot_stride = int64_t{heads} * n_qh;
+      return a;
+    };
+    const DevBuf bo = poisoned(o_n), bl = poisoned(l_n), ho = poisoned(o_n), hl = poisoned(l_n);
+    gpu().attention(args(bo, bl));
+    const AttnArgs per = args(ho, hl);
+    for (int j = 0; j < heads; ++j) gpu().attention(attention_head(per, j));
+    gpu().synchronize();
+    const auto o1 = to_host(bo, o_n), o2 = to_host(ho, o_n), l1 = to_host(bl, l_n), l2 = to_host(hl, l_n);
+    for (float x : o1) ASSERT_FALSE(std::isnan(x)) << "a slot output was not written";
+    EXPECT_EQ(0, std::memcmp(o1.data(), o2.data(), o_n * sizeof(float))) << "slot outputs differ";
+    EXPECT_EQ(0, std::memcmp(l1.data(), l2.data(), l_n * sizeof(float))) << "slot lse differ";
+  }
+}
+
 }  // namespace
 }  // namespace headinfer::test
 

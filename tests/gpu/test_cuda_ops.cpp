@@ -151,6 +151,73 @@ TEST(CudaOps, Matmul) {
   }
 }
 
+// The few-row GEMV kernel (F16 / BF16 weights, n <= 8 rows take it instead of cuBLAS)
+// against the CPU backend. Both multiply the f32 activations by the exactly widened
+// weights and accumulate in f32, so only the summation order differs (~1e-7 of
+// max|ref| at 14336 terms): the tolerance is the f32 one, not the BF16-activation one.
+// Shapes: the Llama-3-8B decode projections, a tiny one, odd R (the last warp's spare
+// rows), C % 8 != 0 and an odd x_stride (the scalar kernel). Padding between input
+// rows is NaN (a read past C poisons the output) and the output has a NaN guard tail
+// that must stay untouched.
+TEST(CudaOps, GemvFewRowsMatchesCpu) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(21);
+  struct Shape {
+    int64_t rows, cols;
+  };
+  const Shape shapes[] = {{4096, 4096}, {6144, 4096}, {4096, 14336}, {28672, 4096},
+                          {7, 40},      {4097, 4096}, {33, 100},     {29, 1}};
+  const int ns[] = {1, 2, 3, 4, 5, 8};
+  constexpr int64_t kGuard = 64;
+  for (DType dt : {DType::BF16, DType::F16}) {
+    for (const auto& s : shapes) {
+      std::vector<float> w = randn(s.rows * s.cols, rng, 0.05f), bias = randn(s.rows, rng);
+      std::vector<uint8_t> wb = encode(dt, w), bb = encode(dt, bias), bf = encode(DType::F32, bias);
+      w.clear();
+      w.shrink_to_fit();
+      std::vector<std::shared_ptr<const void>> keep;
+      Mat mw = gpu().prepare(Tensor{"w", dt, {s.rows, s.cols}, wb.data()}, keep);
+      Mat cw = cpu().prepare(Tensor{"w", dt, {s.rows, s.cols}, wb.data()}, keep);
+      // Bias in the weight dtype and in F32 (both occur in GGUF files).
+      Mat mb = gpu().prepare(Tensor{"b", dt, {s.rows}, bb.data()}, keep);
+      Mat cb = cpu().prepare(Tensor{"b", dt, {s.rows}, bb.data()}, keep);
+      Mat mbf = gpu().prepare(Tensor{"bf", DType::F32, {s.rows}, bf.data()}, keep);
+      Mat cbf = cpu().prepare(Tensor{"bf", DType::F32, {s.rows}, bf.data()}, keep);
+      struct Variant {
+        int64_t stride;  // 0: packed
+        const Mat *gb, *cb;
+        const char* name;
+      };
+      const Variant variants[] = {{0, nullptr, nullptr, "packed"},
+                                  {s.cols + 8, &mb, &cb, "stride C+8, bias in weight dtype"},
+                                  {s.cols + 3, &mbf, &cbf, "stride C+3, F32 bias"}};
+      for (int n : ns) {
+        for (const auto& v : variants) {
+          SCOPED_TRACE(std::string(dtype_name(dt)) + " n=" + std::to_string(n) + " W=[" + std::to_string(s.rows) +
+                       ", " + std::to_string(s.cols) + "] " + v.name);
+          const int64_t stride = v.stride ? v.stride : s.cols;
+          std::vector<float> x = randn(n * stride, rng);
+          for (int t = 0; t < n; ++t)
+            for (int64_t c = s.cols; c < stride; ++c) x[t * stride + c] = kNaN;
+          DevBuf dx = to_device(x);
+          DevBuf out = poisoned(n * s.rows + kGuard);
+          if (v.stride)
+            gpu().matmul_strided(dx.f(), stride, n, mw, v.gb, out.f());
+          else
+            gpu().matmul(dx.f(), n, mw, v.gb, out.f());
+          std::vector<float> got = to_host(out, n * s.rows + kGuard);
+          for (int64_t i = n * s.rows; i < n * s.rows + kGuard; ++i)
+            ASSERT_TRUE(std::isnan(got[i])) << "write past the output at [" << i << "]";
+          got.resize(n * s.rows);
+          std::vector<float> cpu_out(n * s.rows, kNaN);
+          cpu().matmul_strided(x.data(), stride, n, cw, v.cb, cpu_out.data());
+          EXPECT_TRUE(close(got, widen(cpu_out), 1e-5)) << "vs CPU backend";
+        }
+      }
+    }
+  }
+}
+
 // SwiGLU over fused [gate | up] rows, written in place over the gate half (as the
 // executor runs it), against the CPU backend.
 TEST(CudaOps, SwigluOverFusedRowsInPlace) {

@@ -92,6 +92,8 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
   const int kin = lane / LPK;  // which of the KPI keys
   const int r0 = blockIdx.x * kRows;
   const int nr = min(kRows, p.n_rows - r0);
+  const int head = blockIdx.z;  // KV head of a multi-head launch (0 otherwise)
+  const float* qbase = p.q + head * p.q_head_stride;
   const int slot = p.slot_base + blockIdx.y;
   const int64_t total = p.pieces.start[p.pieces.n];
   const int64_t kbeg = static_cast<int64_t>(blockIdx.y) * p.keys_per_split;
@@ -104,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
     const int rr = r0 + min(r, nr - 1);
     const int t = rr / p.n_qh, h = rr - t * p.n_qh;
     rpos[r] = p.q_pos0 + t;
-    const float* qp = p.q + t * p.q_stride + static_cast<int64_t>(h) * D + sub * kVec;
+    const float* qp = qbase + t * p.q_stride + static_cast<int64_t>(h) * D + sub * kVec;
 #pragma unroll
     for (int e = 0; e < kVec; ++e) q[r][e] = r < nr ? qp[e] * p.scale_log2 : 0.f;
   }
@@ -127,8 +129,9 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
     const int64_t pos_off = p.pieces.pos0[pc] - ps;  // position of global key j: j + pos_off
     if (p.causal) b = min(b, qmax - pos_off + 1);     // keys after every row: skipped
     if (a >= b) continue;
-    const T* kp = static_cast<const T*>(p.pieces.k[pc]) + sub * kVec;
-    const T* vp = static_cast<const T*>(p.pieces.v[pc]) + sub * kVec;
+    const int64_t hoff = head * p.pieces.head_stride[pc];
+    const T* kp = static_cast<const T*>(p.pieces.k[pc]) + hoff + sub * kVec;
+    const T* vp = static_cast<const T*>(p.pieces.v[pc]) + hoff + sub * kVec;
 
     // Loads the step at k0 (keys past b read as zeros).
     auto load_step = [&](int64_t k0, uint4 (&kr)[U], uint4 (&vr)[U]) {
@@ -264,10 +267,10 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
       acc = fmaf(red_o[w][r][d], wt, acc);
     }
     const bool any = lsum > 0.f;
-    attn_out_row(p, slot, r0 + r)[d] = any ? acc / lsum : 0.f;
+    (attn_out_row(p, slot, r0 + r) + head * p.q_head_stride)[d] = any ? acc / lsum : 0.f;
     if (d == 0) {
       float* lp = attn_lse_at(p, slot, r0 + r);
-      if (lp) *lp = any ? (mx + log2f(lsum)) * kLn2 : -INFINITY;
+      if (lp) lp[head * p.lse_head_stride] = any ? (mx + log2f(lsum)) * kLn2 : -INFINITY;
     }
   }
 }
@@ -275,7 +278,7 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
 template <typename T, int D>
 void launch_decode_dim(const AttnParams& p, int n_splits, cudaStream_t s) {
   const int rows = attention_decode_rows(p.n_rows);
-  dim3 grid((p.n_rows + rows - 1) / rows, n_splits);
+  dim3 grid((p.n_rows + rows - 1) / rows, n_splits, p.n_heads > 1 ? p.n_heads : 1);
   switch (rows) {
     case 1: launch_maybe_pdl(attn_decode_kernel<T, D, 1>, grid, dim3(kThreads), 0, s, p); break;
     case 2: launch_maybe_pdl(attn_decode_kernel<T, D, 2>, grid, dim3(kThreads), 0, s, p); break;
@@ -337,6 +340,7 @@ int attention_decode_blocks_per_sm(DType kv, int head_dim, int n_rows) {
 
 void launch_attention_decode(const AttnParams& p, int n_splits, DType kv, cudaStream_t s) {
   if (p.n_rows <= 0) return;
+  HI_CHECK(p.n_heads <= 65535, "cuda attention: " << p.n_heads << " KV heads in one launch exceed the grid");
   HI_CHECK(attention_decode_supported(kv, p.head_dim),
            "cuda attention: no decode kernel for KV " << dtype_name(kv) << " with head_dim " << p.head_dim);
   switch (kv) {

@@ -472,7 +472,7 @@ void CudaBackend::attention(const AttnArgs& a) {
   HI_CHECK(a.n_kv_heads >= 1, "cuda attention: " << a.n_kv_heads << " KV heads");
   use();
   if (a.split_keys > 0) {
-    for (int j = 0; j < a.n_kv_heads; ++j) attention_splits(a.n_kv_heads == 1 ? a : attention_head(a, j), R);
+    attention_splits(a, R);
     return;
   }
   HI_CHECK(a.q && a.out, "cuda attention: q or out is null");
@@ -637,6 +637,9 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
 // One kernel per batch of up to kMaxPieces pieces, batches cut only on split starts,
 // so every split is walked by one block over the same tiles whatever the batching.
 // No heap allocation: the host side of a decode step is a few hundred of these.
+// Several KV heads run as one launch (a grid dimension per head) when the decode
+// kernel serves the rows: the same blocks and tiles per head as a launch per head,
+// so the same bits. Other kernels take them one head at a time.
 void CudaBackend::attention_splits(const AttnArgs& a, int R) {
   const int64_t S = a.split_keys;
   HI_CHECK(a.q && a.part_o && a.part_lse, "cuda attention: split mode needs q, part_o and part_lse");
@@ -651,13 +654,22 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
                                               << S << ", got position " << p.pos0);
     end = p.pos0 + p.n_tokens;
     aligned = aligned && reinterpret_cast<uintptr_t>(p.k) % 16 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0;
+    // Every head's run aligned as head 0's (else the per-head calls below check each).
+    if (a.n_kv_heads > 1) aligned = aligned && dtype_bytes(a.kv_dtype, p.head_stride) % 16 == 0;
   }
   if (end < 0) return;
   // The kernel depends only on rows, dtype and head_dim (and alignment, which holds
   // for every head_dim the fast kernels take), so a resident head's one call and an
   // offloaded head's per-fill calls run the same kernel.
   const AttnKernel kern = attn_kernel(R, a.kv_dtype, a.head_dim, aligned);
+  if (a.n_kv_heads > 1 && (kern.path != Path::kDecode || a.n_kv_heads > 65535)) {
+    for (int j = 0; j < a.n_kv_heads; ++j) attention_splits(attention_head(a, j), R);
+    return;
+  }
   AttnParams prm = attn_params(a, R);
+  prm.n_heads = a.n_kv_heads;
+  prm.q_head_stride = static_cast<int64_t>(a.n_qh) * a.head_dim;  // q, out and part_o alike
+  prm.lse_head_stride = a.n_qh;                                   // part_lse
   prm.keys_per_split = S;
   prm.o = a.part_o;
   prm.o_tok_stride = a.out_stride;
@@ -682,6 +694,7 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
       t.k[j - count] = t.k[j];
       t.v[j - count] = t.v[j];
       t.pos0[j - count] = t.pos0[j];
+      t.head_stride[j - count] = t.head_stride[j];
       t.start[j - count] = t.start[j] - shift;
     }
     t.n = n - count;
@@ -701,6 +714,7 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
     t.k[t.n] = p.k;
     t.v[t.n] = p.v;
     t.pos0[t.n] = p.pos0;
+    t.head_stride[t.n] = p.head_stride;
     t.start[t.n + 1] = t.start[t.n] + p.n_tokens;
     ++t.n;
   }

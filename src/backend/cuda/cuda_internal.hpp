@@ -41,9 +41,15 @@ class CublasGemm {
   CublasGemm& operator=(const CublasGemm&) = delete;
   ~CublasGemm();
   // x_stride: floats between input rows (0: w.cols).
+  // F16 / BF16 weights with n <= kGemvMaxRows run the GEMV kernel (launch_gemv) instead.
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
+  // Always cuBLAS (benchmarks compare it with the GEMV kernel).
+  void matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
 
  private:
+  void matmul_impl(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride,
+                   bool allow_gemv);
+
   cudaStream_t stream_;
   cublasHandle_t handle_ = nullptr;
   ScratchBuffer act_, workspace_;

@@ -38,6 +38,13 @@ void launch_convert_f32_rows(const float* x, int rows, int64_t cols, int64_t x_s
                              cudaStream_t s);
 // out[i, j] = bias[j] for i < n, j < cols
 void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType dt, cudaStream_t s);
+// out[t * R + r] = sum_k x[t * x_stride + k] * w[r * C + k] (+ bias[r]) for t < n <=
+// kGemvMaxRows: the memory-bound few-row matmul (decode). w BF16 / F16 [R, C]; bias
+// (may be null) F32 / F16 / BF16; f32 accumulation. 16-byte vector loads when C % 8 == 0,
+// x_stride % 4 == 0 and w, x are 16-byte aligned, else a scalar kernel.
+constexpr int kGemvMaxRows = 8;
+void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
+                 DType bias_dt, float* out, cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);
@@ -61,6 +68,9 @@ struct PieceTable {
   const void* v[kMaxPieces];
   int64_t pos0[kMaxPieces];
   int64_t start[kMaxPieces + 1];  // prefix sums of n_tokens; start[n] = total keys
+  // Elements from KV head h's K / V run to head h + 1's (launches over several heads;
+  // unused when n_heads <= 1).
+  int64_t head_stride[kMaxPieces];
   int n;
 };
 
@@ -84,6 +94,13 @@ struct AttnParams {
   float* lse;  // may be null
   int64_t lse_slot_stride;
   int slot_base;
+  // Several KV heads in one launch (gridDim.z = n_heads; only launch_attention_decode
+  // takes n_heads > 1): head h reads q + h * q_head_stride and keys at h *
+  // pieces.head_stride[i] elements further, and writes o + h * q_head_stride and lse +
+  // h * lse_head_stride. Each head's blocks do exactly what a launch of that head alone does.
+  int n_heads;  // 0 or 1: one head
+  int64_t q_head_stride;
+  int64_t lse_head_stride;
 };
 
 // Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned

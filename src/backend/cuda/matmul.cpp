@@ -1,4 +1,5 @@
-// Matmul through cuBLAS (cublasGemmEx, f32 compute). Row-major out[n, R] =
+// Matmul through cuBLAS (cublasGemmEx, f32 compute), except F16 / BF16 weights with
+// at most kGemvMaxRows input rows, which go to the own GEMV kernel (gemv.cu). Row-major out[n, R] =
 // x[n, C] @ W[R, C]^T is, in cuBLAS's column-major terms, out^T (R x n) =
 // W^T (R x C, W stored as a C x R column-major matrix) * x^T (C x n).
 #include <algorithm>
@@ -42,6 +43,15 @@ CublasGemm::~CublasGemm() {
 }
 
 void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
+  matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/true);
+}
+
+void CublasGemm::matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
+  matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/false);
+}
+
+void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride,
+                             bool allow_gemv) {
   if (n <= 0) return;
   HI_CHECK(!w.empty(), "cuda matmul: weight matrix is empty");
   HI_CHECK(w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
@@ -50,21 +60,30 @@ void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, fl
   if (x_stride == 0) x_stride = C;
   HI_CHECK(x_stride >= C && x_stride <= INT32_MAX,
            "cuda matmul: input rows " << x_stride << " floats apart for " << C << " columns");
+  const bool has_bias = bias && !bias->empty();
+  if (has_bias)
+    HI_CHECK(bias->rows * bias->cols == w.rows,
+             "cuda matmul: bias of " << bias->rows * bias->cols << " values for " << w.rows << " outputs");
+  if (allow_gemv && n <= kGemvMaxRows && (w.dtype == DType::BF16 || w.dtype == DType::F16)) {
+    // Decode-sized n: reading W once bounds the time, and cuBLAS's kernels for n = 1
+    // (plus the activation conversion launch) fall well short of that.
+    launch_gemv(x, x_stride, n, w.data, w.dtype, R, C, has_bias ? bias->data : nullptr,
+                has_bias ? bias->dtype : DType::F32, out, stream_);
+    return;
+  }
   if (w.dtype == DType::BF16 || w.dtype == DType::F16) {
     // Rows past the fixed activation buffer run as slices; each output row is
     // still computed alone.
     const int max_rows = static_cast<int>(std::max<size_t>(1, kActBytes / (static_cast<size_t>(C) * 2)));
     if (n > max_rows) {
       for (int r0 = 0; r0 < n; r0 += max_rows)
-        matmul(x + static_cast<int64_t>(r0) * x_stride, std::min(max_rows, n - r0), w, bias,
-               out + static_cast<int64_t>(r0) * R, x_stride);
+        matmul_impl(x + static_cast<int64_t>(r0) * x_stride, std::min(max_rows, n - r0), w, bias,
+                    out + static_cast<int64_t>(r0) * R, x_stride, allow_gemv);
       return;
     }
   }
   float beta = 0.f;
-  if (bias && !bias->empty()) {
-    HI_CHECK(bias->rows * bias->cols == w.rows,
-             "cuda matmul: bias of " << bias->rows * bias->cols << " values for " << w.rows << " outputs");
+  if (has_bias) {
     launch_fill_bias(out, n, R, bias->data, bias->dtype, stream_);
     beta = 1.f;
   }

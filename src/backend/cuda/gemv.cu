@@ -1,0 +1,206 @@
+// GEMV for a few input rows (decode): out[t, r] = sum_k x[t * x_stride + k] * W[r, k]
+// (+ bias[r]) with BF16 / F16 W, f32 x and out, f32 accumulation. At n <= a few
+// the product is bound by reading W once, so the kernel streams W with 16-byte loads
+// and reads x (small, cached) directly as f32: no conversion launch, and the f32
+// activations give the CPU backend's products exactly (only the summation order differs).
+//
+// A warp owns kRowsPerWarp(n) consecutive output rows: each x value loaded is used
+// for that many W rows, which keeps the L1 traffic of x (32 bytes per token per 16
+// bytes of W) below what the SM can serve at HBM speed for n up to kGemvMaxRows.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_util.cuh"
+#include "backend/cuda/kernels.hpp"
+
+namespace headinfer::cuda {
+namespace {
+
+constexpr int kWarps = 8;  // warps per block
+constexpr int kUnroll = 2;  // 16-byte loads per W row a lane has in flight per step
+
+// Few rows per warp for n <= 2 (more warps to hide latency), more for larger n (x reuse).
+template <int N>
+constexpr int rows_per_warp() {
+  return N <= 2 ? 2 : 4;
+}
+
+// Eight consecutive BF16 / F16 values (a 16-byte load) as floats; element 2i is the
+// low half of word i (little endian).
+__device__ __forceinline__ void unpack8(const uint4& v, __nv_bfloat16*, float* f) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+
+// Vector path: C % 8 == 0, W and x 16-byte aligned, x_stride % 4 == 0 (checked by the
+// launcher). Lane l handles the 8-element chunks l, l + 32, ... of every row it owns.
+template <typename T, int N>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_vec_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
+                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out) {
+  constexpr int RW = rows_per_warp<N>();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * RW;
+  if (r0 >= R) return;  // warp-uniform: the shuffles below see the whole warp
+  // Rows past R (the last warp) repeat row R - 1: loads stay in bounds, stores skip them.
+  const uint4* wr[RW];
+#pragma unroll
+  for (int j = 0; j < RW; ++j) {
+    const int64_t r = r0 + j < R ? r0 + j : R - 1;
+    wr[j] = reinterpret_cast<const uint4*>(w + r * C);
+  }
+  const int chunks = C / 8;
+  float acc[N][RW] = {};
+
+  int i = lane;
+  // Main loop: kUnroll chunks per row loaded before any is used (bytes in flight).
+  for (; i + 32 * (kUnroll - 1) < chunks; i += 32 * kUnroll) {
+    uint4 wv[kUnroll][RW];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int j = 0; j < RW; ++j) wv[u][j] = __ldcs(wr[j] + i + 32 * u);  // streamed once: evict first
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = static_cast<int64_t>(i + 32 * u) * 8;
+      float wf[RW][8];
+#pragma unroll
+      for (int j = 0; j < RW; ++j) unpack8(wv[u][j], static_cast<T*>(nullptr), wf[j]);
+#pragma unroll
+      for (int t = 0; t < N; ++t) {
+        const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
+        const float4 a = __ldg(xp), b = __ldg(xp + 1);
+        const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int j = 0; j < RW; ++j)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
+      }
+    }
+  }
+  // Remaining chunks of this lane, one at a time.
+  for (; i < chunks; i += 32) {
+    const int64_t k = static_cast<int64_t>(i) * 8;
+    float wf[RW][8];
+#pragma unroll
+    for (int j = 0; j < RW; ++j) unpack8(__ldcs(wr[j] + i), static_cast<T*>(nullptr), wf[j]);
+#pragma unroll
+    for (int t = 0; t < N; ++t) {
+      const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
+      const float4 a = __ldg(xp), b = __ldg(xp + 1);
+      const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+      for (int j = 0; j < RW; ++j)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
+    }
+  }
+
+#pragma unroll
+  for (int t = 0; t < N; ++t)
+#pragma unroll
+    for (int j = 0; j < RW; ++j) acc[t][j] = warp_sum(acc[t][j]);
+  if (lane == 0) {
+#pragma unroll
+    for (int j = 0; j < RW; ++j) {
+      const int64_t r = r0 + j;
+      if (r >= R) break;
+      const float b = bias ? load_as_f32(bias, bias_dt, r) : 0.f;
+#pragma unroll
+      for (int t = 0; t < N; ++t) out[t * static_cast<int64_t>(R) + r] = acc[t][j] + b;
+    }
+  }
+}
+
+// Any shape and alignment (odd C, x_stride not a multiple of 4): one row per warp,
+// element loads. Only reached for shapes no Llama-style model has, so kept plain.
+template <typename T, int N>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_scalar_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
+                       const void* __restrict__ bias, DType bias_dt, float* __restrict__ out) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  if (r >= R) return;  // warp-uniform
+  const T* wr = w + r * C;
+  float acc[N] = {};
+  for (int k = lane; k < C; k += 32) {
+    const float wk = to_f32(wr[k]);
+#pragma unroll
+    for (int t = 0; t < N; ++t) acc[t] = fmaf(x[t * x_stride + k], wk, acc[t]);
+  }
+#pragma unroll
+  for (int t = 0; t < N; ++t) acc[t] = warp_sum(acc[t]);
+  if (lane == 0) {
+    const float b = bias ? load_as_f32(bias, bias_dt, r) : 0.f;
+#pragma unroll
+    for (int t = 0; t < N; ++t) out[t * static_cast<int64_t>(R) + r] = acc[t] + b;
+  }
+}
+
+template <typename T, int N>
+void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const void* bias, DType bias_dt, float* out,
+              bool vec, cudaStream_t s) {
+  if (vec) {
+    constexpr int rows_per_block = kWarps * rows_per_warp<N>();
+    const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
+    gemv_vec_kernel<T, N><<<blocks, kWarps * 32, 0, s>>>(w, R, C, x, x_stride, bias, bias_dt, out);
+    HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
+  } else {
+    const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + kWarps - 1) / kWarps);
+    gemv_scalar_kernel<T, N><<<blocks, kWarps * 32, 0, s>>>(w, R, C, x, x_stride, bias, bias_dt, out);
+    HI_CUDA_CHECK_LAUNCH("gemv_scalar_kernel");
+  }
+}
+
+template <typename T>
+void launch_typed(const T* w, int R, int C, const float* x, int64_t x_stride, int n, const void* bias, DType bias_dt,
+                  float* out, bool vec, cudaStream_t s) {
+  static_assert(kGemvMaxRows == 8, "the switch below covers n = 1..8");
+  switch (n) {
+    case 1: launch_n<T, 1>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+    case 2: launch_n<T, 2>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+    case 3: launch_n<T, 3>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+    case 4: launch_n<T, 4>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+    case 5: launch_n<T, 5>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+    case 6: launch_n<T, 6>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+    case 7: launch_n<T, 7>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+    default: launch_n<T, 8>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+  }
+}
+
+}  // namespace
+
+void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
+                 DType bias_dt, float* out, cudaStream_t s) {
+  if (n <= 0 || R <= 0) return;
+  HI_CHECK(n <= kGemvMaxRows, "cuda gemv: " << n << " input rows (at most " << kGemvMaxRows << ")");
+  HI_CHECK(wdt == DType::BF16 || wdt == DType::F16, "cuda gemv: weight dtype " << dtype_name(wdt));
+  HI_CHECK(C > 0 && x_stride >= C, "cuda gemv: input rows " << x_stride << " floats apart for " << C << " columns");
+  HI_CHECK(!bias || bias_dt == DType::F32 || bias_dt == DType::BF16 || bias_dt == DType::F16,
+           "cuda gemv: bias dtype " << dtype_name(bias_dt));
+  // 16-byte loads need every W row and every x row 16-byte aligned.
+  const bool vec = C % 8 == 0 && x_stride % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  if (wdt == DType::BF16)
+    launch_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, s);
+  else
+    launch_typed(static_cast<const __half*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, s);
+}
+
+}  // namespace headinfer::cuda
