@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  setenv("HEADINFER_CUDA_GEMV", "1", 1);  // the kernel under test (off by default in the backend)
   try {
     cudaStream_t s;
     BENCH_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));

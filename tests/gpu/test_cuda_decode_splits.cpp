@@ -9,6 +9,7 @@
 #ifdef HEADINFER_HAVE_CUDA
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -19,6 +20,12 @@
 
 namespace headinfer::test {
 namespace {
+
+// These tests cover several KV heads per decode launch (off by default until measured on a GPU): turned on before the shared backend is made.
+const bool kTurnedOn = [] {
+  setenv("HEADINFER_CUDA_DECODE_HEADS", "1", 1);
+  return true;
+}();
 
 struct SplitCase {
   std::string name;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -17,6 +18,12 @@
 
 namespace headinfer::test {
 namespace {
+
+// These tests cover the GEMV kernel (off by default until measured on a GPU): turned on before the shared backend is made.
+const bool kTurnedOn = [] {
+  setenv("HEADINFER_CUDA_GEMV", "1", 1);
+  return true;
+}();
 
 const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16};
 

@@ -56,12 +56,16 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 struct AttnDebug {
   bool force_simt = false;
   bool no_cudnn = false;
+  // Several KV heads in one decode launch: written and tested for bit equality with
+  // per-head launches, not yet run on a GPU; HEADINFER_CUDA_DECODE_HEADS=1 turns it on.
+  bool decode_heads = false;
   int64_t max_splits = 0;  // 0: no limit
   int mma_warps = 4;
   int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
   bool decode_mma = false;       // HEADINFER_CUDA_ATTN_DECODE=mma: few rows on 1-warp tensor-core blocks
   static AttnDebug from_env() {
     AttnDebug d;
+    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS")) d.mma_warps = std::atoi(e) == 8 ? 8 : 4;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) {
       d.force_simt = std::strcmp(e, "simt") == 0;
@@ -662,7 +666,7 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
   // for every head_dim the fast kernels take), so a resident head's one call and an
   // offloaded head's per-fill calls run the same kernel.
   const AttnKernel kern = attn_kernel(R, a.kv_dtype, a.head_dim, aligned);
-  if (a.n_kv_heads > 1 && (kern.path != Path::kDecode || a.n_kv_heads > 65535)) {
+  if (a.n_kv_heads > 1 && (!debug_.decode_heads || kern.path != Path::kDecode || a.n_kv_heads > 65535)) {
     for (int j = 0; j < a.n_kv_heads; ++j) attention_splits(attention_head(a, j), R);
     return;
   }

@@ -49,6 +49,7 @@ class CublasGemm {
  private:
   void matmul_impl(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride,
                    bool allow_gemv);
+  bool gemv_ = false;
 
   cudaStream_t stream_;
   cublasHandle_t handle_ = nullptr;
