@@ -266,6 +266,29 @@ static void home_heads(const KvStore& kv, int layer, int n_kv_heads, Home home, 
     if (kv.slab(layer, h).home == home) out.push_back(h);
 }
 
+template <typename F>
+void LayerAttention::for_each_fill_run(int layer, F fn) {
+  const size_t nbuf = buffers_.size();
+  const size_t hhb = kv_.host_head_bytes();
+  const int64_t stride = 2 * B_ * cfg_.head_dim;  // elements from one head's block to the next's
+  for (size_t f = layer_fills_[static_cast<size_t>(layer)]; f < layer_fills_[static_cast<size_t>(layer) + 1]; ++f) {
+    issue_through(f + nbuf - 1);
+    const Fill& fl = fills_[f];
+    const size_t buf = f % nbuf;
+    be_.wait(Stream::Compute, filled_[buf]);
+    const uint8_t* base = static_cast<const uint8_t*>(buffers_[buf]);
+    heads_tmp_.clear();
+    for (int jj = 0; jj < fl.heads; ++jj) heads_tmp_.push_back(kv_.host_head(layer, fl.j0 + jj));
+    head_runs(heads_tmp_, runs_tmp_);
+    int jj0 = 0;
+    for (const HeadRun& r : runs_tmp_) {
+      fn(fl, r, base + static_cast<size_t>(jj0) * hhb, stride);
+      jj0 += r.heads;
+    }
+    be_.record(consumed_[buf], Stream::Compute);
+  }
+}
+
 void LayerAttention::run_decode(int layer, const LayerQkv& io) {
   // Resident heads: one call per run of adjacent heads over every key. Whole blocks
   // are one piece (block starts are split starts, so no split sees the difference);
@@ -287,33 +310,16 @@ void LayerAttention::run_decode(int layer, const LayerQkv& io) {
   }
   // Offloaded heads: one call per fill (and run of adjacent heads in it) over its
   // blocks; the fill that holds the last block also takes the staged new token.
-  const size_t nbuf = buffers_.size();
-  const size_t hhb = kv_.host_head_bytes();
-  const int64_t bstride = 2 * B_ * cfg_.head_dim;  // elements from one head's block to the next's
-  for (size_t f = layer_fills_[static_cast<size_t>(layer)]; f < layer_fills_[static_cast<size_t>(layer) + 1]; ++f) {
-    issue_through(f + nbuf - 1);
-    const Fill& fl = fills_[f];
-    const size_t buf = f % nbuf;
-    be_.wait(Stream::Compute, filled_[buf]);
-    const uint8_t* base = static_cast<const uint8_t*>(buffers_[buf]);
-    heads_tmp_.clear();
-    for (int jj = 0; jj < fl.heads; ++jj) heads_tmp_.push_back(kv_.host_head(layer, fl.j0 + jj));
-    head_runs(heads_tmp_, runs_tmp_);
-    int jj0 = 0;
-    for (const HeadRun& r : runs_tmp_) {
-      AttnArgs& a = decode_args(r, io);
-      for (int64_t i = 0; i < fl.blocks; ++i) {
-        const uint8_t* k = base + static_cast<size_t>(i * fl.heads + jj0) * hhb;
-        const int64_t b = fl.b0 + i;
-        a.pieces.push_back(
-            KvPiece{k, k + row_ * static_cast<size_t>(B_), block_tokens_before(b), b * B_, bstride});
-      }
-      if (fl.b0 + fl.blocks == blocks_before_) a.pieces.push_back(chunk_piece(layer, r));
-      be_.attention(a);
-      jj0 += r.heads;
+  for_each_fill_run(layer, [&](const Fill& fl, HeadRun r, const uint8_t* k0, int64_t stride) {
+    AttnArgs& a = decode_args(r, io);
+    for (int64_t i = 0; i < fl.blocks; ++i) {
+      const uint8_t* k = k0 + static_cast<size_t>(i * fl.heads) * kv_.host_head_bytes();
+      const int64_t b = fl.b0 + i;
+      a.pieces.push_back(KvPiece{k, k + row_ * static_cast<size_t>(B_), block_tokens_before(b), b * B_, stride});
     }
-    be_.record(consumed_[buf], Stream::Compute);
-  }
+    if (fl.b0 + fl.blocks == blocks_before_) a.pieces.push_back(chunk_piece(layer, r));
+    be_.attention(a);
+  });
   if (blocks_before_ == 0) {  // the first token: no fills, the new token alone
     home_heads(kv_, layer, cfg_.n_kv_heads, Home::Host, heads_tmp_);
     head_runs(heads_tmp_, runs_tmp_);
@@ -341,28 +347,12 @@ void LayerAttention::run(int layer, const LayerQkv& io) {
     for (int64_t b = 0; b < blocks_before_; ++b)
       attend_block(layer, r, b, kv_.k_at(layer, r.head, b * B_), kv_.v_at(layer, r.head, b * B_),
                    kv_.device_head_stride(), io);
-  const size_t nbuf = buffers_.size();
-  const size_t hhb = kv_.host_head_bytes();
-  const int64_t bstride = 2 * B_ * cfg_.head_dim;
-  for (size_t f = layer_fills_[static_cast<size_t>(layer)]; f < layer_fills_[static_cast<size_t>(layer) + 1]; ++f) {
-    issue_through(f + nbuf - 1);
-    const Fill& fl = fills_[f];
-    const size_t buf = f % nbuf;
-    be_.wait(Stream::Compute, filled_[buf]);
-    const uint8_t* base = static_cast<const uint8_t*>(buffers_[buf]);
-    heads_tmp_.clear();
-    for (int jj = 0; jj < fl.heads; ++jj) heads_tmp_.push_back(kv_.host_head(layer, fl.j0 + jj));
-    head_runs(heads_tmp_, runs_tmp_);
-    int jj0 = 0;
-    for (const HeadRun& r : runs_tmp_) {
-      for (int64_t i = 0; i < fl.blocks; ++i) {
-        const uint8_t* k = base + static_cast<size_t>(i * fl.heads + jj0) * hhb;
-        attend_block(layer, r, fl.b0 + i, k, k + row_ * static_cast<size_t>(B_), bstride, io);
-      }
-      jj0 += r.heads;
+  for_each_fill_run(layer, [&](const Fill& fl, HeadRun r, const uint8_t* k0, int64_t stride) {
+    for (int64_t i = 0; i < fl.blocks; ++i) {
+      const uint8_t* k = k0 + static_cast<size_t>(i * fl.heads) * kv_.host_head_bytes();
+      attend_block(layer, r, fl.b0 + i, k, k + row_ * static_cast<size_t>(B_), stride, io);
     }
-    be_.record(consumed_[buf], Stream::Compute);
-  }
+  });
   if (pos0_ % B_ == 0) {
     for (Home home : {Home::Device, Home::Host}) {
       home_heads(kv_, layer, cfg_.n_kv_heads, home, heads_tmp_);

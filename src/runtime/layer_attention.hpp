@@ -84,6 +84,11 @@ class LayerAttention {
                     const LayerQkv& io);
   void attend_chunk_only(int layer, HeadRun r, const LayerQkv& io);
   void attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io);
+  // For each of the layer's fills, once its copies have landed: fn(fill, run, k, stride)
+  // per run of adjacent heads in it (k: the run's first head in the fill's first block;
+  // block i is i * fill.heads host head blocks further), then the buffer is released.
+  template <typename F>
+  void for_each_fill_run(int layer, F fn);
   // Decode (n == 1): per-split partials of every head, then one combine.
   void run_decode(int layer, const LayerQkv& io);
   AttnArgs& decode_args(HeadRun r, const LayerQkv& io);
