@@ -8,6 +8,7 @@
 
 #include "backend/cpu/kernels_attention.hpp"
 #include "backend/cpu/matmul.hpp"
+#include "backend/cpu/thread_scratch.hpp"
 #include "headinfer/error.hpp"
 
 namespace headinfer {
@@ -30,26 +31,8 @@ constexpr int64_t kSplitBelowTiles = 8;
 constexpr int64_t kSplitKeys = 4096;
 constexpr int64_t kMaxSplits = 64;
 
-// Per-thread kernel scratch; it lives as long as the thread, so steady-state calls
-// do not allocate.
-float* attn_scratch(size_t floats) {
-  struct Buf {
-    float* p = nullptr;
-    size_t n = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf buf;
-  if (buf.n < floats) {
-    std::free(buf.p);
-    buf.p = nullptr;
-    buf.n = 0;
-    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    buf.p = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!buf.p) HI_FAIL("attention: cannot allocate " << bytes << " bytes of scratch");
-    buf.n = floats;
-  }
-  return buf.p;
-}
+struct AttnScratchTag;
+float* attn_scratch(size_t floats) { return thread_scratch<AttnScratchTag>(floats, "attention"); }
 
 bool use_wide(const AttnArgs& a) { return int64_t{a.n_q} * a.n_qh >= kWideMinRows; }
 

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/kernels_matmul.hpp"
 #include "common/half.hpp"
+#include "backend/cpu/thread_scratch.hpp"
 #include "headinfer/error.hpp"
 
 namespace headinfer {
@@ -27,26 +28,8 @@ bool cpu_has_avx512() {
 std::atomic<CpuIsa> g_isa{CpuIsa::Auto};
 std::atomic<int> g_gemv_max_tokens{4};
 
-// Per-thread buffer for GEMM weight blocks converted to f32; it lives as long as
-// the thread, so steady-state calls do not allocate.
-float* gemm_scratch(size_t floats) {
-  struct Buf {
-    float* p = nullptr;
-    size_t n = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf buf;
-  if (buf.n < floats) {
-    std::free(buf.p);
-    buf.p = nullptr;
-    buf.n = 0;
-    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    buf.p = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!buf.p) HI_FAIL("matmul: cannot allocate " << bytes << " bytes of GEMM scratch");
-    buf.n = floats;
-  }
-  return buf.p;
-}
+struct GemmScratchTag;
+float* gemm_scratch(size_t floats) { return thread_scratch<GemmScratchTag>(floats, "matmul"); }
 
 // Element i of a bias vector in any dtype; byte loads, since a bias may sit at any address.
 float bias_at(const Mat& b, int64_t i) {
