@@ -139,6 +139,10 @@ class Backend {
   virtual void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) = 0;
   // out[n, W.rows] = x[n, W.cols] @ W^T (+ bias)
   virtual void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) = 0;
+  // The ops that follow belong to a forward over n_tokens rows, some of them run in
+  // passes of fewer rows (the MLP). A backend that picks kernels by row count picks
+  // by this, so how a forward is split never changes a bit (ARCHITECTURE invariant 1).
+  virtual void begin_forward(int n_tokens) { (void)n_tokens; }
   // The same with input rows x_stride floats apart (x_stride >= W.cols; x[t * x_stride + k]):
   // the numbers of matmul on the packed rows.
   virtual void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) = 0;

@@ -96,6 +96,7 @@ class ProfilingBackend final : public Backend {
   void set_device_limit(int64_t bytes) override { inner_.set_device_limit(bytes); }
   DeviceMemoryInfo device_memory() const override { return inner_.device_memory(); }
   void reset_device_peak() override { inner_.reset_device_peak(); }
+  void begin_forward(int n_tokens) override { inner_.begin_forward(n_tokens); }
 
  private:
   // Runs `op` and, when enabled, charges its compute-stream time to `phase`.

@@ -45,11 +45,13 @@ KvSchedule schedule_for(const PlanInputs& in, int64_t block, int64_t resident, i
     const int64_t r = resident / c.n_layers + (l < resident % c.n_layers ? 1 : 0);
     for (int h = c.n_kv_heads - static_cast<int>(r); h < c.n_kv_heads; ++h)
       s.homes[static_cast<size_t>(l) * c.n_kv_heads + h] = Home::Device;
-    // Adaptive grouping: as many whole heads per fill as a buffer holds at this
-    // context (fewer as it grows), at least one, streaming in blocks past that.
+    // Grouping: as many heads per fill as a buffer holds one block of, so each
+    // block is one attention call over all of them (a call over several heads runs
+    // at the rate of a resident run; one head per call lost ~10% of prefill). A
+    // longer context makes more fills of the same size, never bigger ones.
     const int host = c.n_kv_heads - static_cast<int>(r);
-    const int64_t whole = head_tokens / std::max<int64_t>(1, blocks * block);
-    s.group_heads[static_cast<size_t>(l)] = static_cast<int>(std::clamp<int64_t>(whole, 1, std::max(1, host)));
+    const int64_t per_block = head_tokens / block;
+    s.group_heads[static_cast<size_t>(l)] = static_cast<int>(std::clamp<int64_t>(per_block, 1, std::max(1, host)));
   }
   // The pool grows in chunks of 64 MiB, or of the whole context's blocks when
   // that is less (small models then take no more host memory than they use).

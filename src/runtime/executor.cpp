@@ -155,6 +155,7 @@ const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {
   for (int i = 0; i < n; ++i)
     HI_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size,
              "token id " << tokens[i] << " is outside the vocabulary (0.." << cfg_.vocab_size - 1 << ")");
+  be_.begin_forward(n);
   be_.upload(ids_, tokens, sizeof(int32_t) * static_cast<size_t>(n));
   be_.embed(ids_, n, tok_embd_, buf(kX));
   attn_->begin(pos0, n);

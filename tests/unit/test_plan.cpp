@@ -70,18 +70,21 @@ TEST(Plan, BuffersAreFixedWhateverTheContext) {
   EXPECT_LE(a.schedule.buffer_bytes, 64 * (int64_t{1} << 20));
 }
 
-TEST(Plan, GroupsShrinkAsTheContextGrows) {
-  int last = 1 << 30;
-  std::vector<int> seen;
-  for (int64_t ctx : {8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024, 512 * 1024}) {
+TEST(Plan, GroupsAreTheHeadsOneBufferHoldsABlockOf) {
+  // Each fill is one block of as many heads as fit a buffer, so each block is one
+  // attention call over all of them, whatever the context.
+  for (int64_t ctx : {8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024, 512 * 1024, 4096 * 1024}) {
     const Plan p = make_plan(llama8b(ctx, 24 * GiB, OffloadMode::All));
-    const int g = p.schedule.group_heads[0];
-    EXPECT_LE(g, last) << ctx;
-    last = g;
-    seen.push_back(g);
+    const KvSchedule& s = p.schedule;
+    const int64_t head_block = 2 * s.block_tokens * 128 * 2;  // K+V of one head's block, BF16
+    for (int g : s.group_heads) {
+      EXPECT_EQ(g, std::min<int64_t>(8, s.buffer_bytes / head_block)) << ctx;
+      EXPECT_LE(g * head_block, s.buffer_bytes) << ctx;
+    }
   }
-  EXPECT_EQ(seen.front(), 8);
-  EXPECT_EQ(seen.back(), 1);
+  // With some heads resident, a group is at most the layer's offloaded heads.
+  const Plan a = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::Auto));
+  for (int l = 0; l < 32; ++l) EXPECT_LE(a.schedule.group_heads[l], std::max(1, a.schedule.host_heads(a.in.cfg, l))) << l;
 }
 
 TEST(Plan, RooflineChunkForLlama8bIsAbout10K) {

@@ -42,15 +42,15 @@ PlanInputs plan_inputs_for(const LoadedModel& m, Backend& backend, const PlanOpt
   in.speeds = DeviceSpeeds::for_backend(backend.name());
   const bool cpu = backend.name().rfind("cpu", 0) == 0;
   const DeviceMemoryInfo mem = backend.device_memory();
+  // Predictions and budgets are what the driver sees: the context and library
+  // workspaces already there count.
+  if (!cpu) in.device_overhead = mem.driver_total > 0 ? mem.driver_total - mem.driver_free : int64_t{512} << 20;
   if (!o.gpu_memory.empty()) {
     in.gpu_budget = parse_bytes(o.gpu_memory, "--gpu-memory");
     HI_CHECK(in.gpu_budget > 0, "--gpu-memory must be positive");
-    // The budget is what the driver sees: the context and library workspaces
-    // already there count against it.
-    if (!cpu) in.device_overhead = mem.driver_total > 0 ? mem.driver_total - mem.driver_free : int64_t{512} << 20;
   } else if (!cpu && mem.driver_free > 0) {
     const int64_t margin = std::max<int64_t>(int64_t{512} << 20, mem.driver_free / 20);
-    in.gpu_budget = mem.driver_free - margin;
+    in.gpu_budget = in.device_overhead + mem.driver_free - margin;
   }
   // Measured (once per machine) only when the plan may offload.
   const bool may_offload = in.mode == OffloadMode::All || (in.mode == OffloadMode::Auto && in.gpu_budget >= 0);

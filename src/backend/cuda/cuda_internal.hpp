@@ -41,15 +41,19 @@ class CublasGemm {
   CublasGemm& operator=(const CublasGemm&) = delete;
   ~CublasGemm();
   // x_stride: floats between input rows (0: w.cols).
-  // F16 / BF16 weights with n <= kGemvMaxRows run the GEMV kernel (launch_gemv) instead.
+  // F16 / BF16 weights with n <= gemv_max_rows_ run the GEMV kernel (launch_gemv) instead.
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
+  // Rows of the forward these matmuls belong to (0: unknown, decide by each call's
+  // rows): GEMV or cuBLAS give different bits, so the choice follows the forward.
+  void set_forward_rows(int n) { forward_rows_ = n; }
   // Always cuBLAS (benchmarks compare it with the GEMV kernel).
   void matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
 
  private:
   void matmul_impl(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride,
                    bool allow_gemv);
-  bool gemv_ = false;
+  int gemv_max_rows_ = 0;  // inputs of at most this many rows take the GEMV kernel
+  int forward_rows_ = 0;
 
   cudaStream_t stream_;
   cublasHandle_t handle_ = nullptr;

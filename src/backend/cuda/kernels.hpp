@@ -43,6 +43,7 @@ void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType d
 // (may be null) F32 / F16 / BF16; f32 accumulation. 16-byte vector loads when C % 8 == 0,
 // x_stride % 4 == 0 and w, x are 16-byte aligned, else a scalar kernel.
 constexpr int kGemvMaxRows = 8;
+constexpr int kGemvDefaultRows = 2;  // where it beats cuBLAS on the GPU machine
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
                  DType bias_dt, float* out, cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)

@@ -38,10 +38,11 @@ CublasGemm::CublasGemm(cudaStream_t stream) : stream_(stream) {
   HI_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
   HI_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_.get(kWorkspaceBytes, stream_), kWorkspaceBytes));
   act_.get(kActBytes, stream_);
-  // The GEMV kernel is written and has parity tests but has not run on a GPU yet: off
-  // until measured (HEADINFER_CUDA_GEMV=1 turns it on; the GPU tests do).
-  const char* e = std::getenv("HEADINFER_CUDA_GEMV");
-  gemv_ = e && std::strcmp(e, "1") == 0;
+  // The own GEMV beats cuBLAS at 1-2 rows (1.0-1.34x on the H200, bench/cuda_gemv)
+  // and loses from 4 on the large projections, so decode takes it by default.
+  // HEADINFER_CUDA_GEMV=0: never; =1: up to kGemvMaxRows (the parity tests).
+  gemv_max_rows_ = kGemvDefaultRows;
+  if (const char* e = std::getenv("HEADINFER_CUDA_GEMV")) gemv_max_rows_ = std::strcmp(e, "1") == 0 ? kGemvMaxRows : 0;
 }
 
 CublasGemm::~CublasGemm() {
@@ -49,7 +50,7 @@ CublasGemm::~CublasGemm() {
 }
 
 void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
-  matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/gemv_);
+  matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/(forward_rows_ > 0 ? forward_rows_ : n) <= gemv_max_rows_);
 }
 
 void CublasGemm::matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
