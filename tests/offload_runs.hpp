@@ -69,6 +69,10 @@ inline KvSchedule random_schedule(const ModelConfig& cfg, DType kv, int64_t bloc
   // From exactly one block of the largest group to a few blocks per fill.
   s.buffer_bytes = gmax * head_block * std::uniform_int_distribution<int>(1, 3)(rng);
   s.host_chunk_bytes = coin(rng) ? 0 : 4096;  // grow a block (or a few) at a time
+  // Sometimes only the first block or two of the pool pinned, the rest pageable.
+  int64_t layer_block = 0;
+  for (Home h : s.homes) layer_block += h == Home::Host ? head_block : 0;
+  s.pinned_limit = coin(rng) ? -1 : std::uniform_int_distribution<int64_t>(0, 2)(rng) * std::max<int64_t>(layer_block, 4096);
   return s;
 }
 

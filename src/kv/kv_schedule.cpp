@@ -48,6 +48,7 @@ void KvSchedule::validate(const ModelConfig& cfg, DType kv_dtype) const {
                                      << cfg.n_kv_heads << " slabs");
   HI_CHECK(group_heads.size() == static_cast<size_t>(cfg.n_layers),
            "kv schedule: group_heads has " << group_heads.size() << " entries for " << cfg.n_layers << " layers");
+  HI_CHECK(pinned_limit >= -1, "kv schedule: pinned_limit must be -1 (all) or a byte count, got " << pinned_limit);
   if (offloaded_slabs() == 0) return;
   HI_CHECK(n_buffers >= 2, "kv schedule: n_buffers must be at least 2 (ping-pong), got " << n_buffers);
   const int64_t head_block = 2 * block_tokens * static_cast<int64_t>(kv_row_bytes(cfg, kv_dtype));

@@ -28,6 +28,11 @@ struct KvSchedule {
   int64_t buffer_bytes = 0;      // each; fixed, whatever the context
   // The host pool grows in chunks of at least this many bytes (whole blocks).
   int64_t host_chunk_bytes = int64_t{64} << 20;
+  // Bytes of the host pool that are pinned (-1: all of it). Chunks past this are
+  // pageable: the driver maps pinned memory into the GPU's page tables at 1/512 of
+  // its size, which a tight budget at millions of tokens cannot pay; pageable chunks
+  // cost nothing there and copy slower. Like homes, it moves no bit.
+  int64_t pinned_limit = -1;
 
   // Everything on the device, one block per ~4 MiB of a head's K+V.
   static KvSchedule all_resident(const ModelConfig& cfg, DType kv_dtype);

@@ -27,7 +27,7 @@ KvStore::KvStore(Backend& backend, const ModelConfig& cfg, DType kv_dtype, const
       }
     }
   }
-  if (block_bytes > 0) pool_ = std::make_unique<HostPool>(backend_, block_bytes, schedule_.host_chunk_bytes);
+  if (block_bytes > 0) pool_ = std::make_unique<HostPool>(backend_, block_bytes, schedule_.host_chunk_bytes, schedule_.pinned_limit);
   allocate_device(slabs_, capacity);
   try {
     if (pool_) pool_->grow_to(blocks_for(capacity));

@@ -65,6 +65,7 @@ class KvStore {
 
   size_t device_bytes() const;  // bytes of the device slabs
   size_t host_bytes() const { return pool_ ? pool_->bytes() : 0; }
+  size_t host_pinned_bytes() const { return pool_ ? pool_->pinned_bytes() : 0; }
 
  private:
   void* at(void* base, int64_t t) const { return static_cast<uint8_t*>(base) + t * row_bytes(); }

@@ -7,17 +7,22 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <vector>
 
 namespace headinfer {
 
-double measure_link_gbs(Backend& backend, size_t bytes, int runs) {
-  void* host = backend.alloc_host(bytes);
+double measure_link_gbs(Backend& backend, size_t bytes, int runs, bool pageable) {
+  std::vector<uint8_t> plain(pageable ? bytes : 0);
+  void* host = pageable ? plain.data() : backend.alloc_host(bytes);
+  auto free_host = [&] {
+    if (!pageable) backend.free_host(host);
+  };
   void* dev = nullptr;
   try {
     dev = backend.alloc(bytes);
   } catch (...) {
-    backend.free_host(host);
+    free_host();
     throw;
   }
   std::memset(host, 1, bytes);
@@ -33,7 +38,7 @@ double measure_link_gbs(Backend& backend, size_t bytes, int runs) {
   }
   backend.destroy_event(done);
   backend.free(dev);
-  backend.free_host(host);
+  free_host();
   return best;
 }
 
@@ -101,22 +106,41 @@ std::string link_cache_path(const std::string& backend_name) {
   return (dir / ("link-" + name + ".txt")).string();
 }
 
-double link_gbs_cached(Backend& backend) {
+namespace {
+
+// The cache file holds "key value" lines; a figure not there is measured and added.
+double cached_figure(Backend& backend, const std::string& key, double (*measure)(Backend&)) {
   const std::string path = link_cache_path(backend.name());
+  std::map<std::string, double> figures;
   if (!path.empty()) {
     std::ifstream in(path);
-    std::string key;
-    double gbs = 0;
-    if (in >> key >> gbs && key == "h2d_gbs" && gbs > 0) return gbs;
+    std::string k;
+    double v = 0;
+    while (in >> k >> v)
+      if (v > 0) figures[k] = v;
   }
-  const double gbs = measure_link_gbs(backend);
+  if (auto it = figures.find(key); it != figures.end()) return it->second;
+  const double gbs = measure(backend);
   if (!path.empty() && gbs > 0) {
+    figures[key] = gbs;
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
     std::ofstream out(path);
-    if (out) out << "h2d_gbs " << gbs << "\n";
+    for (const auto& [k, v] : figures)
+      if (out) out << k << " " << v << "\n";
   }
   return gbs;
+}
+
+}  // namespace
+
+double link_gbs_cached(Backend& backend) {
+  return cached_figure(backend, "h2d_gbs", [](Backend& b) { return measure_link_gbs(b); });
+}
+
+double pageable_link_gbs_cached(Backend& backend) {
+  return cached_figure(backend, "pageable_h2d_gbs",
+                       [](Backend& b) { return measure_link_gbs(b, size_t{64} << 20, 4, /*pageable=*/true); });
 }
 
 }  // namespace headinfer

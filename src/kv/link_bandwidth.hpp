@@ -9,8 +9,9 @@
 
 namespace headinfer {
 
-// GB/s of copy_h2d_async over `bytes`-sized copies (the best of a few runs).
-double measure_link_gbs(Backend& backend, size_t bytes = size_t{64} << 20, int runs = 4);
+// GB/s of copy_h2d_async over `bytes`-sized copies (the best of a few runs), from
+// the backend's host memory (pinned on a GPU), or from plain pageable memory.
+double measure_link_gbs(Backend& backend, size_t bytes = size_t{64} << 20, int runs = 4, bool pageable = false);
 
 // GB/s of `copies` back-to-back copy_h2d_async of `bytes` each, issued together and
 // waited on once (the engine's pattern: 4 MiB blocks issued ahead), best of `runs`.
@@ -27,5 +28,7 @@ std::string link_cache_path(const std::string& backend_name);
 // The cached figure, else measures and caches it. Never fails for a missing or
 // unwritable cache: it measures instead.
 double link_gbs_cached(Backend& backend);
+// The same for copies from pageable memory (a host pool pinned only in part).
+double pageable_link_gbs_cached(Backend& backend);
 
 }  // namespace headinfer

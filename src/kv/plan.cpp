@@ -61,14 +61,27 @@ KvSchedule schedule_for(const PlanInputs& in, int64_t block, int64_t resident, i
   return s;
 }
 
-int64_t host_pool_bytes(const PlanInputs& in, const KvSchedule& s) {
+// One token block of every offloaded slab (0 when none is offloaded).
+int64_t host_block_bytes(const PlanInputs& in, const KvSchedule& s) {
   const int64_t head_block = 2 * s.block_tokens * static_cast<int64_t>(kv_row_bytes(in.cfg, in.kv_dtype));
   int64_t block_bytes = 0;
   for (int l = 0; l < in.cfg.n_layers; ++l) block_bytes += s.host_heads(in.cfg, l) * head_block;
+  return block_bytes;
+}
+
+// The host pool's unit of growth, as HostPool makes it: whole blocks.
+int64_t host_pool_chunk_bytes(const PlanInputs& in, const KvSchedule& s) {
+  const int64_t block_bytes = host_block_bytes(in, s);
   if (block_bytes == 0) return 0;
-  const int64_t per_chunk = std::max<int64_t>(1, (s.host_chunk_bytes + block_bytes - 1) / block_bytes);
+  return std::max<int64_t>(1, (s.host_chunk_bytes + block_bytes - 1) / block_bytes) * block_bytes;
+}
+
+int64_t host_pool_bytes(const PlanInputs& in, const KvSchedule& s) {
+  const int64_t chunk = host_pool_chunk_bytes(in, s);
+  if (chunk == 0) return 0;
+  const int64_t per_chunk = chunk / host_block_bytes(in, s);
   const int64_t blocks = (in.context + s.block_tokens - 1) / s.block_tokens;
-  return (blocks + per_chunk - 1) / per_chunk * per_chunk * block_bytes;
+  return (blocks + per_chunk - 1) / per_chunk * chunk;
 }
 
 std::string breakdown(const PlanInputs& in, const DeviceFootprint& f, int64_t host_map) {
@@ -150,14 +163,26 @@ Plan make_plan(const PlanInputs& in) {
 
   Plan p;
   p.in = in;
-  auto evaluate = [&](int chunk, int64_t resident, int n_buffers) {
+  // partial_pin: when the page tables of an all-pinned pool break the budget, pin
+  // only the whole pool chunks that fit and leave the rest pageable.
+  auto evaluate = [&](int chunk, int64_t resident, int n_buffers, bool partial_pin = false) {
     p.chunk = chunk;
     p.mlp_chunk = default_mlp_chunk(chunk);
     p.schedule = schedule_for(in, block, resident, n_buffers, buffer_bytes);
     p.gpu = engine_footprint(c, in.kv_dtype, p.schedule, in.context, p.chunk, p.mlp_chunk);
     p.host_bytes = host_pool_bytes(in, p.schedule);
-    p.host_map = static_cast<int64_t>(static_cast<double>(p.host_bytes) * in.speeds.pinned_map_ratio);
-    p.gpu_total = in.weight_bytes + p.gpu.total() + in.device_overhead + p.host_map;
+    const double ratio = in.speeds.pinned_map_ratio;
+    const int64_t engine = in.weight_bytes + p.gpu.total() + in.device_overhead;
+    p.host_pinned = p.host_bytes;
+    if (partial_pin && budget >= 0 && ratio > 0 && p.host_bytes > 0 &&
+        engine + static_cast<int64_t>(static_cast<double>(p.host_bytes) * ratio) > budget && engine <= budget) {
+      const int64_t chunk_bytes = host_pool_chunk_bytes(in, p.schedule);
+      const auto room = static_cast<int64_t>(static_cast<double>(budget - engine) / ratio);
+      p.host_pinned = std::min(p.host_bytes, room / chunk_bytes * chunk_bytes);
+      p.schedule.pinned_limit = p.host_pinned;
+    }
+    p.host_map = static_cast<int64_t>(static_cast<double>(p.host_pinned) * ratio);
+    p.gpu_total = engine + p.host_map;
     return budget < 0 || p.gpu_total <= budget;
   };
 
@@ -179,10 +204,17 @@ Plan make_plan(const PlanInputs& in) {
         if ((fits = evaluate(ch, 0, nb))) break;
       if (fits) break;
     }
+    // Still too big: the pinned pool's page tables are the one part that grows with
+    // the context, so pin less of it (the largest chunk that fits that way).
+    for (int ch : chunks) {
+      if (fits) break;
+      for (int nb : {3, 2})
+        if ((fits = evaluate(ch, 0, nb, /*partial_pin=*/true))) break;
+    }
     HI_CHECK(fits, "--gpu-memory " << format_bytes(budget) << " is too small for the smallest plan (every slab "
                                    << "offloaded, a " << p.chunk << "-token chunk, 2 buffers): "
                                    << breakdown(in, p.gpu, p.host_map));
-    if (in.mode == OffloadMode::Auto) {
+    if (in.mode == OffloadMode::Auto && p.schedule.pinned_limit < 0) {
       // Most resident slabs that still fit (the footprint grows with them).
       const int chunk = p.chunk, nb = p.schedule.n_buffers;
       int64_t lo = 0, hi = total_slabs - 1;
@@ -202,7 +234,12 @@ Plan make_plan(const PlanInputs& in) {
                         << " of host memory, only " << format_bytes(in.host_available) << " is available");
   p.h2d_per_token = p.offloaded_slabs * 2 * row * in.context;
   p.d2h_per_token = p.offloaded_slabs * 2 * row;
-  p.transfer_seconds = static_cast<double>(p.h2d_per_token) / (in.speeds.link_gbs * 1e9);
+  // The pageable share of the pool streams at the pageable rate.
+  const double pageable_share =
+      p.host_bytes > 0 ? static_cast<double>(p.host_bytes - p.host_pinned) / static_cast<double>(p.host_bytes) : 0.0;
+  const double pageable_gbs = in.speeds.pageable_gbs > 0 ? in.speeds.pageable_gbs : in.speeds.link_gbs / 4;
+  p.transfer_seconds = static_cast<double>(p.h2d_per_token) *
+                       ((1 - pageable_share) / (in.speeds.link_gbs * 1e9) + pageable_share / (pageable_gbs * 1e9));
   p.compute_seconds = static_cast<double>(in.weight_bytes + p.resident_slabs * 2 * row * in.context) /
                       (in.speeds.mem_gbs * 1e9);
   return p;

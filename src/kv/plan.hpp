@@ -21,6 +21,7 @@ const char* offload_mode_name(OffloadMode m);
 // Speeds of the device the plan is for.
 struct DeviceSpeeds {
   double link_gbs = 54.0;      // host -> device copies, GB/s (measured: link_bandwidth.hpp)
+  double pageable_gbs = 0;     // the same from pageable memory (0: link_gbs / 4 until measured)
   double mem_gbs = 2700.0;     // device memory reads (weights and resident KV in decode)
   double attn_tflops = 630.0;  // prefill attention throughput
   // Device memory the driver takes per byte of pinned host memory: the GPU's page
@@ -53,6 +54,7 @@ struct Plan {
   DeviceFootprint gpu;           // engine allocations
   int64_t host_bytes = 0;        // the host pool at this context
   int64_t host_map = 0;          // device memory mapping the pinned host pool (page tables)
+  int64_t host_pinned = 0;       // bytes of the host pool pinned (the rest is pageable)
   int64_t gpu_total = 0;         // weights + gpu.total() + device_overhead + host_map: what the driver will see
   int64_t h2d_per_token = 0;     // bytes moved per decode token at the full context
   int64_t d2h_per_token = 0;

@@ -51,7 +51,11 @@ std::string Plan::to_string() const {
      << " of K+V per head): attention calls, host layout and copies\n";
   os << "  resident     " << resident_slabs << " slabs (" << format_bytes(gpu.resident_kv)
      << " on the device), per layer: " << runs(per_layer_resident) << "\n";
-  os << "  offloaded    " << offloaded_slabs << " slabs (" << format_bytes(host_bytes) << " host pool)\n";
+  os << "  offloaded    " << offloaded_slabs << " slabs (" << format_bytes(host_bytes) << " host pool"
+     << (host_pinned < host_bytes ? ": " + format_bytes(host_pinned) + " pinned, " +
+                                        format_bytes(host_bytes - host_pinned) + " pageable to fit --gpu-memory"
+                                  : std::string())
+     << ")\n";
   if (offloaded_slabs > 0) {
     os << "  groups       heads per group per layer: " << runs(groups) << "\n";
     os << "  buffers      " << schedule.n_buffers << " x " << format_bytes(schedule.buffer_bytes)
@@ -64,7 +68,12 @@ std::string Plan::to_string() const {
      << (in.gpu_budget >= 0 ? " of " + format_bytes(in.gpu_budget) : std::string()) << "\n";
   os << "  decode/token H2D " << format_bytes(h2d_per_token) << ", D2H " << format_bytes(d2h_per_token) << "; "
      << fmt("%.3f", seconds_per_token()) << " s predicted (transfer " << fmt("%.3f", transfer_seconds) << " s at "
-     << fmt("%.1f", in.speeds.link_gbs) << " GB/s + weights and resident KV " << fmt("%.3f", compute_seconds)
+     << fmt("%.1f", in.speeds.link_gbs) << " GB/s"
+     << (host_pinned < host_bytes
+             ? ", the pageable part at " +
+                   fmt("%.1f", in.speeds.pageable_gbs > 0 ? in.speeds.pageable_gbs : in.speeds.link_gbs / 4) + " GB/s"
+             : std::string())
+     << " + weights and resident KV " << fmt("%.3f", compute_seconds)
      << " s at " << fmt("%.0f", in.speeds.mem_gbs) << " GB/s)\n";
   return os.str();
 }

@@ -136,6 +136,39 @@ TEST(OffloadBudget, HostPoolIsKeptAcrossRequestsAndGrowsInChunks) {
   EXPECT_EQ(exec.kv().host_bytes(), host0 * (64 / p.schedule.block_tokens + 4) / (64 / p.schedule.block_tokens));
 }
 
+TEST(OffloadBudget, PinnedLimitLeavesLaterChunksPageableAndTheSameBits) {
+  const LoadedModel m = load_model("synthetic:tiny-mqa");
+  Plan p = make_plan(tiny_inputs(m, 64, -1, OffloadMode::All));
+  p.schedule.host_chunk_bytes = 0;  // one block per chunk
+  auto be = make_cpu_backend(2);
+  const auto prompt = prompt_for(60, m.config.vocab_size);
+  auto run = [&](int64_t pinned_limit, size_t* pinned, size_t* total) {
+    ExecutorOptions eo;
+    eo.max_chunk = p.chunk;
+    eo.capacity = 64;
+    eo.schedule = p.schedule;
+    eo.schedule.pinned_limit = pinned_limit;
+    Executor exec(*be, m, eo);
+    *pinned = exec.kv().host_pinned_bytes();
+    *total = exec.kv().host_bytes();
+    std::vector<float> logits;
+    for (int i = 0; i < 60; i += p.chunk) logits = exec.forward(prompt.data() + i, std::min(p.chunk, 60 - i));
+    return logits;
+  };
+  size_t pinned_all = 0, total_all = 0, pinned = 0, total = 0;
+  const auto want = run(-1, &pinned_all, &total_all);
+  EXPECT_EQ(pinned_all, total_all);
+  const size_t chunk = total_all / static_cast<size_t>(64 / p.schedule.block_tokens);
+  // One and a half chunks allowed: one chunk pinned, the rest pageable.
+  const auto got = run(static_cast<int64_t>(chunk + chunk / 2), &pinned, &total);
+  EXPECT_EQ(total, total_all);
+  EXPECT_EQ(pinned, chunk);
+  ASSERT_EQ(want.size(), got.size());
+  EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)));
+  run(0, &pinned, &total);
+  EXPECT_EQ(pinned, 0u) << "a limit of 0 pins nothing";
+}
+
 TEST(CpuStreams, CopiesRunLaterAndEventsOrderThem) {
   CpuBackendOptions bo;
   bo.copy_delay_us = 20000;

@@ -87,6 +87,35 @@ TEST(Plan, GroupsAreTheHeadsOneBufferHoldsABlockOf) {
   for (int l = 0; l < 32; ++l) EXPECT_LE(a.schedule.group_heads[l], std::max(1, a.schedule.host_heads(a.in.cfg, l))) << l;
 }
 
+TEST(Plan, ATightBudgetPinsPartOfThePoolSoMemoryIsFlatToFourMillionTokens) {
+  // The driver's page tables for pinned memory (1/512 of it) are the one part of the
+  // footprint that grows with the context: 1 GiB at 4M. Under a budget the plan pins
+  // what fits and leaves the rest of the pool pageable.
+  const int64_t budget = 16 * GiB + GiB / 2;
+  const Plan p512k = make_plan(llama8b(512 * 1024, budget, OffloadMode::All));
+  EXPECT_EQ(p512k.schedule.pinned_limit, -1);
+  EXPECT_EQ(p512k.host_pinned, p512k.host_bytes);
+  for (int64_t ctx : {int64_t{1} << 20, int64_t{4} << 20}) {
+    const Plan p = make_plan(llama8b(ctx, budget, OffloadMode::All));
+    EXPECT_LE(p.gpu_total, budget) << ctx;
+    EXPECT_LE(std::abs(p.gpu_total - p512k.gpu_total), GiB / 2) << ctx;
+    EXPECT_EQ(p.host_map, static_cast<int64_t>(static_cast<double>(p.host_pinned) / 512)) << ctx;
+    if (p.schedule.pinned_limit >= 0) {
+      EXPECT_EQ(p.host_pinned, p.schedule.pinned_limit) << ctx;
+      EXPECT_LT(p.host_pinned, p.host_bytes) << ctx;
+      // The pageable part streams slower, and the prediction says so.
+      EXPECT_GT(p.transfer_seconds, static_cast<double>(p.h2d_per_token) / (p.in.speeds.link_gbs * 1e9)) << ctx;
+    }
+  }
+  const Plan p4m = make_plan(llama8b(int64_t{4} << 20, budget, OffloadMode::All));
+  EXPECT_GE(p4m.schedule.pinned_limit, 0) << "4M needs 1 GiB of page tables when all pinned";
+  // Without a budget everything is pinned (the fastest copies).
+  const Plan free4m = make_plan(llama8b(int64_t{4} << 20, -1, OffloadMode::All));
+  EXPECT_EQ(free4m.schedule.pinned_limit, -1);
+  EXPECT_EQ(free4m.host_pinned, free4m.host_bytes);
+  EXPECT_GT(free4m.host_map, GiB - GiB / 8);
+}
+
 TEST(Plan, RooflineChunkForLlama8bIsAbout10K) {
   const Plan p = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::All));
   EXPECT_GE(p.chunk, 8192);

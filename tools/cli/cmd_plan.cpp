@@ -56,6 +56,8 @@ PlanInputs plan_inputs_for(const LoadedModel& m, Backend& backend, const PlanOpt
   const bool may_offload = in.mode == OffloadMode::All || (in.mode == OffloadMode::Auto && in.gpu_budget >= 0);
   if (o.link_gbs > 0) in.speeds.link_gbs = o.link_gbs;
   else if (may_offload) in.speeds.link_gbs = link_gbs_cached(backend);
+  // Only a budget can make the plan pin part of the pool.
+  if (may_offload && in.gpu_budget >= 0 && !cpu) in.speeds.pageable_gbs = pageable_link_gbs_cached(backend);
   return in;
 }
 
