@@ -5,6 +5,8 @@ the same contexts, the same row format (md, csv or json; field names as headinfe
 
   python3 bench/peers/hf_bench.py -m synthetic:llama-3-8b --context 16K,64K,128K \
       --decode-tokens 32 --reps 3 --cache dynamic,offloaded -o md
+  python3 bench/peers/hf_bench.py -m synthetic:llama-3-8b --context 128K,512K,1M \
+      --fill-above 128K --cache offloaded
 
 Per context and KV cache kind, each repetition: a prefill of random ids (one
 forward over the whole prompt, logits of the last position only) then N greedy
@@ -14,9 +16,20 @@ decode steps, each timed with torch.cuda.synchronize(). Cache kinds:
              DynamicCache(offloading=True) in the versions that replaced it): each
              layer's KV lives in CPU memory and is prefetched one layer ahead
              (CUDA only: on --device cpu its rows say "unsupported on cpu")
+Synthetic fill (--fill-above N, e.g. 200K; default: always prefill): a context
+above N tokens is not prefilled. Each layer gets random K/V of shape
+[1, KV heads, context, head_dim] in the model's dtype, drawn on the model's device
+(seed --seed + repetition) and handed to the cache's own update(), layer by layer as
+a prefill hands it: the dynamic cache keeps it on the GPU, the offloaded one copies
+each layer to pinned CPU memory and prefetches layer 0 back, the state a prefill
+leaves. The decode steps then continue at position `context` (the model takes its
+positions from the cache length) from a random token. Decode time and memory are
+the real ones; the values, and so the tokens, mean nothing. Such rows have fill
+"synthetic", fill_s (seconds of the first repetition's fill) and no prefill fields;
+as in `headinfer bench`, other rows have fill "prefill".
 Memory: torch.cuda.max_memory_allocated / max_memory_reserved, and the driver's
-used memory (total - free from cudaMemGetInfo) sampled after prefill and after
-decode. A context that runs out of memory is a row with status OOM, and the
+used memory (total - free from cudaMemGetInfo) sampled after prefill (or fill) and
+after decode. A context that runs out of memory is a row with status OOM, and the
 remaining contexts still run. --device cpu runs the same code on the CPU (for
 testing the script; no memory figures).
 """
@@ -33,15 +46,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 import hf_common  # noqa: E402
 
 
-def parse_tokens(text):
+def parse_tokens(text, flag, allow_zero=False):
+    """A token count as headinfer writes them (4096, 16K, 1M); ValueError naming `flag` otherwise."""
     t = text.strip()
     mult = 1
     if t[-1:] in ("K", "k"):
         mult, t = 1024, t[:-1]
     elif t[-1:] in ("M", "m"):
         mult, t = 1 << 20, t[:-1]
-    if not t.isdigit() or int(t) <= 0:
-        raise argparse.ArgumentTypeError(f"--context: '{text}' is not a token count (e.g. 4096, 16K, 1M)")
+    if not t.isdigit() or (int(t) == 0 and not allow_zero):
+        whole = "a whole number of tokens, 0 or more" if allow_zero else "a positive whole number of tokens"
+        raise ValueError(f"{flag}: '{text}' is not a token count (expected {whole}, e.g. 4096, 200K, 1M)")
     return int(t) * mult
 
 
@@ -86,6 +101,51 @@ def make_cache(kind, config):
         return transformers.DynamicCache(config=config, offloading=True)
     sys.exit(f"error: --cache offloaded: transformers {transformers.__version__} has neither OffloadedCache nor "
              "DynamicCache(offloading=True); install a version that has one (4.45 or later)")
+
+
+def kv_layout(config):
+    """(layers, KV heads, head_dim) of the decoder: the shape of a synthetic fill."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return text.num_hidden_layers, kv_heads, head_dim
+
+
+# Elements drawn per normal_() call: a backend that draws in F32 and converts then
+# holds a temporary of one slice (128 MiB), never of a whole layer's K or V.
+FILL_SLICE_ELEMENTS = 1 << 25
+
+
+def synthetic_fill(cache, model, dev, context, seed):
+    """Random K/V for `context` tokens in every layer of `cache`, through cache.update():
+    whatever the cache kind does with a prefill's K/V (keep it on the GPU, or move it to
+    pinned CPU memory and prefetch the next layer) it does with these, so decode finds
+    the cache as a prefill leaves it."""
+    torch = dev.torch
+    layers, kv_heads, head_dim = kv_layout(model.config)
+    dtype = next(model.parameters()).dtype
+    gen = torch.Generator(device=dev.name)
+    gen.manual_seed(seed)
+    for layer in range(layers):
+        kv = []
+        for _ in range(2):
+            t = torch.empty(1, kv_heads, context, head_dim, dtype=dtype, device=dev.name)
+            flat = t.view(-1)
+            for a in range(0, flat.numel(), FILL_SLICE_ELEMENTS):
+                flat[a:a + FILL_SLICE_ELEMENTS].normal_(generator=gen)
+            kv.append(t)
+        cache.update(kv[0], kv[1], layer)
+        # The cache holds its own copy (or the CPU's) now. Drop ours here rather than when
+        # the next layer rebinds the names: held until then, this layer's V would still
+        # be on the device while the next layer's K is drawn.
+        del kv, t, flat
+    for layer in range(layers):
+        got = cache.get_seq_length(layer)
+        if got != context:
+            sys.exit(f"error: --fill-above: layer {layer} of the {type(cache).__name__} holds {got} tokens after a "
+                     f"synthetic fill of {context} (a sliding-window or non-attention layer?); this model needs a "
+                     "real prefill: raise --fill-above above the largest --context")
 
 
 class Device:
@@ -133,22 +193,29 @@ class Device:
             self.torch.cuda.empty_cache()
 
 
-def run_context(model, dev, kind, context, args):
-    """One row: reps x (prefill + decode) at `context` with a fresh cache each time."""
+def run_context(model, dev, kind, context, synthetic, args):
+    """One row: reps x (prefill or synthetic fill, then decode) at `context` with a fresh
+    cache each time."""
     torch = dev.torch
     vocab = model.config.vocab_size
-    prompt = torch.tensor([hf_common.random_ids(context, vocab, args.seed)], device=dev.name)
-    prefill_s, decode_ms, driver_peak = [], [], None
+    prompt = None if synthetic else torch.tensor([hf_common.random_ids(context, vocab, args.seed)], device=dev.name)
+    prefill_s, fill_s, decode_ms, driver_peak = [], [], [], None
     dev.reset_peak()
     with torch.no_grad():
         for rep in range(args.reps):
             cache = make_cache(kind, model.config)
+            logits = None
             dev.sync()
             t0 = time.perf_counter()
-            logits = hf_common.last_logits(model, prompt, cache)
-            nxt = logits.argmax().reshape(1, 1)
+            if synthetic:
+                synthetic_fill(cache, model, dev, context, args.seed + rep)
+                # A random first token, as headinfer's synthetic rows take: there are no logits to argmax.
+                nxt = torch.tensor([hf_common.random_ids(1, vocab, args.seed + rep)], device=dev.name)
+            else:
+                logits = hf_common.last_logits(model, prompt, cache)
+                nxt = logits.argmax().reshape(1, 1)
             dev.sync()
-            prefill_s.append(time.perf_counter() - t0)
+            (fill_s if synthetic else prefill_s).append(time.perf_counter() - t0)
             used = dev.driver_used()
             driver_peak = max(driver_peak or 0, used) if used is not None else None
             total = 0.0
@@ -165,10 +232,11 @@ def run_context(model, dev, kind, context, args):
             driver_peak = max(driver_peak or 0, used) if used is not None else None
             del cache, logits, nxt
             dev.release()
-            print(f"hf_bench: {kind} {format_tokens(context)} rep {rep + 1}/{args.reps}: prefill {prefill_s[-1]:.2f} s"
+            first = f"fill {fill_s[-1]:.2f} s" if synthetic else f"prefill {prefill_s[-1]:.2f} s"
+            print(f"hf_bench: {kind} {format_tokens(context)} rep {rep + 1}/{args.reps}: {first}"
                   + (f", decode {decode_ms[-1]:.1f} ms/token" if decode_ms else ""), file=sys.stderr)
     allocated, reserved = dev.peaks()
-    return prefill_s, decode_ms, driver_peak, allocated, reserved
+    return prefill_s, fill_s, decode_ms, driver_peak, allocated, reserved
 
 
 # Field order and Markdown titles as `headinfer bench` writes them (tools/cli/bench_rows.cpp).
@@ -181,22 +249,26 @@ FIELDS = ["engine", "model", "backend", "weights", "kv_type", "gpu_budget_bytes"
           "measured_d2d_gbs", "weight_read_bytes", "resident_kv_bytes", "offloaded_kv_bytes", "setup_s",
           "torch_max_allocated_bytes", "torch_max_reserved_bytes"]
 MARKDOWN = [("engine", "engine"), ("model", "model"), ("backend", "backend"), ("context", "context"),
-            ("prefill_tps", "prefill tok/s"), ("decode_ms", "decode ms/token"), ("gpu_peak_bytes", "GPU peak"),
+            ("fill", "fill"), ("prefill_tps", "prefill tok/s"), ("decode_ms", "decode ms/token"), ("gpu_peak_bytes", "GPU peak"),
             ("torch_max_allocated_bytes", "torch max allocated"), ("status", "status")]
 
 
-def make_row(args, model_label, dev, kind, context, result=None, status="ok"):
+def make_row(args, model_label, dev, kind, context, synthetic, result=None, status="ok"):
     row = {k: None for k in FIELDS}
     row.update(engine=f"hf-transformers {kind}", model=model_label, backend=dev.label(),
                weights=args.dtype.upper(), kv_type=args.dtype.upper(),
-               offload="none" if kind == "dynamic" else "offloaded", context=context, fill="prefill",
+               offload="none" if kind == "dynamic" else "offloaded", context=context,
+               fill="synthetic" if synthetic else "prefill",
                status=status, reps=args.reps, decode_tokens=args.decode_tokens)
     if result is not None:
-        prefill_s, decode_ms, driver_peak, allocated, reserved = result
-        tps = [context / s for s in prefill_s]
-        row.update(prefill_tps=statistics.median(tps), prefill_tps_min=min(tps), prefill_tps_max=max(tps),
-                   prefill_s=statistics.median(prefill_s), gpu_peak_bytes=driver_peak,
-                   gpu_peak_source="driver" if driver_peak is not None else None,
+        prefill_s, fill_s, decode_ms, driver_peak, allocated, reserved = result
+        if prefill_s:
+            tps = [context / s for s in prefill_s]
+            row.update(prefill_tps=statistics.median(tps), prefill_tps_min=min(tps), prefill_tps_max=max(tps),
+                       prefill_s=statistics.median(prefill_s))
+        if fill_s:
+            row.update(fill_s=fill_s[0])  # the first fill, as headinfer reports it
+        row.update(gpu_peak_bytes=driver_peak, gpu_peak_source="driver" if driver_peak is not None else None,
                    torch_max_allocated_bytes=allocated, torch_max_reserved_bytes=reserved)
         if decode_ms:
             row.update(decode_ms=statistics.median(decode_ms), decode_ms_min=min(decode_ms),
@@ -206,6 +278,8 @@ def make_row(args, model_label, dev, kind, context, result=None, status="ok"):
 
 def markdown_cell(row, key):
     v = row.get(key)
+    if key == "prefill_tps" and v is None and row["fill"] == "synthetic" and row["status"] == "ok":
+        return "(synthetic)"
     if v is None:
         return ""
     if key == "context":
@@ -243,6 +317,8 @@ def main():
     ap.add_argument("--context", default="4K", help="comma-separated contexts (16K,64K,128K)")
     ap.add_argument("--decode-tokens", type=int, default=16)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--fill-above", help="contexts above this many tokens (e.g. 200K) get a synthetic KV fill "
+                    "(random K/V, no prefill) instead of a prefill (default: always prefill)")
     ap.add_argument("--cache", default="dynamic,offloaded", help="KV caches to run: dynamic, offloaded")
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "f32", "f16"])
@@ -252,7 +328,11 @@ def main():
     ap.add_argument("--headinfer", help="headinfer binary for exporting a spec")
     ap.add_argument("--export-dir", help="where exported specs are kept (default: the temp dir)")
     args = ap.parse_args()
-    contexts = [parse_tokens(c) for c in args.context.split(",")]
+    try:
+        contexts = [parse_tokens(c, "--context") for c in args.context.split(",")]
+        fill_above = None if args.fill_above is None else parse_tokens(args.fill_above, "--fill-above", allow_zero=True)
+    except ValueError as e:
+        ap.error(str(e))
     kinds = [k.strip() for k in args.cache.split(",") if k.strip()]
     if args.reps <= 0 or args.decode_tokens < 0:
         ap.error("--reps must be positive and --decode-tokens not negative")
@@ -269,17 +349,19 @@ def main():
     rows = []
     for kind in kinds:
         for context in contexts:
+            synthetic = fill_above is not None and context > fill_above
             if kind == "offloaded" and not dev.cuda:
                 # transformers offloads through CUDA streams: nothing to measure on the CPU.
-                rows.append(make_row(args, args.model, dev, kind, context, status="unsupported on cpu"))
+                rows.append(make_row(args, args.model, dev, kind, context, synthetic, status="unsupported on cpu"))
                 continue
             try:
-                rows.append(make_row(args, args.model, dev, kind, context, run_context(model, dev, kind, context, args)))
+                result = run_context(model, dev, kind, context, synthetic, args)
+                rows.append(make_row(args, args.model, dev, kind, context, synthetic, result))
             except RuntimeError as e:  # torch's OutOfMemoryError is one
                 if not dev.is_oom(e):
                     raise
                 print(f"hf_bench: {kind} {format_tokens(context)}: out of memory", file=sys.stderr)
-                rows.append(make_row(args, args.model, dev, kind, context, status="OOM"))
+                rows.append(make_row(args, args.model, dev, kind, context, synthetic, status="OOM"))
             finally:
                 dev.release()
     write_rows(rows, args.output_format, sys.stdout)
