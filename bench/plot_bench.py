@@ -33,7 +33,7 @@ def series_label(row):
         return row["label"]
     parts = [row.get("engine", "?")]
     for key in ("cache", "offload"):
-        if row.get(key):
+        if row.get(key) and str(row[key]) not in parts[0]:  # hf_bench's engine names its cache
             parts.append(str(row[key]))
     if row.get("gpu_budget_bytes"):
         parts.append(f"{row['gpu_budget_bytes'] / (1 << 30):.0f} GiB")

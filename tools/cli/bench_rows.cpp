@@ -155,6 +155,15 @@ std::vector<Field> bench_row(const BenchConfig& c, const MeasuredSpeeds& s, cons
   row.push_back(bytes_field("weight_read_bytes", weights));
   row.push_back(bytes_field("resident_kv_bytes", resident_kv, r.planned));
   row.push_back(bytes_field("offloaded_kv_bytes", offloaded_kv, r.planned));
+  // The plan's split of GPU memory past weights and KV (the memory table's columns):
+  // activations and scratch, streaming buffers and staging, the driver's own share
+  // (context, workspaces) and its page tables for the pinned pool.
+  row.push_back(bytes_field("plan_weight_bytes", p.in.weight_bytes, r.planned));
+  row.push_back(bytes_field("plan_activation_bytes", p.gpu.activations, r.planned));
+  row.push_back(bytes_field("plan_buffer_bytes", p.gpu.buffers + p.gpu.staging, r.planned));
+  row.push_back(bytes_field("plan_device_overhead_bytes", p.in.device_overhead, r.planned));
+  row.push_back(bytes_field("plan_host_map_bytes", p.host_map, r.planned));
+  row.push_back(bytes_field("plan_host_pinned_bytes", p.host_pinned, r.planned));
   row.push_back(number("setup_s", r.setup_seconds, 2, r.ran));
   if (c.profile) {
     const BenchProfile& pr = t.profile;
