@@ -166,6 +166,13 @@ class Backend {
                       int64_t out_stride) = 0;
   // x += y
   virtual void add(float* x, const float* y, int64_t n) = 0;
+  // x += y over n rows of w's width, then out = rmsnorm(x): the residual add and the
+  // next norm in one pass (one launch per layer boundary in decode, not two). Same
+  // values as add then rmsnorm; backends without a fused kernel do exactly that.
+  virtual void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) {
+    add(x, y, static_cast<int64_t>(n) * w.rows * w.cols);
+    rmsnorm(x, w, eps, n, out);
+  }
   // Converts f32 rows into KV dtype rows at dst (a slab or buffer).
   virtual void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) = 0;
   // store_kv of the K and V rows of n_heads KV heads in one op (a layer's new tokens):

@@ -48,6 +48,10 @@ void ProfilingBackend::rmsnorm(const float* x, const Mat& w, float eps, int n, f
   timed(Phase::Other, [&] { inner_.rmsnorm(x, w, eps, n, out); });
 }
 
+void ProfilingBackend::add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) {
+  timed(Phase::Other, [&] { inner_.add_rmsnorm(x, y, w, eps, n, out); });
+}
+
 void ProfilingBackend::matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) {
   timed(Phase::Gemm, [&] { inner_.matmul(x, n, w, bias, out); });
 }

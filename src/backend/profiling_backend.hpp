@@ -69,6 +69,7 @@ class ProfilingBackend final : public Backend {
   void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
               int64_t out_stride) override;
   void add(float* x, const float* y, int64_t n) override;
+  void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override;
   void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh, int head_dim,
                          float* out, int64_t out_stride, float* lse) override;
   void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override;

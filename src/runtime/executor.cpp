@@ -114,7 +114,9 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   const int64_t qkv_w = q_w + 2 * kv_w;  // a row of the fused projection: [q | k | v]
   float *x = buf(kX), *h = buf(kH), *qkv = buf(kQkv), *attn = buf(kAttn);
 
-  be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
+  // Layers after the first get their attention norm from the previous layer's last
+  // residual add (add_rmsnorm below).
+  if (layer == 0) be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
   be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
   // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row.
   be_.rope(RopeArgs{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()});
@@ -122,8 +124,7 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn});
 
   be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
-  be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
-  be_.rmsnorm(x, L.ffn_norm, cfg_.rms_eps, n, h);
+  be_.add_rmsnorm(x, buf(kTmp), L.ffn_norm, cfg_.rms_eps, n, h);
   // The ffn-wide intermediates exist for mlp_chunk rows at a time; every output
   // row is computed alone, so the passes change no value.
   // Rows of [gate | up]; SwiGLU writes over the gate half, which the down projection
@@ -137,7 +138,10 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
     be_.swiglu(gu, gu + ffn, m, ffn, 2 * ffn, gu, 2 * ffn);
     be_.matmul_strided(gu, 2 * ffn, m, L.w_down, nullptr, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
   }
-  be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
+  if (static_cast<size_t>(layer) + 1 < layers_.size())
+    be_.add_rmsnorm(x, buf(kTmp), layers_[static_cast<size_t>(layer) + 1].attn_norm, cfg_.rms_eps, n, h);
+  else
+    be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
 }
 
 const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {

@@ -113,6 +113,40 @@ TEST(CudaOps, RmsNorm) {
   }
 }
 
+TEST(CudaOps, AddRmsNormEqualsAddThenRmsNorm) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(5);
+  const std::pair<int, int64_t> shapes[] = {{1, 4096}, {9, 256}, {4, 1000}};
+  const float eps = 1e-6f;
+  for (DType dt : kWeightTypes) {
+    for (auto [n, cols] : shapes) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " n=" + std::to_string(n) + " cols=" + std::to_string(cols));
+      std::vector<float> x = randn(n * cols, rng, 3.f), y = randn(n * cols, rng, 2.f), w = randn(cols, rng);
+      std::vector<uint8_t> wb = encode(dt, w);
+      std::vector<std::shared_ptr<const void>> keep;
+      Mat m = gpu().prepare(Tensor{"norm", dt, {cols}, wb.data()}, keep);
+      // The sum, exactly as add makes it, and the norm of it.
+      DevBuf dx = to_device(x), dy = to_device(y), out = poisoned(n * cols);
+      gpu().add_rmsnorm(dx.f(), dy.f(), m, eps, n, out.f());
+      DevBuf ex = to_device(x), eout = poisoned(n * cols);
+      gpu().add(ex.f(), dy.f(), static_cast<int64_t>(n) * cols);
+      gpu().rmsnorm(ex.f(), m, eps, n, eout.f());
+      const std::vector<float> sum = to_host(dx, n * cols), want_sum = to_host(ex, n * cols);
+      EXPECT_EQ(0, std::memcmp(sum.data(), want_sum.data(), sum.size() * sizeof(float))) << "x + y";
+      EXPECT_TRUE(close(to_host(out, n * cols), widen(to_host(eout, n * cols)), 1e-6)) << "the norm";
+      // Against the CPU backend (its add_rmsnorm is add then rmsnorm).
+      std::vector<float> cx = x, cout(n * cols, kNaN);
+      cpu().add_rmsnorm(cx.data(), y.data(), cpu().prepare(Tensor{"norm", dt, {cols}, wb.data()}, keep), eps, n,
+                        cout.data());
+      EXPECT_TRUE(close(to_host(out, n * cols), widen(cout), 1e-5)) << "vs CPU backend";
+      // In place: out = x.
+      DevBuf ix = to_device(x);
+      gpu().add_rmsnorm(ix.f(), dy.f(), m, eps, n, ix.f());
+      EXPECT_TRUE(close(to_host(ix, n * cols), widen(cout), 1e-5)) << "in place";
+    }
+  }
+}
+
 struct MatmulShape {
   int n;
   int64_t rows, cols;

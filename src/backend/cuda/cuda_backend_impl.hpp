@@ -280,6 +280,11 @@ class CudaBackend final : public Backend {
     cuda::launch_swiglu(gate, up, rows, cols, in_stride, out, out_stride, stream_);
   }
 
+  void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {
+    use();
+    cuda::launch_add_rmsnorm(x, y, w.data, w.dtype, eps, n, w.rows * w.cols, out, stream_);
+  }
+
   void add(float* x, const float* y, int64_t n) override {
     use();
     cuda::launch_add(x, y, n, stream_);

@@ -15,6 +15,9 @@ namespace headinfer::cuda {
 void launch_embed(const int32_t* ids, int n, const void* table, DType dt, int64_t rows, int64_t cols, float* out,
                   cudaStream_t s);
 // out = x / sqrt(mean(x^2) + eps) * w, rows of `cols` floats; out may alias x
+// x += add (when add is not null), then out = rmsnorm(x) * w; out may alias x.
+void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
+                        cudaStream_t s);
 void launch_rmsnorm(const float* x, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
                     cudaStream_t s);
 // rotate-half RoPE in place; inv_freq is a device table of head_dim / 2 doubles
