@@ -161,6 +161,26 @@ int main(int argc, char** argv) {
         const double gg = bytes / tg / 1e9, gc = bytes / tc / 1e9;
         std::printf("%-22s %2d %10.1f %9.0f %7.2f %10.1f %9.0f %7.2f %8.2f %9.1e\n", p.name, n, tg * 1e6, gg,
                     gg / copy, tc * 1e6, gc, gc / copy, tc / tg, max_err / std::max(max_ref, 1e-30));
+        if (n <= 2) {
+          // The kernel's speed knobs for decode: loads in flight and rows per warp. They
+          // must give the default's bits exactly.
+          std::printf("  tunings (unroll, rows/warp):");
+          for (cuda::GemvTuning t : {cuda::GemvTuning{2, 2}, cuda::GemvTuning{4, 2}, cuda::GemvTuning{2, 1},
+                                     cuda::GemvTuning{4, 1}}) {
+            gemm.set_gemv_tuning(t);
+            const double tt = time_per_call(
+                s, [&](int i) { gemm.matmul(x, n, mat(i), nullptr, out_c); }, iters);
+            gemm.matmul(x, n, mat(0), nullptr, out_c);
+            BENCH_CHECK(cudaStreamSynchronize(s));
+            std::vector<float> tv(g.size());
+            BENCH_CHECK(cudaMemcpy(tv.data(), out_c, tv.size() * 4, cudaMemcpyDeviceToHost));
+            const bool same = std::memcmp(tv.data(), g.data(), g.size() * 4) == 0;
+            std::printf("  (%d,%d) %.1f us %.2f/copy%s", t.unroll, t.rows_per_warp, tt * 1e6, bytes / tt / 1e9 / copy,
+                        same ? "" : " DIFFERENT BITS");
+          }
+          std::printf("\n");
+          gemm.set_gemv_tuning(cuda::gemv_tuning_from_env());
+        }
       }
       cudaFree(x);
       cudaFree(out_g);

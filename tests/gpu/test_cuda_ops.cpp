@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/cuda_internal.hpp"
 #include "gpu/cuda_test_util.hpp"
 
 namespace headinfer::test {
@@ -261,6 +262,40 @@ TEST(CudaOps, GemvFewRowsMatchesCpu) {
 
 // SwiGLU over fused [gate | up] rows, written in place over the gate half (as the
 // executor runs it), against the CPU backend.
+// The GEMV's speed knobs (loads in flight, rows per warp) must not change a bit: the
+// engine may pick either per GPU without breaking offload exactness.
+TEST(CudaOps, GemvTuningsGiveTheSameBits) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(17);
+  cudaStream_t s{};
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  {
+    cuda::CublasGemm gemm(s);
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1000, 4096}, {4096, 14336}, {333, 72}}) {
+      std::vector<float> w = randn(rows * cols, rng, 0.05f), x = randn(2 * cols, rng);
+      std::vector<uint8_t> wb = encode(DType::BF16, w);
+      DevBuf dw = to_device(wb), dx = to_device(x);
+      const Mat m{DType::BF16, dw.get(), rows, cols};
+      for (int n : {1, 2}) {
+        SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) + " n=" + std::to_string(n));
+        std::vector<std::vector<float>> outs;
+        for (cuda::GemvTuning t : {cuda::GemvTuning{2, 2}, cuda::GemvTuning{4, 2}, cuda::GemvTuning{2, 1},
+                                   cuda::GemvTuning{4, 1}}) {
+          gemm.set_gemv_tuning(t);
+          DevBuf out = poisoned(n * rows);
+          gemm.matmul(dx.f(), n, m, nullptr, out.f());
+          ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+          outs.push_back(to_host(out, n * rows));
+        }
+        for (size_t i = 1; i < outs.size(); ++i)
+          EXPECT_EQ(0, std::memcmp(outs[0].data(), outs[i].data(), outs[0].size() * sizeof(float))) << "tuning " << i;
+        EXPECT_FALSE(std::isnan(outs[0][0]));
+      }
+    }
+  }
+  cudaStreamDestroy(s);
+}
+
 TEST(CudaOps, SwigluOverFusedRowsInPlace) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(13);

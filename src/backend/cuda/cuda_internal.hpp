@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include "backend/backend.hpp"
+#include "backend/cuda/kernels.hpp"
 
 namespace headinfer::cuda {
 
@@ -46,6 +47,7 @@ class CublasGemm {
   // Rows of the forward these matmuls belong to (0: unknown, decide by each call's
   // rows): GEMV or cuBLAS give different bits, so the choice follows the forward.
   void set_forward_rows(int n) { forward_rows_ = n; }
+  void set_gemv_tuning(GemvTuning t) { tuning_ = t; }
   // Always cuBLAS (benchmarks compare it with the GEMV kernel).
   void matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
 
@@ -54,6 +56,7 @@ class CublasGemm {
                    bool allow_gemv);
   int gemv_max_rows_ = 0;  // inputs of at most this many rows take the GEMV kernel
   int forward_rows_ = 0;
+  GemvTuning tuning_ = gemv_tuning_from_env();
 
   cudaStream_t stream_;
   cublasHandle_t handle_ = nullptr;

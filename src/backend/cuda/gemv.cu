@@ -11,6 +11,8 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
@@ -20,7 +22,6 @@ namespace headinfer::cuda {
 namespace {
 
 constexpr int kWarps = 8;  // warps per block
-constexpr int kUnroll = 2;  // 16-byte loads per W row a lane has in flight per step
 
 // Few rows per warp for n <= 2 (more warps to hide latency), more for larger n (x reuse).
 template <int N>
@@ -49,12 +50,13 @@ __device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
 }
 
 // Vector path: C % 8 == 0, W and x 16-byte aligned, x_stride % 4 == 0 (checked by the
-// launcher). Lane l handles the 8-element chunks l, l + 32, ... of every row it owns.
-template <typename T, int N>
+// launcher). Lane l handles the 8-element chunks l, l + 32, ... of every row it owns,
+// in that order whatever kUnroll (16-byte loads per W row in flight per step) and RW
+// (rows per warp) are: the tunings differ in speed, never in bits.
+template <typename T, int N, int kUnroll, int RW>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_vec_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
                     const void* __restrict__ bias, DType bias_dt, float* __restrict__ out) {
-  constexpr int RW = rows_per_warp<N>();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * RW;
   if (r0 >= R) return;  // warp-uniform: the shuffles below see the whole warp
@@ -153,14 +155,27 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+template <typename T, int N, int U, int RW>
+void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, const void* bias, DType bias_dt, float* out,
+                cudaStream_t s) {
+  constexpr int rows_per_block = kWarps * RW;
+  const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
+  gemv_vec_kernel<T, N, U, RW><<<blocks, kWarps * 32, 0, s>>>(w, R, C, x, x_stride, bias, bias_dt, out);
+  HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
+}
+
 template <typename T, int N>
 void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const void* bias, DType bias_dt, float* out,
-              bool vec, cudaStream_t s) {
+              bool vec, GemvTuning tune, cudaStream_t s) {
   if (vec) {
-    constexpr int rows_per_block = kWarps * rows_per_warp<N>();
-    const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
-    gemv_vec_kernel<T, N><<<blocks, kWarps * 32, 0, s>>>(w, R, C, x, x_stride, bias, bias_dt, out);
-    HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
+    // Decode (n <= 2) has the tunings; more rows keep the default.
+    if constexpr (N <= 2) {
+      if (tune.unroll == 4 && tune.rows_per_warp == 1)
+        return launch_vec<T, N, 4, 1>(w, R, C, x, x_stride, bias, bias_dt, out, s);
+      if (tune.unroll == 4) return launch_vec<T, N, 4, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, s);
+      if (tune.rows_per_warp == 1) return launch_vec<T, N, 2, 1>(w, R, C, x, x_stride, bias, bias_dt, out, s);
+    }
+    launch_vec<T, N, 2, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, s);
   } else {
     const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + kWarps - 1) / kWarps);
     gemv_scalar_kernel<T, N><<<blocks, kWarps * 32, 0, s>>>(w, R, C, x, x_stride, bias, bias_dt, out);
@@ -170,24 +185,38 @@ void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const 
 
 template <typename T>
 void launch_typed(const T* w, int R, int C, const float* x, int64_t x_stride, int n, const void* bias, DType bias_dt,
-                  float* out, bool vec, cudaStream_t s) {
+                  float* out, bool vec, GemvTuning t, cudaStream_t s) {
   static_assert(kGemvMaxRows == 8, "the switch below covers n = 1..8");
   switch (n) {
-    case 1: launch_n<T, 1>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
-    case 2: launch_n<T, 2>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
-    case 3: launch_n<T, 3>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
-    case 4: launch_n<T, 4>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
-    case 5: launch_n<T, 5>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
-    case 6: launch_n<T, 6>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
-    case 7: launch_n<T, 7>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
-    default: launch_n<T, 8>(w, R, C, x, x_stride, bias, bias_dt, out, vec, s); break;
+    case 1: launch_n<T, 1>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 2: launch_n<T, 2>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 3: launch_n<T, 3>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 4: launch_n<T, 4>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 5: launch_n<T, 5>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 6: launch_n<T, 6>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 7: launch_n<T, 7>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    default: launch_n<T, 8>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
   }
 }
 
 }  // namespace
 
+GemvTuning gemv_tuning_from_env() {
+  GemvTuning t;
+  // HEADINFER_CUDA_GEMV_TUNE=U,RW: U 16-byte loads in flight per row (2 or 4), RW rows
+  // per warp for n <= 2 (1 or 2); for benchmarks until the best is measured.
+  if (const char* e = std::getenv("HEADINFER_CUDA_GEMV_TUNE")) {
+    int u = 0, rw = 0;
+    if (std::sscanf(e, "%d,%d", &u, &rw) == 2) {
+      t.unroll = u == 4 ? 4 : 2;
+      t.rows_per_warp = rw == 1 ? 1 : 2;
+    }
+  }
+  return t;
+}
+
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
-                 DType bias_dt, float* out, cudaStream_t s) {
+                 DType bias_dt, float* out, cudaStream_t s, GemvTuning tune) {
   if (n <= 0 || R <= 0) return;
   HI_CHECK(n <= kGemvMaxRows, "cuda gemv: " << n << " input rows (at most " << kGemvMaxRows << ")");
   HI_CHECK(wdt == DType::BF16 || wdt == DType::F16, "cuda gemv: weight dtype " << dtype_name(wdt));
@@ -198,9 +227,9 @@ void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType w
   const bool vec = C % 8 == 0 && x_stride % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(x) % 16 == 0;
   if (wdt == DType::BF16)
-    launch_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, s);
+    launch_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, tune, s);
   else
-    launch_typed(static_cast<const __half*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, s);
+    launch_typed(static_cast<const __half*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, tune, s);
 }
 
 }  // namespace headinfer::cuda

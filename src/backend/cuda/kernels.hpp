@@ -47,8 +47,14 @@ void launch_fill_bias(float* out, int n, int64_t cols, const void* bias, DType d
 // x_stride % 4 == 0 and w, x are 16-byte aligned, else a scalar kernel.
 constexpr int kGemvMaxRows = 8;
 constexpr int kGemvDefaultRows = 2;  // where it beats cuBLAS on the GPU machine
+// Speed knobs of the vector path for n <= 2 (bit-identical results whatever they are).
+struct GemvTuning {
+  int unroll = 2;         // 16-byte loads per W row in flight per lane and step: 2 or 4
+  int rows_per_warp = 2;  // 1 or 2
+};
+GemvTuning gemv_tuning_from_env();  // HEADINFER_CUDA_GEMV_TUNE=U,RW, else the defaults
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
-                 DType bias_dt, float* out, cudaStream_t s);
+                 DType bias_dt, float* out, cudaStream_t s, GemvTuning tune = {});
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);

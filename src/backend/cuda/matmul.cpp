@@ -75,7 +75,7 @@ void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bia
     // Decode-sized n: reading W once bounds the time, and cuBLAS's kernels for n = 1
     // (plus the activation conversion launch) fall well short of that.
     launch_gemv(x, x_stride, n, w.data, w.dtype, R, C, has_bias ? bias->data : nullptr,
-                has_bias ? bias->dtype : DType::F32, out, stream_);
+                has_bias ? bias->dtype : DType::F32, out, stream_, tuning_);
     return;
   }
   if (w.dtype == DType::BF16 || w.dtype == DType::F16) {
