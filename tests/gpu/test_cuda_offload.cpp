@@ -274,6 +274,12 @@ TEST(CudaOffloadExact, Llama3ShapedFourLayersAt32K) {
   EXPECT_TRUE(same_bits(want, run(*be, m, prompt, 4, all, &st), &where)) << "offload all: " << where;
   EXPECT_GT(st.h2d_bytes, 0);
 
+  // Half the pool pageable (what a tight budget at millions of tokens plans): copies
+  // from and into pageable chunks are staged by the driver, the bits stay.
+  RunSpec half = all;
+  half.schedule.pinned_limit = 2 * c.n_layers * c.n_kv_heads * head_block;  // 2 of the 4 blocks
+  EXPECT_TRUE(same_bits(want, run(*be, m, prompt, 4, half), &where)) << "half pageable: " << where;
+
   std::mt19937 rng(8);
   RunSpec mixed = ref;  // a random subset, random groups, two buffers of one head-block
   mixed.schedule = random_schedule(c, DType::BF16, 8192, rng, 2);
