@@ -17,6 +17,8 @@ bool SdpaShape::operator<(const SdpaShape& o) const {
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -78,9 +80,31 @@ std::string load_cudnn() {
 
 struct Plan {
   std::shared_ptr<fe::graph::Graph> graph;
+  int64_t index = -1;  // the execution plan run (-1: the heuristics' first choice)
   int64_t workspace = 0;
   bool ok = false;
   std::string error;
+};
+
+// HEADINFER_CUDNN_PLAN=MODE:INDEX (e.g. B:2): heuristics mode A or B and which of its
+// candidate plans to run, so a benchmark can time the candidates. A fixed choice per
+// shape keeps resident and offloaded calls on the same plan, so the same bits
+// (timing-based autotuning at run time would not). Default A:0.
+struct PlanChoice {
+  fe::HeurMode_t mode = fe::HeurMode_t::A;
+  int64_t index = 0;
+  static PlanChoice from_env() {
+    PlanChoice c;
+    if (const char* e = std::getenv("HEADINFER_CUDNN_PLAN")) {
+      char m = 'A';
+      long long i = 0;
+      if (std::sscanf(e, "%c:%lld", &m, &i) == 2) {
+        c.mode = m == 'B' || m == 'b' ? fe::HeurMode_t::B : fe::HeurMode_t::A;
+        c.index = std::max<long long>(0, i);
+      }
+    }
+    return c;
+  }
 };
 
 class FrontendAttention final : public CudnnAttention {
@@ -104,7 +128,7 @@ class FrontendAttention final : public CudnnAttention {
     void* ws = workspace(p.workspace);
     fe::error_t e;
     try {
-      e = p.graph->execute(handle_, pack, ws);
+      e = p.index < 0 ? p.graph->execute(handle_, pack, ws) : p.graph->execute_plan_at_index(handle_, pack, ws, p.index);
     } catch (const std::exception& ex) {
       HI_FAIL("cudnn attention: execute threw: " << ex.what());
     }
@@ -153,10 +177,23 @@ class FrontendAttention final : public CudnnAttention {
       };
       if (!check(g->validate(), "validate")) return p;
       if (!check(g->build_operation_graph(handle_), "build_operation_graph")) return p;
-      if (!check(g->create_execution_plans({fe::HeurMode_t::A}), "create_execution_plans")) return p;
+      if (!check(g->create_execution_plans({choice_.mode}), "create_execution_plans")) return p;
       if (!check(g->check_support(handle_), "check_support")) return p;
-      if (!check(g->build_plans(handle_), "build_plans")) return p;
-      if (!check(g->get_workspace_size(p.workspace), "get_workspace_size")) return p;
+      if (choice_.index == 0) {
+        if (!check(g->build_plans(handle_), "build_plans")) return p;
+        if (!check(g->get_workspace_size(p.workspace), "get_workspace_size")) return p;
+      } else {
+        if (!check(g->build_plans(handle_, fe::BuildPlanPolicy_t::ALL), "build_plans (all)")) return p;
+        const int64_t n = g->get_execution_plan_count();
+        if (n <= 0) {
+          p.error = "no execution plan built";
+          return p;
+        }
+        // Past the last candidate: the last one (the choice is printed by the benchmark).
+        p.index = std::min<int64_t>(choice_.index, n - 1);
+        if (!check(g->get_workspace_size_plan_at_index(p.index, p.workspace), "get_workspace_size_plan_at_index"))
+          return p;
+      }
       p.graph = std::move(g);
       p.ok = true;
     } catch (const std::exception& ex) {
@@ -183,6 +220,7 @@ class FrontendAttention final : public CudnnAttention {
 
   cudaStream_t stream_;
   cudnnHandle_t handle_;
+  const PlanChoice choice_ = PlanChoice::from_env();
   std::map<SdpaShape, Plan> plans_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
