@@ -3,6 +3,7 @@
 # context), on a GPU machine, in parts that each take a few minutes:
 #
 #   scripts/bench_tables.sh engine OUT [HEADINFER]   # headinfer: all resident, --offload all, 24 GiB budget
+#                                                    # (or one of them: engine-resident, engine-all, engine-24g)
 #   scripts/bench_tables.sh hf     OUT [HEADINFER]   # HF transformers: GPU cache and offloaded cache
 #   scripts/bench_tables.sh maxctx OUT [HEADINFER]   # longest context under 24 GiB, four models
 #   scripts/bench_tables.sh tables OUT               # the markdown tables from OUT/*.json
@@ -40,14 +41,20 @@ longest() {  # the longest context with every slab offloaded, by plan (host RAM 
   echo "$lo"
 }
 
+common=(-m "$model" --decode-tokens 4 --reps 2 --fill-above 128K -o json)
 case "$part" in
-  engine)
+  engine | engine-resident | engine-all | engine-24g)
     max=$(longest)
-    common=(-m "$model" --decode-tokens 4 --reps 2 --fill-above 128K -o json)
-    run engine-resident "$bin" bench "${common[@]}" --context 16K,64K,128K,512K --offload none --profile
-    run engine-all "$bin" bench "${common[@]}" --context 16K,64K,128K,256K,512K,"$max" --offload all
-    run engine-all-small "$bin" bench "${common[@]}" --context 512K --offload all --chunk-size 1024
-    run engine-24g "$bin" bench "${common[@]}" --context 16K,64K,128K,256K,512K,"$max" --gpu-memory 24GiB --profile
+    if [ "$part" = engine ] || [ "$part" = engine-resident ]; then
+      run engine-resident "$bin" bench "${common[@]}" --context 16K,64K,128K,512K --offload none --profile
+    fi
+    if [ "$part" = engine ] || [ "$part" = engine-all ]; then
+      run engine-all "$bin" bench "${common[@]}" --context 16K,64K,128K,256K,512K,"$max" --offload all
+      run engine-all-small "$bin" bench "${common[@]}" --context 512K --offload all --chunk-size 1024
+    fi
+    if [ "$part" = engine ] || [ "$part" = engine-24g ]; then
+      run engine-24g "$bin" bench "${common[@]}" --context 16K,64K,128K,256K,512K,"$max" --gpu-memory 24GiB --profile
+    fi
     ;;
   hf)
     max=$(longest)
@@ -72,7 +79,7 @@ case "$part" in
     echo; echo "## latency"; python3 bench/tables.py latency "${rows[@]}"
     ;;
   *)
-    echo "bench_tables.sh: unknown part '$part' (expected engine, hf, maxctx or tables)" >&2
+    echo "bench_tables.sh: unknown part '$part' (expected engine, engine-resident, engine-all, engine-24g, hf, maxctx or tables)" >&2
     exit 2
     ;;
 esac
