@@ -5,6 +5,7 @@
 #   scripts/bench_tables.sh engine OUT [HEADINFER]   # headinfer: all resident, --offload all, 24 GiB budget
 #                                                    # (or one of them: engine-resident, engine-all, engine-24g)
 #   scripts/bench_tables.sh hf     OUT [HEADINFER]   # HF transformers: GPU cache and offloaded cache
+#                                                    # (or one of them: hf-dynamic, hf-offloaded, hf-longest)
 #   scripts/bench_tables.sh maxctx OUT [HEADINFER]   # longest context under 24 GiB, four models
 #   scripts/bench_tables.sh tables OUT               # the markdown tables from OUT/*.json
 #
@@ -56,15 +57,20 @@ case "$part" in
       run engine-24g "$bin" bench "${common[@]}" --context 16K,64K,128K,256K,512K,"$max" --gpu-memory 24GiB --profile
     fi
     ;;
-  hf)
-    max=$(longest)
-    common=(-m "$model" --headinfer "$bin" --fill-above 128K -o json)
-    run hf-dynamic python3 bench/peers/hf_bench.py "${common[@]}" --context 16K,64K,128K,512K \
-      --decode-tokens 4 --reps 2 --cache dynamic
-    run hf-offloaded python3 bench/peers/hf_bench.py "${common[@]}" --context 16K,64K,128K,512K \
-      --decode-tokens 2 --reps 1 --cache offloaded
-    run hf-longest python3 bench/peers/hf_bench.py "${common[@]}" --context "$max" \
-      --decode-tokens 1 --reps 1 --cache dynamic,offloaded
+  hf | hf-dynamic | hf-offloaded | hf-longest)
+    hf=(-m "$model" --headinfer "$bin" --fill-above 128K -o json)
+    if [ "$part" = hf ] || [ "$part" = hf-dynamic ]; then
+      run hf-dynamic python3 bench/peers/hf_bench.py "${hf[@]}" --context 16K,64K,128K,512K \
+        --decode-tokens 4 --reps 2 --cache dynamic
+    fi
+    if [ "$part" = hf ] || [ "$part" = hf-offloaded ]; then
+      run hf-offloaded python3 bench/peers/hf_bench.py "${hf[@]}" --context 16K,64K,128K,512K \
+        --decode-tokens 2 --reps 1 --cache offloaded
+    fi
+    if [ "$part" = hf ] || [ "$part" = hf-longest ]; then
+      run hf-longest python3 bench/peers/hf_bench.py "${hf[@]}" --context "$(longest)" \
+        --decode-tokens 1 --reps 1 --cache dynamic,offloaded
+    fi
     ;;
   maxctx)
     for m in llama-3-8b llama-2-7b mistral-7b qwen2.5-7b; do
@@ -79,7 +85,7 @@ case "$part" in
     echo; echo "## latency"; python3 bench/tables.py latency "${rows[@]}"
     ;;
   *)
-    echo "bench_tables.sh: unknown part '$part' (expected engine, engine-resident, engine-all, engine-24g, hf, maxctx or tables)" >&2
+    echo "bench_tables.sh: unknown part '$part' (expected engine, engine-resident, engine-all, engine-24g, hf, hf-dynamic, hf-offloaded, hf-longest, maxctx or tables)" >&2
     exit 2
     ;;
 esac
