@@ -55,6 +55,8 @@ case "$part" in
     fi
     if [ "$part" = engine ] || [ "$part" = engine-24g ]; then
       run engine-24g "$bin" bench "${common[@]}" --context 16K,64K,128K,256K,512K,"$max" --gpu-memory 24GiB --profile
+      # A budget that holds every slab at 128K: the plan keeps all resident (decode as all-resident).
+      run engine-40g "$bin" bench "${common[@]}" --context 128K --gpu-memory 40GiB
     fi
     ;;
   hf | hf-dynamic | hf-offloaded | hf-longest)
@@ -64,7 +66,7 @@ case "$part" in
         --decode-tokens 4 --reps 2 --cache dynamic
     fi
     if [ "$part" = hf ] || [ "$part" = hf-offloaded ]; then
-      run hf-offloaded python3 bench/peers/hf_bench.py "${hf[@]}" --context 16K,64K,128K,512K \
+      run hf-offloaded python3 bench/peers/hf_bench.py "${hf[@]}" --context 16K,64K,128K,256K,512K \
         --decode-tokens 2 --reps 1 --cache offloaded
     fi
     if [ "$part" = hf ] || [ "$part" = hf-longest ]; then
