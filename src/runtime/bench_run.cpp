@@ -96,22 +96,36 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
     t.decode_steps += c.decode_tokens;
     if (c.decode_tokens > 0) t.decode_ms.push_back(decode_s * 1e3 / c.decode_tokens);
   }
-  if (hooks.profiler && !c.synthetic_fill) {
+  if (hooks.profiler) {
     // After the timed repetitions: its synchronisation must not slow them.
     ProfilingBackend& p = *hooks.profiler;
+    struct Off {  // profiling ends however the block is left
+      ProfilingBackend& p;
+      ~Off() { p.set_enabled(false); }
+    } off{p};
+    int32_t next = random_prompt(1, cfg.vocab_size, c.seed + 7)[0];
+    if (!c.synthetic_fill) {
+      p.reset();
+      p.set_enabled(true);
+      const auto t0 = Clock::now();
+      next = argmax(prefill(exec, prompt, c.chunk, c.reps, hooks));
+      t.profile.wall_seconds = since(t0);
+      p.set_enabled(false);
+      t.profile.phases = p.times();
+      t.profile.ran = true;
+    } else {
+      rewind_kv(exec, c.context);
+    }
+    // Where a decode step's time goes: the same steps, every op synchronised.
+    const int steps = std::min(c.decode_tokens, 8);
     p.reset();
     p.set_enabled(true);
     const auto t0 = Clock::now();
-    try {
-      prefill(exec, prompt, c.chunk, c.reps, hooks);
-    } catch (...) {
-      p.set_enabled(false);
-      throw;
-    }
-    t.profile.wall_seconds = since(t0);
+    for (int i = 0; i < steps; ++i) next = argmax(exec.forward(&next, 1));
+    t.profile.decode_wall_seconds = since(t0);
     p.set_enabled(false);
-    t.profile.phases = p.times();
-    t.profile.ran = true;
+    t.profile.decode_phases = p.times();
+    t.profile.decode_steps = steps;
   }
   return t;
 }

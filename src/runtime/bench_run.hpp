@@ -29,6 +29,10 @@ struct BenchProfile {
   bool ran = false;
   double wall_seconds = 0;  // the profiled prefill, start to end (synchronised ops are slower)
   PhaseTimes phases;
+  // Profiled decode steps from the full context (prefilled or filled), after the timed ones.
+  int64_t decode_steps = 0;
+  double decode_wall_seconds = 0;
+  PhaseTimes decode_phases;
 };
 
 struct BenchTimes {
@@ -45,7 +49,7 @@ struct BenchTimes {
 struct BenchHooks {
   // (what, done, total): what is "prefill", "fill" or "decode"; rep counts from 0.
   std::function<void(const std::string& what, int rep, int64_t done, int64_t total)> progress;
-  ProfilingBackend* profiler = nullptr;  // when set: one extra profiled prefill
+  ProfilingBackend* profiler = nullptr;  // when set: one extra profiled prefill, and decode steps
 };
 
 // Random ordinary token ids (never the first ids, where the control tokens sit).

@@ -99,6 +99,19 @@ TEST(BenchCli, SyntheticFillAboveTheThresholdAndProfile) {
   EXPECT_GE(p["unattributed_pct"].get<double>(), -0.5);
   EXPECT_GT(p["profile_prefill_s"].get<double>(), 0);
   EXPECT_TRUE(rows[1]["gemm_pct"].is_null());  // no prefill to profile
+  // The profiled decode steps, after a prefill and after a fill alike: per token, four
+  // matmuls per layer and the LM head, one attention call or more per layer.
+  for (const json& r : rows) {
+    EXPECT_GT(r["profile_decode_ms"].get<double>(), 0);
+    double dsum = 0;
+    for (const char* ph : {"gemm", "attention", "other"}) {
+      EXPECT_GT(r[std::string("decode_") + ph + "_pct"].get<double>(), 0) << ph;
+      dsum += r[std::string("decode_") + ph + "_pct"].get<double>();
+    }
+    EXPECT_LE(dsum, 100.5);
+    EXPECT_EQ(r["decode_gemm_calls_per_token"].get<int64_t>() % 4, 1);
+    EXPECT_GE(r["decode_attention_calls_per_token"].get<int64_t>(), 1);
+  }
 }
 
 TEST(BenchCli, CsvAndMarkdownHaveOneRowPerContext) {

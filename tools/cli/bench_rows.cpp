@@ -67,6 +67,10 @@ std::vector<std::pair<std::string, std::string>> bench_markdown_columns(bool pro
     cols.push_back({"gemm_pct", "gemm %"});
     cols.push_back({"attention_pct", "attention %"});
     cols.push_back({"other_pct", "other %"});
+    cols.push_back({"profile_decode_ms", "profiled decode ms"});
+    cols.push_back({"decode_gemm_pct", "decode gemm %"});
+    cols.push_back({"decode_attention_pct", "decode attention %"});
+    cols.push_back({"decode_other_pct", "decode other %"});
   }
   cols.push_back({"status", "status"});
   return cols;
@@ -179,6 +183,20 @@ std::vector<Field> bench_row(const BenchConfig& c, const MeasuredSpeeds& s, cons
       row.push_back(calls);
     }
     row.push_back(number("unattributed_pct", pct(wall - pr.phases.total()), 1, pr.ran));
+    // The profiled decode steps, per token.
+    const bool dec = pr.decode_steps > 0;
+    const double steps = dec ? static_cast<double>(pr.decode_steps) : 1.0;
+    const double dwall = pr.decode_wall_seconds;
+    auto dpct = [&](double sec) { return dwall > 0 ? 100.0 * sec / dwall : 0.0; };
+    row.push_back(number("profile_decode_ms", dwall * 1e3 / steps, 3, dec));
+    for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) {
+      const std::string name = std::string("decode_") + phase_name(ph);
+      row.push_back(number(name + "_ms", pr.decode_phases.of(ph) * 1e3 / steps, 3, dec));
+      row.push_back(number(name + "_pct", dpct(pr.decode_phases.of(ph)), 1, dec));
+      Field calls{name + "_calls_per_token", kNone, ""};
+      if (dec) calls.value = static_cast<int64_t>(pr.decode_phases.calls_of(ph) / pr.decode_steps);
+      row.push_back(calls);
+    }
   }
   return row;
 }
