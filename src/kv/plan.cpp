@@ -198,18 +198,16 @@ Plan make_plan(const PlanInputs& in) {
   if (!fits && in.mode == OffloadMode::Auto && evaluate(chunks.front(), total_slabs, 2)) fits = true;
   if (!fits) {
     // The smallest plan first: every slab offloaded, then the largest chunk and
-    // buffer count that fit.
-    for (int ch : chunks) {
-      for (int nb : {3, 2})
-        if ((fits = evaluate(ch, 0, nb))) break;
+    // buffer count that fit. Still too big: the pinned pool's page tables are the
+    // one part that grows with the context, so pin less of it (again the largest
+    // chunk that fits that way).
+    for (bool partial_pin : {false, true}) {
+      for (int ch : chunks) {
+        for (int nb : {3, 2})
+          if ((fits = evaluate(ch, 0, nb, partial_pin))) break;
+        if (fits) break;
+      }
       if (fits) break;
-    }
-    // Still too big: the pinned pool's page tables are the one part that grows with
-    // the context, so pin less of it (the largest chunk that fits that way).
-    for (int ch : chunks) {
-      if (fits) break;
-      for (int nb : {3, 2})
-        if ((fits = evaluate(ch, 0, nb, /*partial_pin=*/true))) break;
     }
     HI_CHECK(fits, "--gpu-memory " << format_bytes(budget) << " is too small for the smallest plan (every slab "
                                    << "offloaded, a " << p.chunk << "-token chunk, 2 buffers): "
