@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  setenv("HEADINFER_CUDA_GEMV", "1", 1);  // the kernel under test (off by default in the backend)
+  setenv("HEADINFER_CUDA_GEMV", "1", 1);  // the kernel for every n measured (the backend's default: n <= 2)
   try {
     cudaStream_t s;
     BENCH_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));

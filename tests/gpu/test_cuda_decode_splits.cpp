@@ -21,7 +21,8 @@
 namespace headinfer::test {
 namespace {
 
-// These tests cover several KV heads per decode launch (off by default until measured on a GPU): turned on before the shared backend is made.
+// These tests cover several KV heads per decode launch (on by default; set again so an
+// environment that turns it off does not skip the check) before the shared backend is made.
 const bool kTurnedOn = [] {
   setenv("HEADINFER_CUDA_DECODE_HEADS", "1", 1);
   return true;

@@ -20,7 +20,8 @@
 namespace headinfer::test {
 namespace {
 
-// These tests cover the GEMV kernel (off by default until measured on a GPU): turned on before the shared backend is made.
+// These tests cover the GEMV kernel for up to kGemvMaxRows rows (the default takes it only
+// for forwards of 1-2 rows): allowed for all before the shared backend is made.
 const bool kTurnedOn = [] {
   setenv("HEADINFER_CUDA_GEMV", "1", 1);
   return true;

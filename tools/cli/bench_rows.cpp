@@ -31,6 +31,25 @@ Field number(const std::string& key, double v, int decimals, bool known = true) 
   return {key, v, fixed(v, decimals)};
 }
 
+// Per phase of a profiled run: <prefix><phase><time_suffix> (seconds x time_scale),
+// <prefix><phase>_pct (of wall) and <prefix><phase><calls_suffix> (calls / per).
+struct PhaseFields {
+  std::string prefix, time_suffix, calls_suffix;
+  double time_scale = 1;
+  int64_t per = 1;
+};
+
+void push_phases(std::vector<Field>& row, const PhaseFields& f, const PhaseTimes& t, double wall, bool ran) {
+  for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) {
+    const std::string name = f.prefix + phase_name(ph);
+    row.push_back(number(name + f.time_suffix, t.of(ph) * f.time_scale, 3, ran));
+    row.push_back(number(name + "_pct", wall > 0 ? 100.0 * t.of(ph) / wall : 0.0, 1, ran));
+    Field calls{name + f.calls_suffix, kNone, ""};
+    if (ran) calls.value = static_cast<int64_t>(t.calls_of(ph) / f.per);
+    row.push_back(calls);
+  }
+}
+
 }  // namespace
 
 int64_t decode_weight_read_bytes(const LoadedModel& m) {
@@ -172,31 +191,15 @@ std::vector<Field> bench_row(const BenchConfig& c, const MeasuredSpeeds& s, cons
   if (c.profile) {
     const BenchProfile& pr = t.profile;
     const double wall = pr.wall_seconds;
-    auto pct = [&](double sec) { return wall > 0 ? 100.0 * sec / wall : 0.0; };
     row.push_back(number("profile_prefill_s", wall, 3, pr.ran));
-    for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) {
-      const std::string name = phase_name(ph);
-      row.push_back(number(name + "_s", pr.phases.of(ph), 3, pr.ran));
-      row.push_back(number(name + "_pct", pct(pr.phases.of(ph)), 1, pr.ran));
-      Field calls{name + "_calls", kNone, ""};
-      if (pr.ran) calls.value = pr.phases.calls_of(ph);
-      row.push_back(calls);
-    }
-    row.push_back(number("unattributed_pct", pct(wall - pr.phases.total()), 1, pr.ran));
+    push_phases(row, PhaseFields{"", "_s", "_calls"}, pr.phases, wall, pr.ran);
+    row.push_back(number("unattributed_pct", wall > 0 ? 100.0 * (wall - pr.phases.total()) / wall : 0.0, 1, pr.ran));
     // The profiled decode steps, per token.
     const bool dec = pr.decode_steps > 0;
-    const double steps = dec ? static_cast<double>(pr.decode_steps) : 1.0;
-    const double dwall = pr.decode_wall_seconds;
-    auto dpct = [&](double sec) { return dwall > 0 ? 100.0 * sec / dwall : 0.0; };
-    row.push_back(number("profile_decode_ms", dwall * 1e3 / steps, 3, dec));
-    for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) {
-      const std::string name = std::string("decode_") + phase_name(ph);
-      row.push_back(number(name + "_ms", pr.decode_phases.of(ph) * 1e3 / steps, 3, dec));
-      row.push_back(number(name + "_pct", dpct(pr.decode_phases.of(ph)), 1, dec));
-      Field calls{name + "_calls_per_token", kNone, ""};
-      if (dec) calls.value = static_cast<int64_t>(pr.decode_phases.calls_of(ph) / pr.decode_steps);
-      row.push_back(calls);
-    }
+    const int64_t steps = dec ? pr.decode_steps : 1;
+    row.push_back(number("profile_decode_ms", pr.decode_wall_seconds * 1e3 / static_cast<double>(steps), 3, dec));
+    push_phases(row, PhaseFields{"decode_", "_ms", "_calls_per_token", 1e3 / static_cast<double>(steps), steps},
+                pr.decode_phases, pr.decode_wall_seconds, dec);
   }
   return row;
 }
