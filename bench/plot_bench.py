@@ -40,7 +40,8 @@ def series_label(row):
     return " ".join(parts)
 
 
-def load_rows(paths):
+def load_rows(paths, keep_failed=False):
+    """Rows of the JSON files; only those whose status is "ok" unless keep_failed."""
     rows = []
     for p in paths:
         with open(p) as f:
@@ -50,7 +51,7 @@ def load_rows(paths):
         for i, r in enumerate(data):
             if not isinstance(r, dict) or "context" not in r:
                 sys.exit(f"{p}: row {i}: expected an object with a 'context' field")
-            if r.get("status", "ok") == "ok":
+            if keep_failed or r.get("status", "ok") == "ok":
                 rows.append(r)
     return rows
 

@@ -7,8 +7,10 @@
   python3 bench/tables.py latency rows*.json     # prefill and decode against context, floor as a column
 
 Rows are grouped into configurations by `label` if a row has one, else engine +
-offload + budget (as bench/plot_bench.py does). Only rows whose status is "ok" are
-used, except in maxctx. GiB are 2^30 bytes.
+offload + budget (as bench/plot_bench.py does). A row whose status is not "ok" (a
+plan that does not fit, a run killed for host memory) stays in the memory and
+latency tables with its reason, so a configuration that cannot reach a context says
+so instead of vanishing. GiB are 2^30 bytes.
 
 Where a figure is not measured it is derived, and the table says how: for the HF rows
 the weights and the KV bytes per token come from a headinfer row of the same model
@@ -42,11 +44,26 @@ def table(header, rows):
     return "\n".join(out)
 
 
+def ok(r):
+    return r.get("status", "ok") == "ok"
+
+
+def short_status(r):
+    """A failed row's reason in a few words for a table cell."""
+    s = str(r.get("status", ""))
+    low = s.lower()
+    if "killed" in low:
+        return "killed (host RAM)" if "oom" in low or "memory" in low else "killed"
+    if "needs" in low or "does not fit" in low or "out of memory" in low:
+        return "does not fit"
+    return "failed"
+
+
 def model_facts(rows):
     """Per model: weight bytes on the GPU and KV bytes per token, from headinfer rows."""
     facts = {}
     for r in rows:
-        if not str(r.get("engine", "")).startswith("headinfer"):
+        if not ok(r) or not str(r.get("engine", "")).startswith("headinfer"):
             continue
         kv = (r.get("resident_kv_bytes") or 0) + (r.get("offloaded_kv_bytes") or 0)
         w = r.get("plan_weight_bytes") or r.get("weight_read_bytes")
@@ -59,6 +76,11 @@ def memory_rows(rows, layers):
     facts = model_facts(rows)
     out = []
     for r in sorted(rows, key=lambda r: (r["context"], series_label(r))):
+        chunk = num(r.get("chunk")) if r.get("chunk") else ""
+        if not ok(r):
+            out.append([series_label(r), fmt_tokens(r["context"]), chunk, r.get("fill", ""), "", "", "", "", "", "", "",
+                        f"{short_status(r)}: {r.get('status', '')}"])
+            continue
         engine = str(r.get("engine", ""))
         peak = r.get("gpu_peak_bytes")
         if engine.startswith("headinfer"):
@@ -77,10 +99,10 @@ def memory_rows(rows, layers):
             kv_host = kv_all if offloaded else 0
             how = "measured peak; KV split derived"
         other = peak - weights - kv_gpu if peak is not None and weights is not None and kv_gpu is not None else None
-        out.append([series_label(r), fmt_tokens(r["context"]), r.get("fill", ""), gib(weights), gib(kv_gpu), gib(other),
-                    gib(peak), gib(kv_host), how])
-    return table(["configuration", "context", "KV from", "weights GiB", "KV on GPU GiB", "other GPU GiB",
-                  "total GPU GiB (driver peak)", "KV in host RAM GiB", "source"], out)
+        out.append([series_label(r), fmt_tokens(r["context"]), chunk, r.get("fill", ""), gib(weights), gib(kv_gpu),
+                    gib(other), gib(peak), gib(kv_host), gib(r.get("host_peak_rss_bytes")), how])
+    return table(["configuration", "context", "chunk", "KV from", "weights GiB", "KV on GPU GiB", "other GPU GiB",
+                  "total GPU GiB (driver peak)", "KV in host RAM GiB", "host RSS peak GiB", "source"], out)
 
 
 def maxctx_rows(rows):
@@ -97,21 +119,32 @@ def maxctx_rows(rows):
 
 
 def latency_rows(rows):
+    """Two tables against context: decode ms/token per configuration, then each
+    headinfer configuration's transfer floor (the floor beside its time); and prefill
+    tokens/s. A failed row's cell says why."""
     configs = sorted({series_label(r) for r in rows})
     contexts = sorted({r["context"] for r in rows})
     by = {(series_label(r), r["context"]): r for r in rows}
-    header = ["context"]
-    for c in configs:
-        header += [f"{c} prefill tok/s", f"{c} decode ms", f"{c} floor ms"]
-    out = []
-    for ctx in contexts:
-        line = [fmt_tokens(ctx)]
-        for c in configs:
-            r = by.get((c, ctx), {})
-            prefill = num(r.get("prefill_tps")) if r.get("prefill_tps") else ("(synthetic)" if r.get("fill") == "synthetic" else "")
-            line += [prefill, num(r.get("decode_ms"), 1), num(r.get("decode_floor_ms"), 1)]
-        out.append(line)
-    return table(header, out)
+    with_floor = [c for c in configs if any(r.get("decode_floor_ms") for (k, _), r in by.items() if k == c)]
+    with_prefill = [c for c in configs if any(r.get("prefill_tps") for (k, _), r in by.items() if k == c)]
+
+    def cell(c, ctx, key, digits):
+        r = by.get((c, ctx))
+        if r is None:
+            return ""
+        if not ok(r):
+            return short_status(r)
+        if key == "prefill_tps" and not r.get(key) and r.get("fill") == "synthetic":
+            return "(synthetic)"
+        return num(r.get(key), digits)
+
+    decode = [[fmt_tokens(ctx)] + [cell(c, ctx, "decode_ms", 1) for c in configs] +
+              [cell(c, ctx, "decode_floor_ms", 1) for c in with_floor] for ctx in contexts]
+    prefill = [[fmt_tokens(ctx)] + [cell(c, ctx, "prefill_tps", 0) for c in with_prefill] for ctx in contexts
+               if any(by.get((c, ctx), {}).get("prefill_tps") for c in with_prefill)]
+    return ("decode ms/token (median over repetitions)\n\n" +
+            table(["context"] + configs + [f"floor: {c}" for c in with_floor], decode) +
+            "\n\nprefill tokens/s (median over repetitions)\n\n" + table(["context"] + with_prefill, prefill))
 
 
 def main():
@@ -131,8 +164,8 @@ def main():
             rows += [r for r in data if isinstance(r, dict)]
         print(maxctx_rows(rows))
         return
-    rows = load_rows(args.rows)
-    if not rows:
+    rows = load_rows(args.rows, keep_failed=True)
+    if not any(ok(r) for r in rows):
         sys.exit("no rows with status ok in " + ", ".join(args.rows))
     print(memory_rows(rows, args.layers) if args.table == "memory" else latency_rows(rows))
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
 
 namespace headinfer::test {
 
@@ -34,6 +36,31 @@ inline CliRun cli(const std::string& args) {
   std::ifstream e(err_path);
   r.err.assign(std::istreambuf_iterator<char>(e), {});
   std::remove(err_path.c_str());
+  return r;
+}
+
+// Runs the binary, sends it SIGINT (Ctrl-C) after `delay_ms`, and waits for it.
+// code is the exit status, or 128 + the signal when a signal ended it.
+inline CliRun cli_interrupted(const std::string& args, int delay_ms) {
+  static int calls = 0;
+  const std::string base = ::testing::TempDir() + "/cli_int_" + std::to_string(getpid()) + "_" + std::to_string(++calls);
+  const std::string cmd = "exec " + std::string(HEADINFER_CLI_PATH) + " " + args + " >" + base + ".out 2>" + base + ".err";
+  CliRun r{};
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  usleep(static_cast<useconds_t>(delay_ms) * 1000);
+  kill(pid, SIGINT);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  for (auto [path, dst] : {std::pair{base + ".out", &r.out}, std::pair{base + ".err", &r.err}}) {
+    std::ifstream f(path);
+    dst->assign(std::istreambuf_iterator<char>(f), {});
+    std::remove(path.c_str());
+  }
   return r;
 }
 

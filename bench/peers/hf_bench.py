@@ -37,6 +37,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -244,7 +245,8 @@ FIELDS = ["engine", "model", "backend", "weights", "kv_type", "gpu_budget_bytes"
           "status", "reps", "decode_tokens", "chunk", "slabs_resident", "slabs_offloaded", "prefill_tps",
           "prefill_tps_min", "prefill_tps_max", "prefill_s", "fill_s", "decode_ms", "decode_ms_min", "decode_ms_max",
           "predicted_decode_ms", "decode_floor_ms", "x_floor", "gpu_peak_bytes", "gpu_peak_source",
-          "predicted_gpu_bytes", "host_pinned_bytes", "predicted_host_bytes", "h2d_per_token_bytes",
+          "predicted_gpu_bytes", "host_pinned_bytes", "predicted_host_bytes", "host_peak_rss_bytes",
+          "h2d_per_token_bytes",
           "d2h_per_token_bytes", "predicted_h2d_per_token_bytes", "link_gbs", "plan_link_gbs", "measured_h2d_gbs",
           "measured_d2d_gbs", "weight_read_bytes", "resident_kv_bytes", "offloaded_kv_bytes", "setup_s",
           "torch_max_allocated_bytes", "torch_max_reserved_bytes"]
@@ -268,8 +270,11 @@ def make_row(args, model_label, dev, kind, context, synthetic, result=None, stat
                        prefill_s=statistics.median(prefill_s))
         if fill_s:
             row.update(fill_s=fill_s[0])  # the first fill, as headinfer reports it
+        # The process's peak resident memory so far (Linux reports KiB): what the
+        # offloaded cache takes of host RAM, pinned copies and allocator caching included.
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         row.update(gpu_peak_bytes=driver_peak, gpu_peak_source="driver" if driver_peak is not None else None,
-                   torch_max_allocated_bytes=allocated, torch_max_reserved_bytes=reserved)
+                   torch_max_allocated_bytes=allocated, torch_max_reserved_bytes=reserved, host_peak_rss_bytes=rss)
         if decode_ms:
             row.update(decode_ms=statistics.median(decode_ms), decode_ms_min=min(decode_ms),
                        decode_ms_max=max(decode_ms))

@@ -123,14 +123,43 @@ DeviceSpeeds DeviceSpeeds::for_backend(const std::string& backend_name) {
   return s;
 }
 
+namespace {
+
+// A number from a one-value file such as cgroup v2's memory.max; -1 for "max" or none.
+int64_t read_limit_file(const char* path) {
+  std::ifstream in(path);
+  std::string text;
+  if (!(in >> text) || text == "max") return -1;
+  try {
+    return std::stoll(text);
+  } catch (...) {
+    return -1;
+  }
+}
+
+}  // namespace
+
 int64_t host_memory_available() {
   std::ifstream in("/proc/meminfo");
   std::string key;
   int64_t kib = 0;
   std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  return -1;
+  int64_t available = -1, total = -1;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemTotal:") total = kib * 1024;
+    if (key == "MemAvailable:") available = kib * 1024;
+  }
+  if (available < 0) return -1;
+  // In a container the cgroup's limit binds before the machine's RAM does.
+  const int64_t limit = read_limit_file("/sys/fs/cgroup/memory.max");
+  const int64_t used = read_limit_file("/sys/fs/cgroup/memory.current");
+  if (limit > 0 && used >= 0) available = std::min(available, limit - used);
+  // The pool is pinned and cannot be reclaimed, and the process still allocates
+  // after the plan (the runtime's own buffers, the fill, the sampler): a pool sized
+  // to the last byte of MemAvailable got the process killed by the kernel's OOM
+  // killer on the GPU machine. Keep 1/32 of RAM (at least 2 GiB) free.
+  const int64_t reserve = std::max<int64_t>(int64_t{2} << 30, std::max<int64_t>(total, 0) / 32);
+  return std::max<int64_t>(0, available - reserve);
 }
 
 Plan make_plan(const PlanInputs& in) {

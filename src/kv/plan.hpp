@@ -67,7 +67,8 @@ struct Plan {
 // Throws Error (naming --gpu-memory, --context, --chunk-size ...) when no plan fits.
 Plan make_plan(const PlanInputs& in);
 
-// Bytes of host RAM available to a new pool (MemAvailable), or -1 when unknown.
+// Bytes of host RAM a new pool may take: MemAvailable (or the cgroup's headroom when
+// less) minus a reserve of 1/32 of RAM, at least 2 GiB; -1 when unknown.
 int64_t host_memory_available();
 
 }  // namespace headinfer

@@ -1,7 +1,5 @@
 #include "runtime/generator.hpp"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 
@@ -61,12 +59,6 @@ class StopMatcher {
 };
 
 }  // namespace
-
-int64_t peak_rss_bytes() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
-}
 
 GenerateResult Generator::run(const GenerateRequest& req) {
   const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());

@@ -61,7 +61,4 @@ class Generator {
   const Tokenizer& tok_;
 };
 
-// Peak resident set size of this process, in bytes (from the OS).
-int64_t peak_rss_bytes();
-
 }  // namespace headinfer

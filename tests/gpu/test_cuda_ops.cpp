@@ -280,8 +280,9 @@ TEST(CudaOps, GemvTuningsGiveTheSameBits) {
       for (int n : {1, 2}) {
         SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) + " n=" + std::to_string(n));
         std::vector<std::vector<float>> outs;
-        for (cuda::GemvTuning t : {cuda::GemvTuning{2, 2}, cuda::GemvTuning{4, 2}, cuda::GemvTuning{2, 1},
-                                   cuda::GemvTuning{4, 1}}) {
+        // The four fixed tunings and the default, which picks one by the matrix.
+        for (cuda::GemvTuning t : {cuda::GemvTuning{2, 2, false}, cuda::GemvTuning{4, 2, false},
+                                   cuda::GemvTuning{2, 1, false}, cuda::GemvTuning{4, 1, false}, cuda::GemvTuning{}}) {
           gemm.set_gemv_tuning(t);
           DevBuf out = poisoned(n * rows);
           gemm.matmul(dx.f(), n, m, nullptr, out.f());

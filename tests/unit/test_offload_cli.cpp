@@ -1,5 +1,5 @@
 // `headinfer plan` and generate's offloading flags as users meet them: the same
-// text whatever the residency, stats with transfers, refusals in one line.
+// text whatever the residency, stats with transfers, refusals in one line, Ctrl-C.
 #include <gtest/gtest.h>
 
 #include "cli_runner.hpp"
@@ -11,6 +11,7 @@
 namespace {
 
 using headinfer::test::cli;
+using headinfer::test::cli_interrupted;
 using headinfer::test::CliRun;
 using headinfer::test::lines;
 
@@ -53,6 +54,19 @@ TEST(OffloadCli, GenerateTextIsTheSameWhateverTheResidency) {
   EXPECT_NE(all.err.find("decode link"), std::string::npos) << all.err;
   EXPECT_NE(budget.err.find("6 resident + 0 offloaded"), std::string::npos) << budget.err;
   EXPECT_NE(budget.err.find("of 2.00 MiB"), std::string::npos) << budget.err;
+}
+
+// Ctrl-C during a long offloaded prefill: the generator stops at the next chunk, the
+// process says where it stopped and exits with 130, nothing crashes or hangs.
+TEST(OffloadCli, CtrlCDuringPrefillEndsCleanly) {
+  // 300K prompt tokens take minutes on the CPU (attention is quadratic): the signal lands during prefill.
+  const CliRun r = cli_interrupted("generate -m synthetic:tiny-gqa --prompt-tokens 300000 -n 4 --temp 0 "
+                                   "--backend cpu -t 2 --offload all --chunk-size 256",
+                                   1500);
+  EXPECT_EQ(r.code, 130) << r.err;
+  EXPECT_NE(r.err.find("cancelled by Ctrl-C during prefill, after "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("of 300000 prompt tokens"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("stop cancelled"), std::string::npos) << r.err;
 }
 
 TEST(OffloadCli, TooSmallBudgetIsRefusedInOneLine) {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 
+#include "common/process_memory.hpp"
 #include "common/progress.hpp"
 #include "common/units.hpp"
 #include "headinfer/error.hpp"
@@ -51,6 +52,7 @@ BenchMeasured measure_context(const LoadedModel& m, ProfilingBackend& be, const 
     r.planned = true;
     c.run.chunk = r.plan.chunk;
     be.reset_device_peak();
+    reset_peak_rss();
     BenchProgress progress(format_tokens(c.run.context), c.run.reps);
     const auto t0 = std::chrono::steady_clock::now();
     Executor exec(be, m, eo);
@@ -64,6 +66,7 @@ BenchMeasured measure_context(const LoadedModel& m, ProfilingBackend& be, const 
     progress.finish();
     r.memory = be.device_memory();
     r.host_pinned = static_cast<int64_t>(exec.kv().host_bytes());
+    r.host_peak_rss = peak_rss_bytes();
     r.ran = true;
   } catch (const Error& e) {
     // A refused plan or a failed run is a row of its own; the other contexts still run.

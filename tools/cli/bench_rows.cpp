@@ -168,6 +168,7 @@ std::vector<Field> bench_row(const BenchConfig& c, const MeasuredSpeeds& s, cons
   row.push_back(bytes_field("predicted_gpu_bytes", p.gpu_total, r.planned));
   row.push_back(bytes_field("host_pinned_bytes", r.host_pinned, r.ran));
   row.push_back(bytes_field("predicted_host_bytes", p.host_bytes, r.planned));
+  row.push_back(bytes_field("host_peak_rss_bytes", r.host_peak_rss, r.ran && r.host_peak_rss >= 0));
   row.push_back(bytes_field("h2d_per_token_bytes", h2d_tok, timed));
   row.push_back(bytes_field("d2h_per_token_bytes", d2h_tok, timed));
   row.push_back(bytes_field("predicted_h2d_per_token_bytes", p.h2d_per_token, r.planned));

@@ -38,6 +38,7 @@ struct BenchMeasured {
   BenchTimes times;
   DeviceMemoryInfo memory;
   int64_t host_pinned = 0;
+  int64_t host_peak_rss = -1;  // the process's peak resident bytes over this context, -1: unknown
 };
 
 // Bytes one decode step reads from device memory besides offloaded KV: every weight

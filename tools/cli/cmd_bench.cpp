@@ -39,12 +39,20 @@ struct BenchOptions {
   uint64_t seed = 1234;
 };
 
+constexpr int64_t kMaxContext = -1;  // "max" in --context: the longest the plan accepts
+
 std::vector<int64_t> parse_context_list(const std::string& text) {
   std::vector<int64_t> out;
   size_t pos = 0;
   while (pos <= text.size()) {
     const size_t comma = text.find(',', pos);
     const std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (item == "max") {
+      out.push_back(kMaxContext);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+      continue;
+    }
     const int64_t n = parse_tokens(item, "--context");
     HI_CHECK(n > 0, "--context: " << item << ": expected a positive token count");
     out.push_back(n);
@@ -70,7 +78,7 @@ int run_bench(const BenchOptions& o) {
   const LoadedModel m = load_model(o.model.model);
   const DType kv_dtype = kv_dtype_for(o.kv_type, m.weight_dtype);
   for (int64_t c : contexts)
-    HI_CHECK(c + o.decode_tokens <= m.config.max_position,
+    HI_CHECK(c == kMaxContext || c + o.decode_tokens <= m.config.max_position,
              "--context: " << c << " tokens plus " << o.decode_tokens << " decode tokens exceed the model's context of "
                            << m.config.max_position);
   auto backend = make_backend(o.model.backend, o.model.threads);
@@ -86,20 +94,34 @@ int run_bench(const BenchOptions& o) {
   std::fprintf(stderr, "bench: %s on %s: H2D %.1f GB/s, device copy %.1f GB/s (read + write)\n", m.spec.c_str(),
                backend->name().c_str(), speeds.h2d_gbs, speeds.d2d_gbs);
 
-  std::vector<std::pair<int64_t, MaxContext>> runs;
-  if (o.max_context) {
+  // --max-context, or "max" in --context: the longest context this process's plan
+  // accepts (the host RAM it sees, after the model is loaded), then run like the rest.
+  auto longest = [&] {
     const MaxContext mc = find_max_context(m, *backend, plan, kv_dtype, o.decode_tokens, o.chunk_size);
     std::fprintf(stderr, "bench: max context by plan: %lld tokens (%s), limited by %s: %s\n",
                  static_cast<long long>(mc.context), format_tokens(mc.context).c_str(), mc.limit.c_str(),
                  mc.detail.c_str());
+    return mc;
+  };
+  std::vector<std::pair<int64_t, MaxContext>> runs;
+  if (o.max_context) {
+    const MaxContext mc = longest();
     runs.push_back({mc.context, mc});
   } else {
-    for (int64_t c : contexts) runs.push_back({c, MaxContext{}});
+    for (int64_t c : contexts) {
+      if (c != kMaxContext) {
+        runs.push_back({c, MaxContext{}});
+        continue;
+      }
+      const MaxContext mc = longest();
+      runs.push_back({mc.context, mc});
+    }
   }
+  const bool any_max = o.max_context || std::find(contexts.begin(), contexts.end(), kMaxContext) != contexts.end();
 
   ReportTable table;
   auto columns = bench_markdown_columns(o.profile);
-  if (o.max_context) columns.insert(columns.end() - 1, {"max_context_limit", "limited by"});
+  if (any_max) columns.insert(columns.end() - 1, {"max_context_limit", "limited by"});
   table.set_markdown_columns(columns);
   for (const auto& [context, mc] : runs) {
     BenchConfig bc;
@@ -111,14 +133,15 @@ int run_bench(const BenchOptions& o) {
     bc.run.context = context;
     // --max-context verifies with a synthetic fill unless --fill-above says otherwise:
     // a prefill of the longest context is what the mode exists to avoid.
-    bc.run.synthetic_fill = fill_above >= 0 ? context > fill_above : o.max_context;
+    const bool is_max = !mc.limit.empty();
+    bc.run.synthetic_fill = fill_above >= 0 ? context > fill_above : is_max;
     bc.run.decode_tokens = o.decode_tokens;
     bc.run.reps = o.reps;
     bc.run.seed = o.seed;
     bc.profile = o.profile;
     const BenchMeasured r = measure_context(m, prof, plan, o.chunk_size, bc);
     std::vector<Field> row = bench_row(bc, speeds, r);
-    if (o.max_context) {
+    if (any_max) {
       row.push_back({"max_context_limit", mc.limit, ""});
       row.push_back({"max_context_detail", mc.detail, ""});
     }
@@ -137,12 +160,12 @@ Runner add_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   add_model_options(*cmd, o->model);
   add_plan_options(*cmd, o->plan);
-  auto* context_opt = cmd->add_option("--context", o->contexts, "contexts to measure, comma-separated (16K,128K,1M)")
+  auto* context_opt = cmd->add_option("--context", o->contexts, "contexts to measure, comma-separated (16K,128K,1M); max: the longest the plan accepts, as --max-context finds it")
                           ->capture_default_str();
   cmd->add_flag("--max-context", o->max_context,
                 "find the longest context the plan accepts under --gpu-memory (and host RAM), run it (synthetic "
                 "fill unless --fill-above), and report what limits it");
-  cmd->add_option("--host-memory", o->host_memory, "host RAM the offloaded KV may use (default: MemAvailable)");
+  cmd->add_option("--host-memory", o->host_memory, "host RAM the offloaded KV may use (default: MemAvailable, or the cgroup's headroom, less 1/32 of RAM)");
   cmd->add_option("--decode-tokens", o->decode_tokens, "greedy decode steps after each prefill")->capture_default_str();
   cmd->add_option("--reps", o->reps, "repetitions of prefill + decode per context")->capture_default_str();
   cmd->add_option("--fill-above", o->fill_above,

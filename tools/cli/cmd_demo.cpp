@@ -9,6 +9,7 @@
 
 #include "backend/backend_factory.hpp"
 #include "commands.hpp"
+#include "common/process_memory.hpp"
 #include "common/progress.hpp"
 #include "common/units.hpp"
 #include "format/model_loader.hpp"

@@ -5,6 +5,7 @@
 
 #include "backend/backend_factory.hpp"
 #include "commands.hpp"
+#include "common/process_memory.hpp"
 #include "common/progress.hpp"
 #include "common/units.hpp"
 #include "format/model_loader.hpp"
@@ -16,7 +17,12 @@ namespace headinfer::cli {
 namespace {
 
 std::atomic<bool> g_cancel{false};
-void on_sigint(int) { g_cancel.store(true); }
+// The first Ctrl-C asks the generator to stop at the next chunk or token (the pool
+// and device memory are then freed in order); a second one ends the process at once.
+void on_sigint(int) {
+  g_cancel.store(true);
+  std::signal(SIGINT, SIG_DFL);
+}
 
 struct GenerateOptions {
   ModelOptions model;
@@ -46,6 +52,9 @@ ChatFormat chat_format_for(const GenerateOptions& o, const Tokenizer& tok) {
 }
 
 int run_generate(const GenerateOptions& o) {
+  // From the start: a Ctrl-C while the model loads stops the request before its first
+  // chunk (a second one ends the process at once).
+  std::signal(SIGINT, on_sigint);
   // An explicit empty -p "" means: start from BOS alone.
   const std::string text =
       read_prompt(o.prompt, o.file, o.prompt_tokens > 0 || o.prompt_given || !o.prompt_ids_file.empty());
@@ -111,7 +120,11 @@ int run_generate(const GenerateOptions& o) {
   req.max_context = max_context;
   req.cancel = &g_cancel;
   Progress progress("prefill", static_cast<int64_t>(prompt.size()), stderr_is_terminal());
-  req.on_prefill = [&](int64_t done, int64_t) { progress.update(done); };
+  int64_t prefilled = 0;
+  req.on_prefill = [&](int64_t done, int64_t) {
+    prefilled = done;
+    progress.update(done);
+  };
   bool first = true;
   req.on_text = [&](const std::string& s) {
     if (first) progress.finish();
@@ -121,7 +134,6 @@ int run_generate(const GenerateOptions& o) {
   };
   std::vector<float> prompt_logits;
   if (!o.dump_logits.empty()) req.on_prompt_logits = [&](const std::vector<float>& l) { prompt_logits = l; };
-  std::signal(SIGINT, on_sigint);
   GenerateResult r = gen.run(req);
   progress.finish();
   std::signal(SIGINT, SIG_DFL);
@@ -145,6 +157,14 @@ int run_generate(const GenerateOptions& o) {
                format_bytes(static_cast<int64_t>(exec.kv().host_bytes())).c_str(), format_bytes(pt.h2d_bytes).c_str(),
                format_bytes(dt.h2d_bytes).c_str(), format_bytes(pt.d2h_bytes).c_str(),
                format_bytes(dt.d2h_bytes).c_str(), link);
+  if (r.stop_reason == "cancelled") {
+    if (prefilled < static_cast<int64_t>(prompt.size()))
+      std::fprintf(stderr, "generate: cancelled by Ctrl-C during prefill, after %lld of %zu prompt tokens\n",
+                   static_cast<long long>(prefilled), prompt.size());
+    else
+      std::fprintf(stderr, "generate: cancelled by Ctrl-C after %zu generated tokens\n", r.tokens.size());
+    return 130;  // the shell's code for a process ended by SIGINT
+  }
   return 0;
 }
 

@@ -38,7 +38,7 @@ struct PlanOptions {
   std::string gpu_memory;
   std::string offload = "auto";
   double link_gbs = 0;
-  int64_t host_memory = -1;  // host RAM the KV pool may take (< 0: MemAvailable); bench --host-memory
+  int64_t host_memory = -1;  // host RAM the KV pool may take (< 0: host_memory_available()); bench --host-memory
 };
 void add_plan_options(CLI::App& app, PlanOptions& o);
 PlanInputs plan_inputs_for(const LoadedModel& m, Backend& backend, const PlanOptions& o, DType kv_dtype,

@@ -170,6 +170,7 @@ void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const 
   if (vec) {
     // Decode (n <= 2) has the tunings; more rows keep the default.
     if constexpr (N <= 2) {
+      if (tune.by_shape) tune = N == 1 && R < 16384 ? GemvTuning{4, 1, false} : GemvTuning{2, 2, false};
       if (tune.unroll == 4 && tune.rows_per_warp == 1)
         return launch_vec<T, N, 4, 1>(w, R, C, x, x_stride, bias, bias_dt, out, s);
       if (tune.unroll == 4) return launch_vec<T, N, 4, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, s);
@@ -204,12 +205,13 @@ void launch_typed(const T* w, int R, int C, const float* x, int64_t x_stride, in
 GemvTuning gemv_tuning_from_env() {
   GemvTuning t;
   // HEADINFER_CUDA_GEMV_TUNE=U,RW: U 16-byte loads in flight per row (2 or 4), RW rows
-  // per warp for n <= 2 (1 or 2); for benchmarks until the best is measured.
+  // per warp for n <= 2 (1 or 2), the same for every matrix; for benchmarks.
   if (const char* e = std::getenv("HEADINFER_CUDA_GEMV_TUNE")) {
     int u = 0, rw = 0;
     if (std::sscanf(e, "%d,%d", &u, &rw) == 2) {
       t.unroll = u == 4 ? 4 : 2;
       t.rows_per_warp = rw == 1 ? 1 : 2;
+      t.by_shape = false;
     }
   }
   return t;

@@ -51,8 +51,12 @@ constexpr int kGemvDefaultRows = 2;  // where it beats cuBLAS on the GPU machine
 struct GemvTuning {
   int unroll = 2;         // 16-byte loads per W row in flight per lane and step: 2 or 4
   int rows_per_warp = 2;  // 1 or 2
+  // By the matrix (the default): one row of x and fewer than 16384 W rows take (4, 1),
+  // the rest (2, 2): the fastest of the four on the H200 for Llama-3-8B's projections
+  // (docs/gpu.md, 2026-12-02). False: the two fields above, always.
+  bool by_shape = true;
 };
-GemvTuning gemv_tuning_from_env();  // HEADINFER_CUDA_GEMV_TUNE=U,RW, else the defaults
+GemvTuning gemv_tuning_from_env();  // HEADINFER_CUDA_GEMV_TUNE=U,RW (fixed), else by shape
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
                  DType bias_dt, float* out, cudaStream_t s, GemvTuning tune = {});
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
