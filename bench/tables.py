@@ -5,6 +5,7 @@
   python3 bench/tables.py memory  rows*.json     # weights / KV on GPU / other / total GPU / KV in host RAM
   python3 bench/tables.py maxctx  rows*.json     # longest context under a budget, and what limits it
   python3 bench/tables.py latency rows*.json     # prefill and decode against context, floor as a column
+  python3 bench/tables.py repeat first.json second.json   # the same command run twice: do they agree?
 
 Rows are grouped into configurations by `label` if a row has one, else engine +
 offload + budget (as bench/plot_bench.py does). A row whose status is not "ok" (a
@@ -147,9 +148,42 @@ def latency_rows(rows):
             "\n\nprefill tokens/s (median over repetitions)\n\n" + table(["context"] + with_prefill, prefill))
 
 
+def spread(r, key):
+    """(median, min, max) of a row's metric, or None where the row has none."""
+    v = r.get(key)
+    if v is None:
+        return None
+    lo, hi = r.get(key + "_min"), r.get(key + "_max")
+    return v, v if lo is None else lo, v if hi is None else hi
+
+
+def repeat_rows(first, second):
+    """Two runs of one command, row by row: each metric's median and range in both runs,
+    and whether they agree, which here means each run's median lies within the other
+    run's range (min-max over its repetitions)."""
+    by2 = {(series_label(r), r["context"]): r for r in second}
+    out, agree_all = [], True
+    for r1 in first:
+        r2 = by2.get((series_label(r1), r1["context"]))
+        if r2 is None:
+            continue
+        for key, digits in (("prefill_tps", 0), ("decode_ms", 2)):
+            a, b = spread(r1, key), spread(r2, key)
+            if a is None or b is None:
+                continue
+            agree = a[1] <= b[0] <= a[2] and b[1] <= a[0] <= b[2]
+            agree_all &= agree
+            fmt = lambda t: f"{num(t[0], digits)} ({num(t[1], digits)}-{num(t[2], digits)})"  # noqa: E731
+            out.append([series_label(r1), fmt_tokens(r1["context"]), key, fmt(a), fmt(b), "yes" if agree else "NO"])
+    if not out:
+        sys.exit("repeat: no configuration and context appears in both files")
+    return table(["configuration", "context", "metric", "first run: median (range)", "second run: median (range)",
+                  "agree"], out) + ("\n\nall agree" if agree_all else "\n\nsome do not agree")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("table", choices=["memory", "maxctx", "latency"])
+    ap.add_argument("table", choices=["memory", "maxctx", "latency", "repeat"])
     ap.add_argument("rows", nargs="+", help="JSON row files")
     ap.add_argument("--layers", type=int, default=32,
                     help="layers of the model, for the share of HF's offloaded cache on the GPU (default 32)")
@@ -164,6 +198,12 @@ def main():
             rows += [r for r in data if isinstance(r, dict)]
         print(maxctx_rows(rows))
         return
+    if args.table == "repeat":
+        if len(args.rows) != 2:
+            sys.exit("repeat: expected two JSON files, the first run and the second")
+        text = repeat_rows(load_rows(args.rows[:1]), load_rows(args.rows[1:]))
+        print(text)
+        sys.exit(0 if text.endswith("all agree") else 1)
     rows = load_rows(args.rows, keep_failed=True)
     if not any(ok(r) for r in rows):
         sys.exit("no rows with status ok in " + ", ".join(args.rows))

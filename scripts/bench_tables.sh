@@ -7,6 +7,7 @@
 #   scripts/bench_tables.sh hf     OUT [HEADINFER]   # HF transformers: GPU cache and offloaded cache
 #                                                    # (or one of them: hf-dynamic, hf-offloaded, hf-longest)
 #   scripts/bench_tables.sh maxctx OUT [HEADINFER]   # longest context under 24 GiB, four models
+#   scripts/bench_tables.sh repeat OUT [HEADINFER]   # one headinfer command run twice (do they agree?)
 #   scripts/bench_tables.sh tables OUT               # the markdown tables from OUT/*.json
 #
 # Each part writes OUT/<part>-<run>.json (rows) and appends the exact commands to
@@ -20,7 +21,7 @@
 # that row alone, which then says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-part="${1:?part: engine, hf, maxctx or tables}"
+part="${1:?part: engine, hf, maxctx, repeat or tables}"
 out="${2:?output directory}"
 bin="${3:-build/cuda/tools/headinfer}"
 mkdir -p "$out"
@@ -113,15 +114,25 @@ case "$part" in
       run "maxctx-$m" "$bin" bench -m "synthetic:$m" --max-context --gpu-memory 24GiB --decode-tokens 2 --reps 1 -o json
     done
     ;;
+  repeat)
+    # Resident and offloaded heads both (128K under 24 GiB offloads some), real prefills.
+    for i in 1 2; do
+      run "repeat-$i" "$bin" bench -m "$model" --context 16K,128K --gpu-memory 24GiB --decode-tokens 8 --reps 3 -o json
+    done
+    ;;
   tables)
     shopt -s nullglob
     rows=("$out"/engine-*.json "$out"/hf-*.json)
     echo "## memory"; python3 bench/tables.py memory "${rows[@]}"
-    echo; echo "## max context (24 GiB)"; python3 bench/tables.py maxctx "$out"/maxctx-*.json
+    maxctx=("$out"/maxctx-*.json)
+    if [ ${#maxctx[@]} -gt 0 ]; then echo; echo "## max context (24 GiB)"; python3 bench/tables.py maxctx "${maxctx[@]}"; fi
     echo; echo "## latency"; python3 bench/tables.py latency "${rows[@]}"
+    if [ -f "$out/repeat-1.json" ] && [ -f "$out/repeat-2.json" ]; then
+      echo; echo "## the same command twice"; python3 bench/tables.py repeat "$out/repeat-1.json" "$out/repeat-2.json"
+    fi
     ;;
   *)
-    echo "bench_tables.sh: unknown part '$part' (expected engine, engine-resident, engine-all, engine-24g, hf, hf-dynamic, hf-offloaded, hf-longest, maxctx or tables)" >&2
+    echo "bench_tables.sh: unknown part '$part' (expected engine, engine-resident, engine-all, engine-24g, hf, hf-dynamic, hf-offloaded, hf-longest, maxctx, repeat or tables)" >&2
     exit 2
     ;;
 esac
