@@ -9,8 +9,9 @@ the same contexts, the same row format (md, csv or json; field names as headinfe
       --fill-above 128K --cache offloaded
 
 Per context and KV cache kind, each repetition: a prefill of random ids (one
-forward over the whole prompt, logits of the last position only) then N greedy
-decode steps, each timed with torch.cuda.synchronize(). Cache kinds:
+forward over the whole prompt, logits of the last position only), one untimed decode
+step (--warmup-decode), then N greedy decode steps, each timed with
+torch.cuda.synchronize(). Cache kinds:
   dynamic    transformers' DynamicCache, all KV on the GPU
   offloaded  transformers' offloaded KV cache (OffloadedCache in 4.45-4.5x,
              DynamicCache(offloading=True) in the versions that replaced it): each
@@ -219,6 +220,11 @@ def run_context(model, dev, kind, context, synthetic, args):
             (fill_s if synthetic else prefill_s).append(time.perf_counter() - t0)
             used = dev.driver_used()
             driver_peak = max(driver_peak or 0, used) if used is not None else None
+            # Untimed warm-up steps first, as `headinfer bench` takes them: the first step's
+            # one-off costs (kernel choice, allocator growth) stay out of the figure.
+            for _ in range(args.warmup_decode if args.decode_tokens else 0):
+                logits = hf_common.last_logits(model, nxt, cache)
+                nxt = logits.argmax().reshape(1, 1)
             total = 0.0
             for _ in range(args.decode_tokens):
                 dev.sync()
@@ -322,6 +328,8 @@ def main():
     ap.add_argument("--context", default="4K", help="comma-separated contexts (16K,64K,128K)")
     ap.add_argument("--decode-tokens", type=int, default=16)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--warmup-decode", type=int, default=1,
+                    help="untimed decode steps before the timed ones in each repetition (default 1, as headinfer bench)")
     ap.add_argument("--fill-above", help="contexts above this many tokens (e.g. 200K) get a synthetic KV fill "
                     "(random K/V, no prefill) instead of a prefill (default: always prefill)")
     ap.add_argument("--cache", default="dynamic,offloaded", help="KV caches to run: dynamic, offloaded")
@@ -339,7 +347,7 @@ def main():
     except ValueError as e:
         ap.error(str(e))
     kinds = [k.strip() for k in args.cache.split(",") if k.strip()]
-    if args.reps <= 0 or args.decode_tokens < 0:
+    if args.reps <= 0 or args.decode_tokens < 0 or args.warmup_decode < 0:
         ap.error("--reps must be positive and --decode-tokens not negative")
     for k in kinds:
         if k not in ("dynamic", "offloaded"):

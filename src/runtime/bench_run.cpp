@@ -60,9 +60,10 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
   HI_CHECK(c.context > 0, "bench: context must be positive, got " << c.context);
   HI_CHECK(c.reps > 0, "--reps must be positive, got " << c.reps);
   HI_CHECK(c.decode_tokens >= 0, "--decode-tokens must not be negative, got " << c.decode_tokens);
-  HI_CHECK(c.context + c.decode_tokens <= exec.capacity(),
-           "bench: context " << c.context << " + " << c.decode_tokens << " decode tokens exceed the KV capacity of "
-                             << exec.capacity());
+  const int warmup = c.decode_tokens > 0 ? std::max(0, c.warmup_decode) : 0;
+  HI_CHECK(c.context + warmup + c.decode_tokens <= exec.capacity(),
+           "bench: context " << c.context << " + " << warmup + c.decode_tokens
+                             << " decode tokens (warm-up included) exceed the KV capacity of " << exec.capacity());
   BenchTimes t;
   const std::vector<int32_t> prompt = c.synthetic_fill ? std::vector<int32_t>{}
                                                        : random_prompt(c.context, cfg.vocab_size, c.seed);
@@ -81,8 +82,9 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
       next = argmax(prefill(exec, prompt, c.chunk, rep, hooks));
       t.prefill_seconds.push_back(since(t0));
     }
+    accumulate(t.prefill_transfer, exec.transfer_stats() - s0);
+    for (int i = 0; i < warmup; ++i) next = argmax(exec.forward(&next, 1));
     const TransferStats s1 = exec.transfer_stats();
-    accumulate(t.prefill_transfer, s1 - s0);
     double decode_s = 0;
     for (int i = 0; i < c.decode_tokens; ++i) {
       const auto t0 = Clock::now();

@@ -19,7 +19,11 @@ namespace headinfer {
 struct BenchCase {
   int64_t context = 0;      // prompt tokens (or filled tokens)
   bool synthetic_fill = false;
-  int decode_tokens = 0;    // decode steps per repetition
+  int decode_tokens = 0;    // timed decode steps per repetition
+  // Untimed decode steps before the timed ones in each repetition (when any are timed),
+  // so a first step's one-off costs (kernel selection, allocator growth) stay out of
+  // the figure; hf_bench.py does the same for HF transformers.
+  int warmup_decode = 1;
   int reps = 1;
   int chunk = 512;          // prefill chunk (the plan's)
   uint64_t seed = 1234;     // of the prompt ids

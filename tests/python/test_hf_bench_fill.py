@@ -2,7 +2,7 @@
 """bench/peers/hf_bench.py --fill-above on the CPU, with a tiny random Llama saved in a
 temp dir (no headinfer binary, no model files): one context prefilled, one above
 --fill-above filled with random K/V, both decoded. Checks the JSON rows, and that
-every cache the run made holds context + decode tokens afterwards, the filled ones
+every cache the run made holds context + the warm-up step + decode tokens afterwards, the filled ones
 random values in the model's dtype: the fill went into the cache the decode used.
 
 Exits 77 (ctest's SKIP_RETURN_CODE for it) when torch or transformers is missing.
@@ -21,6 +21,7 @@ PREFILL_CONTEXT = 64
 FILL_ABOVE = 1024
 FILL_CONTEXT = 2048
 DECODE_TOKENS = 3
+WARMUP = 1  # hf_bench.py's default untimed decode steps per repetition
 REPS = 2
 LAYERS, HEADS, KV_HEADS, HIDDEN = 2, 4, 2, 64
 
@@ -102,20 +103,20 @@ def main():
         context = PREFILL_CONTEXT if n < REPS else FILL_CONTEXT
         for layer in range(LAYERS):
             got = cache.get_seq_length(layer)
-            check(got == context + DECODE_TOKENS,
+            check(got == context + WARMUP + DECODE_TOKENS,
                   f"cache {n} (context {context}) layer {layer} holds {got} tokens after the run, "
-                  f"expected {context} + {DECODE_TOKENS} decode tokens")
+                  f"expected {context} + {WARMUP} warm-up + {DECODE_TOKENS} decode tokens")
             if context != FILL_CONTEXT:
                 continue
             for name, t in zip(("keys", "values"), layer_kv(cache, layer)):
-                shape = (1, KV_HEADS, FILL_CONTEXT + DECODE_TOKENS, HIDDEN // HEADS)
+                shape = (1, KV_HEADS, FILL_CONTEXT + WARMUP + DECODE_TOKENS, HIDDEN // HEADS)
                 check(tuple(t.shape) == shape, f"cache {n} layer {layer} {name}: shape {tuple(t.shape)}, expected {shape}")
                 check(t.dtype == torch.bfloat16, f"cache {n} layer {layer} {name}: {t.dtype}, expected the model's bf16")
                 std = t[:, :, :FILL_CONTEXT].float().std().item()
                 check(0.9 < std < 1.1, f"cache {n} layer {layer} {name}: the filled positions have std {std:.3f}, "
                       "expected ~1 (standard normal random K/V)")
     print(f"ok: prefill row at {PREFILL_CONTEXT}, synthetic row at {FILL_CONTEXT} (fill {filled['fill_s']:.3f} s, "
-          f"decode {filled['decode_ms']:.1f} ms/token); every cache holds context + {DECODE_TOKENS} tokens")
+          f"decode {filled['decode_ms']:.1f} ms/token); every cache holds context + {WARMUP} + {DECODE_TOKENS} tokens")
     return 0
 
 

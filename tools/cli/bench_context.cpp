@@ -47,7 +47,7 @@ BenchMeasured measure_context(const LoadedModel& m, ProfilingBackend& be, const 
     be.set_device_limit(-1);  // the previous context's budget
     ExecutorOptions eo;
     eo.kv_dtype = c.kv_dtype;
-    eo.capacity = c.run.context + c.run.decode_tokens + 1;
+    eo.capacity = c.run.context + c.run.warmup_decode + c.run.decode_tokens;
     r.plan = apply_plan(m, be, plan_options, chunk_size, eo);
     r.planned = true;
     c.run.chunk = r.plan.chunk;
