@@ -12,11 +12,13 @@
 // --gpu-memory), budget refusals, and no pinned memory leaks across requests.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
 #include <sstream>
+#include <vector>
 
 #include "backend/backend.hpp"
 #include "common/units.hpp"
@@ -465,6 +467,56 @@ TEST(CudaStreams, LargePinnedBlocksCopyBothWays) {
   be->free_host(h);
   be->free_host(back);
   EXPECT_EQ(pinned_live(*be), 0);
+}
+
+// Copies from pageable host memory go through the backend's pinned staging slots:
+// a flat copy longer than all the slots together (the slots are reused), a 2-D copy
+// of strided rows, and host memory that a D2H copy wrote read back up by the H2D
+// stream behind an event (the KV appends' path).
+TEST(CudaStreams, PageableSourcesAreStagedExactly) {
+  HI_REQUIRE_GPU();
+  auto be = gpu(300, 0);  // copies start late
+  const size_t n = size_t{40} << 20;  // > 4 slots of 8 MiB
+  std::vector<uint8_t> h(n), back(n, 0);
+  for (size_t i = 0; i < n; ++i) h[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
+  auto* d = static_cast<uint8_t*>(be->alloc(n));
+  be->copy_h2d_async(d, h.data(), n);
+  Event up = be->create_event();
+  be->record(up, Stream::H2D);
+  be->wait(Stream::D2H, up);
+  be->copy_d2h_async(back.data(), d, n);
+  be->synchronize();
+  EXPECT_EQ(0, std::memcmp(h.data(), back.data(), n));
+  // 2-D: 3000 rows of 5000 bytes at pitch 6000 (pageable host) -> pitch 5120 (device),
+  // more rows than one slot holds.
+  const size_t rows = 3000, width = 5000;
+  std::fill(back.begin(), back.end(), 0);
+  be->copy_h2d_2d_async(d, 5120, h.data(), 6000, width, rows);
+  be->record(up, Stream::H2D);
+  be->wait(Stream::D2H, up);
+  be->copy_d2h_2d_async(back.data(), 6000, d, 5120, width, rows);
+  be->synchronize();
+  for (size_t r = 0; r < rows; ++r)
+    ASSERT_EQ(0, std::memcmp(back.data() + r * 6000, h.data() + r * 6000, width)) << "row " << r;
+  // Device -> pageable host on the D2H stream, then back up from that host memory on
+  // the H2D stream behind an event: the staged copy must read what the D2H wrote.
+  std::vector<uint8_t> mid(size_t{1} << 20, 0), out(size_t{1} << 20, 0);
+  auto* d2 = static_cast<uint8_t*>(be->alloc(mid.size()));
+  be->copy_h2d_async(d, h.data(), mid.size());
+  be->record(up, Stream::H2D);
+  be->wait(Stream::D2H, up);
+  be->copy_d2h_async(mid.data(), d, mid.size());
+  Event down = be->create_event();
+  be->record(down, Stream::D2H);
+  be->wait(Stream::H2D, down);
+  be->copy_h2d_async(d2, mid.data(), mid.size());
+  be->synchronize();
+  be->download(out.data(), d2, out.size());
+  EXPECT_EQ(0, std::memcmp(h.data(), out.data(), out.size()));
+  be->destroy_event(up);
+  be->destroy_event(down);
+  be->free(d2);
+  be->free(d);
 }
 
 // Events and copies: a wait on an event never recorded is no wait; 2-D copies move

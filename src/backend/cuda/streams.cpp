@@ -31,6 +31,7 @@ CudaStreams::CudaStreams(cudaStream_t compute)
     : compute_(compute),
       copy_delay_us_(env_us("HEADINFER_CUDA_COPY_DELAY_US")),
       compute_delay_us_(env_us("HEADINFER_CUDA_COMPUTE_DELAY_US")) {
+  if (const char* e = std::getenv("HEADINFER_CUDA_STAGED_PAGEABLE")) stage_pageable_ = std::atoi(e) != 0;
   HI_CUDA_CHECK(cudaStreamCreateWithFlags(&h2d_, cudaStreamNonBlocking));
   const cudaError_t e = cudaStreamCreateWithFlags(&d2h_, cudaStreamNonBlocking);
   if (e != cudaSuccess) {
@@ -40,6 +41,7 @@ CudaStreams::CudaStreams(cudaStream_t compute)
 }
 
 CudaStreams::~CudaStreams() {
+  stager_.reset();  // waits for its slots' last copies
   cudaStreamSynchronize(h2d_);
   cudaStreamSynchronize(d2h_);
   for (cudaEvent_t ev : events_)
@@ -126,7 +128,14 @@ void CudaStreams::copy(Stream s, void* dst, size_t dst_pitch, const void* src, s
   if (width == 0 || rows == 0) return;
   const cudaMemcpyKind kind = s == Stream::H2D ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
   delay(stream(s), copy_delay_us_);
-  if (rows == 1 || (width == dst_pitch && width == src_pitch)) {
+  const bool flat = rows == 1 || (width == dst_pitch && width == src_pitch);
+  if (s == Stream::H2D && stage_pageable_ && (flat || width <= PageableStager::kSlotBytes) &&
+      PageableStager::is_pageable(src)) {
+    if (!stager_) stager_ = std::make_unique<PageableStager>();
+    stager_->h2d(h2d_, dst, dst_pitch, src, src_pitch, width, rows);
+    return;
+  }
+  if (flat) {
     HI_CUDA_CHECK(cudaMemcpyAsync(dst, src, width * rows, kind, stream(s)));
     return;
   }

@@ -10,16 +10,21 @@
 //   HEADINFER_CUDA_COPY_DELAY_US     each async copy starts this late on its stream
 //   HEADINFER_CUDA_COMPUTE_DELAY_US  compute work issued after a wait(Compute, e)
 //                                    starts this late
+// H2D copies from pageable host memory go through PageableStager (pinned slots filled
+// by host threads) unless HEADINFER_CUDA_STAGED_PAGEABLE=0, which leaves them to the
+// driver's own staging (for comparing the two).
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/cuda/pageable_stager.hpp"
 
 namespace headinfer::cuda {
 
@@ -50,6 +55,8 @@ class CudaStreams {
 
   cudaStream_t compute_, h2d_ = nullptr, d2h_ = nullptr;
   int copy_delay_us_ = 0, compute_delay_us_ = 0;
+  bool stage_pageable_ = true;
+  std::unique_ptr<PageableStager> stager_;  // made on the first pageable H2D copy
   std::mutex mu_;
   std::vector<cudaEvent_t> events_;  // [id - 1]; nullptr once destroyed
   std::vector<uint64_t> free_ids_;
