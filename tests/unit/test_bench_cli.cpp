@@ -183,4 +183,19 @@ TEST(BenchCli, MaxContextSaysWhatLimitsItAndRunsIt) {
   EXPECT_NE(r.err.find("drop --context"), std::string::npos) << r.err;
 }
 
+// "max" among the contexts: the other contexts run as asked, max as --max-context
+// finds it under the same limits; only its row names a limit.
+TEST(BenchCli, MaxInTheContextListRunsTheLongestBesideTheOthers) {
+  json rows = rows_of(cli(kBase + "--context 1K,max --offload all --host-memory 1MiB --reps 1 -o json"));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["context"], 1024);
+  EXPECT_EQ(rows[0]["max_context_limit"], "");
+  EXPECT_EQ(rows[1]["max_context_limit"], "host ram");
+  EXPECT_EQ(rows[1]["fill"], "synthetic");
+  EXPECT_EQ(rows[1]["status"], "ok");
+  EXPECT_GT(rows[1]["context"].get<int64_t>(), 0);
+  EXPECT_LE(rows[1]["host_pinned_bytes"].get<int64_t>(), int64_t{1} << 20);
+  EXPECT_GT(rows[1]["host_peak_rss_bytes"].get<int64_t>(), 0);
+}
+
 }  // namespace

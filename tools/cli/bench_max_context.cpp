@@ -7,7 +7,7 @@ namespace headinfer::cli {
 
 MaxContext find_max_context(const LoadedModel& m, Backend& backend, const PlanOptions& o, DType kv, int decode_tokens,
                             int chunk) {
-  const int64_t extra = decode_tokens + 1;  // the KV also holds the decoded tokens
+  const int64_t extra = decode_tokens + 1;  // the KV also holds the decoded tokens and the warm-up one
   auto inputs = [&](int64_t context) { return plan_inputs_for(m, backend, o, kv, context + extra, chunk); };
   // The refusal for `context` tokens, empty when the plan fits.
   auto refusal = [&](const PlanInputs& in) -> std::string {

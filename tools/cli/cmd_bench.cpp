@@ -47,14 +47,8 @@ std::vector<int64_t> parse_context_list(const std::string& text) {
   while (pos <= text.size()) {
     const size_t comma = text.find(',', pos);
     const std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    if (item == "max") {
-      out.push_back(kMaxContext);
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
-      continue;
-    }
-    const int64_t n = parse_tokens(item, "--context");
-    HI_CHECK(n > 0, "--context: " << item << ": expected a positive token count");
+    const int64_t n = item == "max" ? kMaxContext : parse_tokens(item, "--context");
+    HI_CHECK(n > 0 || n == kMaxContext, "--context: " << item << ": expected a positive token count or max");
     out.push_back(n);
     if (comma == std::string::npos) break;
     pos = comma + 1;
@@ -96,28 +90,20 @@ int run_bench(const BenchOptions& o) {
 
   // --max-context, or "max" in --context: the longest context this process's plan
   // accepts (the host RAM it sees, after the model is loaded), then run like the rest.
-  auto longest = [&] {
+  const std::vector<int64_t> asked = o.max_context ? std::vector<int64_t>{kMaxContext} : contexts;
+  std::vector<std::pair<int64_t, MaxContext>> runs;
+  for (int64_t c : asked) {
+    if (c != kMaxContext) {
+      runs.push_back({c, MaxContext{}});
+      continue;
+    }
     const MaxContext mc = find_max_context(m, *backend, plan, kv_dtype, o.decode_tokens, o.chunk_size);
     std::fprintf(stderr, "bench: max context by plan: %lld tokens (%s), limited by %s: %s\n",
                  static_cast<long long>(mc.context), format_tokens(mc.context).c_str(), mc.limit.c_str(),
                  mc.detail.c_str());
-    return mc;
-  };
-  std::vector<std::pair<int64_t, MaxContext>> runs;
-  if (o.max_context) {
-    const MaxContext mc = longest();
     runs.push_back({mc.context, mc});
-  } else {
-    for (int64_t c : contexts) {
-      if (c != kMaxContext) {
-        runs.push_back({c, MaxContext{}});
-        continue;
-      }
-      const MaxContext mc = longest();
-      runs.push_back({mc.context, mc});
-    }
   }
-  const bool any_max = o.max_context || std::find(contexts.begin(), contexts.end(), kMaxContext) != contexts.end();
+  const bool any_max = std::find(asked.begin(), asked.end(), kMaxContext) != asked.end();
 
   ReportTable table;
   auto columns = bench_markdown_columns(o.profile);
@@ -160,12 +146,16 @@ Runner add_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   add_model_options(*cmd, o->model);
   add_plan_options(*cmd, o->plan);
-  auto* context_opt = cmd->add_option("--context", o->contexts, "contexts to measure, comma-separated (16K,128K,1M); max: the longest the plan accepts, as --max-context finds it")
+  auto* context_opt = cmd->add_option("--context", o->contexts,
+                                      "contexts to measure, comma-separated (16K,128K,1M); max: the longest the "
+                                      "plan accepts, as --max-context finds it")
                           ->capture_default_str();
   cmd->add_flag("--max-context", o->max_context,
                 "find the longest context the plan accepts under --gpu-memory (and host RAM), run it (synthetic "
                 "fill unless --fill-above), and report what limits it");
-  cmd->add_option("--host-memory", o->host_memory, "host RAM the offloaded KV may use (default: MemAvailable, or the cgroup's headroom, less 1/32 of RAM)");
+  cmd->add_option("--host-memory", o->host_memory,
+                  "host RAM the offloaded KV may use (default: MemAvailable, or the cgroup's headroom, less 1/32 "
+                  "of RAM)");
   cmd->add_option("--decode-tokens", o->decode_tokens, "greedy decode steps after each prefill")->capture_default_str();
   cmd->add_option("--reps", o->reps, "repetitions of prefill + decode per context")->capture_default_str();
   cmd->add_option("--fill-above", o->fill_above,

@@ -81,7 +81,9 @@ Runner add_plan(CLI::App& app) {
                   "plan for: backend (the --backend device here, link measured) or gpu (the reference H100: "
                   "54 GB/s unless --link-gbs, 512 MiB driver overhead, no host check unless --host-memory)")
       ->capture_default_str();
-  cmd->add_option("--host-memory", o->host_memory, "host RAM the KV pool may use (default: MemAvailable here, or the cgroup's headroom, less 1/32 of RAM)");
+  cmd->add_option("--host-memory", o->host_memory,
+                  "host RAM the KV pool may use (default: MemAvailable here, or the cgroup's headroom, less 1/32 "
+                  "of RAM)");
   return [o] {
     LoadedModel m = load_model(o->model.model, /*with_weights=*/false);
     const int64_t context = parse_tokens(o->context, "--context");
