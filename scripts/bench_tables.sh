@@ -73,7 +73,6 @@ longest() {  # the longest context of the --offload all run, unless LONGEST is s
 }
 
 common=(-m "$model" --decode-tokens 4 --reps 2 --fill-above 128K -o json)
-max=$(longest)
 case "$part" in
   engine | engine-resident | engine-all | engine-24g)
     if [ "$part" = engine ] || [ "$part" = engine-all ]; then
