@@ -139,6 +139,19 @@ int64_t read_limit_file(const char* path) {
 
 }  // namespace
 
+int64_t host_pool_allowance(int64_t mem_available, int64_t mem_total, int64_t cgroup_limit, int64_t cgroup_used) {
+  if (mem_available < 0) return -1;
+  int64_t available = mem_available;
+  // In a container the cgroup's limit binds before the machine's RAM does.
+  if (cgroup_limit > 0 && cgroup_used >= 0) available = std::min(available, cgroup_limit - cgroup_used);
+  // The pool is pinned and cannot be reclaimed, and the process still allocates
+  // after the plan (the runtime's own buffers, the fill, the sampler): a pool sized
+  // to the last byte of MemAvailable got the process killed by the kernel's OOM
+  // killer on the GPU machine. Keep 1/32 of RAM (at least 2 GiB) free.
+  const int64_t reserve = std::max<int64_t>(int64_t{2} << 30, std::max<int64_t>(mem_total, 0) / 32);
+  return std::max<int64_t>(0, available - reserve);
+}
+
 int64_t host_memory_available() {
   std::ifstream in("/proc/meminfo");
   std::string key;
@@ -149,17 +162,8 @@ int64_t host_memory_available() {
     if (key == "MemTotal:") total = kib * 1024;
     if (key == "MemAvailable:") available = kib * 1024;
   }
-  if (available < 0) return -1;
-  // In a container the cgroup's limit binds before the machine's RAM does.
-  const int64_t limit = read_limit_file("/sys/fs/cgroup/memory.max");
-  const int64_t used = read_limit_file("/sys/fs/cgroup/memory.current");
-  if (limit > 0 && used >= 0) available = std::min(available, limit - used);
-  // The pool is pinned and cannot be reclaimed, and the process still allocates
-  // after the plan (the runtime's own buffers, the fill, the sampler): a pool sized
-  // to the last byte of MemAvailable got the process killed by the kernel's OOM
-  // killer on the GPU machine. Keep 1/32 of RAM (at least 2 GiB) free.
-  const int64_t reserve = std::max<int64_t>(int64_t{2} << 30, std::max<int64_t>(total, 0) / 32);
-  return std::max<int64_t>(0, available - reserve);
+  return host_pool_allowance(available, total, read_limit_file("/sys/fs/cgroup/memory.max"),
+                             read_limit_file("/sys/fs/cgroup/memory.current"));
 }
 
 Plan make_plan(const PlanInputs& in) {

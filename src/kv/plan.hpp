@@ -70,5 +70,7 @@ Plan make_plan(const PlanInputs& in);
 // Bytes of host RAM a new pool may take: MemAvailable (or the cgroup's headroom when
 // less) minus a reserve of 1/32 of RAM, at least 2 GiB; -1 when unknown.
 int64_t host_memory_available();
+// The rule above on given figures (bytes; a cgroup limit <= 0 means none).
+int64_t host_pool_allowance(int64_t mem_available, int64_t mem_total, int64_t cgroup_limit, int64_t cgroup_used);
 
 }  // namespace headinfer

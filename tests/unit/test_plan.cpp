@@ -35,6 +35,18 @@ std::string refusal(const PlanInputs& in) {
   return "";
 }
 
+// What the pool may take of host RAM: MemAvailable less a reserve (1/32 of RAM, at
+// least 2 GiB), or less where a cgroup's headroom is smaller; never negative.
+TEST(Plan, HostPoolAllowanceKeepsAReserveAndHonoursTheCgroup) {
+  const int64_t G = int64_t{1} << 30;
+  EXPECT_EQ(host_pool_allowance(125 * G, 128 * G, -1, -1), 121 * G);       // 128 GiB / 32 = 4 GiB kept
+  EXPECT_EQ(host_pool_allowance(20 * G, 24 * G, -1, -1), 18 * G);          // at least 2 GiB kept
+  EXPECT_EQ(host_pool_allowance(125 * G, 128 * G, 64 * G, 10 * G), 50 * G);  // the cgroup binds: 54 - 4
+  EXPECT_EQ(host_pool_allowance(125 * G, 128 * G, 200 * G, 10 * G), 121 * G);  // a loose cgroup does not
+  EXPECT_EQ(host_pool_allowance(G, 128 * G, -1, -1), 0);
+  EXPECT_EQ(host_pool_allowance(-1, 128 * G, -1, -1), -1);  // unknown stays unknown
+}
+
 TEST(Plan, WeightsAloneOverBudgetAreRefusedWithNumbers) {
   const std::string msg = refusal(llama8b(128 * 1024, 8 * GiB, OffloadMode::Auto));
   EXPECT_NE(msg.find("--gpu-memory 8.00 GiB"), std::string::npos) << msg;
