@@ -10,6 +10,10 @@
 // copies) no longer does, so the profiled total is longer than an unprofiled run.
 // Read the phase shares of the profiled total, not the seconds, as the breakdown;
 // time outside any op (copies waited on, host work) stays unattributed.
+//
+// Always, enabled or not, it also sums the host's time blocked on the device
+// (download, synchronize, sync: two clock reads a call). A decode step that spends
+// little of its time there is bound by the host issuing launches, not by the device.
 #pragma once
 
 #include <array>
@@ -45,6 +49,8 @@ class ProfilingBackend final : public Backend {
   bool enabled() const { return enabled_; }
   void reset() { times_ = {}; }
   const PhaseTimes& times() const { return times_; }
+  // Seconds the host has waited in download / synchronize / sync since construction.
+  double wait_seconds() const { return wait_seconds_; }
 
   // The inner backend's name: plans, speed tables and link caches key on it.
   std::string name() const override { return inner_.name(); }
@@ -52,7 +58,9 @@ class ProfilingBackend final : public Backend {
   void* alloc(size_t bytes) override { return inner_.alloc(bytes); }
   void free(void* p) override { inner_.free(p); }
   void upload(void* dst, const void* src, size_t bytes) override { inner_.upload(dst, src, bytes); }
-  void download(void* dst, const void* src, size_t bytes) override { inner_.download(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override {
+    waited([&] { inner_.download(dst, src, bytes); });
+  }
   void copy(void* dst, const void* src, size_t bytes) override { inner_.copy(dst, src, bytes); }
   Mat prepare(const Tensor& t, std::vector<std::shared_ptr<const void>>& keep_alive) override {
     return inner_.prepare(t, keep_alive);
@@ -75,7 +83,9 @@ class ProfilingBackend final : public Backend {
   void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override;
   void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
                       DType kv_dtype, void* const* dst_k, void* const* dst_v) override;
-  void synchronize() override { inner_.synchronize(); }
+  void synchronize() override {
+    waited([&] { inner_.synchronize(); });
+  }
 
   void* alloc_host(size_t bytes) override { return inner_.alloc_host(bytes); }
   void free_host(void* p) override { inner_.free_host(p); }
@@ -83,7 +93,9 @@ class ProfilingBackend final : public Backend {
   void destroy_event(Event e) override { inner_.destroy_event(e); }
   void record(Event e, Stream s) override { inner_.record(e, s); }
   void wait(Stream s, Event e) override { inner_.wait(s, e); }
-  void sync(Event e) override { inner_.sync(e); }
+  void sync(Event e) override {
+    waited([&] { inner_.sync(e); });
+  }
   void copy_h2d_async(void* dst, const void* src, size_t bytes) override { inner_.copy_h2d_async(dst, src, bytes); }
   void copy_d2h_async(void* dst, const void* src, size_t bytes) override { inner_.copy_d2h_async(dst, src, bytes); }
   void copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
@@ -104,11 +116,18 @@ class ProfilingBackend final : public Backend {
   template <class Op>
   void timed(Phase phase, Op&& op);
   void wait_compute();
+  template <class Op>
+  void waited(Op&& op) {
+    const auto t0 = std::chrono::steady_clock::now();
+    op();
+    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 
   Backend& inner_;
   bool enabled_ = false;
   Event compute_done_;  // created on first use, on the inner backend
   PhaseTimes times_;
+  double wait_seconds_ = 0;
 };
 
 }  // namespace headinfer

@@ -85,6 +85,7 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
     accumulate(t.prefill_transfer, exec.transfer_stats() - s0);
     for (int i = 0; i < warmup; ++i) next = argmax(exec.forward(&next, 1));
     const TransferStats s1 = exec.transfer_stats();
+    const double waited0 = hooks.waits ? hooks.waits->wait_seconds() : 0;
     double decode_s = 0;
     for (int i = 0; i < c.decode_tokens; ++i) {
       const auto t0 = Clock::now();
@@ -95,6 +96,7 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
       if (hooks.progress) hooks.progress("decode", rep, i + 1, c.decode_tokens);
     }
     accumulate(t.decode_transfer, exec.transfer_stats() - s1);
+    if (hooks.waits) t.decode_wait_seconds += hooks.waits->wait_seconds() - waited0;
     t.decode_steps += c.decode_tokens;
     if (c.decode_tokens > 0) t.decode_ms.push_back(decode_s * 1e3 / c.decode_tokens);
   }

@@ -47,6 +47,7 @@ struct BenchTimes {
   TransferStats prefill_transfer;       // bytes moved, summed over repetitions
   TransferStats decode_transfer;
   int64_t decode_steps = 0;             // over all repetitions
+  double decode_wait_seconds = 0;       // host blocked on the device in the timed steps (hooks.waits)
   BenchProfile profile;
 };
 
@@ -54,6 +55,7 @@ struct BenchHooks {
   // (what, done, total): what is "prefill", "fill" or "decode"; rep counts from 0.
   std::function<void(const std::string& what, int rep, int64_t done, int64_t total)> progress;
   ProfilingBackend* profiler = nullptr;  // when set: one extra profiled prefill, and decode steps
+  const ProfilingBackend* waits = nullptr;  // when set: its host wait time over the timed decode steps
 };
 
 // Random ordinary token ids (never the first ids, where the control tokens sit).

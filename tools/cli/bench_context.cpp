@@ -62,6 +62,7 @@ BenchMeasured measure_context(const LoadedModel& m, ProfilingBackend& be, const 
       progress.update(what, rep, done, total);
     };
     if (c.profile) hooks.profiler = &be;
+    hooks.waits = &be;
     r.times = run_bench_case(be, exec, m.config, c.run, hooks);
     progress.finish();
     r.memory = be.device_memory();

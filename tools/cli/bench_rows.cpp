@@ -163,6 +163,10 @@ std::vector<Field> bench_row(const BenchConfig& c, const MeasuredSpeeds& s, cons
   row.push_back(number("predicted_decode_ms", p.seconds_per_token() * 1e3, 2, r.planned));
   row.push_back(number("decode_floor_ms", floor_ms, 2, r.planned && floor_ms > 0));
   row.push_back(number("x_floor", timed && floor_ms > 0 ? decode.median / floor_ms : 0, 2, timed && floor_ms > 0));
+  // The host's share of a decode step spent waiting for the device: near 0, the step is
+  // bound by issuing its launches.
+  row.push_back(number("decode_host_wait_ms",
+                       timed ? t.decode_wait_seconds * 1e3 / static_cast<double>(t.decode_steps) : 0, 3, timed));
   row.push_back(bytes_field("gpu_peak_bytes", peak, r.ran));
   row.push_back({"gpu_peak_source", std::string(driver ? "driver" : "accounted"), ""});
   row.push_back(bytes_field("predicted_gpu_bytes", p.gpu_total, r.planned));
