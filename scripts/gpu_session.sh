@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# One GPU-machine session's runs in named steps, each under its own time limit, so a
+# step that hangs or runs long costs that step alone; everything lands in OUT and, at
+# the end, in one archive OUT.tgz (for machines that hand back few files).
+#
+#   scripts/gpu_session.sh OUT STEP...        # on the GPU machine, after unpacking .devbin
+#
+# Steps (the list in docs/gpu.md, "The next GPU session"):
+#   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
+#   decode   all-resident decode at 4K and 128K, JSON rows (decode_host_wait_ms says
+#            whether a step is bound by issuing launches or by the GPU)
+#   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
+#   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
+#            budget that leaves part of the pool pageable, staged and through the driver
+#   hf512    HF transformers' offloaded cache at 512K (bench_tables.sh hf-offloaded)
+#   repeat   one headinfer bench command twice (bench_tables.sh repeat), then its table
+# SESSION_LIMIT (seconds, default 540) bounds the whole; a step gets what is left, at
+# most its own limit.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:?output directory}"
+shift
+bin="${BIN:-.devbin}"
+h="$bin/headinfer"
+model=(-m synthetic:llama-3-8b)
+mkdir -p "$out"
+start=$(date +%s)
+limit="${SESSION_LIMIT:-540}"
+export HEADINFER_SHARED="${HEADINFER_SHARED:-$bin/assets}" HEADINFER_FIXTURES="$PWD/tests/fixtures"
+export HEADINFER_EXPECT_CUDNN="${HEADINFER_EXPECT_CUDNN:-1}"
+
+step() {  # step NAME SECONDS COMMAND...: output into OUT/NAME.log, a line into OUT/summary.txt
+  local name="$1" want="$2"
+  shift 2
+  local left=$((limit - ($(date +%s) - start)))
+  if [ "$left" -le 5 ]; then
+    echo "$name: skipped, no time left" | tee -a "$out/summary.txt"
+    return
+  fi
+  local s
+  s=$(date +%s)
+  timeout -k 5 "$((want < left ? want : left))" "$@" >"$out/$name.log" 2>&1
+  echo "$name: exit $? in $(($(date +%s) - s)) s" | tee -a "$out/summary.txt"
+}
+
+tests() {
+  for t in "$bin"/test_cuda_*; do
+    [ -x "$t" ] && step "$(basename "$t")" 150 "$t"
+    grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$(basename "$t").log" >>"$out/summary.txt" 2>/dev/null
+  done
+}
+
+for s in "$@"; do
+  case "$s" in
+    tests) tests ;;
+    decode)
+      step decode 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 --offload none -o json
+      ;;
+    cudnn)
+      for p in A:1 A:2 A:3 B:0 B:1 B:2; do step "cudnn-$p" 60 env HEADINFER_CUDNN_PLAN="$p" "$bin/cuda_attention" --quick; done
+      ;;
+    staged)
+      step staged-plan 60 "$h" plan "${model[@]}" --offload all --gpu-memory 16.5GiB --context 4M --host-memory 1TiB
+      for mode in 1 0; do
+        step "staged-$mode" 150 env HEADINFER_CUDA_STAGED_PAGEABLE=$mode "$h" bench "${model[@]}" --context 512K \
+          --offload all --fill-above 200K --gpu-memory 16.25GiB --decode-tokens 4 --reps 2 -o md
+      done
+      ;;
+    hf512) step hf512 240 env CONTEXTS=512K scripts/bench_tables.sh hf-offloaded "$out/tables" "$h" ;;
+    repeat)
+      step repeat 240 scripts/bench_tables.sh repeat "$out/tables" "$h"
+      step repeat-table 30 python3 bench/tables.py repeat "$out/tables/repeat-1.json" "$out/tables/repeat-2.json"
+      ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, hf512 or repeat)" >&2 ;;
+  esac
+done
+echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"
+tar -C "$(dirname "$out")" -czf "$out.tgz" "$(basename "$out")" && echo "packed $out.tgz"
