@@ -8,12 +8,17 @@
 
 namespace headinfer {
 
-int64_t prepared_weight_bytes(const ModelWeights& w) {
+namespace {
+
+// in_place_only: only the tensors a backend whose device memory is host RAM uses
+// where the model holds them: not the fused matrices (new allocations), not Q8_0
+// (dequantized into a copy).
+int64_t weight_bytes(const ModelWeights& w, bool in_place_only) {
   std::unordered_set<const void*> seen;
   std::unordered_set<std::string> seen_names;
   int64_t total = 0;
   auto visit = [&](const Tensor& t) {
-    if (t.shape.empty()) return;
+    if (t.shape.empty() || (in_place_only && t.dtype == DType::Q8_0)) return;
     if (t.data != nullptr ? !seen.insert(t.data).second : !seen_names.insert(t.name).second) return;
     const DType d = t.dtype == DType::Q8_0 ? DType::F32 : t.dtype;
     total += alloc_rounded(static_cast<int64_t>(dtype_bytes(d, t.numel())));
@@ -23,6 +28,7 @@ int64_t prepared_weight_bytes(const ModelWeights& w) {
   visit(w.lm_head);
   for (const LayerWeights& l : w.layers) {
     for (const Tensor* t : {&l.attn_norm, &l.wo, &l.ffn_norm, &l.w_down}) visit(*t);
+    if (in_place_only) continue;
     // The fused matrices are one allocation each (model/fused_weights.hpp).
     total += alloc_rounded(static_cast<int64_t>(fused_qkv(l).bytes()));
     total += alloc_rounded(static_cast<int64_t>(fused_gate_up(l).bytes()));
@@ -31,6 +37,12 @@ int64_t prepared_weight_bytes(const ModelWeights& w) {
   }
   return total;
 }
+
+}  // namespace
+
+int64_t prepared_weight_bytes(const ModelWeights& w) { return weight_bytes(w, false); }
+
+int64_t in_place_weight_bytes(const ModelWeights& w) { return weight_bytes(w, true); }
 
 int default_mlp_chunk(int max_chunk) { return std::min(max_chunk, 2048); }
 

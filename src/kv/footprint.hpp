@@ -26,6 +26,9 @@ inline int64_t alloc_rounded(int64_t bytes) {
 // Weights as the Executor holds them on the device (Q8_0 becomes F32; tied tensors
 // once; Q/K/V and gate/up as one fused matrix each, model/fused_weights.hpp).
 int64_t prepared_weight_bytes(const ModelWeights& w);
+// The part of those a backend whose device memory is host RAM (the CPU backend) uses
+// where the loaded model holds them, so they take no memory beyond the model's.
+int64_t in_place_weight_bytes(const ModelWeights& w);
 
 // MLP rows per pass: bounds the three ffn-wide intermediates, whatever the chunk.
 int default_mlp_chunk(int max_chunk);

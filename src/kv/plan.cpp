@@ -263,6 +263,13 @@ Plan make_plan(const PlanInputs& in) {
   HI_CHECK(in.host_available < 0 || p.host_bytes <= in.host_available,
            "--context " << in.context << ": the offloaded KV needs " << format_bytes(p.host_bytes)
                         << " of host memory, only " << format_bytes(in.host_available) << " is available");
+  if (in.host_backed_weights >= 0 && in.host_available >= 0) {
+    const int64_t needed = p.gpu_total - in.host_backed_weights + p.host_bytes;
+    HI_CHECK(needed <= in.host_available,
+             "--context " << in.context << ": the CPU backend keeps the KV cache in host memory and needs "
+                          << format_bytes(needed) << " more of it (KV, activations, fused weights), only "
+                          << format_bytes(in.host_available) << " is available");
+  }
   p.h2d_per_token = p.offloaded_slabs * 2 * row * in.context;
   p.d2h_per_token = p.offloaded_slabs * 2 * row;
   // The pageable share of the pool streams at the pageable rate.

@@ -40,6 +40,10 @@ struct PlanInputs {
   int64_t weight_bytes = 0;      // prepared_weight_bytes()
   int64_t device_overhead = 0;   // device memory outside the engine's allocations (context, workspaces)
   int64_t host_available = -1;   // host RAM the KV pool may take (< 0: unknown)
+  // >= 0: the device memory is host RAM too (the CPU backend with no budget given), so
+  // the device allocations beyond these weight bytes (used in place) and the pool must
+  // fit host_available together.
+  int64_t host_backed_weights = -1;
   int chunk = 0;                 // prefill chunk (0: from the roofline)
   DeviceSpeeds speeds;
   int64_t min_copy_bytes = int64_t{4} << 20;  // smallest copy that runs at full link speed

@@ -35,6 +35,11 @@ TEST(OffloadCli, PlanRefusalsAreOneLine) {
   r = cli("plan -m synthetic:llama-3-8b --context 1M --gpu-memory 24GiB --for gpu --host-memory 100GiB");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("host memory"), std::string::npos) << r.err;
+  // The CPU backend, no budgets: 512 GiB of KV is more than any CI machine's RAM.
+  r = cli("plan -m synthetic:llama-3-8b --context 4M --offload none --backend cpu");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("the CPU backend keeps the KV cache in host memory"), std::string::npos) << r.err;
   r = cli("plan -m synthetic:tiny-gqa --context 1K --offload sometimes --link-gbs 10");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("--offload"), std::string::npos) << r.err;

@@ -4,6 +4,7 @@
 
 #include "format/model_loader.hpp"
 #include "headinfer/error.hpp"
+#include "kv/footprint.hpp"
 #include "kv/plan.hpp"
 
 namespace headinfer {
@@ -51,6 +52,31 @@ TEST(Plan, WeightsAloneOverBudgetAreRefusedWithNumbers) {
   const std::string msg = refusal(llama8b(128 * 1024, 8 * GiB, OffloadMode::Auto));
   EXPECT_NE(msg.find("--gpu-memory 8.00 GiB"), std::string::npos) << msg;
   EXPECT_NE(msg.find("weights alone take 14.9"), std::string::npos) << msg;
+}
+
+// The CPU backend's device memory is host RAM: with host_backed_weights set, what the
+// plan allocates beyond the weights used in place, plus the pool, must fit host RAM.
+TEST(Plan, HostBackedDeviceMemoryMustFitHostRam) {
+  static const LoadedModel m = load_model("synthetic:llama-3-8b", /*with_weights=*/false);
+  PlanInputs in = llama8b(128 * 1024, -1, OffloadMode::None);
+  in.device_overhead = 0;
+  in.host_backed_weights = in_place_weight_bytes(m.weights);
+  EXPECT_GT(in.host_backed_weights, 0);
+  EXPECT_LT(in.host_backed_weights, in.weight_bytes);  // the fused matrices are copies
+  in.host_available = 64 * GiB;
+  const Plan p = make_plan(in);  // 16 GiB of KV and the fused copies fit 64 GiB
+  const int64_t needed = p.gpu_total - in.host_backed_weights;
+  EXPECT_GT(needed, 16 * GiB);
+  in.host_available = needed - 1;
+  const std::string msg = refusal(in);
+  EXPECT_NE(msg.find("the CPU backend keeps the KV cache in host memory"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--context 131072"), std::string::npos) << msg;
+  in.host_available = needed;
+  EXPECT_EQ(refusal(in), "");
+  // Offloading does not help on the same RAM: the pool counts as well.
+  in.mode = OffloadMode::All;
+  in.host_available = needed - 1;
+  EXPECT_NE(refusal(in), "");
 }
 
 TEST(Plan, TooLittleHostMemoryIsRefusedWithNumbers) {

@@ -22,8 +22,8 @@ DType kv_dtype_for(const std::string& name, DType weights) {
 
 void add_plan_options(CLI::App& app, PlanOptions& o) {
   app.add_option("--gpu-memory", o.gpu_memory,
-                 "device memory budget, e.g. 24GiB (default: what the GPU has free minus a margin; "
-                 "unlimited on the CPU backend)");
+                 "device memory budget, e.g. 24GiB (default: what the GPU has free minus a margin; on the "
+                 "CPU backend, whose device is host RAM, what it allocates and the pool must fit host RAM)");
   app.add_option("--offload", o.offload, "KV offloading: auto (fill the budget), all, none")->capture_default_str();
   app.add_option("--link-gbs", o.link_gbs, "host->device GB/s (default: measured once, cached under ~/.cache/headinfer)");
 }
@@ -45,6 +45,10 @@ PlanInputs plan_inputs_for(const LoadedModel& m, Backend& backend, const PlanOpt
   // Predictions and budgets are what the driver sees: the context and library
   // workspaces already there count.
   if (!cpu) in.device_overhead = mem.driver_total > 0 ? mem.driver_total - mem.driver_free : int64_t{512} << 20;
+  // The CPU backend's "device" is host RAM: with no budgets given, what it allocates
+  // and the pool must fit the machine together (the weights it uses in place are
+  // already the model's).
+  if (cpu && o.gpu_memory.empty() && o.host_memory < 0) in.host_backed_weights = in_place_weight_bytes(m.weights);
   if (!o.gpu_memory.empty()) {
     in.gpu_budget = parse_bytes(o.gpu_memory, "--gpu-memory");
     HI_CHECK(in.gpu_budget > 0, "--gpu-memory must be positive");
@@ -105,7 +109,10 @@ Runner add_plan(CLI::App& app) {
       auto backend = make_backend(o->model.backend, o->model.threads);
       in = plan_inputs_for(m, *backend, o->plan, kv, context, o->chunk_size);
     }
-    if (!o->host_memory.empty()) in.host_available = parse_bytes(o->host_memory, "--host-memory");
+    if (!o->host_memory.empty()) {
+      in.host_available = parse_bytes(o->host_memory, "--host-memory");
+      in.host_backed_weights = -1;  // a figure for the pool alone, as in generate and bench
+    }
     std::fputs(make_plan(in).to_string().c_str(), stdout);
     return 0;
   };
