@@ -12,6 +12,8 @@
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable, staged and through the driver
+#   prefill  all-resident prefill at 64K and 128K with chunks of 8K, 16K and 32K tokens
+#            (--profile): does a larger chunk move prefill toward 1.1x HF?
 #   hf512    HF transformers' offloaded cache at 512K (bench_tables.sh hf-offloaded)
 #   repeat   one headinfer bench command twice (bench_tables.sh repeat), then its table
 # SESSION_LIMIT (seconds, default 540) bounds the whole; a step gets what is left, at
@@ -66,12 +68,18 @@ for s in "$@"; do
           --offload all --fill-above 200K --gpu-memory 16.25GiB --decode-tokens 4 --reps 2 -o md
       done
       ;;
+    prefill)
+      for c in 8192 16384 32768; do
+        step "prefill-$c" 150 "$h" bench "${model[@]}" --context 64K,128K --decode-tokens 0 --reps 2 --offload none \
+          --chunk-size "$c" --profile -o json
+      done
+      ;;
     hf512) step hf512 240 env CONTEXTS=512K scripts/bench_tables.sh hf-offloaded "$out/tables" "$h" ;;
     repeat)
       step repeat 240 scripts/bench_tables.sh repeat "$out/tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$out/tables/repeat-1.json" "$out/tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, hf512 or repeat)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, prefill, hf512 or repeat)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"
