@@ -16,6 +16,10 @@
 #            (--profile): does a larger chunk move prefill toward 1.1x HF?
 #   hf512    HF transformers' offloaded cache at 512K (bench_tables.sh hf-offloaded)
 #   repeat   one headinfer bench command twice (bench_tables.sh repeat), then its table
+#   engine   bench_tables.sh engine: headinfer's rows of the memory and latency tables
+#   hf       bench_tables.sh hf: HF transformers' rows of the same tables (one session
+#            must hold every row of a table: run engine and hf in the same session)
+#   maxctx   bench_tables.sh maxctx: the max-context table
 # SESSION_LIMIT (seconds, default 540) bounds the whole; a step gets what is left, at
 # most its own limit.
 set -uo pipefail
@@ -75,11 +79,12 @@ for s in "$@"; do
       done
       ;;
     hf512) step hf512 240 env CONTEXTS=512K scripts/bench_tables.sh hf-offloaded "$out/tables" "$h" ;;
+    engine | hf | maxctx) step "$s" 540 scripts/bench_tables.sh "$s" "$out/tables" "$h" ;;
     repeat)
       step repeat 240 scripts/bench_tables.sh repeat "$out/tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$out/tables/repeat-1.json" "$out/tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, prefill, hf512 or repeat)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, prefill, hf512, repeat, engine, hf or maxctx)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"
