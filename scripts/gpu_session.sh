@@ -21,7 +21,8 @@
 #            must hold every row of a table: run engine and hf in the same session)
 #   maxctx   bench_tables.sh maxctx: the max-context table
 # SESSION_LIMIT (seconds, default 540) bounds the whole; a step gets what is left, at
-# most its own limit.
+# most its own limit. TABLES (default OUT/tables) is where the table parts write rows:
+# point two calls (engine, then hf) at one folder so hf finds engine's longest context.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?output directory}"
@@ -29,6 +30,7 @@ shift
 bin="${BIN:-.devbin}"
 h="$bin/headinfer"
 model=(-m synthetic:llama-3-8b)
+tables="${TABLES:-$out/tables}"
 mkdir -p "$out"
 start=$(date +%s)
 limit="${SESSION_LIMIT:-540}"
@@ -78,10 +80,10 @@ for s in "$@"; do
           --chunk-size "$c" --profile -o json
       done
       ;;
-    hf512) step hf512 240 env CONTEXTS=512K scripts/bench_tables.sh hf-offloaded "$out/tables" "$h" ;;
-    engine | hf | maxctx) step "$s" 540 scripts/bench_tables.sh "$s" "$out/tables" "$h" ;;
+    hf512) step hf512 240 env CONTEXTS=512K scripts/bench_tables.sh hf-offloaded "$tables" "$h" ;;
+    engine | hf | maxctx) step "$s" 540 scripts/bench_tables.sh "$s" "$tables" "$h" ;;
     repeat)
-      step repeat 240 scripts/bench_tables.sh repeat "$out/tables" "$h"
+      step repeat 240 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$out/tables/repeat-1.json" "$out/tables/repeat-2.json"
       ;;
     *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, prefill, hf512, repeat, engine, hf or maxctx)" >&2 ;;
