@@ -17,8 +17,9 @@
 #   hf512    HF transformers' offloaded cache at 512K (bench_tables.sh hf-offloaded)
 #   repeat   one headinfer bench command twice (bench_tables.sh repeat), then its table
 #   engine   bench_tables.sh engine: headinfer's rows of the memory and latency tables
-#   hf       bench_tables.sh hf: HF transformers' rows of the same tables (one session
-#            must hold every row of a table: run engine and hf in the same session)
+#            (or one of its parts: engine-all, engine-resident, engine-24g)
+#   hf       bench_tables.sh hf: HF transformers' rows of the same tables (or hf-dynamic,
+#            hf-offloaded, hf-longest; one session must hold every row of a table)
 #   maxctx   bench_tables.sh maxctx: the max-context table
 # SESSION_LIMIT (seconds, default 540) bounds the whole; a step gets what is left, at
 # most its own limit. TABLES (default OUT/tables) is where the table parts write rows:
@@ -81,12 +82,14 @@ for s in "$@"; do
       done
       ;;
     hf512) step hf512 240 env CONTEXTS=512K scripts/bench_tables.sh hf-offloaded "$tables" "$h" ;;
-    engine | hf | maxctx) step "$s" 540 scripts/bench_tables.sh "$s" "$tables" "$h" ;;
+    engine | engine-* | hf | hf-dynamic | hf-offloaded | hf-longest | maxctx)
+      step "$s" 540 scripts/bench_tables.sh "$s" "$tables" "$h"
+      ;;
     repeat)
       step repeat 240 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$out/tables/repeat-1.json" "$out/tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, prefill, hf512, repeat, engine, hf or maxctx)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"
