@@ -57,6 +57,9 @@ tests() {
     [ -x "$t" ] && step "$(basename "$t")" 150 "$t"
     grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$(basename "$t").log" >>"$out/summary.txt" 2>/dev/null
   done
+  # The random schedules' pageable pool chunks once more, through the opt-in staging.
+  step test_cuda_offload-staged 150 env HEADINFER_CUDA_STAGED_PAGEABLE=1 "$bin/test_cuda_offload"
+  grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-staged.log" >>"$out/summary.txt" 2>/dev/null
 }
 
 for s in "$@"; do

@@ -475,7 +475,10 @@ TEST(CudaStreams, LargePinnedBlocksCopyBothWays) {
 // stream behind an event (the KV appends' path).
 TEST(CudaStreams, PageableSourcesAreStagedExactly) {
   HI_REQUIRE_GPU();
+  // The staging is opt-in; the streams read the switch when the backend is made.
+  setenv("HEADINFER_CUDA_STAGED_PAGEABLE", "1", 1);
   auto be = gpu(300, 0);  // copies start late
+  unsetenv("HEADINFER_CUDA_STAGED_PAGEABLE");
   const size_t n = size_t{40} << 20;  // > 4 slots of 8 MiB
   std::vector<uint8_t> h(n), back(n, 0);
   for (size_t i = 0; i < n; ++i) h[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
