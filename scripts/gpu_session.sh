@@ -72,9 +72,13 @@ for s in "$@"; do
       for p in A:1 A:2 A:3 B:0 B:1 B:2; do step "cudnn-$p" 60 env HEADINFER_CUDNN_PLAN="$p" "$bin/cuda_attention" --quick; done
       ;;
     staged)
-      step staged-plan 60 "$h" plan "${model[@]}" --offload all --gpu-memory 16.5GiB --context 4M --host-memory 1TiB
+      # The pageable rate is measured once per cache folder: one folder per way of copying.
       for mode in 1 0; do
-        step "staged-$mode" 150 env HEADINFER_CUDA_STAGED_PAGEABLE=$mode "$h" bench "${model[@]}" --context 512K \
+        step "staged-plan-$mode" 60 env HEADINFER_CUDA_STAGED_PAGEABLE=$mode HEADINFER_CACHE_DIR="$out/cache-$mode" \
+          "$h" plan "${model[@]}" --offload all --gpu-memory 16.5GiB --context 4M --host-memory 1TiB
+      done
+      for mode in 1 0; do
+        step "staged-$mode" 150 env HEADINFER_CUDA_STAGED_PAGEABLE=$mode HEADINFER_CACHE_DIR="$out/cache-$mode" "$h" bench "${model[@]}" --context 512K \
           --offload all --fill-above 200K --gpu-memory 16.25GiB --decode-tokens 4 --reps 2 -o md
       done
       ;;
