@@ -75,6 +75,14 @@ std::string Plan::to_string() const {
              : std::string())
      << " + weights and resident KV " << fmt("%.3f", compute_seconds)
      << " s at " << fmt("%.0f", in.speeds.mem_gbs) << " GB/s)\n";
+  if (host_pinned < host_bytes) {
+    // The trade the budget forced: what pinning the whole pool would cost and give.
+    const int64_t full_map = static_cast<int64_t>(static_cast<double>(host_bytes) * in.speeds.pinned_map_ratio);
+    const double pinned_s = static_cast<double>(h2d_per_token) / (in.speeds.link_gbs * 1e9) + compute_seconds;
+    os << "  pinning      the whole pool would need --gpu-memory " << format_bytes(gpu_total - host_map + full_map)
+       << " (its page tables take " << format_bytes(full_map) << ") and decode at " << fmt("%.3f", pinned_s)
+       << " s/token\n";
+  }
   return os.str();
 }
 

@@ -27,6 +27,20 @@ TEST(OffloadCli, PlanPrintsPredictionsForTheReferenceGpu) {
   }
 }
 
+// Under a budget too small to pin the whole pool, the plan says what pinning it all
+// would cost and give.
+TEST(OffloadCli, PartlyPinnedPlanSaysWhatPinningAllWouldTake) {
+  const CliRun r = cli("plan -m synthetic:llama-3-8b --context 4M --offload all --gpu-memory 16.5GiB --for gpu");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("pageable to fit --gpu-memory"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("pinning      the whole pool would need --gpu-memory 17.3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(its page tables take 1.00 GiB)"), std::string::npos) << r.out;
+  // A pool that fits pinned gets no such line.
+  const CliRun all = cli("plan -m synthetic:llama-3-8b --context 512K --offload all --gpu-memory 24GiB --for gpu");
+  ASSERT_EQ(all.code, 0) << all.err;
+  EXPECT_EQ(all.out.find("pinning "), std::string::npos) << all.out;
+}
+
 TEST(OffloadCli, PlanRefusalsAreOneLine) {
   CliRun r = cli("plan -m synthetic:llama-3-8b --context 128K --gpu-memory 8GiB --for gpu");
   EXPECT_NE(r.code, 0);
