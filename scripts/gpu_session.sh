@@ -100,4 +100,6 @@ for s in "$@"; do
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"
+# A TABLES folder outside OUT comes back too, as it stands after this call.
+if [ "$tables" != "$out/tables" ] && [ -d "$tables" ]; then cp -r "$tables" "$out/tables"; fi
 tar -C "$(dirname "$out")" -czf "$out.tgz" "$(basename "$out")" && echo "packed $out.tgz"
