@@ -126,8 +126,8 @@ def latency_rows(rows):
     configs = sorted({series_label(r) for r in rows})
     contexts = sorted({r["context"] for r in rows})
     by = {(series_label(r), r["context"]): r for r in rows}
-    with_floor = [c for c in configs if any(r.get("decode_floor_ms") for (k, _), r in by.items() if k == c)]
-    with_prefill = [c for c in configs if any(r.get("prefill_tps") for (k, _), r in by.items() if k == c)]
+    with_floor = sorted({series_label(r) for r in rows if r.get("decode_floor_ms")})
+    with_prefill = sorted({series_label(r) for r in rows if r.get("prefill_tps")})
 
     def cell(c, ctx, key, digits):
         r = by.get((c, ctx))
@@ -160,7 +160,7 @@ def spread(r, key):
 def repeat_rows(first, second):
     """Two runs of one command, row by row: each metric's median and range in both runs,
     and whether they agree, which here means each run's median lies within the other
-    run's range (min-max over its repetitions)."""
+    run's range (min-max over its repetitions). Returns the table and whether all agree."""
     by2 = {(series_label(r), r["context"]): r for r in second}
     out, agree_all = [], True
     for r1 in first:
@@ -177,8 +177,9 @@ def repeat_rows(first, second):
             out.append([series_label(r1), fmt_tokens(r1["context"]), key, fmt(a), fmt(b), "yes" if agree else "NO"])
     if not out:
         sys.exit("repeat: no configuration and context appears in both files")
-    return table(["configuration", "context", "metric", "first run: median (range)", "second run: median (range)",
+    text = table(["configuration", "context", "metric", "first run: median (range)", "second run: median (range)",
                   "agree"], out) + ("\n\nall agree" if agree_all else "\n\nsome do not agree")
+    return text, agree_all
 
 
 def main():
@@ -201,9 +202,9 @@ def main():
     if args.table == "repeat":
         if len(args.rows) != 2:
             sys.exit("repeat: expected two JSON files, the first run and the second")
-        text = repeat_rows(load_rows(args.rows[:1]), load_rows(args.rows[1:]))
+        text, agree = repeat_rows(load_rows(args.rows[:1]), load_rows(args.rows[1:]))
         print(text)
-        sys.exit(0 if text.endswith("all agree") else 1)
+        sys.exit(0 if agree else 1)
     rows = load_rows(args.rows, keep_failed=True)
     if not any(ok(r) for r in rows):
         sys.exit("no rows with status ok in " + ", ".join(args.rows))

@@ -12,7 +12,7 @@
 // time outside any op (copies waited on, host work) stays unattributed.
 //
 // Always, enabled or not, it also sums the host's time blocked on the device
-// (download, synchronize, sync: two clock reads a call). A decode step that spends
+// (upload, download, synchronize, sync: two clock reads a call). A decode step that spends
 // little of its time there is bound by the host issuing launches, not by the device.
 #pragma once
 
@@ -49,7 +49,7 @@ class ProfilingBackend final : public Backend {
   bool enabled() const { return enabled_; }
   void reset() { times_ = {}; }
   const PhaseTimes& times() const { return times_; }
-  // Seconds the host has waited in download / synchronize / sync since construction.
+  // Seconds the host has waited in upload / download / synchronize / sync since construction.
   double wait_seconds() const { return wait_seconds_; }
 
   // The inner backend's name: plans, speed tables and link caches key on it.
@@ -57,7 +57,9 @@ class ProfilingBackend final : public Backend {
 
   void* alloc(size_t bytes) override { return inner_.alloc(bytes); }
   void free(void* p) override { inner_.free(p); }
-  void upload(void* dst, const void* src, size_t bytes) override { inner_.upload(dst, src, bytes); }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    waited([&] { inner_.upload(dst, src, bytes); });
+  }
   void download(void* dst, const void* src, size_t bytes) override {
     waited([&] { inner_.download(dst, src, bytes); });
   }

@@ -2,12 +2,14 @@
 
 #include "common/units.hpp"
 #include "headinfer/error.hpp"
+#include "runtime/bench_run.hpp"
 
 namespace headinfer::cli {
 
 MaxContext find_max_context(const LoadedModel& m, Backend& backend, const PlanOptions& o, DType kv, int decode_tokens,
                             int chunk) {
-  const int64_t extra = decode_tokens + 1;  // the KV also holds the decoded tokens and the warm-up one
+  // The KV also holds the untimed warm-up steps and the timed ones.
+  const int64_t extra = BenchCase{}.warmup_decode + decode_tokens;
   auto inputs = [&](int64_t context) { return plan_inputs_for(m, backend, o, kv, context + extra, chunk); };
   // The refusal for `context` tokens, empty when the plan fits.
   auto refusal = [&](const PlanInputs& in) -> std::string {

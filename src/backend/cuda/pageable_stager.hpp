@@ -27,8 +27,8 @@ class PageableStager {
   static bool is_pageable(const void* p);
 
   // Copies rows x width bytes from src (rows src_pitch apart, pageable) to dst on the
-  // device (rows dst_pitch apart) on `stream`; a 2-D copy's rows must fit a slot. Returns once the source has been read;
-  // the device side completes in stream order.
+  // device (rows dst_pitch apart) on `stream`; a 2-D copy's rows must fit a slot.
+  // Returns once the source has been read; the device side completes in stream order.
   void h2d(cudaStream_t stream, void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
            size_t rows);
 
