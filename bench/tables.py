@@ -137,13 +137,17 @@ def latency_rows(rows):
             return short_status(r)
         if key == "prefill_tps" and not r.get(key) and r.get("fill") == "synthetic":
             return "(synthetic)"
+        lo, hi = r.get(key + "_min"), r.get(key + "_max")
+        if key == "decode_ms" and lo is not None and hi is not None and num(lo, digits) != num(hi, digits):
+            # The range beside the median: a peer whose first repetition is slow shows it.
+            return f"{num(r.get(key), digits)} ({num(lo, digits)}-{num(hi, digits)})"
         return num(r.get(key), digits)
 
     decode = [[fmt_tokens(ctx)] + [cell(c, ctx, "decode_ms", 1) for c in configs] +
               [cell(c, ctx, "decode_floor_ms", 1) for c in with_floor] for ctx in contexts]
     prefill = [[fmt_tokens(ctx)] + [cell(c, ctx, "prefill_tps", 0) for c in with_prefill] for ctx in contexts
                if any(by.get((c, ctx), {}).get("prefill_tps") for c in with_prefill)]
-    return ("decode ms/token (median over repetitions)\n\n" +
+    return ("decode ms/token (median over repetitions, their range in brackets)\n\n" +
             table(["context"] + configs + [f"floor: {c}" for c in with_floor], decode) +
             "\n\nprefill tokens/s (median over repetitions)\n\n" + table(["context"] + with_prefill, prefill))
 

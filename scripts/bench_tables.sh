@@ -114,9 +114,10 @@ case "$part" in
     done
     ;;
   repeat)
-    # Resident and offloaded heads both (128K under 24 GiB offloads some), real prefills.
+    # Resident and offloaded heads both (128K under 24 GiB offloads some), real prefills;
+    # 5 repetitions: 3 understated the run-to-run spread of a 7 ms decode step.
     for i in 1 2; do
-      run "repeat-$i" "$bin" bench -m "$model" --context 16K,128K --gpu-memory 24GiB --decode-tokens 8 --reps 3 -o json
+      run "repeat-$i" "$bin" bench -m "$model" --context 16K,128K --gpu-memory 24GiB --decode-tokens 16 --reps 5 -o json
     done
     ;;
   tables)
