@@ -193,6 +193,15 @@ class Backend {
 
   virtual Event create_event() { return Event{1}; }
   virtual void destroy_event(Event) {}
+  // An event that also takes a device timestamp when recorded, for profiling: the
+  // elapsed seconds between two recorded ones are read back (waiting for `to`).
+  // Backends whose ops are synchronous have none (an empty Event): time them on the host.
+  virtual Event create_timing_event() { return Event{}; }
+  virtual double elapsed_seconds(Event from, Event to) {
+    (void)from;
+    (void)to;
+    return 0;
+  }
   // Marks the point after all work issued so far on `s`.
   virtual void record(Event, Stream) {}
   // Work issued on `s` after this call starts only once the event's latest record

@@ -3,13 +3,14 @@
 //
 // Every virtual is forwarded, the offloading ones included, so an Executor on the
 // wrapper behaves exactly as on the inner backend (same bits, same streams). While
-// enabled, each compute op waits for the compute stream before it starts and after
-// it ends (an event on Stream::Compute, so copy streams keep running), and the wall
-// time between is charged to the op's phase. Those waits serialise the host with
-// the device: work that overlapped (kernels queued ahead, compute hidden behind
-// copies) no longer does, so the profiled total is longer than an unprofiled run.
-// Read the phase shares of the profiled total, not the seconds, as the breakdown;
-// time outside any op (copies waited on, host work) stays unattributed.
+// enabled, each compute op's time is charged to its phase and to its name:
+// - on a backend with timing events (CUDA), the device time between two timestamps
+//   recorded on the compute stream around the op's launches. Nothing waits, so the
+//   run keeps its overlap and its pace (a timestamp costs about a microsecond); the
+//   times are read back when profiling is switched off. What lies between ops (a
+//   wait for a copy, the host falling behind) stays unattributed.
+// - otherwise (the CPU backend, whose ops return when done), the wall time of the
+//   op, after waiting for the compute stream before and after it.
 //
 // Always, enabled or not, it also sums the host's time blocked on the device
 // (upload, download, synchronize, sync: two clock reads a call). A decode step that spends
@@ -19,7 +20,9 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "backend/backend.hpp"
 
@@ -37,6 +40,11 @@ struct PhaseTimes {
   double total() const { return seconds[0] + seconds[1] + seconds[2]; }
 };
 
+struct OpTime {
+  double seconds = 0;
+  int64_t calls = 0;
+};
+
 class ProfilingBackend final : public Backend {
  public:
   // `inner` must outlive the wrapper. Profiling starts disabled.
@@ -44,11 +52,16 @@ class ProfilingBackend final : public Backend {
   ~ProfilingBackend() override;
 
   Backend& inner() { return inner_; }
-  // Enabling starts a profiled span; times() then holds the ops since the last reset().
+  // Enabling starts a profiled span; once disabled, times() and op_times() hold the
+  // ops since the last reset().
   void set_enabled(bool on);
   bool enabled() const { return enabled_; }
-  void reset() { times_ = {}; }
+  void reset();
   const PhaseTimes& times() const { return times_; }
+  // Per op name ("matmul", "rope", ...), the same time split finer.
+  const std::map<std::string, OpTime>& op_times() const { return ops_; }
+  // Whether the times are device timestamps (else synchronised wall time).
+  bool device_timed() const { return device_timed_; }
   // Seconds the host has waited in upload / download / synchronize / sync since construction.
   double wait_seconds() const { return wait_seconds_; }
 
@@ -93,6 +106,8 @@ class ProfilingBackend final : public Backend {
   void free_host(void* p) override { inner_.free_host(p); }
   Event create_event() override { return inner_.create_event(); }
   void destroy_event(Event e) override { inner_.destroy_event(e); }
+  Event create_timing_event() override { return inner_.create_timing_event(); }
+  double elapsed_seconds(Event from, Event to) override { return inner_.elapsed_seconds(from, to); }
   void record(Event e, Stream s) override { inner_.record(e, s); }
   void wait(Stream s, Event e) override { inner_.wait(s, e); }
   void sync(Event e) override {
@@ -114,10 +129,13 @@ class ProfilingBackend final : public Backend {
   void begin_forward(int n_tokens) override { inner_.begin_forward(n_tokens); }
 
  private:
-  // Runs `op` and, when enabled, charges its compute-stream time to `phase`.
+  // Runs `op` and, when enabled, charges its compute-stream time to `phase` and `name`.
   template <class Op>
-  void timed(Phase phase, Op&& op);
+  void timed(Phase phase, std::string name, Op&& op);
   void wait_compute();
+  void charge(Phase phase, const std::string& name, double seconds);
+  Event timing_event();
+  void resolve();  // reads the pending timestamps back into times_ and ops_
   template <class Op>
   void waited(Op&& op) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -128,7 +146,16 @@ class ProfilingBackend final : public Backend {
   Backend& inner_;
   bool enabled_ = false;
   Event compute_done_;  // created on first use, on the inner backend
+  bool device_timed_ = false;
+  struct Pending {
+    Phase phase;
+    std::string name;
+    Event start, end;
+  };
+  std::vector<Pending> pending_;
+  std::vector<Event> free_events_, all_events_;
   PhaseTimes times_;
+  std::map<std::string, OpTime> ops_;
   double wait_seconds_ = 0;
 };
 

@@ -116,11 +116,12 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
       t.profile.wall_seconds = since(t0);
       p.set_enabled(false);
       t.profile.phases = p.times();
+      t.profile.ops = p.op_times();
       t.profile.ran = true;
     } else {
       rewind_kv(exec, c.context);
     }
-    // Where a decode step's time goes: the same steps, every op synchronised.
+    // Where a decode step's time goes: more steps, profiled.
     const int steps = std::min(c.decode_tokens, 8);
     p.reset();
     p.set_enabled(true);
@@ -129,7 +130,9 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
     t.profile.decode_wall_seconds = since(t0);
     p.set_enabled(false);
     t.profile.decode_phases = p.times();
+    t.profile.decode_ops = p.op_times();
     t.profile.decode_steps = steps;
+    t.profile.device_timed = p.device_timed();
   }
   return t;
 }

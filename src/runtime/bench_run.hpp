@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,12 +32,15 @@ struct BenchCase {
 
 struct BenchProfile {
   bool ran = false;
-  double wall_seconds = 0;  // the profiled prefill, start to end (synchronised ops are slower)
+  bool device_timed = false;  // device timestamps (else every op synchronised: slower)
+  double wall_seconds = 0;    // the profiled prefill, start to end
   PhaseTimes phases;
+  std::map<std::string, OpTime> ops;
   // Profiled decode steps from the full context (prefilled or filled), after the timed ones.
   int64_t decode_steps = 0;
   double decode_wall_seconds = 0;
   PhaseTimes decode_phases;
+  std::map<std::string, OpTime> decode_ops;
 };
 
 struct BenchTimes {

@@ -5,7 +5,10 @@
 
 #include <fstream>
 
+#include <cstring>
+
 #include "backend/backend.hpp"
+#include "backend/profiling_backend.hpp"
 #include "format/model_loader.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/generator.hpp"
@@ -84,6 +87,47 @@ TEST_P(CudaTiny, LogitsMatchCpuBackendAfterChunkedPrefillAndDecode) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Attention, CudaTiny, ::testing::Values("tiny-mha", "tiny-gqa", "tiny-mqa"));
+
+// The profiler on CUDA times ops with device timestamps: no op waits, every op that
+// ran is charged, and the logits keep every bit.
+TEST(CudaEngine, ProfilerTimesOpsOnTheDeviceWithoutChangingBits) {
+  HI_REQUIRE_GPU();
+  LoadedModel m = load_model("synthetic:tiny-gqa");
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 100; ++i) ids.push_back(3 + (i * 37) % (m.config.vocab_size - 3));
+  auto run = [&](Backend& be) {
+    ExecutorOptions eo;
+    eo.capacity = 110;
+    eo.max_chunk = 64;
+    Executor exec(be, m, eo);
+    std::vector<float> logits = exec.forward(ids.data(), 64);
+    logits = exec.forward(ids.data() + 64, 36);
+    for (int s = 0; s < 3; ++s) {
+      const int32_t t = 5 + s;
+      logits = exec.forward(&t, 1);
+    }
+    return logits;
+  };
+  auto cuda = gpu();
+  const auto want = run(*cuda);
+  ProfilingBackend prof(*cuda);
+  prof.set_enabled(true);
+  ASSERT_TRUE(prof.device_timed());
+  const auto got = run(prof);
+  prof.set_enabled(false);
+  ASSERT_EQ(want.size(), got.size());
+  EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)));
+  const PhaseTimes& t = prof.times();
+  const int forwards = 2 + 3;
+  EXPECT_EQ(t.calls_of(Phase::Gemm), forwards * (4 * m.config.n_layers + 1));
+  for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) EXPECT_GT(t.of(ph), 0.0) << phase_name(ph);
+  int64_t calls = 0;
+  for (const auto& [name, o] : prof.op_times()) {
+    EXPECT_GE(o.seconds, 0.0) << name;
+    calls += o.calls;
+  }
+  EXPECT_EQ(calls, t.calls_of(Phase::Gemm) + t.calls_of(Phase::Attention) + t.calls_of(Phase::Other));
+}
 
 }  // namespace
 }  // namespace headinfer

@@ -111,6 +111,11 @@ TEST(BenchCli, SyntheticFillAboveTheThresholdAndProfile) {
     EXPECT_LE(dsum, 100.5);
     EXPECT_EQ(r["decode_gemm_calls_per_token"].get<int64_t>() % 4, 1);
     EXPECT_GE(r["decode_attention_calls_per_token"].get<int64_t>(), 1);
+    // Per op, the CPU backend's ops timed on the host: matmuls by weight shape.
+    EXPECT_EQ(r["profile_timing"], "synchronised");
+    const std::string ops = r["decode_ops_us"].get<std::string>();
+    EXPECT_NE(ops.find("matmul "), std::string::npos) << ops;
+    EXPECT_NE(ops.find("attention "), std::string::npos) << ops;
   }
 }
 

@@ -19,6 +19,7 @@ namespace {
 class RecordingBackend final : public Backend {
  public:
   std::map<std::string, int> calls;
+  bool timing = false;  // whether it has timing events (each pair reads 0.25 s apart)
   void hit(const char* m) { ++calls[m]; }
 
   std::string name() const override { return "recording"; }
@@ -51,6 +52,14 @@ class RecordingBackend final : public Backend {
   void free_host(void*) override { hit("free_host"); }
   Event create_event() override { hit("create_event"); return Event{7}; }
   void destroy_event(Event) override { hit("destroy_event"); }
+  Event create_timing_event() override {
+    hit("create_timing_event");
+    return timing ? Event{++next_timing_} : Event{};
+  }
+  double elapsed_seconds(Event, Event) override {
+    hit("elapsed_seconds");
+    return 0.25;
+  }
   void record(Event, Stream) override { hit("record"); }
   void wait(Stream, Event) override { hit("wait"); }
   void sync(Event) override { hit("sync"); }
@@ -68,6 +77,7 @@ class RecordingBackend final : public Backend {
 
  private:
   int scratch_ = 0;
+  uint64_t next_timing_ = 100;
 };
 
 TEST(ProfilingBackend, ForwardsEveryVirtual) {
@@ -103,6 +113,8 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   p.wait(Stream::Compute, e);
   p.sync(e);
   p.destroy_event(e);
+  EXPECT_FALSE(p.create_timing_event());
+  EXPECT_EQ(p.elapsed_seconds(Event{1}, Event{2}), 0.25);
   p.copy_h2d_async(nullptr, nullptr, 0);
   p.copy_d2h_async(nullptr, nullptr, 0);
   p.copy_h2d_2d_async(nullptr, 0, nullptr, 0, 0, 0);
@@ -114,7 +126,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   for (const char* method :
        {"alloc", "free", "upload", "download", "copy", "prepare", "embed", "rmsnorm", "matmul", "rope", "attention",
         "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "synchronize", "alloc_host", "free_host", "create_event",
-        "destroy_event", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
+        "destroy_event", "create_timing_event", "elapsed_seconds", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
         "copy_d2h_2d_async", "set_device_limit", "reset_device_peak"})
     EXPECT_EQ(rec.calls[method], 1) << method;
   // Disabled: nothing timed, no extra events or waits.
@@ -132,6 +144,41 @@ TEST(ProfilingBackend, EnabledSynchronisesOnTheComputeStreamAroundOps) {
   EXPECT_EQ(rec.calls["sync"], 2);
   EXPECT_EQ(rec.calls["synchronize"], 0);  // copy streams are left running
   EXPECT_EQ(p.times().calls_of(Phase::Gemm), 1);
+  EXPECT_FALSE(p.device_timed());
+  EXPECT_EQ(p.op_times().at("matmul 0x0").calls, 1);
+}
+
+TEST(ProfilingBackend, WithTimingEventsNothingWaitsAndTimesAreReadOnceDisabled) {
+  RecordingBackend rec;
+  rec.timing = true;
+  ProfilingBackend p(rec);
+  p.set_enabled(true);
+  EXPECT_TRUE(p.device_timed());
+  float f = 0;
+  Mat w;
+  w.rows = 6144;
+  w.cols = 4096;
+  p.matmul(nullptr, 1, w, nullptr, &f);
+  p.matmul(nullptr, 1, w, nullptr, &f);
+  p.rope(RopeArgs{});
+  EXPECT_EQ(rec.calls["record"], 6);  // a timestamp before and after each op
+  EXPECT_EQ(rec.calls["sync"], 0);    // and no wait
+  EXPECT_EQ(rec.calls["elapsed_seconds"], 0);
+  EXPECT_EQ(p.times().total(), 0.0);  // not read back yet
+  p.set_enabled(false);
+  EXPECT_EQ(rec.calls["elapsed_seconds"], 3);
+  EXPECT_DOUBLE_EQ(p.times().of(Phase::Gemm), 0.5);
+  EXPECT_DOUBLE_EQ(p.times().of(Phase::Other), 0.25);
+  EXPECT_EQ(p.op_times().at("matmul 6144x4096").calls, 2);
+  EXPECT_DOUBLE_EQ(p.op_times().at("rope").seconds, 0.25);
+  // Events are reused, not made per op: one probe plus the pairs in flight at once.
+  const int made = rec.calls["create_timing_event"];
+  p.set_enabled(true);
+  p.rope(RopeArgs{});
+  p.set_enabled(false);
+  EXPECT_EQ(rec.calls["create_timing_event"], made);
+  p.reset();
+  EXPECT_EQ(p.op_times().size(), 0u);
 }
 
 TEST(ProfilingBackend, PhasesOfAnExecutorRunAndSameBits) {

@@ -1,6 +1,8 @@
 #include "bench_rows.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "common/units.hpp"
 #include "kv/footprint.hpp"
@@ -48,6 +50,19 @@ void push_phases(std::vector<Field>& row, const PhaseFields& f, const PhaseTimes
     if (ran) calls.value = static_cast<int64_t>(t.calls_of(ph) / f.per);
     row.push_back(calls);
   }
+}
+
+// "matmul 28672x4096 57.1 (32); rope 3.2 (32); ...": each op's time x scale and its
+// calls / per, the longest first.
+std::string ops_text(const std::map<std::string, OpTime>& ops, double scale, int64_t per) {
+  std::vector<std::pair<std::string, OpTime>> v(ops.begin(), ops.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+  std::string s;
+  for (const auto& [name, t] : v) {
+    if (!s.empty()) s += "; ";
+    s += name + " " + fixed(t.seconds * scale, 1) + " (" + std::to_string(t.calls / per) + ")";
+  }
+  return s;
 }
 
 }  // namespace
@@ -199,12 +214,19 @@ std::vector<Field> bench_row(const BenchConfig& c, const MeasuredSpeeds& s, cons
     row.push_back(number("profile_prefill_s", wall, 3, pr.ran));
     push_phases(row, PhaseFields{"", "_s", "_calls"}, pr.phases, wall, pr.ran);
     row.push_back(number("unattributed_pct", wall > 0 ? 100.0 * (wall - pr.phases.total()) / wall : 0.0, 1, pr.ran));
+    row.push_back({"profile_timing", std::string(pr.device_timed ? "device" : "synchronised"), ""});
+    Field ops{"prefill_ops_ms", kNone, ""};  // per op: ms over the prefill (calls)
+    if (pr.ran) ops.value = ops_text(pr.ops, 1e3, 1);
+    row.push_back(ops);
     // The profiled decode steps, per token.
     const bool dec = pr.decode_steps > 0;
     const int64_t steps = dec ? pr.decode_steps : 1;
     row.push_back(number("profile_decode_ms", pr.decode_wall_seconds * 1e3 / static_cast<double>(steps), 3, dec));
     push_phases(row, PhaseFields{"decode_", "_ms", "_calls_per_token", 1e3 / static_cast<double>(steps), steps},
                 pr.decode_phases, pr.decode_wall_seconds, dec);
+    Field dops{"decode_ops_us", kNone, ""};  // per op: microseconds per token (calls per token)
+    if (dec) dops.value = ops_text(pr.decode_ops, 1e6 / static_cast<double>(steps), steps);
+    row.push_back(dops);
   }
   return row;
 }

@@ -164,7 +164,7 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk size in tokens (0: the plan's)")->capture_default_str();
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: auto, f32, bf16, f16")->capture_default_str();
   cmd->add_flag("--profile", o->profile,
-                "one more prefill per context with every op synchronised, for the gemm / attention / other shares");
+                "one more prefill and up to 8 decode steps per context, profiled: gemm / attention / other shares and time per op");
   cmd->add_option("--seed", o->seed, "seed of the random prompt ids")->capture_default_str();
   cmd->add_option("-o,--output-format", o->format, "md, csv or json")->capture_default_str();
   return [o, context_opt] {

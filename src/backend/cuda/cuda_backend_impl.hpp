@@ -324,6 +324,11 @@ class CudaBackend final : public Backend {
     use();
     copies_->destroy_event(e);
   }
+  Event create_timing_event() override {
+    use();
+    return copies_->create_event(/*timing=*/true);
+  }
+  double elapsed_seconds(Event from, Event to) override { return copies_->elapsed_seconds(from, to); }
   void record(Event e, Stream s) override { copies_->record(e, s); }
   void wait(Stream s, Event e) override { copies_->wait(s, e); }
   void sync(Event e) override {

@@ -65,9 +65,9 @@ cudaEvent_t CudaStreams::event(Event e) {
   return events_[e.id - 1];
 }
 
-Event CudaStreams::create_event() {
+Event CudaStreams::create_event(bool timing) {
   cudaEvent_t ev = nullptr;
-  HI_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  HI_CUDA_CHECK(cudaEventCreateWithFlags(&ev, timing ? cudaEventDefault : cudaEventDisableTiming));
   std::lock_guard<std::mutex> lk(mu_);
   if (!free_ids_.empty()) {
     const uint64_t id = free_ids_.back();
@@ -119,6 +119,19 @@ void CudaStreams::sync(Event e) {
     ev = event(e);
   }
   HI_CUDA_CHECK(cudaEventSynchronize(ev));
+}
+
+double CudaStreams::elapsed_seconds(Event from, Event to) {
+  cudaEvent_t a, b;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    a = event(from);
+    b = event(to);
+  }
+  HI_CUDA_CHECK(cudaEventSynchronize(b));
+  float ms = 0;
+  HI_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  return ms * 1e-3;
 }
 
 void CudaStreams::copy(Stream s, void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,

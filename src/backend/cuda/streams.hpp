@@ -37,7 +37,8 @@ class CudaStreams {
 
   cudaStream_t stream(Stream s) const;
 
-  Event create_event();
+  Event create_event(bool timing = false);  // timing: cudaEventElapsedTime can read it
+  double elapsed_seconds(Event from, Event to);  // waits for `to`
   void destroy_event(Event e);
   void record(Event e, Stream s);
   void wait(Stream s, Event e);
