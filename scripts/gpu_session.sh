@@ -8,7 +8,8 @@
 # Steps (the list in docs/gpu.md, "The next GPU session"):
 #   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
 #   decode   all-resident decode at 4K and 128K, JSON rows (decode_host_wait_ms says
-#            whether a step is bound by issuing launches or by the GPU)
+#            whether a step is bound by issuing launches or by the GPU), again with
+#            HEADINFER_CUDA_PDL=1, and profiled (decode_ops_us: device time per op)
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable (16 GiB with 1024-token chunks
@@ -62,13 +63,24 @@ tests() {
   # staging (the stager is the default).
   step test_cuda_offload-driver 150 env HEADINFER_CUDA_STAGED_PAGEABLE=0 "$bin/test_cuda_offload"
   grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-driver.log" >>"$out/summary.txt" 2>/dev/null
+  # Every decode-path kernel under programmatic dependent launch: the same bits?
+  for t in test_cuda_ops test_cuda_engine test_cuda_offload; do
+    step "$t-pdl" 150 env HEADINFER_CUDA_PDL=1 "$bin/$t"
+    grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t-pdl.log" >>"$out/summary.txt" 2>/dev/null
+  done
 }
 
 for s in "$@"; do
   case "$s" in
     tests) tests ;;
     decode)
+      # As is, then with every decode kernel under programmatic dependent launch, then
+      # profiled (device time per op; the timestamps between ops undo PDL's overlap).
       step decode 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 --offload none -o json
+      step decode-pdl 120 env HEADINFER_CUDA_PDL=1 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 \
+        --offload none -o json
+      step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
+        --profile -o json
       ;;
     cudnn)
       for p in A:1 A:2 A:3 B:0 B:1 B:2; do step "cudnn-$p" 60 env HEADINFER_CUDNN_PLAN="$p" "$bin/cuda_attention" --quick; done

@@ -51,10 +51,18 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
+// A hint to bring the 128-byte line holding p into L2 (no register, no fault).
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
+}
+
 // Whether kernels that call pdl_wait() first are launched with programmatic stream
 // serialization: only when asked for with HEADINFER_CUDA_PDL=1 (read at every launch)
-// and on compute capability 9.0+. Off by default: on the H100 it made the 8-head decode
-// step 3% slower at 128K (the waiting combine blocks take SM slots early).
+// and on compute capability 9.0+. The kernels of a decode step take it (GEMV, norms,
+// RoPE, KV store, attention, combine, SwiGLU, add), the GEMV and RoPE doing their
+// independent work (W prefetch, angles) before the wait. Off by default: with the
+// attention and combine alone it made the H100's 128K decode step 3% slower (the
+// waiting combine blocks take SM slots early); the whole step is not measured yet.
 inline bool pdl_enabled() {
   static signed char cached[64] = {};
   const char* e = std::getenv("HEADINFER_CUDA_PDL");

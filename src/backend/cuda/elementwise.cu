@@ -10,6 +10,8 @@ namespace {
 // out may alias gate: every element is read before it is written, by one thread.
 __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, int rows, int64_t cols,
                               int64_t in_stride, float* out, int64_t out_stride) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t n = static_cast<int64_t>(rows) * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -20,6 +22,8 @@ __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, i
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     x[i] += y[i];
@@ -56,6 +60,8 @@ struct KvHeadDsts {
 template <typename T>
 __global__ void store_kv_heads_kernel(const float* __restrict__ k, const float* __restrict__ v, int64_t src_stride,
                                       int n, int head_dim, KvHeadDsts dst) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int head = blockIdx.y >> 1, side = blockIdx.y & 1;
   const float* src = (side ? v : k) + static_cast<int64_t>(head) * head_dim;
   T* out = static_cast<T*>(side ? dst.v[head] : dst.k[head]);
@@ -101,13 +107,14 @@ void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, i
                    int64_t out_stride, cudaStream_t s) {
   const int64_t n = static_cast<int64_t>(rows) * cols;
   if (n <= 0) return;
-  swiglu_kernel<<<grid_for(n, kBlock), kBlock, 0, s>>>(gate, up, rows, cols, in_stride, out, out_stride);
+  launch_maybe_pdl(swiglu_kernel, dim3(grid_for(n, kBlock)), dim3(kBlock), 0, s, gate, up, rows, cols, in_stride, out,
+                   out_stride);
   HI_CUDA_CHECK_LAUNCH("swiglu_kernel");
 }
 
 void launch_add(float* x, const float* y, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  add_kernel<<<grid_for(n, kBlock), kBlock, 0, s>>>(x, y, n);
+  launch_maybe_pdl(add_kernel, dim3(grid_for(n, kBlock)), dim3(kBlock), 0, s, x, y, n);
   HI_CUDA_CHECK_LAUNCH("add_kernel");
 }
 
@@ -147,10 +154,15 @@ void launch_store_kv_heads(const float* k, const float* v, int64_t src_stride, i
     // Enough blocks per head to cover a chunk's rows; one per head in decode.
     const dim3 grid(grid_for(total, kBlock), 2 * heads);
     switch (dt) {
-      case DType::F32: store_kv_heads_kernel<float><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d); break;
-      case DType::F16: store_kv_heads_kernel<__half><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d); break;
+      case DType::F32:
+        launch_maybe_pdl(store_kv_heads_kernel<float>, grid, dim3(kBlock), 0, s, kh, vh, src_stride, n, head_dim, d);
+        break;
+      case DType::F16:
+        launch_maybe_pdl(store_kv_heads_kernel<__half>, grid, dim3(kBlock), 0, s, kh, vh, src_stride, n, head_dim, d);
+        break;
       case DType::BF16:
-        store_kv_heads_kernel<__nv_bfloat16><<<grid, kBlock, 0, s>>>(kh, vh, src_stride, n, head_dim, d);
+        launch_maybe_pdl(store_kv_heads_kernel<__nv_bfloat16>, grid, dim3(kBlock), 0, s, kh, vh, src_stride, n,
+                         head_dim, d);
         break;
       default: HI_FAIL("cuda store_kv_heads: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
     }

@@ -22,6 +22,7 @@ namespace headinfer::cuda {
 namespace {
 
 constexpr int kWarps = 8;  // warps per block
+constexpr int kPrefetchSteps = 4;  // 16-byte chunks per lane and row requested before the wait
 
 // Few rows per warp for n <= 2 (more warps to hide latency), more for larger n (x reuse).
 template <int N>
@@ -68,6 +69,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     wr[j] = reinterpret_cast<const uint4*>(w + r * C);
   }
   const int chunks = C / 8;
+  // W does not depend on the preceding kernel: under programmatic launch the first of
+  // this lane's lines are requested while that kernel finishes, then x is waited for.
+#pragma unroll
+  for (int j = 0; j < RW; ++j)
+    for (int u = 0; u < kPrefetchSteps && lane + 32 * u < chunks; ++u) prefetch_l2(wr[j] + lane + 32 * u);
+  pdl_wait();
+  pdl_launch_dependents();
   float acc[N][RW] = {};
 
   int i = lane;
@@ -139,6 +147,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   if (r >= R) return;  // warp-uniform
+  pdl_wait();
+  pdl_launch_dependents();
   const T* wr = w + r * C;
   float acc[N] = {};
   for (int k = lane; k < C; k += 32) {
@@ -160,7 +170,8 @@ void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, cons
                 cudaStream_t s) {
   constexpr int rows_per_block = kWarps * RW;
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
-  gemv_vec_kernel<T, N, U, RW><<<blocks, kWarps * 32, 0, s>>>(w, R, C, x, x_stride, bias, bias_dt, out);
+  launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
+                   bias_dt, out);
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
 }
 
@@ -179,7 +190,8 @@ void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const 
     launch_vec<T, N, 2, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, s);
   } else {
     const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + kWarps - 1) / kWarps);
-    gemv_scalar_kernel<T, N><<<blocks, kWarps * 32, 0, s>>>(w, R, C, x, x_stride, bias, bias_dt, out);
+    launch_maybe_pdl(gemv_scalar_kernel<T, N>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
+                     bias_dt, out);
     HI_CUDA_CHECK_LAUNCH("gemv_scalar_kernel");
   }
 }

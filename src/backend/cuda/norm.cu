@@ -14,6 +14,8 @@ __global__ void __launch_bounds__(kBlock) rmsnorm_kernel(float* x, const float* 
                                                          DType wdt, float eps, int64_t cols, float* out) {
   __shared__ float warp_sums[kBlock / 32];
   __shared__ float inv_rms;
+  pdl_wait();
+  pdl_launch_dependents();
   float* xr = x + blockIdx.x * cols;
   float* yr = out + blockIdx.x * cols;
   float ss = 0.f;
@@ -49,7 +51,7 @@ __global__ void __launch_bounds__(kBlock) rmsnorm_kernel(float* x, const float* 
 void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
                         cudaStream_t s) {
   if (n <= 0 || cols <= 0) return;
-  rmsnorm_kernel<<<n, kBlock, 0, s>>>(x, add, w, wdt, eps, cols, out);
+  launch_maybe_pdl(rmsnorm_kernel, dim3(n), dim3(kBlock), 0, s, x, add, w, wdt, eps, cols, out);
   HI_CUDA_CHECK_LAUNCH("rmsnorm_kernel");
 }
 

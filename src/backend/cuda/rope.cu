@@ -29,6 +29,10 @@ __global__ void __launch_bounds__(kBlock) rope_kernel(float* x, int64_t stride, 
     cs[i] = static_cast<float>(cn);
     cs[half + i] = static_cast<float>(sn);
   }
+  // The angles depend on nothing the preceding kernel writes: under programmatic
+  // launch they are taken while it finishes.
+  pdl_wait();
+  pdl_launch_dependents();
   __syncthreads();
   float* row = x + t * stride;
   for (int j = threadIdx.x; j < n_heads * half; j += kBlock) {
@@ -47,7 +51,7 @@ void launch_rope(float* x, int64_t stride, int n_tokens, int n_heads, int head_d
                  const double* inv_freq, cudaStream_t s) {
   if (n_tokens <= 0 || n_heads <= 0 || head_dim < 2) return;
   const size_t smem = sizeof(float) * static_cast<size_t>(head_dim / 2) * 2;
-  rope_kernel<<<n_tokens, kBlock, smem, s>>>(x, stride, n_heads, head_dim, pos0, inv_freq);
+  launch_maybe_pdl(rope_kernel, dim3(n_tokens), dim3(kBlock), smem, s, x, stride, n_heads, head_dim, pos0, inv_freq);
   HI_CUDA_CHECK_LAUNCH("rope_kernel");
 }
 
