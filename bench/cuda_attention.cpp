@@ -335,7 +335,7 @@ int main(int argc, char** argv) {
       // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and
       // HEADINFER_CUDA_ATTN_PATH; the backend reads them when made).
       setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);
-      for (const char* warps : {"4", "8"}) {
+      for (const char* warps : {"4", "8", "4x2"}) {
         setenv("HEADINFER_CUDA_ATTN_WARPS", warps, 1);
         auto pb = headinfer::make_cuda_backend(0);
         const std::string w = std::string(" [own, ") + warps + " warps]";

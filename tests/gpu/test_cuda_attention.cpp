@@ -143,20 +143,30 @@ struct GpuResult {
   size_t pad_written = 0;  // padding columns of out that lost their NaN poison
 };
 
-// A second backend whose tensor-core attention uses 8-warp (128-row) blocks; buffers
-// of gpu() are valid in it (same device and context).
+// A backend whose tensor-core attention uses another block shape
+// (HEADINFER_CUDA_ATTN_WARPS=shape); buffers of gpu() are valid in it (same device
+// and context).
+std::unique_ptr<Backend> gpu_with_block_shape(const char* shape) {
+  const char* old = std::getenv("HEADINFER_CUDA_ATTN_WARPS");
+  const std::string saved = old ? old : "";
+  setenv("HEADINFER_CUDA_ATTN_WARPS", shape, 1);
+  auto be = make_cuda_backend(0);
+  if (old)
+    setenv("HEADINFER_CUDA_ATTN_WARPS", saved.c_str(), 1);
+  else
+    unsetenv("HEADINFER_CUDA_ATTN_WARPS");
+  return be;
+}
+
+// 8 warps of 16 rows (128-row blocks).
 Backend& gpu_8warps() {
-  static std::unique_ptr<Backend> b = [] {
-    const char* old = std::getenv("HEADINFER_CUDA_ATTN_WARPS");
-    const std::string saved = old ? old : "";
-    setenv("HEADINFER_CUDA_ATTN_WARPS", "8", 1);
-    auto be = make_cuda_backend(0);
-    if (old)
-      setenv("HEADINFER_CUDA_ATTN_WARPS", saved.c_str(), 1);
-    else
-      unsetenv("HEADINFER_CUDA_ATTN_WARPS");
-    return be;
-  }();
+  static std::unique_ptr<Backend> b = gpu_with_block_shape("8");
+  return *b;
+}
+
+// 4 warps of 32 rows (two m-tiles per warp, Q in shared memory; 128-row blocks).
+Backend& gpu_wide() {
+  static std::unique_ptr<Backend> b = gpu_with_block_shape("4x2");
   return *b;
 }
 
@@ -278,11 +288,16 @@ TEST_P(CudaAttention, MatchesReference) {
     EXPECT_TRUE(close(g.lse, widen(cpu_lse), std::max(lse_tol(c), 1e-4), true)) << "vs CPU backend: log-sum-exp";
   }
 
-  if (uses_tensor_cores(c)) {  // the other tensor-core block shape
+  if (uses_tensor_cores(c)) {  // the other tensor-core block shapes
     GpuResult g8 = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_8warps());
     EXPECT_TRUE(close(g8.out, ref_out, out_tol(c))) << "8-warp blocks: output; worst row: "
                                                     << worst_row(c, g8.out, ref_out);
     EXPECT_TRUE(close(g8.lse, ref_lse, lse_tol(c), true)) << "8-warp blocks: log-sum-exp";
+    GpuResult gw = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_wide());
+    EXPECT_TRUE(close(gw.out, ref_out, out_tol(c))) << "4 x 32-row blocks: output; worst row: "
+                                                    << worst_row(c, gw.out, ref_out);
+    EXPECT_TRUE(close(gw.lse, ref_lse, lse_tol(c), true)) << "4 x 32-row blocks: log-sum-exp";
+    EXPECT_EQ(gw.pad_written, 0u) << "4 x 32-row blocks wrote padding columns";
   }
 
   // Split the pieces in two, attend to each half, merge by LSE: same result.

@@ -70,7 +70,8 @@ struct AttnDebug {
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS")) d.mma_warps = std::atoi(e) == 8 ? 8 : 4;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS"))
+      d.mma_warps = std::strcmp(e, "4x2") == 0 ? cuda::kMmaWide : std::atoi(e) == 8 ? 8 : 4;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) {
       d.force_simt = std::strcmp(e, "simt") == 0;
       d.no_cudnn = d.force_simt || std::strcmp(e, "own") == 0;

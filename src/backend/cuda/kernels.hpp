@@ -121,11 +121,18 @@ struct AttnParams {
 // K/V pieces. A block is `warps` warps (4 or 8; 1 for few-row experiments) of 16 query rows each
 // (attention_mma_rows(warps) rows); key tile kMmaKeys (keys_per_split a multiple).
 constexpr int kMmaKeys = 64;
+// `warps` kMmaWide: the 4 x 32-row block of attention_prefill_wide.cu.
+constexpr int kMmaWide = -4;
 bool attention_mma_supported(DType kv, int head_dim);
 int attention_mma_rows(int warps);
 // Resident blocks per SM of the tensor-core kernel (occupancy query).
 int attention_mma_blocks_per_sm(DType kv, int head_dim, int warps);
 void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s);
+// The same with 4 warps of 32 rows each (two m16 tiles per warp, Q in shared memory):
+// attention_prefill_wide.cu.
+int attention_mma_wide_rows();
+int attention_mma_wide_blocks_per_sm(DType kv, int head_dim);
+void launch_attention_mma_wide(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
 
 // CUDA-core flash attention for any KV dtype and head_dim <= kSimtMaxHeadDim; also
 // the split-KV decode kernel. Rows per block kSimtRows, key tile kSimtKeys.

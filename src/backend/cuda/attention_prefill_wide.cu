@@ -1,0 +1,320 @@
+// Tensor-core flash attention with 32 query rows per warp (two m16 tiles), the
+// FlashAttention-2 block of 4 warps x 32 rows = 128 rows: every K and V fragment read
+// from shared memory feeds two MMAs instead of one, and each warp has two independent
+// chains of MMAs and softmax to interleave. Q no longer fits in registers beside two
+// tiles' accumulators, so the block converts it to the KV dtype once into shared
+// memory and reads it back by ldmatrix. Same contract, masks, tile walk and rounding
+// points as attn_mma_kernel (attention_prefill.cu): Q and P rounded to the KV dtype,
+// S, the softmax and O in f32, each value summed in the same order.
+// HEADINFER_CUDA_ATTN_WARPS=4x2 selects it (an experiment until measured).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_util.cuh"
+#include "backend/cuda/kernels.hpp"
+#include "backend/cuda/mma_util.cuh"
+
+namespace headinfer::cuda {
+namespace {
+
+using mma::BN;
+using mma::cp_async_commit;
+using mma::cp_async_wait;
+using mma::ldmatrix_x4;
+using mma::ldmatrix_x4_trans;
+using mma::load_tile;
+using mma::MmaOps;
+
+constexpr int kWarps = 4, kMt = 2;  // warps per block, m16 tiles per warp
+constexpr int kThreads = kWarps * 32;
+constexpr int BM = 16 * kMt * kWarps;
+
+template <int D>
+constexpr size_t smem_bytes() {
+  return static_cast<size_t>(BM + 2 * BN) * (D + 8) * 2;  // Q, K, V tiles of 2-byte values
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnParams p) {
+  using Ops = MmaOps<T>;
+  constexpr int kLd = D + 8;  // padded row: ldmatrix row addresses hit distinct banks
+  extern __shared__ __align__(16) uint16_t smem_raw[];
+  T* qs = reinterpret_cast<T*>(smem_raw);  // [BM][kLd]
+  T* ks = qs + BM * kLd;                   // [BN][kLd]
+  T* vs = ks + BN * kLd;                   // [BN][kLd]
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, tq = lane & 3;
+  // Heaviest (latest, under causal masking) row tiles first.
+  const int r0 = (gridDim.x - 1 - blockIdx.x) * BM;
+  const int nr = min(BM, p.n_rows - r0);
+  const int slot = p.slot_base + blockIdx.y;
+  const int64_t total = p.pieces.start[p.pieces.n];
+  const int64_t kbeg = static_cast<int64_t>(blockIdx.y) * p.keys_per_split;
+  const int64_t kend = min(total, kbeg + p.keys_per_split);
+
+  // This thread's rows: ra + 16 t (fragment rows g) and ra + 16 t + 8 of the warp's
+  // m-tile t. Their positions are kept relative to the block's first (32-bit: the
+  // registers are scarce with two tiles of accumulators).
+  const int ra = r0 + warp * 16 * kMt + g;
+  const int64_t qmin = attn_row_pos(p, r0), qmax = attn_row_pos(p, r0 + nr - 1);
+  int rel_a[kMt], rel_b[kMt];
+#pragma unroll
+  for (int t = 0; t < kMt; ++t) {
+    rel_a[t] = static_cast<int>(attn_row_pos(p, min(ra + 16 * t, p.n_rows - 1)) - qmin);
+    rel_b[t] = static_cast<int>(attn_row_pos(p, min(ra + 16 * t + 8, p.n_rows - 1)) - qmin);
+  }
+
+  TileWalker<BN> walker(p, kbeg, kend, qmax);
+  KeyTile cur, nxt;
+  bool has = walker.advance(cur);
+  if (has) {
+    load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[cur.piece]) + cur.local * D, cur.count);
+    cp_async_commit();
+  }
+  // Q rows (f32, q_stride apart per token) rounded to the KV dtype, rows past the end
+  // zero, while the first K tile is in flight; the first barrier below publishes them.
+  for (int i = threadIdx.x; i < BM * (D / 2); i += kThreads) {
+    const int row = i / (D / 2), c = (i % (D / 2)) * 2, r = r0 + row;
+    uint32_t v = 0u;
+    if (r < p.n_rows) {
+      const float* q = p.q + (r / p.n_qh) * p.q_stride + static_cast<int64_t>(r % p.n_qh) * D + c;
+      v = Ops::pack(q[0], q[1]);
+    }
+    *reinterpret_cast<uint32_t*>(qs + row * kLd + c) = v;
+  }
+
+  float oacc[kMt][D / 8][4];
+#pragma unroll
+  for (int t = 0; t < kMt; ++t)
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) oacc[t][i][0] = oacc[t][i][1] = oacc[t][i][2] = oacc[t][i][3] = 0.f;
+  float m_a[kMt], m_b[kMt], l_a[kMt], l_b[kMt];
+#pragma unroll
+  for (int t = 0; t < kMt; ++t) {
+    m_a[t] = m_b[t] = -INFINITY;
+    l_a[t] = l_b[t] = 0.f;
+  }
+  // ldmatrix addresses of this lane in a warp's 16 x 16 Q sub-tile (A operand order).
+  const T* qlane = qs + (warp * 16 * kMt + (lane & 15)) * kLd + (lane >> 4) * 8;
+
+  while (has) {
+    load_tile<T, D, kThreads>(vs, static_cast<const T*>(p.pieces.v[cur.piece]) + cur.local * D, cur.count);
+    cp_async_commit();
+    const bool has_next = walker.advance(nxt);
+    cp_async_wait<1>();  // K of this tile has landed (V may still be in flight)
+    __syncthreads();
+
+    // S = Q K^T: each K fragment serves both m-tiles.
+    float sacc[kMt][BN / 8][4];
+#pragma unroll
+    for (int t = 0; t < kMt; ++t)
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) sacc[t][j][0] = sacc[t][j][1] = sacc[t][j][2] = sacc[t][j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t qa[kMt][4];
+#pragma unroll
+      for (int t = 0; t < kMt; ++t) ldmatrix_x4(qa[t], qlane + t * 16 * kLd + kk * 16);
+#pragma unroll
+      for (int jn = 0; jn < BN / 16; ++jn) {
+        const int mi = lane >> 3;
+        const int key = jn * 16 + (mi >> 1) * 8 + (lane & 7);
+        const int d = kk * 16 + (mi & 1) * 8;
+        uint32_t b[4];
+        ldmatrix_x4(b, ks + key * kLd + d);
+#pragma unroll
+        for (int t = 0; t < kMt; ++t) {
+          Ops::mma(sacc[t][2 * jn], qa[t], b[0], b[1]);
+          Ops::mma(sacc[t][2 * jn + 1], qa[t], b[2], b[3]);
+        }
+      }
+    }
+
+    // Scale, mask, online softmax per m-tile (rows a: elements 0,1; rows b: 2,3).
+    const bool unmasked = cur.count == BN && (!p.causal || cur.pos + BN - 1 <= qmin);
+    // The tile's first key relative to qmin, clamped to +-2^30: further back it precedes
+    // every row either way, and keys past the rows are reached only without causality.
+    constexpr int64_t kFar = int64_t{1} << 30;
+    const int kpos = static_cast<int>(min(max(cur.pos - qmin, -kFar), kFar));
+#pragma unroll
+    for (int t = 0; t < kMt; ++t) {
+      float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float sv = sacc[t][j][e] * p.scale_log2;
+          if (!unmasked) {
+            const int n = j * 8 + tq * 2 + (e & 1);
+            const bool masked = n >= cur.count || (p.causal && kpos + n > (e < 2 ? rel_a[t] : rel_b[t]));
+            if (masked) sv = -INFINITY;
+          }
+          sacc[t][j][e] = sv;
+          if (e < 2)
+            mx_a = fmaxf(mx_a, sv);
+          else
+            mx_b = fmaxf(mx_b, sv);
+        }
+      }
+      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+      const float mn_a = fmaxf(m_a[t], mx_a), mn_b = fmaxf(m_b[t], mx_b);
+      const float mu_a = mn_a == -INFINITY ? 0.f : mn_a;
+      const float mu_b = mn_b == -INFINITY ? 0.f : mn_b;
+      const float alpha_a = exp2f(m_a[t] - mu_a), alpha_b = exp2f(m_b[t] - mu_b);
+      m_a[t] = mn_a;
+      m_b[t] = mn_b;
+      float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        sacc[t][j][0] = exp2f(sacc[t][j][0] - mu_a);
+        sacc[t][j][1] = exp2f(sacc[t][j][1] - mu_a);
+        sacc[t][j][2] = exp2f(sacc[t][j][2] - mu_b);
+        sacc[t][j][3] = exp2f(sacc[t][j][3] - mu_b);
+        sum_a += sacc[t][j][0] + sacc[t][j][1];
+        sum_b += sacc[t][j][2] + sacc[t][j][3];
+      }
+      l_a[t] = l_a[t] * alpha_a + sum_a;  // per-thread partial sums; reduced over the quad at the end
+      l_b[t] = l_b[t] * alpha_b + sum_b;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        oacc[t][i][0] *= alpha_a;
+        oacc[t][i][1] *= alpha_a;
+        oacc[t][i][2] *= alpha_b;
+        oacc[t][i][3] *= alpha_b;
+      }
+    }
+
+    __syncthreads();  // every warp is done with ks
+    if (has_next) {
+      load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[nxt.piece]) + nxt.local * D, nxt.count);
+      cp_async_commit();
+      cp_async_wait<1>();  // V of this tile has landed
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    // O += P V: P as A fragments straight from the S accumulators; each V fragment
+    // serves both m-tiles.
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      uint32_t pa[kMt][4];
+#pragma unroll
+      for (int t = 0; t < kMt; ++t) {
+        pa[t][0] = Ops::pack(sacc[t][2 * kk][0], sacc[t][2 * kk][1]);
+        pa[t][1] = Ops::pack(sacc[t][2 * kk][2], sacc[t][2 * kk][3]);
+        pa[t][2] = Ops::pack(sacc[t][2 * kk + 1][0], sacc[t][2 * kk + 1][1]);
+        pa[t][3] = Ops::pack(sacc[t][2 * kk + 1][2], sacc[t][2 * kk + 1][3]);
+      }
+#pragma unroll
+      for (int dn = 0; dn < D / 16; ++dn) {
+        const int mi = lane >> 3;
+        const int key = kk * 16 + (mi & 1) * 8 + (lane & 7);
+        const int d = dn * 16 + (mi >> 1) * 8;
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, vs + key * kLd + d);
+#pragma unroll
+        for (int t = 0; t < kMt; ++t) {
+          Ops::mma(oacc[t][2 * dn], pa[t], b[0], b[1]);
+          Ops::mma(oacc[t][2 * dn + 1], pa[t], b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads();  // every warp is done with vs before the next tile's V load
+
+    cur = nxt;
+    has = has_next;
+  }
+
+  constexpr float kLn2 = 0.69314718055994531f;
+#pragma unroll
+  for (int t = 0; t < kMt; ++t) {
+    float la = l_a[t], lb = l_b[t];
+    la += __shfl_xor_sync(0xffffffffu, la, 1);
+    la += __shfl_xor_sync(0xffffffffu, la, 2);
+    lb += __shfl_xor_sync(0xffffffffu, lb, 1);
+    lb += __shfl_xor_sync(0xffffffffu, lb, 2);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = ra + 16 * t + 8 * half;
+      if (r >= p.n_rows) continue;
+      const float l = half ? lb : la;
+      const float m = half ? m_b[t] : m_a[t];
+      const bool any = l > 0.f;
+      const float inv = any ? 1.0f / l : 0.f;
+      float* orow = attn_out_row(p, slot, r);
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        const int d = i * 8 + tq * 2;
+        orow[d] = oacc[t][i][half * 2] * inv;
+        orow[d + 1] = oacc[t][i][half * 2 + 1] * inv;
+      }
+      float* lp = attn_lse_at(p, slot, r);
+      if (lp && tq == 0) *lp = any ? (m + log2f(l)) * kLn2 : -INFINITY;
+    }
+  }
+}
+
+// The kernel's dynamic shared memory exceeds the 48 KiB default: raise its limit once
+// per instantiation (per device the first time it is used there).
+template <typename T, int D>
+void prepare_wide() {
+  static int done_mask = 0;
+  int dev = 0;
+  HI_CUDA_CHECK(cudaGetDevice(&dev));
+  const int bit = 1 << (dev & 31);
+  if (done_mask & bit) return;
+  HI_CUDA_CHECK(cudaFuncSetAttribute(attn_mma_wide_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(smem_bytes<D>())));
+  done_mask |= bit;
+}
+
+template <typename T, int D>
+void launch_wide_typed(const AttnParams& p, int n_splits, cudaStream_t s) {
+  prepare_wide<T, D>();
+  const dim3 grid((p.n_rows + BM - 1) / BM, n_splits);
+  attn_mma_wide_kernel<T, D><<<grid, kThreads, smem_bytes<D>(), s>>>(p);
+  HI_CUDA_CHECK_LAUNCH("attn_mma_wide_kernel");
+}
+
+template <typename T, int D>
+int wide_blocks_per_sm_typed() {
+  prepare_wide<T, D>();
+  int n = 0;
+  HI_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_mma_wide_kernel<T, D>, kThreads, smem_bytes<D>()));
+  return n;
+}
+
+}  // namespace
+
+int attention_mma_wide_rows() { return BM; }
+
+int attention_mma_wide_blocks_per_sm(DType kv, int head_dim) {
+  if (!attention_mma_supported(kv, head_dim)) return 1;
+  const bool bf = kv == DType::BF16, d64 = head_dim == 64;
+  const int n = bf ? (d64 ? wide_blocks_per_sm_typed<__nv_bfloat16, 64>() : wide_blocks_per_sm_typed<__nv_bfloat16, 128>())
+                   : (d64 ? wide_blocks_per_sm_typed<__half, 64>() : wide_blocks_per_sm_typed<__half, 128>());
+  return n < 1 ? 1 : n;
+}
+
+void launch_attention_mma_wide(const AttnParams& p, int n_splits, DType kv, cudaStream_t s) {
+  if (p.n_rows <= 0) return;
+  HI_CHECK(attention_mma_supported(kv, p.head_dim), "cuda attention: no tensor-core kernel for KV "
+                                                        << dtype_name(kv) << " with head_dim " << p.head_dim);
+  const bool bf = kv == DType::BF16, d64 = p.head_dim == 64;
+  if (bf)
+    d64 ? launch_wide_typed<__nv_bfloat16, 64>(p, n_splits, s) : launch_wide_typed<__nv_bfloat16, 128>(p, n_splits, s);
+  else
+    d64 ? launch_wide_typed<__half, 64>(p, n_splits, s) : launch_wide_typed<__half, 128>(p, n_splits, s);
+}
+
+}  // namespace headinfer::cuda
