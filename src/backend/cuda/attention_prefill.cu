@@ -111,56 +111,11 @@ __global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 1) attn_mma_ker
       }
     }
 
-    // Scale, mask, online softmax (rows a: elements 0,1; rows b: elements 2,3).
-    // A full tile whose keys all precede every row of the block needs no mask.
+    // Scale, mask, online softmax. A full tile whose keys all precede every row of
+    // the block needs no mask.
     const bool unmasked = cur.count == BN && (!p.causal || cur.pos + BN - 1 <= qmin);
-    float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float sv = sacc[j][e] * p.scale_log2;
-        if (!unmasked) {
-          const int n = j * 8 + tq * 2 + (e & 1);
-          const bool masked = n >= cur.count || (p.causal && cur.pos + n > (e < 2 ? pos_a : pos_b));
-          if (masked) sv = -INFINITY;
-        }
-        sacc[j][e] = sv;
-        if (e < 2)
-          mx_a = fmaxf(mx_a, sv);
-        else
-          mx_b = fmaxf(mx_b, sv);
-      }
-    }
-    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
-    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
-    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
-    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
-    const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-    const float mu_a = mn_a == -INFINITY ? 0.f : mn_a;
-    const float mu_b = mn_b == -INFINITY ? 0.f : mn_b;
-    const float alpha_a = exp2f(m_a - mu_a), alpha_b = exp2f(m_b - mu_b);
-    m_a = mn_a;
-    m_b = mn_b;
-    float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      sacc[j][0] = exp2f(sacc[j][0] - mu_a);
-      sacc[j][1] = exp2f(sacc[j][1] - mu_a);
-      sacc[j][2] = exp2f(sacc[j][2] - mu_b);
-      sacc[j][3] = exp2f(sacc[j][3] - mu_b);
-      sum_a += sacc[j][0] + sacc[j][1];
-      sum_b += sacc[j][2] + sacc[j][3];
-    }
-    l_a = l_a * alpha_a + sum_a;  // per-thread partial sums; reduced over the quad at the end
-    l_b = l_b * alpha_b + sum_b;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      oacc[i][0] *= alpha_a;
-      oacc[i][1] *= alpha_a;
-      oacc[i][2] *= alpha_b;
-      oacc[i][3] *= alpha_b;
-    }
+    mma::softmax_step<D>(sacc, oacc, m_a, m_b, l_a, l_b, p.scale_log2, unmasked, cur.count, p.causal != 0, cur.pos,
+                         pos_a, pos_b, tq);
 
     __syncthreads();  // every warp is done with ks
     if (has_next) {
@@ -197,30 +152,7 @@ __global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 1) attn_mma_ker
     has = has_next;
   }
 
-  l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
-  l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
-  l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
-  l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
-
-  constexpr float kLn2 = 0.69314718055994531f;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int r = half ? rb : ra;
-    if (r >= p.n_rows) continue;
-    const float l = half ? l_b : l_a;
-    const float m = half ? m_b : m_a;
-    const bool any = l > 0.f;
-    const float inv = any ? 1.0f / l : 0.f;
-    float* orow = attn_out_row(p, slot, r);
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      const int d = i * 8 + tq * 2;
-      orow[d] = oacc[i][half * 2] * inv;
-      orow[d + 1] = oacc[i][half * 2 + 1] * inv;
-    }
-    float* lp = attn_lse_at(p, slot, r);
-    if (lp && tq == 0) *lp = any ? (m + log2f(l)) * kLn2 : -INFINITY;
-  }
+  mma::store_rows<D>(p, slot, ra, oacc, m_a, m_b, l_a, l_b, tq);
 }
 
 template <typename T, int kWarps>

@@ -135,62 +135,16 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
       }
     }
 
-    // Scale, mask, online softmax per m-tile (rows a: elements 0,1; rows b: 2,3).
+    // Scale, mask, online softmax per m-tile.
     const bool unmasked = cur.count == BN && (!p.causal || cur.pos + BN - 1 <= qmin);
     // The tile's first key relative to qmin, clamped to +-2^30: further back it precedes
     // every row either way, and keys past the rows are reached only without causality.
     constexpr int64_t kFar = int64_t{1} << 30;
     const int kpos = static_cast<int>(min(max(cur.pos - qmin, -kFar), kFar));
 #pragma unroll
-    for (int t = 0; t < kMt; ++t) {
-      float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float sv = sacc[t][j][e] * p.scale_log2;
-          if (!unmasked) {
-            const int n = j * 8 + tq * 2 + (e & 1);
-            const bool masked = n >= cur.count || (p.causal && kpos + n > (e < 2 ? rel_a[t] : rel_b[t]));
-            if (masked) sv = -INFINITY;
-          }
-          sacc[t][j][e] = sv;
-          if (e < 2)
-            mx_a = fmaxf(mx_a, sv);
-          else
-            mx_b = fmaxf(mx_b, sv);
-        }
-      }
-      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
-      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
-      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
-      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
-      const float mn_a = fmaxf(m_a[t], mx_a), mn_b = fmaxf(m_b[t], mx_b);
-      const float mu_a = mn_a == -INFINITY ? 0.f : mn_a;
-      const float mu_b = mn_b == -INFINITY ? 0.f : mn_b;
-      const float alpha_a = exp2f(m_a[t] - mu_a), alpha_b = exp2f(m_b[t] - mu_b);
-      m_a[t] = mn_a;
-      m_b[t] = mn_b;
-      float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        sacc[t][j][0] = exp2f(sacc[t][j][0] - mu_a);
-        sacc[t][j][1] = exp2f(sacc[t][j][1] - mu_a);
-        sacc[t][j][2] = exp2f(sacc[t][j][2] - mu_b);
-        sacc[t][j][3] = exp2f(sacc[t][j][3] - mu_b);
-        sum_a += sacc[t][j][0] + sacc[t][j][1];
-        sum_b += sacc[t][j][2] + sacc[t][j][3];
-      }
-      l_a[t] = l_a[t] * alpha_a + sum_a;  // per-thread partial sums; reduced over the quad at the end
-      l_b[t] = l_b[t] * alpha_b + sum_b;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        oacc[t][i][0] *= alpha_a;
-        oacc[t][i][1] *= alpha_a;
-        oacc[t][i][2] *= alpha_b;
-        oacc[t][i][3] *= alpha_b;
-      }
-    }
+    for (int t = 0; t < kMt; ++t)
+      mma::softmax_step<D>(sacc[t], oacc[t], m_a[t], m_b[t], l_a[t], l_b[t], p.scale_log2, unmasked, cur.count,
+                           p.causal != 0, kpos, rel_a[t], rel_b[t], tq);
 
     __syncthreads();  // every warp is done with ks
     if (has_next) {
@@ -234,33 +188,8 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
     has = has_next;
   }
 
-  constexpr float kLn2 = 0.69314718055994531f;
 #pragma unroll
-  for (int t = 0; t < kMt; ++t) {
-    float la = l_a[t], lb = l_b[t];
-    la += __shfl_xor_sync(0xffffffffu, la, 1);
-    la += __shfl_xor_sync(0xffffffffu, la, 2);
-    lb += __shfl_xor_sync(0xffffffffu, lb, 1);
-    lb += __shfl_xor_sync(0xffffffffu, lb, 2);
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = ra + 16 * t + 8 * half;
-      if (r >= p.n_rows) continue;
-      const float l = half ? lb : la;
-      const float m = half ? m_b[t] : m_a[t];
-      const bool any = l > 0.f;
-      const float inv = any ? 1.0f / l : 0.f;
-      float* orow = attn_out_row(p, slot, r);
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        const int d = i * 8 + tq * 2;
-        orow[d] = oacc[t][i][half * 2] * inv;
-        orow[d + 1] = oacc[t][i][half * 2 + 1] * inv;
-      }
-      float* lp = attn_lse_at(p, slot, r);
-      if (lp && tq == 0) *lp = any ? (m + log2f(l)) * kLn2 : -INFINITY;
-    }
-  }
+  for (int t = 0; t < kMt; ++t) mma::store_rows<D>(p, slot, ra + 16 * t, oacc[t], m_a[t], m_b[t], l_a[t], l_b[t], tq);
 }
 
 // The kernel's dynamic shared memory exceeds the 48 KiB default: raise its limit once

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/attention_common.cuh"
 #include "backend/cuda/kernels.hpp"
 
 namespace headinfer::cuda::mma {
@@ -82,6 +83,96 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int count) {
     const bool in = row < count;
     const T* g = in ? src + static_cast<int64_t>(row) * D + col : src;
     cp_async_16(dst + row * kLd + col, g, in ? 16 : 0);
+  }
+}
+
+// The online softmax of one m16 tile over one key tile, in place: S (the QK^T
+// accumulators) is scaled to the log2 domain, masked (keys past `count`; under
+// causality keys after the row's position, with positions of any integer type
+// relative to one origin: kpos the tile's first key, pos_a / pos_b this thread's rows
+// g and g + 8), turned into P = exp2(S - running max), and the running max, the
+// per-thread partial sums l and the output accumulators O are rescaled to it. Rows a
+// are elements 0, 1 of each accumulator, rows b elements 2, 3.
+template <int D, typename Pos>
+__device__ __forceinline__ void softmax_step(float (&s)[BN / 8][4], float (&o)[D / 8][4], float& m_a, float& m_b,
+                                             float& l_a, float& l_b, float scale_log2, bool unmasked, int count,
+                                             bool causal, Pos kpos, Pos pos_a, Pos pos_b, int tq) {
+  float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float sv = s[j][e] * scale_log2;
+      if (!unmasked) {
+        const int n = j * 8 + tq * 2 + (e & 1);
+        const bool masked = n >= count || (causal && kpos + n > (e < 2 ? pos_a : pos_b));
+        if (masked) sv = -INFINITY;
+      }
+      s[j][e] = sv;
+      if (e < 2)
+        mx_a = fmaxf(mx_a, sv);
+      else
+        mx_b = fmaxf(mx_b, sv);
+    }
+  }
+  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+  mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+  mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+  const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+  const float mu_a = mn_a == -INFINITY ? 0.f : mn_a;
+  const float mu_b = mn_b == -INFINITY ? 0.f : mn_b;
+  const float alpha_a = exp2f(m_a - mu_a), alpha_b = exp2f(m_b - mu_b);
+  m_a = mn_a;
+  m_b = mn_b;
+  float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    s[j][0] = exp2f(s[j][0] - mu_a);
+    s[j][1] = exp2f(s[j][1] - mu_a);
+    s[j][2] = exp2f(s[j][2] - mu_b);
+    s[j][3] = exp2f(s[j][3] - mu_b);
+    sum_a += s[j][0] + s[j][1];
+    sum_b += s[j][2] + s[j][3];
+  }
+  l_a = l_a * alpha_a + sum_a;  // per-thread partial sums; reduced over the quad at the end
+  l_b = l_b * alpha_b + sum_b;
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) {
+    o[i][0] *= alpha_a;
+    o[i][1] *= alpha_a;
+    o[i][2] *= alpha_b;
+    o[i][3] *= alpha_b;
+  }
+}
+
+// One m16 tile's rows ra and ra + 8 (those before n_rows): O / l to the output and the
+// natural-log log-sum-exp, after reducing l over the quad.
+template <int D>
+__device__ __forceinline__ void store_rows(const AttnParams& p, int slot, int ra, const float (&o)[D / 8][4], float m_a,
+                                           float m_b, float l_a, float l_b, int tq) {
+  constexpr float kLn2 = 0.69314718055994531f;
+  l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
+  l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
+  l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
+  l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = ra + 8 * half;
+    if (r >= p.n_rows) continue;
+    const float l = half ? l_b : l_a;
+    const float m = half ? m_b : m_a;
+    const bool any = l > 0.f;
+    const float inv = any ? 1.0f / l : 0.f;
+    float* orow = attn_out_row(p, slot, r);
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const int d = i * 8 + tq * 2;
+      orow[d] = o[i][half * 2] * inv;
+      orow[d + 1] = o[i][half * 2 + 1] * inv;
+    }
+    float* lp = attn_lse_at(p, slot, r);
+    if (lp && tq == 0) *lp = any ? (m + log2f(l)) * kLn2 : -INFINITY;
   }
 }
 
