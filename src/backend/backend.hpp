@@ -181,6 +181,13 @@ class Backend {
   // read before the call returns.
   virtual void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
                               DType kv_dtype, void* const* dst_k, void* const* dst_v) = 0;
+  // rope(r), then store_kv_heads(...) of rows it may have rotated: one op, so a
+  // backend can do both in one pass (the CUDA backend: one launch instead of two).
+  virtual void rope_store_kv_heads(const RopeArgs& r, const float* k, const float* v, int64_t src_stride, int n,
+                                   int n_heads, int head_dim, DType kv_dtype, void* const* dst_k, void* const* dst_v) {
+    rope(r);
+    store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v);
+  }
   // Waits for all work on every stream.
   virtual void synchronize() = 0;
 

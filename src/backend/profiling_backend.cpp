@@ -147,6 +147,13 @@ void ProfilingBackend::store_kv_heads(const float* k, const float* v, int64_t sr
         [&] { inner_.store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v); });
 }
 
+void ProfilingBackend::rope_store_kv_heads(const RopeArgs& r, const float* k, const float* v, int64_t src_stride, int n,
+                                           int n_heads, int head_dim, DType kv_dtype, void* const* dst_k,
+                                           void* const* dst_v) {
+  timed(Phase::Other, "rope_store_kv_heads",
+        [&] { inner_.rope_store_kv_heads(r, k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v); });
+}
+
 void ProfilingBackend::swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride,
                               float* out, int64_t out_stride) {
   timed(Phase::Other, "swiglu", [&] { inner_.swiglu(gate, up, rows, cols, in_stride, out, out_stride); });

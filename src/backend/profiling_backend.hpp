@@ -98,6 +98,8 @@ class ProfilingBackend final : public Backend {
   void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override;
   void store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
                       DType kv_dtype, void* const* dst_k, void* const* dst_v) override;
+  void rope_store_kv_heads(const RopeArgs& r, const float* k, const float* v, int64_t src_stride, int n, int n_heads,
+                           int head_dim, DType kv_dtype, void* const* dst_k, void* const* dst_v) override;
   void synchronize() override {
     waited([&] { inner_.synchronize(); });
   }

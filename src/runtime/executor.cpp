@@ -118,10 +118,10 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   // residual add (add_rmsnorm below).
   if (layer == 0) be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
   be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
-  // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row.
-  be_.rope(RopeArgs{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()});
-
-  attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn});
+  // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row,
+  // done by the attention's first op together with the KV store.
+  const RopeArgs rope{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()};
+  attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope});
 
   be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
   be_.add_rmsnorm(x, buf(kTmp), L.ffn_norm, cfg_.rms_eps, n, h);

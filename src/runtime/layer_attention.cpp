@@ -155,7 +155,12 @@ void LayerAttention::store_new_kv(int layer, const LayerQkv& io) {
     store_k_[i] = sl.home == Home::Device ? kv_.k_at(layer, h, pos0_) : stg + 2 * sl.host_index * side;
     store_v_[i] = sl.home == Home::Device ? kv_.v_at(layer, h, pos0_) : stg + (2 * sl.host_index + 1) * side;
   }
-  be_.store_kv_heads(io.k, io.v, io.stride, n_, cfg_.n_kv_heads, hd, kv_.kv_dtype(), store_k_.data(), store_v_.data());
+  if (io.rope)
+    be_.rope_store_kv_heads(*io.rope, io.k, io.v, io.stride, n_, cfg_.n_kv_heads, hd, kv_.kv_dtype(), store_k_.data(),
+                            store_v_.data());
+  else
+    be_.store_kv_heads(io.k, io.v, io.stride, n_, cfg_.n_kv_heads, hd, kv_.kv_dtype(), store_k_.data(),
+                       store_v_.data());
   if (H == 0) return;
   be_.record(staged_[s], Stream::Compute);
   be_.wait(Stream::D2H, staged_[s]);

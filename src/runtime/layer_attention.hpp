@@ -38,7 +38,7 @@ struct TransferStats {
   int64_t h2d_copies = 0, d2h_copies = 0;
 };
 
-// A layer's projections after RoPE: token t's q, k and v rows (n_heads * head_dim,
+// A layer's projections (after RoPE, or with `rope` to apply): token t's q, k and v rows (n_heads * head_dim,
 // n_kv_heads * head_dim and n_kv_heads * head_dim floats) at q, k and v + t * stride
 // (the fused [q | k | v] rows); out rows are n_heads * head_dim floats, packed.
 struct LayerQkv {
@@ -47,6 +47,9 @@ struct LayerQkv {
   const float* v = nullptr;
   int64_t stride = 0;
   float* out = nullptr;
+  // When set: q and k are not rotated yet; this RoPE (over their heads) runs together
+  // with the store of the new K/V, before any attention.
+  const RopeArgs* rope = nullptr;
 };
 
 class LayerAttention {

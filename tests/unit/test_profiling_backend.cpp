@@ -47,6 +47,10 @@ class RecordingBackend final : public Backend {
   void store_kv_heads(const float*, const float*, int64_t, int, int, int, DType, void* const*, void* const*) override {
     hit("store_kv_heads");
   }
+  void rope_store_kv_heads(const RopeArgs&, const float*, const float*, int64_t, int, int, int, DType, void* const*,
+                           void* const*) override {
+    hit("rope_store_kv_heads");
+  }
   void synchronize() override { hit("synchronize"); }
   void* alloc_host(size_t) override { hit("alloc_host"); return &scratch_; }
   void free_host(void*) override { hit("free_host"); }
@@ -105,6 +109,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   p.add(&f, &f, 0);
   p.store_kv(nullptr, 0, 0, 0, DType::F32, nullptr);
   p.store_kv_heads(nullptr, nullptr, 0, 0, 0, 0, DType::F32, nullptr, nullptr);
+  p.rope_store_kv_heads(RopeArgs{}, nullptr, nullptr, 0, 0, 0, 0, DType::F32, nullptr, nullptr);
   p.synchronize();
   p.free_host(p.alloc_host(4));
   Event e = p.create_event();
@@ -125,7 +130,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   EXPECT_EQ(p.name(), "recording");
   for (const char* method :
        {"alloc", "free", "upload", "download", "copy", "prepare", "embed", "rmsnorm", "matmul", "rope", "attention",
-        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "synchronize", "alloc_host", "free_host", "create_event",
+        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "synchronize", "alloc_host", "free_host", "create_event",
         "destroy_event", "create_timing_event", "elapsed_seconds", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
         "copy_d2h_2d_async", "set_device_limit", "reset_device_peak"})
     EXPECT_EQ(rec.calls[method], 1) << method;

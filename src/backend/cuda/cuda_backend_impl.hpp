@@ -67,6 +67,7 @@ struct AttnDebug {
   int mma_warps = 4;
   int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
   bool decode_mma = false;       // HEADINFER_CUDA_ATTN_DECODE=mma: few rows on 1-warp tensor-core blocks
+  bool split_rope_store = false;  // HEADINFER_CUDA_FUSE_ROPE_STORE=0: RoPE and the KV store as two launches
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -78,6 +79,7 @@ struct AttnDebug {
     }
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_mma = std::strcmp(e, "mma") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -300,6 +302,22 @@ class CudaBackend final : public Backend {
                       DType kv_dtype, void* const* dst_k, void* const* dst_v) override {
     use();
     cuda::launch_store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v, stream_);
+  }
+  // One launch where a block per token can do both: the same rows, the same bits as
+  // rope() then store_kv_heads().
+  void rope_store_kv_heads(const RopeArgs& r, const float* k, const float* v, int64_t src_stride, int n, int n_heads,
+                           int head_dim, DType kv_dtype, void* const* dst_k, void* const* dst_v) override {
+    if (r.n_tokens != n || n <= 0 || r.n_heads <= 0 || n_heads <= 0 || n_heads > cuda::kStoreKvHeads ||
+        debug_.split_rope_store) {
+      Backend::rope_store_kv_heads(r, k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v);
+      return;
+    }
+    use();
+    HI_CHECK(r.head_dim >= 2 && r.head_dim % 2 == 0, "cuda rope: head_dim " << r.head_dim << " is not even");
+    HI_CHECK(r.inv_freq, "cuda rope: inv_freq is null");
+    cuda::launch_rope_store_kv_heads(r.x, r.stride, n, r.n_heads, r.head_dim, r.pos0,
+                                     freq_table(r.inv_freq, r.head_dim / 2), k, v, src_stride, n_heads, kv_dtype,
+                                     dst_k, dst_v, stream_);
   }
 
   void synchronize() override {

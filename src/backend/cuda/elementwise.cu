@@ -30,15 +30,6 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
 }
 
 template <typename T>
-__device__ __forceinline__ T from_f32(float v);
-template <>
-__device__ __forceinline__ float from_f32<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-template <typename T>
 __global__ void store_kv_kernel(const float* __restrict__ src, int64_t src_stride, int n, int head_dim,
                                 T* __restrict__ dst) {
   int64_t total = static_cast<int64_t>(n) * head_dim;
@@ -48,13 +39,6 @@ __global__ void store_kv_kernel(const float* __restrict__ src, int64_t src_strid
     dst[i] = from_f32<T>(src[row * src_stride + col]);
   }
 }
-
-// Destinations of up to kStoreKvHeads heads, passed by value (kernel parameter
-// space), so a layer's store needs no device-side pointer table.
-struct KvHeadDsts {
-  void* k[kStoreKvHeads];
-  void* v[kStoreKvHeads];
-};
 
 // blockIdx.y = 2 * head + (0: K, 1: V); the x dimension strides over the head's rows.
 template <typename T>

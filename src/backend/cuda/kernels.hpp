@@ -34,6 +34,17 @@ void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, 
 constexpr int kStoreKvHeads = 64;
 void launch_store_kv_heads(const float* k, const float* v, int64_t src_stride, int n, int n_heads, int head_dim,
                            DType dt, void* const* dst_k, void* const* dst_v, cudaStream_t s);
+// Destinations of up to kStoreKvHeads heads, passed by value (kernel parameter
+// space), so a layer's store needs no device-side pointer table.
+struct KvHeadDsts {
+  void* k[kStoreKvHeads];
+  void* v[kStoreKvHeads];
+};
+// launch_rope, then launch_store_kv_heads of the n_tokens rows, in one launch (a block
+// per token rotates its row, then stores its K and V rows); n_kv_heads <= kStoreKvHeads.
+void launch_rope_store_kv_heads(float* x, int64_t stride, int n_tokens, int n_heads, int head_dim, int64_t pos0,
+                                const double* inv_freq, const float* k, const float* v, int64_t src_stride,
+                                int n_kv_heads, DType dt, void* const* dst_k, void* const* dst_v, cudaStream_t s);
 // contiguous f32 -> F16 / BF16 (round to nearest even)
 void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStream_t s);
 // rows of cols floats, x_stride apart -> packed rows of F16 / BF16
