@@ -9,7 +9,8 @@
 #   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
 #   decode   all-resident decode at 4K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
-#            HEADINFER_CUDA_PDL=1, and profiled (decode_ops_us: device time per op)
+#            HEADINFER_CUDA_PDL=1, again with RoPE and the KV store unfused, and
+#            profiled (decode_ops_us: device time per op)
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable (16 GiB with 1024-token chunks
@@ -79,6 +80,8 @@ for s in "$@"; do
       step decode 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 --offload none -o json
       step decode-pdl 120 env HEADINFER_CUDA_PDL=1 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 \
         --offload none -o json
+      step decode-unfused 120 env HEADINFER_CUDA_FUSE_ROPE_STORE=0 "$h" bench "${model[@]}" --context 4K,128K \
+        --decode-tokens 16 --reps 2 --offload none -o json
       step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
         --profile -o json
       ;;
