@@ -14,7 +14,9 @@ const char* phase_name(Phase p) {
 namespace {
 
 // A matmul is named by its weight's shape, so each projection shows on its own.
-std::string matmul_name(const Mat& w) { return "matmul " + std::to_string(w.rows) + "x" + std::to_string(w.cols); }
+std::string op_name(const char* name, const Mat* w) {
+  return w ? std::string(name) + " " + std::to_string(w->rows) + "x" + std::to_string(w->cols) : std::string(name);
+}
 
 }  // namespace
 
@@ -83,21 +85,21 @@ void ProfilingBackend::resolve() {
 }
 
 template <class Op>
-void ProfilingBackend::timed(Phase phase, std::string name, Op&& op) {
+void ProfilingBackend::timed(Phase phase, const char* name, Op&& op, const Mat* weight) {
   if (!enabled_) return op();
   if (device_timed_) {
     const Event start = timing_event(), end = timing_event();
     inner_.record(start, Stream::Compute);
     op();
     inner_.record(end, Stream::Compute);
-    pending_.push_back(Pending{phase, std::move(name), start, end});
+    pending_.push_back(Pending{phase, op_name(name, weight), start, end});
     return;
   }
   wait_compute();  // work queued earlier is not this op's
   const auto t0 = std::chrono::steady_clock::now();
   op();
   wait_compute();
-  charge(phase, name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  charge(phase, op_name(name, weight), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 void ProfilingBackend::embed(const int32_t* ids, int n, const Mat& table, float* out) {
@@ -113,7 +115,7 @@ void ProfilingBackend::add_rmsnorm(float* x, const float* y, const Mat& w, float
 }
 
 void ProfilingBackend::matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) {
-  timed(Phase::Gemm, matmul_name(w), [&] { inner_.matmul(x, n, w, bias, out); });
+  timed(Phase::Gemm, "matmul", [&] { inner_.matmul(x, n, w, bias, out); }, &w);
 }
 
 void ProfilingBackend::rope(const RopeArgs& a) {
@@ -132,7 +134,7 @@ void ProfilingBackend::merge_attention(float* o_a, float* lse_a, const float* o_
 
 void ProfilingBackend::matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias,
                                       float* out) {
-  timed(Phase::Gemm, matmul_name(w), [&] { inner_.matmul_strided(x, x_stride, n, w, bias, out); });
+  timed(Phase::Gemm, "matmul", [&] { inner_.matmul_strided(x, x_stride, n, w, bias, out); }, &w);
 }
 
 void ProfilingBackend::combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,

@@ -131,9 +131,10 @@ class ProfilingBackend final : public Backend {
   void begin_forward(int n_tokens) override { inner_.begin_forward(n_tokens); }
 
  private:
-  // Runs `op` and, when enabled, charges its compute-stream time to `phase` and `name`.
+  // Runs `op` and, when enabled, charges its compute-stream time to `phase` and `name`
+  // (for a matmul, `name` and the weight's shape: built only while profiling).
   template <class Op>
-  void timed(Phase phase, std::string name, Op&& op);
+  void timed(Phase phase, const char* name, Op&& op, const Mat* weight = nullptr);
   void wait_compute();
   void charge(Phase phase, const std::string& name, double seconds);
   Event timing_event();
