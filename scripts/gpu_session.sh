@@ -110,7 +110,7 @@ for s in "$@"; do
       step "$s" 540 scripts/bench_tables.sh "$s" "$tables" "$h"
       ;;
     repeat)
-      step repeat 240 scripts/bench_tables.sh repeat "$tables" "$h"
+      step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
     *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
