@@ -1,8 +1,10 @@
-// Default offloading methods of Backend: correct for a backend whose copies run
-// in compute order (no copy engines), and the reference for what overrides must do.
+// Default methods of Backend: the offloading ones, correct for a backend whose copies
+// run in compute order (no copy engines) and the reference for what overrides must
+// do, and argmax by reading the values back.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <vector>
 
 #include "backend/backend.hpp"
 #include "headinfer/error.hpp"
@@ -25,6 +27,13 @@ void* Backend::alloc_host(size_t bytes) {
 }
 
 void Backend::free_host(void* p) { std::free(p); }
+
+int32_t Backend::argmax(const float* x, int64_t n) {
+  HI_CHECK(n > 0, name() << " argmax: " << n << " values");
+  std::vector<float> v(static_cast<size_t>(n));
+  download(v.data(), x, v.size() * sizeof(float));
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
 
 void Backend::copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
                                 size_t rows) {

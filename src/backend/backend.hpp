@@ -188,6 +188,9 @@ class Backend {
     rope(r);
     store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v);
   }
+  // The index of the largest of n floats at x (backend memory): the first on ties, as
+  // torch.argmax; returns once known. The default reads them back and scans.
+  virtual int32_t argmax(const float* x, int64_t n);
   // Waits for all work on every stream.
   virtual void synchronize() = 0;
 

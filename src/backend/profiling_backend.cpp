@@ -156,6 +156,13 @@ void ProfilingBackend::rope_store_kv_heads(const RopeArgs& r, const float* k, co
         [&] { inner_.rope_store_kv_heads(r, k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v); });
 }
 
+int32_t ProfilingBackend::argmax(const float* x, int64_t n) {
+  // It returns once the index is on the host: that wait counts as the host's, as a download's.
+  int32_t r = 0;
+  waited([&] { timed(Phase::Other, "argmax", [&] { r = inner_.argmax(x, n); }); });
+  return r;
+}
+
 void ProfilingBackend::swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride,
                               float* out, int64_t out_stride) {
   timed(Phase::Other, "swiglu", [&] { inner_.swiglu(gate, up, rows, cols, in_stride, out, out_stride); });

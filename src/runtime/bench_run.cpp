@@ -6,16 +6,13 @@
 
 #include "headinfer/error.hpp"
 #include "runtime/kv_fill.hpp"
+#include "runtime/sampler.hpp"
 
 namespace headinfer {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-int32_t argmax(const std::vector<float>& v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
 
 TransferStats operator-(const TransferStats& b, const TransferStats& a) {
   return TransferStats{b.h2d_bytes - a.h2d_bytes, b.d2h_bytes - a.d2h_bytes, b.h2d_copies - a.h2d_copies,
@@ -83,13 +80,13 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
       t.prefill_seconds.push_back(since(t0));
     }
     accumulate(t.prefill_transfer, exec.transfer_stats() - s0);
-    for (int i = 0; i < warmup; ++i) next = argmax(exec.forward(&next, 1));
+    for (int i = 0; i < warmup; ++i) next = exec.forward_greedy(&next, 1);
     const TransferStats s1 = exec.transfer_stats();
     const double waited0 = hooks.waits ? hooks.waits->wait_seconds() : 0;
     double decode_s = 0;
     for (int i = 0; i < c.decode_tokens; ++i) {
       const auto t0 = Clock::now();
-      next = argmax(exec.forward(&next, 1));
+      next = exec.forward_greedy(&next, 1);
       const double s = since(t0);
       decode_s += s;
       t.step_ms.push_back(s * 1e3);
@@ -126,7 +123,7 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
     p.reset();
     p.set_enabled(true);
     const auto t0 = Clock::now();
-    for (int i = 0; i < steps; ++i) next = argmax(exec.forward(&next, 1));
+    for (int i = 0; i < steps; ++i) next = exec.forward_greedy(&next, 1);
     t.profile.decode_wall_seconds = since(t0);
     p.set_enabled(false);
     t.profile.decode_phases = p.times();

@@ -1,8 +1,9 @@
 // The measurement loop of the benchmarks (`headinfer bench`, bench/offload_bench):
 // on an Executor already made for the plan, per repetition a real chunked prefill of
 // random token ids (or a synthetic KV fill, kv_fill.hpp) then greedy decode steps,
-// each timed on the host around forward() (which returns once the logits are on the
-// host, so every step is complete). Optionally one more prefill under a
+// each timed on the host around forward_greedy() (which returns once the next token's
+// id is on the host, so every step is complete; the argmax runs on the backend, as
+// HF's greedy decoding does on the GPU). Optionally one more prefill under a
 // ProfilingBackend for the per-phase breakdown, outside the timed repetitions.
 #pragma once
 

@@ -144,7 +144,7 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
     be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
 }
 
-const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {
+const float* Executor::forward_logits(const int32_t* tokens, int n) {
   HI_CHECK(n > 0 && n <= opts_.max_chunk, "forward: " << n << " tokens, expected 1.." << opts_.max_chunk);
   const int64_t pos0 = kv_->length();
   HI_CHECK(pos0 + n <= kv_->capacity(), "context full: " << pos0 + n << " tokens exceed the KV capacity of "
@@ -170,8 +170,16 @@ const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {
   const float* last = buf(kX) + static_cast<int64_t>(n - 1) * cfg_.hidden;
   be_.rmsnorm(last, out_norm_, cfg_.rms_eps, 1, buf(kH));
   be_.matmul(buf(kH), 1, lm_head_, nullptr, buf(kLast));
-  be_.download(logits_.data(), buf(kLast), logits_.size() * sizeof(float));
+  return buf(kLast);
+}
+
+const std::vector<float>& Executor::forward(const int32_t* tokens, int n) {
+  be_.download(logits_.data(), forward_logits(tokens, n), logits_.size() * sizeof(float));
   return logits_;
+}
+
+int32_t Executor::forward_greedy(const int32_t* tokens, int n) {
+  return be_.argmax(forward_logits(tokens, n), static_cast<int64_t>(logits_.size()));
 }
 
 }  // namespace headinfer

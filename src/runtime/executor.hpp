@@ -38,6 +38,9 @@ class Executor {
   // Appends tokens[0..n) at positions [position(), position()+n) and returns the
   // logits of the last one (vocab_size floats, valid until the next call).
   const std::vector<float>& forward(const int32_t* tokens, int n);
+  // The same forward, returning only the argmax of the last logits (the first on ties,
+  // as argmax(forward(...))): found by the backend, so the logits stay where they are.
+  int32_t forward_greedy(const int32_t* tokens, int n);
   int64_t position() const { return kv_->length(); }
   int64_t capacity() const { return kv_->capacity(); }
   void reset() { kv_->set_length(0); }
@@ -54,6 +57,7 @@ class Executor {
   Mat upload_fused(const FusedRows& f);
   Mat upload_fused(const FusedVector& v);
   void run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq);
+  const float* forward_logits(const int32_t* tokens, int n);  // the last position's logits, backend memory
   void release();
   float* buf(size_t i) { return bufs_[i]; }
 

@@ -108,6 +108,10 @@ GenerateResult Generator::run(const GenerateRequest& req) {
   auto emit = [&](const std::string& s) {
     if (!s.empty() && req.on_text) req.on_text(s);
   };
+  // Greedy without a penalty needs no logits on the host: the backend finds the next
+  // id (the same first maximum the sampler would take) and only it comes back.
+  const bool on_device = req.sampling.temperature <= 0.f && req.sampling.repeat_penalty == 1.0f;
+  int32_t next = -1;  // the id forward_greedy() found, while on_device
   const auto t_decode = Clock::now();
   for (;;) {
     if (cancelled()) {
@@ -118,7 +122,7 @@ GenerateResult Generator::run(const GenerateRequest& req) {
       res.stop_reason = "length";
       break;
     }
-    const int32_t id = sampler.sample(*logits);
+    const int32_t id = next >= 0 ? next : sampler.sample(*logits);
     sampler.accept(id);
     res.tokens.push_back(id);
     if (req.on_token) req.on_token(id);
@@ -139,7 +143,10 @@ GenerateResult Generator::run(const GenerateRequest& req) {
       res.stop_reason = "context";
       break;
     }
-    logits = &exec_.forward(&id, 1);
+    if (on_device)
+      next = exec_.forward_greedy(&id, 1);
+    else
+      logits = &exec_.forward(&id, 1);
   }
   if (res.stop_reason != "stop") stops.append(stream.flush());
   emit(stops.take_rest());

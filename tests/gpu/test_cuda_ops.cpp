@@ -17,6 +17,7 @@
 
 #include "backend/cuda/cuda_internal.hpp"
 #include "gpu/cuda_test_util.hpp"
+#include "runtime/sampler.hpp"
 
 namespace headinfer::test {
 namespace {
@@ -610,6 +611,26 @@ TEST(CudaOps, RopeStoreKvHeadsEqualsRopeThenStore) {
         EXPECT_TRUE(kv_a == kv_b) << "stored K/V bytes";
         EXPECT_NE(0, std::memcmp(rows_a.data(), src.data(), rows_a.size() * sizeof(float))) << "nothing rotated";
       }
+    }
+  }
+}
+
+// The device argmax against the host's first-maximum scan: vocabulary-sized rows with
+// the maximum repeated (ties), rows of -inf, short and odd lengths.
+TEST(CudaOps, ArgmaxIsTheFirstMaximum) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(14);
+  for (const int64_t n : {int64_t{1}, int64_t{5}, int64_t{1025}, int64_t{32000}, int64_t{128256}, int64_t{152064}}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      std::vector<float> v = randn(static_cast<size_t>(n), rng);
+      if (trial >= 1 && n > 3) {  // the maximum at several places: the first must win
+        std::uniform_int_distribution<int64_t> at(0, n - 1);
+        for (int k = 0; k < 3; ++k) v[static_cast<size_t>(at(rng))] = 9.f;
+      }
+      if (trial == 3)
+        for (auto& x : v) x = -INFINITY;
+      DevBuf d = to_device(v);
+      EXPECT_EQ(gpu().argmax(d.f(), n), argmax(v)) << "n " << n << " trial " << trial;
     }
   }
 }

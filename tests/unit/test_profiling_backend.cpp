@@ -51,6 +51,10 @@ class RecordingBackend final : public Backend {
                            void* const*) override {
     hit("rope_store_kv_heads");
   }
+  int32_t argmax(const float*, int64_t) override {
+    hit("argmax");
+    return 3;
+  }
   void synchronize() override { hit("synchronize"); }
   void* alloc_host(size_t) override { hit("alloc_host"); return &scratch_; }
   void free_host(void*) override { hit("free_host"); }
@@ -110,6 +114,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   p.store_kv(nullptr, 0, 0, 0, DType::F32, nullptr);
   p.store_kv_heads(nullptr, nullptr, 0, 0, 0, 0, DType::F32, nullptr, nullptr);
   p.rope_store_kv_heads(RopeArgs{}, nullptr, nullptr, 0, 0, 0, 0, DType::F32, nullptr, nullptr);
+  EXPECT_EQ(p.argmax(&f, 1), 3);
   p.synchronize();
   p.free_host(p.alloc_host(4));
   Event e = p.create_event();
@@ -130,7 +135,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   EXPECT_EQ(p.name(), "recording");
   for (const char* method :
        {"alloc", "free", "upload", "download", "copy", "prepare", "embed", "rmsnorm", "matmul", "rope", "attention",
-        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "synchronize", "alloc_host", "free_host", "create_event",
+        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "argmax", "synchronize", "alloc_host", "free_host", "create_event",
         "destroy_event", "create_timing_event", "elapsed_seconds", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
         "copy_d2h_2d_async", "set_device_limit", "reset_device_peak"})
     EXPECT_EQ(rec.calls[method], 1) << method;

@@ -172,6 +172,19 @@ class CudaBackend final : public Backend {
     HI_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  // Four bytes come back instead of the row. The index lands in the token-id scratch
+  // (reserved at construction, so no allocation the plan does not count), read back
+  // before anything else can use it.
+  int32_t argmax(const float* x, int64_t n) override {
+    HI_CHECK(n > 0, "cuda argmax: " << n << " values");
+    use();
+    auto* dev = static_cast<int32_t*>(ids_.get(sizeof(int32_t), stream_));
+    cuda::launch_argmax(x, n, dev, stream_);
+    int32_t r = 0;
+    download(&r, dev, sizeof r);
+    return r;
+  }
+
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return;
     use();

@@ -27,6 +27,8 @@ void launch_rope(float* x, int64_t stride, int n_tokens, int n_heads, int head_d
 void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
                    int64_t out_stride, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
+// *out (device) = the index of the first maximum of x[0, n) (0 when no value beats -inf)
+void launch_argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s);
 // n rows of head_dim floats (row stride src_stride) -> contiguous rows of dt
 void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType dt, void* dst, cudaStream_t s);
 // store_kv of n_heads heads in one launch: head i's rows at k / v + i * head_dim ->
