@@ -14,6 +14,19 @@ namespace {
 
 constexpr int kBlock = 1024;
 
+// The warp's best (value, index) in every lane: the larger value, on equal values the
+// smaller index.
+__device__ __forceinline__ void warp_argmax(float& v, int64_t& idx) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ov > v || (ov == v && oi < idx)) {
+      v = ov;
+      idx = oi;
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kBlock) argmax_kernel(const float* __restrict__ x, int64_t n, int32_t* out) {
   __shared__ float best_v[kBlock / 32];
   __shared__ int64_t best_i[kBlock / 32];
@@ -28,16 +41,7 @@ __global__ void __launch_bounds__(kBlock) argmax_kernel(const float* __restrict_
       idx = i;
     }
   }
-  // Larger value wins; on equal values the smaller index.
-  auto better = [](float va, int64_t ia, float vb, int64_t ib) { return vb > va || (vb == va && ib < ia); };
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
-    if (better(v, idx, ov, oi)) {
-      v = ov;
-      idx = oi;
-    }
-  }
+  warp_argmax(v, idx);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (lane == 0) {
     best_v[warp] = v;
@@ -47,14 +51,7 @@ __global__ void __launch_bounds__(kBlock) argmax_kernel(const float* __restrict_
   if (warp == 0) {
     v = lane < kBlock / 32 ? best_v[lane] : -INFINITY;
     idx = lane < kBlock / 32 ? best_i[lane] : LLONG_MAX;
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-      const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
-      if (better(v, idx, ov, oi)) {
-        v = ov;
-        idx = oi;
-      }
-    }
+    warp_argmax(v, idx);
     if (lane == 0) *out = idx == LLONG_MAX ? 0 : static_cast<int32_t>(idx);
   }
 }

@@ -41,9 +41,10 @@ __device__ __forceinline__ void rope_row(float* row, const float* cs, int n_head
   }
 }
 
-__global__ void __launch_bounds__(kBlock) rope_kernel(float* x, int64_t stride, int n_heads, int head_dim,
-                                                      int64_t pos0, const double* __restrict__ inv_freq) {
-  extern __shared__ float cs[];  // [half] cos, then [half] sin
+// This block's token (blockIdx.x): its angles into cs (shared, head_dim floats), then
+// its row rotated in place.
+__device__ __forceinline__ void rope_token(float* cs, float* x, int64_t stride, int n_heads, int head_dim,
+                                           int64_t pos0, const double* __restrict__ inv_freq) {
   const int64_t t = blockIdx.x;
   rope_angles(cs, pos0 + t, inv_freq, head_dim / 2);
   // The angles depend on nothing the preceding kernel writes: under programmatic
@@ -52,6 +53,12 @@ __global__ void __launch_bounds__(kBlock) rope_kernel(float* x, int64_t stride, 
   pdl_launch_dependents();
   __syncthreads();
   rope_row(x + t * stride, cs, n_heads, head_dim);
+}
+
+__global__ void __launch_bounds__(kBlock) rope_kernel(float* x, int64_t stride, int n_heads, int head_dim,
+                                                      int64_t pos0, const double* __restrict__ inv_freq) {
+  extern __shared__ float cs[];  // [half] cos, then [half] sin
+  rope_token(cs, x, stride, n_heads, head_dim, pos0, inv_freq);
 }
 
 // rope_kernel's rotation of token t's row, then that token's K and V rows of n_kv heads
@@ -63,13 +70,9 @@ __global__ void __launch_bounds__(kBlock)
                          const double* __restrict__ inv_freq, const float* k, const float* v, int64_t src_stride,
                          int n_kv, KvHeadDsts dst) {
   extern __shared__ float cs[];
-  const int64_t t = blockIdx.x;
-  rope_angles(cs, pos0 + t, inv_freq, head_dim / 2);
-  pdl_wait();
-  pdl_launch_dependents();
-  __syncthreads();
-  rope_row(x + t * stride, cs, n_heads, head_dim);
+  rope_token(cs, x, stride, n_heads, head_dim, pos0, inv_freq);
   __syncthreads();  // the row's rotated K, written by other threads of the block
+  const int64_t t = blockIdx.x;
   const int per_side = n_kv * head_dim;
   for (int j = threadIdx.x; j < 2 * per_side; j += kBlock) {
     const int side = j / per_side, rem = j - side * per_side;
