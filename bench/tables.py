@@ -163,8 +163,10 @@ def spread(r, key):
 
 def repeat_rows(first, second):
     """Two runs of one command, row by row: each metric's median and range in both runs,
-    and whether they agree, which here means each run's median lies within the other
-    run's range (min-max over its repetitions). Returns the table and whether all agree."""
+    and whether they agree. They agree when the two medians differ by no more than the
+    spread the tool reports for the metric (the range, max - min over the repetitions)
+    in either run: the narrower of the two ranges bounds the difference. Returns the
+    table and whether all agree."""
     by2 = {(series_label(r), r["context"]): r for r in second}
     out, agree_all = [], True
     for r1 in first:
@@ -175,15 +177,19 @@ def repeat_rows(first, second):
             a, b = spread(r1, key), spread(r2, key)
             if a is None or b is None:
                 continue
-            agree = a[1] <= b[0] <= a[2] and b[1] <= a[0] <= b[2]
+            diff = abs(a[0] - b[0])
+            bound = min(a[2] - a[1], b[2] - b[1])
+            agree = diff <= bound
             agree_all &= agree
             fmt = lambda t: f"{num(t[0], digits)} ({num(t[1], digits)}-{num(t[2], digits)})"  # noqa: E731
-            out.append([series_label(r1), fmt_tokens(r1["context"]), key, fmt(a), fmt(b), "yes" if agree else "NO"])
+            rel = f" ({100 * diff / a[0]:.2f}%)" if a[0] else ""
+            out.append([series_label(r1), fmt_tokens(r1["context"]), key, fmt(a), fmt(b), num(diff, digits) + rel,
+                        num(bound, digits), "yes" if agree else "NO"])
     if not out:
         sys.exit("repeat: no configuration and context appears in both files")
     text = table(["configuration", "context", "metric", "first run: median (range)", "second run: median (range)",
-                  "agree"], out) + ("\n\nall agree" if agree_all else "\n\nsome do not agree")
-    return text, agree_all
+                  "difference of medians", "narrower range", "agree"], out)
+    return text + ("\n\nall agree" if agree_all else "\n\nsome do not agree"), agree_all
 
 
 def main():
