@@ -366,10 +366,11 @@ int main(int argc, char** argv) {
       }
     }
     unsetenv("HEADINFER_CUDA_ATTN_DECODE_BPS");
-    // Programmatic dependent launch on (HEADINFER_CUDA_PDL=1, read at every launch).
-    setenv("HEADINFER_CUDA_PDL", "1", 1);
+    // Programmatic dependent launch off (it is on by default; HEADINFER_CUDA_PDL is read
+    // at every launch).
+    setenv("HEADINFER_CUDA_PDL", "0", 1);
     for (int64_t ctx : {32768, 131072}) {
-      const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, programmatic launch";
+      const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, no programmatic launch";
       bench_attention(*be, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
     }
     unsetenv("HEADINFER_CUDA_PDL");

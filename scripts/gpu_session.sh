@@ -9,7 +9,8 @@
 #   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
 #   decode   all-resident decode at 4K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
-#            HEADINFER_CUDA_PDL=1, again with RoPE and the KV store unfused, and
+#            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with decode splits of
+#            at least 256 keys (HEADINFER_DECODE_SPLIT_MIN=256, the old minimum), and
 #            profiled (decode_ops_us: device time per op)
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
@@ -64,10 +65,10 @@ tests() {
   # staging (the stager is the default).
   step test_cuda_offload-driver 150 env HEADINFER_CUDA_STAGED_PAGEABLE=0 "$bin/test_cuda_offload"
   grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-driver.log" >>"$out/summary.txt" 2>/dev/null
-  # Every decode-path kernel under programmatic dependent launch: the same bits?
+  # The decode-path kernels without programmatic dependent launch (on by default).
   for t in test_cuda_ops test_cuda_engine test_cuda_offload; do
-    step "$t-pdl" 150 env HEADINFER_CUDA_PDL=1 "$bin/$t"
-    grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t-pdl.log" >>"$out/summary.txt" 2>/dev/null
+    step "$t-nopdl" 150 env HEADINFER_CUDA_PDL=0 "$bin/$t"
+    grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t-nopdl.log" >>"$out/summary.txt" 2>/dev/null
   done
 }
 
@@ -75,12 +76,12 @@ for s in "$@"; do
   case "$s" in
     tests) tests ;;
     decode)
-      # As is, then with every decode kernel under programmatic dependent launch, then
-      # profiled (device time per op; the timestamps between ops undo PDL's overlap).
-      step decode 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 --offload none -o json
-      step decode-pdl 120 env HEADINFER_CUDA_PDL=1 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 \
+      # As is, then without programmatic dependent launch, then with the old decode
+      # split minimum, then profiled (device time per op; the timestamps between ops undo PDL's overlap).
+      step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
+      step decode-nopdl 120 env HEADINFER_CUDA_PDL=0 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 \
         --offload none -o json
-      step decode-unfused 120 env HEADINFER_CUDA_FUSE_ROPE_STORE=0 "$h" bench "${model[@]}" --context 4K,128K \
+      step decode-split256 120 env HEADINFER_DECODE_SPLIT_MIN=256 "$h" bench "${model[@]}" --context 4K,32K,128K \
         --decode-tokens 16 --reps 2 --offload none -o json
       step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
         --profile -o json

@@ -382,7 +382,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),
 
 // Calls queued back to back with no synchronisation in between (as the executor does,
 // one per KV head): each reuses the split scratch of the one before, and the decode
-// and combine kernels may overlap their neighbours (with HEADINFER_CUDA_PDL=1).
+// and combine kernels may overlap their neighbours (programmatic launch, on by default).
 // A backend with cuDNN off (own kernels only); buffers of gpu() are valid in it.
 Backend& gpu_own() {
   static std::unique_ptr<Backend> b = [] {

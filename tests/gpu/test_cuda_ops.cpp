@@ -87,7 +87,10 @@ TEST(CudaOps, Embed) {
 TEST(CudaOps, RmsNorm) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(3);
-  const std::pair<int, int64_t> shapes[] = {{1, 64}, {7, 4096}, {5, 1000}, {3, 33}};
+  // Register kernel with 1, 2 and 4 float4s per thread, and the loop kernel (cols not a
+  // multiple of 4, or past 16384).
+  const std::pair<int, int64_t> shapes[] = {{1, 64},   {7, 4096},   {5, 1000},  {3, 33},
+                                            {2, 8192}, {2, 14336}, {1, 16384}, {2, 20000}};
   const float eps = 1e-5f;
   for (DType dt : kWeightTypes) {
     for (auto [n, cols] : shapes) {
@@ -120,7 +123,7 @@ TEST(CudaOps, RmsNorm) {
 TEST(CudaOps, AddRmsNormEqualsAddThenRmsNorm) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(5);
-  const std::pair<int, int64_t> shapes[] = {{1, 4096}, {9, 256}, {4, 1000}};
+  const std::pair<int, int64_t> shapes[] = {{1, 4096}, {9, 256}, {4, 1000}, {2, 8192}, {1, 4098}};
   const float eps = 1e-6f;
   for (DType dt : kWeightTypes) {
     for (auto [n, cols] : shapes) {
@@ -147,6 +150,32 @@ TEST(CudaOps, AddRmsNormEqualsAddThenRmsNorm) {
       DevBuf ix = to_device(x);
       gpu().add_rmsnorm(ix.f(), dy.f(), m, eps, n, ix.f());
       EXPECT_TRUE(close(to_host(ix, n * cols), widen(cout), 1e-5)) << "in place";
+    }
+  }
+}
+
+// A row's norm has the same bits whether it is normed alone (decode) or among many
+// (prefill): the kernel and its summation order depend on the row length only.
+TEST(CudaOps, RmsNormRowBitsDoNotDependOnTheRowCount) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(9);
+  for (int64_t cols : {int64_t{4096}, int64_t{8192}, int64_t{1000}}) {
+    SCOPED_TRACE("cols=" + std::to_string(cols));
+    const int n = 6;
+    std::vector<float> x = randn(n * cols, rng, 3.f), y = randn(n * cols, rng), w = randn(cols, rng);
+    std::vector<uint8_t> wb = encode(DType::BF16, w);
+    std::vector<std::shared_ptr<const void>> keep;
+    Mat m = gpu().prepare(Tensor{"norm", DType::BF16, {cols}, wb.data()}, keep);
+    DevBuf all = to_device(x), dy = to_device(y), out_all = poisoned(n * cols);
+    gpu().add_rmsnorm(all.f(), dy.f(), m, 1e-5f, n, out_all.f());
+    const std::vector<float> want = to_host(out_all, n * cols);
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> xi(x.begin() + i * cols, x.begin() + (i + 1) * cols);
+      std::vector<float> yi(y.begin() + i * cols, y.begin() + (i + 1) * cols);
+      DevBuf one = to_device(xi), dyi = to_device(yi), out_one = poisoned(cols);
+      gpu().add_rmsnorm(one.f(), dyi.f(), m, 1e-5f, 1, out_one.f());
+      const std::vector<float> got = to_host(out_one, cols);
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data() + i * cols, cols * sizeof(float))) << "row " << i;
     }
   }
 }

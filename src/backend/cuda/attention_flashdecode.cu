@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
   __shared__ float red_m[kWarps][kRows];
   __shared__ float red_l[kWarps][kRows];
 
-  // With programmatic dependent launch (HEADINFER_CUDA_PDL=1) this grid may start
+  // Under programmatic dependent launch (the default on sm_90) this grid may start
   // while the previous kernel of the stream finishes: wait for it before touching
   // memory, and let the combine that follows get scheduled early. No-ops otherwise.
   pdl_wait();

@@ -1,6 +1,15 @@
 // RMSNorm: one block per row; the sum of squares is reduced in f32 over a tree
 // (per-thread partial sums, then warps, then the block). With a residual to add
 // first, the sum is written back to x in the same pass (the layer boundary).
+//
+// Rows of up to 4096 float4s (hidden sizes to 16384) take the register kernel: each
+// thread holds its few float4s from load to store, the weights are read before the
+// wait on the preceding kernel, so a decode step's norm is one round trip to memory
+// instead of a loop of them. Which kernel (and so the summation order) depends on the
+// row length alone (and 16-byte alignment, which the engine's buffers have), so prefill
+// rows and decode rows of a model get the same bits.
+#include <cstdint>
+
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -46,11 +55,86 @@ __global__ void __launch_bounds__(kBlock) rmsnorm_kernel(float* x, const float* 
   for (int64_t i = threadIdx.x; i < cols; i += kBlock) yr[i] = xr[i] * r * load_as_f32(w, wdt, i);
 }
 
+template <int V>  // float4s per thread
+__global__ void __launch_bounds__(1024) rmsnorm_reg_kernel(float* x, const float* add, const void* __restrict__ w,
+                                                           DType wdt, float eps, int64_t cols, float* out) {
+  __shared__ float warp_sums[32];
+  __shared__ float inv_rms;
+  const int chunks = static_cast<int>(cols / 4);
+  const int T = static_cast<int>(blockDim.x);
+  float wv[V][4];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int c = threadIdx.x + j * T;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) wv[j][e] = c < chunks ? load_as_f32(w, wdt, int64_t{c} * 4 + e) : 0.f;
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+  float4* xr = reinterpret_cast<float4*>(x + blockIdx.x * cols);
+  float4* yr = reinterpret_cast<float4*>(out + blockIdx.x * cols);
+  float4 v[V];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int c = threadIdx.x + j * T;
+    v[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (c < chunks) {
+      v[j] = xr[c];
+      if (add != nullptr) {
+        const float4 a = reinterpret_cast<const float4*>(add + blockIdx.x * cols)[c];
+        v[j].x += a.x;
+        v[j].y += a.y;
+        v[j].z += a.z;
+        v[j].w += a.w;
+        xr[c] = v[j];
+      }
+    }
+    ss = fmaf(v[j].x, v[j].x, ss);
+    ss = fmaf(v[j].y, v[j].y, ss);
+    ss = fmaf(v[j].z, v[j].z, ss);
+    ss = fmaf(v[j].w, v[j].w, ss);
+  }
+  ss = warp_sum(ss);
+  const int warps = (T + 31) / 32;
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = static_cast<int>(threadIdx.x) < warps ? warp_sums[threadIdx.x] : 0.f;
+    t = warp_sum(t);
+    if (threadIdx.x == 0) inv_rms = 1.0f / sqrtf(t / static_cast<float>(cols) + eps);
+  }
+  __syncthreads();
+  const float r = inv_rms;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int c = threadIdx.x + j * T;
+    if (c < chunks)
+      yr[c] = make_float4(v[j].x * r * wv[j][0], v[j].y * r * wv[j][1], v[j].z * r * wv[j][2], v[j].w * r * wv[j][3]);
+  }
+}
+
 }  // namespace
 
 void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
                         cudaStream_t s) {
   if (n <= 0 || cols <= 0) return;
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const int64_t chunks = cols / 4;
+  if (cols % 4 == 0 && chunks <= 4096 && aligned(x) && aligned(out) && (add == nullptr || aligned(add))) {
+    // Fewest float4s per thread that fit 1024 threads; threads a whole number of warps.
+    const int v = chunks <= 1024 ? 1 : chunks <= 2048 ? 2 : 4;
+    const unsigned threads = static_cast<unsigned>(((chunks + v - 1) / v + 31) / 32 * 32);
+    switch (v) {
+      case 1: launch_maybe_pdl(rmsnorm_reg_kernel<1>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out); break;
+      case 2: launch_maybe_pdl(rmsnorm_reg_kernel<2>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out); break;
+      default:
+        launch_maybe_pdl(rmsnorm_reg_kernel<4>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out);
+        break;
+    }
+    HI_CUDA_CHECK_LAUNCH("rmsnorm_reg_kernel");
+    return;
+  }
   launch_maybe_pdl(rmsnorm_kernel, dim3(n), dim3(kBlock), 0, s, x, add, w, wdt, eps, cols, out);
   HI_CUDA_CHECK_LAUNCH("rmsnorm_kernel");
 }
