@@ -12,6 +12,8 @@
 #            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with decode splits of
 #            at least 256 keys (HEADINFER_DECODE_SPLIT_MIN=256, the old minimum), and
 #            profiled (decode_ops_us: device time per op)
+#   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
+#            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable (16 GiB with 1024-token chunks
@@ -86,6 +88,14 @@ for s in "$@"; do
       step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
         --profile -o json
       ;;
+    prefetch)
+      # The decode attention kernel prefetching 2 or 4 block steps ahead into L2 (the
+      # same bits at any distance), against the default in the same call.
+      for pf in 0 2 4; do
+        step "decode-prefetch$pf" 120 env HEADINFER_CUDA_DECODE_PREFETCH=$pf "$h" bench "${model[@]}" \
+          --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
+      done
+      ;;
     cudnn)
       for p in A:1 A:2 A:3 B:0 B:1 B:2; do step "cudnn-$p" 60 env HEADINFER_CUDNN_PLAN="$p" "$bin/cuda_attention" --quick; done
       ;;
@@ -114,7 +124,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, prefetch, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

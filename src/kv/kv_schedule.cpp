@@ -15,11 +15,11 @@ int64_t default_block_tokens(size_t row_bytes, int64_t min_copy_bytes) {
 
 int64_t decode_split_tokens(int64_t capacity, int64_t block_tokens) {
   HI_CHECK(block_tokens > 0, "decode splits: block_tokens must be positive, got " << block_tokens);
-  // At least 64 keys: a short context still spreads over ~65 splits per head (520
-  // blocks for Llama-3-8B's 8 heads), where 256 left 4K contexts 136 blocks on 132 SMs,
-  // each walking its split's keys one latency-bound step after another.
-  // HEADINFER_DECODE_SPLIT_MIN (a power of two) replaces the 64, for benchmarks.
-  int64_t want = 64;
+  // At least 256 keys. 64 (65 splits per head at 4K, 520 blocks) was measured on the
+  // H200 too: no faster at 4K (the kernel's time there is not its block count) and 5%
+  // slower at 32K (more partials for the combine). HEADINFER_DECODE_SPLIT_MIN (a power
+  // of two) replaces the 256, for benchmarks.
+  int64_t want = 256;
   if (const char* e = std::getenv("HEADINFER_DECODE_SPLIT_MIN")) {
     const long long v = std::atoll(e);
     if (v >= 1 && (v & (v - 1)) == 0) want = v;

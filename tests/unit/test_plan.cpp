@@ -200,9 +200,9 @@ TEST(Plan, DecodeSplitsArePowersOfTwoDividingTheBlock) {
   EXPECT_EQ(decode_split_tokens(1024 * 1024, 8192), 2048);
   EXPECT_EQ(decode_split_tokens(4096 * 1024, 8192), 8192);
   EXPECT_EQ(decode_split_tokens(64 * 1024 * 1024, 8192), 8192);  // never past the block
-  EXPECT_EQ(decode_split_tokens(1000, 512), 64);
-  EXPECT_EQ(decode_split_tokens(4096 + 16, 8192), 64);
-  EXPECT_EQ(decode_split_tokens(40000, 8192), 128);
+  EXPECT_EQ(decode_split_tokens(1000, 512), 256);
+  EXPECT_EQ(decode_split_tokens(4096 + 16, 8192), 256);
+  EXPECT_EQ(decode_split_tokens(300000, 8192), 1024);
   EXPECT_EQ(decode_split_tokens(1000, 64), 64);
   EXPECT_EQ(decode_split_tokens(1000, 12), 4);  // the largest power of two dividing the block
   EXPECT_EQ(decode_split_tokens(1000, 5), 1);

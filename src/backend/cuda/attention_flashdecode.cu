@@ -20,6 +20,7 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "backend/cuda/attention_common.cuh"
 #include "backend/cuda/cuda_check.hpp"
@@ -30,6 +31,7 @@ namespace headinfer::cuda {
 namespace {
 
 constexpr int kWarps = kDecodeWarps;
+constexpr int kDefaultDecodePrefetch = 0;
 constexpr int kThreads = kWarps * 32;
 
 // The kVec elements of a 16-byte vector as floats.
@@ -70,7 +72,7 @@ __device__ __forceinline__ uint4 load_stream(const void* p) {
 }
 
 template <typename T, int D, int kRows>
-__global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams p) {
+__global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams p, int prefetch) {
   constexpr int kVec = 16 / sizeof(T);
   constexpr int LPK = D / kVec;  // lanes per key
   static_assert(LPK >= 2 && LPK <= 32 && (LPK & (LPK - 1)) == 0, "a key row spans 2..32 lanes");
@@ -150,6 +152,18 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
     uint4 kr[U], vr[U];
     load_step(a + warp * KW, kr, vr);
     for (int64_t k0 = a + warp * KW; k0 < b; k0 += KB) {
+      // Lines `prefetch` steps ahead go to L2 (one lane per 128-byte line): more bytes in
+      // flight than the registers hold, and no effect on the math.
+      if (prefetch > 0 && sub % (128 / 16) == 0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int64_t key = k0 + prefetch * KB + u * KPI + kin;
+          if (key < b) {
+            prefetch_l2(kp + (key - ps) * D);
+            prefetch_l2(vp + (key - ps) * D);
+          }
+        }
+      }
       // The next step's loads go out before this step's math (register double buffer).
       uint4 kn[U], vn[U];
       load_step(k0 + KB, kn, vn);
@@ -275,15 +289,25 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
   }
 }
 
+// Block steps the decode kernel prefetches ahead into L2: HEADINFER_CUDA_DECODE_PREFETCH
+// (read at every launch, for benchmarks; the bits are the same at any distance).
+int decode_prefetch_steps() {
+  const char* e = std::getenv("HEADINFER_CUDA_DECODE_PREFETCH");
+  if (!e) return kDefaultDecodePrefetch;
+  const int v = std::atoi(e);
+  return v < 0 ? 0 : v > 16 ? 16 : v;
+}
+
 template <typename T, int D>
 void launch_decode_dim(const AttnParams& p, int n_splits, cudaStream_t s) {
   const int rows = attention_decode_rows(p.n_rows);
+  const int pf = decode_prefetch_steps();
   dim3 grid((p.n_rows + rows - 1) / rows, n_splits, p.n_heads > 1 ? p.n_heads : 1);
   switch (rows) {
-    case 1: launch_maybe_pdl(attn_decode_kernel<T, D, 1>, grid, dim3(kThreads), 0, s, p); break;
-    case 2: launch_maybe_pdl(attn_decode_kernel<T, D, 2>, grid, dim3(kThreads), 0, s, p); break;
-    case 4: launch_maybe_pdl(attn_decode_kernel<T, D, 4>, grid, dim3(kThreads), 0, s, p); break;
-    default: launch_maybe_pdl(attn_decode_kernel<T, D, 8>, grid, dim3(kThreads), 0, s, p); break;
+    case 1: launch_maybe_pdl(attn_decode_kernel<T, D, 1>, grid, dim3(kThreads), 0, s, p, pf); break;
+    case 2: launch_maybe_pdl(attn_decode_kernel<T, D, 2>, grid, dim3(kThreads), 0, s, p, pf); break;
+    case 4: launch_maybe_pdl(attn_decode_kernel<T, D, 4>, grid, dim3(kThreads), 0, s, p, pf); break;
+    default: launch_maybe_pdl(attn_decode_kernel<T, D, 8>, grid, dim3(kThreads), 0, s, p, pf); break;
   }
   HI_CUDA_CHECK_LAUNCH("attn_decode_kernel");
 }
