@@ -7,11 +7,10 @@
 #
 # Steps (the list in docs/gpu.md, "The next GPU session"):
 #   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
-#   decode   all-resident decode at 4K and 128K, JSON rows (decode_host_wait_ms says
+#   decode   all-resident decode at 4K, 32K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
-#            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with decode splits of
-#            at least 256 keys (HEADINFER_DECODE_SPLIT_MIN=256, the old minimum), and
-#            profiled (decode_ops_us: device time per op)
+#            HEADINFER_CUDA_PDL=0 (no programmatic launches), and profiled
+#            (decode_ops_us: device time per op)
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
@@ -78,13 +77,11 @@ for s in "$@"; do
   case "$s" in
     tests) tests ;;
     decode)
-      # As is, then without programmatic dependent launch, then with the old decode
-      # split minimum, then profiled (device time per op; the timestamps between ops undo PDL's overlap).
+      # As is, then without programmatic dependent launch, then profiled (device time
+      # per op; the timestamps between ops undo PDL's overlap).
       step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       step decode-nopdl 120 env HEADINFER_CUDA_PDL=0 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 \
         --offload none -o json
-      step decode-split256 120 env HEADINFER_DECODE_SPLIT_MIN=256 "$h" bench "${model[@]}" --context 4K,32K,128K \
-        --decode-tokens 16 --reps 2 --offload none -o json
       step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
         --profile -o json
       ;;
