@@ -252,7 +252,7 @@ FIELDS = ["engine", "model", "backend", "weights", "kv_type", "gpu_budget_bytes"
           "prefill_tps_min", "prefill_tps_max", "prefill_s", "fill_s", "decode_ms", "decode_ms_min", "decode_ms_max",
           "predicted_decode_ms", "decode_floor_ms", "x_floor", "decode_host_wait_ms", "gpu_peak_bytes",
           "gpu_peak_source",
-          "predicted_gpu_bytes", "host_pinned_bytes", "predicted_host_bytes", "host_peak_rss_bytes",
+          "predicted_gpu_bytes", "host_kv_bytes", "host_pinned_bytes", "predicted_host_bytes", "host_peak_rss_bytes",
           "h2d_per_token_bytes",
           "d2h_per_token_bytes", "predicted_h2d_per_token_bytes", "link_gbs", "plan_link_gbs", "measured_h2d_gbs",
           "measured_d2d_gbs", "weight_read_bytes", "resident_kv_bytes", "offloaded_kv_bytes", "setup_s",

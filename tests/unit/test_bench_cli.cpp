@@ -68,8 +68,11 @@ TEST(BenchCli, OffloadedRowsMoveWhatThePlanSays) {
   ASSERT_EQ(rows.size(), 1u);
   const json& r = rows[0];
   EXPECT_EQ(r["slabs_offloaded"], 6);
-  EXPECT_GT(r["host_pinned_bytes"].get<int64_t>(), 0);
-  EXPECT_EQ(r["host_pinned_bytes"], r["predicted_host_bytes"]);
+  EXPECT_GT(r["host_kv_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(r["host_kv_bytes"], r["predicted_host_bytes"]);
+  // All of it pinned: the plan pins what its budget allows, here the whole pool.
+  EXPECT_EQ(r["host_pinned_bytes"], r["plan_host_pinned_bytes"]);
+  EXPECT_EQ(r["host_pinned_bytes"], r["host_kv_bytes"]);
   // Decode moves every offloaded slab's earlier tokens each step: at least the
   // context's, at most the plan's (made for the full capacity).
   const int64_t h2d = r["h2d_per_token_bytes"].get<int64_t>();
@@ -181,7 +184,7 @@ TEST(BenchCli, MaxContextSaysWhatLimitsItAndRunsIt) {
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0]["max_context_limit"], "host ram");
   EXPECT_EQ(rows[0]["status"], "ok");
-  EXPECT_LE(rows[0]["host_pinned_bytes"].get<int64_t>(), int64_t{1} << 20);
+  EXPECT_LE(rows[0]["host_kv_bytes"].get<int64_t>(), int64_t{1} << 20);
 
   const CliRun r = cli(kBase + "--max-context --context 4K");
   EXPECT_NE(r.code, 0);
@@ -199,7 +202,7 @@ TEST(BenchCli, MaxInTheContextListRunsTheLongestBesideTheOthers) {
   EXPECT_EQ(rows[1]["fill"], "synthetic");
   EXPECT_EQ(rows[1]["status"], "ok");
   EXPECT_GT(rows[1]["context"].get<int64_t>(), 0);
-  EXPECT_LE(rows[1]["host_pinned_bytes"].get<int64_t>(), int64_t{1} << 20);
+  EXPECT_LE(rows[1]["host_kv_bytes"].get<int64_t>(), int64_t{1} << 20);
   EXPECT_GT(rows[1]["host_peak_rss_bytes"].get<int64_t>(), 0);
 }
 

@@ -66,7 +66,8 @@ BenchMeasured measure_context(const LoadedModel& m, ProfilingBackend& be, const 
     r.times = run_bench_case(be, exec, m.config, c.run, hooks);
     progress.finish();
     r.memory = be.device_memory();
-    r.host_pinned = static_cast<int64_t>(exec.kv().host_bytes());
+    r.host_kv = static_cast<int64_t>(exec.kv().host_bytes());
+    r.host_pinned = static_cast<int64_t>(exec.kv().host_pinned_bytes());
     r.host_peak_rss = peak_rss_bytes();
     r.ran = true;
   } catch (const Error& e) {

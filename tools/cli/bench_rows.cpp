@@ -92,6 +92,7 @@ std::vector<std::pair<std::string, std::string>> bench_markdown_columns(bool pro
       {"x_floor", "x floor"},
       {"gpu_peak_bytes", "GPU peak"},
       {"predicted_gpu_bytes", "predicted GPU"},
+      {"host_kv_bytes", "host KV"},
       {"host_pinned_bytes", "host pinned"},
       {"h2d_per_token_bytes", "H2D/token"},
       {"link_gbs", "link GB/s"},
@@ -185,6 +186,7 @@ std::vector<Field> bench_row(const BenchConfig& c, const MeasuredSpeeds& s, cons
   row.push_back(bytes_field("gpu_peak_bytes", peak, r.ran));
   row.push_back({"gpu_peak_source", std::string(driver ? "driver" : "accounted"), ""});
   row.push_back(bytes_field("predicted_gpu_bytes", p.gpu_total, r.planned));
+  row.push_back(bytes_field("host_kv_bytes", r.host_kv, r.ran));
   row.push_back(bytes_field("host_pinned_bytes", r.host_pinned, r.ran));
   row.push_back(bytes_field("predicted_host_bytes", p.host_bytes, r.planned));
   row.push_back(bytes_field("host_peak_rss_bytes", r.host_peak_rss, r.ran && r.host_peak_rss >= 0));

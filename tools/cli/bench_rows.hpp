@@ -37,7 +37,8 @@ struct BenchMeasured {
   double setup_seconds = 0;
   BenchTimes times;
   DeviceMemoryInfo memory;
-  int64_t host_pinned = 0;
+  int64_t host_kv = 0;      // the host KV pool, pinned and pageable
+  int64_t host_pinned = 0;  // the pinned part of it
   int64_t host_peak_rss = -1;  // the process's peak resident bytes over this context, -1: unknown
 };
 
