@@ -166,7 +166,8 @@ int main(int argc, char** argv) {
           // must give the default's bits exactly.
           std::printf("  tunings (unroll, rows/warp):");
           for (cuda::GemvTuning t : {cuda::GemvTuning{2, 2, false}, cuda::GemvTuning{4, 2, false},
-                                     cuda::GemvTuning{2, 1, false}, cuda::GemvTuning{4, 1, false}}) {
+                                     cuda::GemvTuning{2, 1, false}, cuda::GemvTuning{4, 1, false},
+                                     cuda::GemvTuning{8, 1, false}}) {
             gemm.set_gemv_tuning(t);
             const double tt = time_per_call(
                 s, [&](int i) { gemm.matmul(x, n, mat(i), nullptr, out_c); }, iters);

@@ -9,8 +9,10 @@
 #   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
 #   decode   all-resident decode at 4K, 32K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
-#            HEADINFER_CUDA_PDL=0 (no programmatic launches), and profiled
+#            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with
+#            HEADINFER_CUDA_FUSE_SWIGLU=0 (the SwiGLU as its own kernel), and profiled
 #            (decode_ops_us: device time per op)
+#   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
@@ -77,13 +79,19 @@ for s in "$@"; do
   case "$s" in
     tests) tests ;;
     decode)
-      # As is, then without programmatic dependent launch, then profiled (device time
-      # per op; the timestamps between ops undo PDL's overlap).
+      # As is, then without programmatic dependent launch, then with the SwiGLU out of
+      # the gate/up GEMV, then profiled (device time per op; the timestamps between ops
+      # undo PDL's overlap).
       step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       step decode-nopdl 120 env HEADINFER_CUDA_PDL=0 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 \
         --offload none -o json
+      step decode-swiglu-split 120 env HEADINFER_CUDA_FUSE_SWIGLU=0 "$h" bench "${model[@]}" --context 4K,128K \
+        --decode-tokens 16 --reps 2 --offload none -o json
       step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
         --profile -o json
+      ;;
+    gemv)
+      step gemv 120 "$bin/cuda_gemv" --quick  # every tuning per projection, 8 loads in flight too
       ;;
     prefetch)
       # The decode attention kernel prefetching 2 or 4 block steps ahead into L2 (the
@@ -121,7 +129,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, prefetch, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, gemv, prefetch, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

@@ -164,6 +164,15 @@ class Backend {
   // r < rows, i < cols (gate and up: halves of fused rows, say); out may be gate.
   virtual void swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
                       int64_t out_stride) = 0;
+  // The MLP's first half: w_gate_up is [gate; up] (2 * ffn rows); gu gets rows of 2 * ffn
+  // floats whose first ffn are silu(x @ gate^T) * (x @ up^T), what matmul then swiglu
+  // over the gate half leave (the up half is left undefined). Same values as those two
+  // ops; a backend may run both as one kernel (the CUDA GEMV for decode rows).
+  virtual void matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) {
+    const int64_t ffn = w_gate_up.rows / 2;
+    matmul(x, n, w_gate_up, nullptr, gu);
+    swiglu(gu, gu + ffn, n, ffn, 2 * ffn, gu, 2 * ffn);
+  }
   // x += y
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // x += y over n rows of w's width, then out = rmsnorm(x): the residual add and the

@@ -137,6 +137,11 @@ void ProfilingBackend::matmul_strided(const float* x, int64_t x_stride, int n, c
   timed(Phase::Gemm, "matmul", [&] { inner_.matmul_strided(x, x_stride, n, w, bias, out); }, &w);
 }
 
+// Timed as one op: on a backend that fuses it, matmul and swiglu cannot be told apart.
+void ProfilingBackend::matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) {
+  timed(Phase::Gemm, "matmul_swiglu", [&] { inner_.matmul_swiglu(x, n, w_gate_up, gu); }, &w_gate_up);
+}
+
 void ProfilingBackend::combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,
                                          int head_dim, float* out, int64_t out_stride, float* lse) {
   timed(Phase::Attention, "combine_attention",

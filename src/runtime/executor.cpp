@@ -134,8 +134,7 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   for (int r0 = 0; r0 < n; r0 += opts_.mlp_chunk) {
     const int m = std::min(opts_.mlp_chunk, n - r0);
     const float* hr = h + static_cast<int64_t>(r0) * cfg_.hidden;
-    be_.matmul(hr, m, L.w_gate_up, nullptr, gu);
-    be_.swiglu(gu, gu + ffn, m, ffn, 2 * ffn, gu, 2 * ffn);
+    be_.matmul_swiglu(hr, m, L.w_gate_up, gu);
     be_.matmul_strided(gu, 2 * ffn, m, L.w_down, nullptr, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
   }
   if (static_cast<size_t>(layer) + 1 < layers_.size())

@@ -311,9 +311,10 @@ TEST(CudaOps, GemvTuningsGiveTheSameBits) {
       for (int n : {1, 2}) {
         SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) + " n=" + std::to_string(n));
         std::vector<std::vector<float>> outs;
-        // The four fixed tunings and the default, which picks one by the matrix.
+        // The five fixed tunings and the default, which picks one by the matrix.
         for (cuda::GemvTuning t : {cuda::GemvTuning{2, 2, false}, cuda::GemvTuning{4, 2, false},
-                                   cuda::GemvTuning{2, 1, false}, cuda::GemvTuning{4, 1, false}, cuda::GemvTuning{}}) {
+                                   cuda::GemvTuning{2, 1, false}, cuda::GemvTuning{4, 1, false},
+                                   cuda::GemvTuning{8, 1, false}, cuda::GemvTuning{}}) {
           gemm.set_gemv_tuning(t);
           DevBuf out = poisoned(n * rows);
           gemm.matmul(dx.f(), n, m, nullptr, out.f());
@@ -348,6 +349,46 @@ TEST(CudaOps, SwigluOverFusedRowsInPlace) {
   const std::vector<float> got = to_host(d, gu.size());
   EXPECT_TRUE(close(got, ref, 1e-6));
   EXPECT_TRUE(close(got, widen(cpu_gu), 1e-6)) << "vs CPU backend";
+}
+
+// The gate/up projection with the SwiGLU in the GEMV's epilogue (decode rows): the
+// gate half equals matmul then swiglu bit for bit (the same per-row sums, the same
+// SwiGLU expression). Rows past the GEMV (n = 5 here) take those two ops instead.
+// Against the CPU backend at the f32 tolerance.
+TEST(CudaOps, MatmulSwigluEqualsMatmulThenSwiglu) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(21);
+  const std::pair<int64_t, int64_t> shapes[] = {{1000, 4096}, {512, 256}, {14336, 4096}};  // ffn, cols
+  for (DType dt : {DType::BF16, DType::F16}) {
+    for (auto [ffn, cols] : shapes) {
+      for (int n : {1, 2, 5}) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " n=" + std::to_string(n) + " ffn=" + std::to_string(ffn) +
+                     " cols=" + std::to_string(cols));
+        const int64_t R = 2 * ffn;
+        std::vector<float> x = randn(n * cols, rng), w = randn(R * cols, rng, 0.05f);
+        std::vector<uint8_t> wb = encode(dt, w);
+        std::vector<std::shared_ptr<const void>> keep;
+        Mat mw = gpu().prepare(Tensor{"w", dt, {R, cols}, wb.data()}, keep);
+        DevBuf dx = to_device(x), fused = poisoned(n * R), split = poisoned(n * R);
+        gpu().matmul_swiglu(dx.f(), n, mw, fused.f());
+        gpu().matmul(dx.f(), n, mw, nullptr, split.f());
+        gpu().swiglu(split.f(), split.f() + ffn, n, ffn, R, split.f(), R);
+        const std::vector<float> a = to_host(fused, n * R), b = to_host(split, n * R);
+        for (int t = 0; t < n; ++t)
+          ASSERT_EQ(0, std::memcmp(a.data() + t * R, b.data() + t * R, ffn * sizeof(float))) << "row " << t;
+        std::vector<float> cg(n * R, kNaN);
+        Mat cw = cpu().prepare(Tensor{"w", dt, {R, cols}, wb.data()}, keep);
+        cpu().matmul_swiglu(x.data(), n, cw, cg.data());
+        std::vector<float> got, want;
+        for (int t = 0; t < n; ++t) {
+          got.insert(got.end(), a.begin() + t * R, a.begin() + t * R + ffn);
+          want.insert(want.end(), cg.begin() + t * R, cg.begin() + t * R + ffn);
+        }
+        // n = 5 goes through cuBLAS, which rounds the activations to the weight dtype.
+        EXPECT_TRUE(close(got, widen(want), n <= 2 ? 3e-5 : dt == DType::F16 ? 3e-3 : 1e-2)) << "vs CPU backend";
+      }
+    }
+  }
 }
 
 // Input rows further apart than the weight's columns (the down projection reading

@@ -68,6 +68,7 @@ struct AttnDebug {
   int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
   bool decode_mma = false;       // HEADINFER_CUDA_ATTN_DECODE=mma: few rows on 1-warp tensor-core blocks
   bool split_rope_store = false;  // HEADINFER_CUDA_FUSE_ROPE_STORE=0: RoPE and the KV store as two launches
+  bool split_swiglu = false;      // HEADINFER_CUDA_FUSE_SWIGLU=0: the gate/up GEMV, then the SwiGLU kernel
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -80,6 +81,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_mma = std::strcmp(e, "mma") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.split_swiglu = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -294,6 +296,13 @@ class CudaBackend final : public Backend {
               int64_t out_stride) override {
     use();
     cuda::launch_swiglu(gate, up, rows, cols, in_stride, out, out_stride, stream_);
+  }
+
+  // Decode rows: one GEMV launch that writes the SwiGLU of each gate row and its up row
+  // (HEADINFER_CUDA_FUSE_SWIGLU=0: the GEMV, then the SwiGLU kernel; the same bits).
+  void matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) override {
+    use();
+    if (debug_.split_swiglu || !gemm_->matmul_swiglu(x, n, w_gate_up, gu)) Backend::matmul_swiglu(x, n, w_gate_up, gu);
   }
 
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {

@@ -48,6 +48,10 @@ class CublasGemm {
   // rows): GEMV or cuBLAS give different bits, so the choice follows the forward.
   void set_forward_rows(int n) { forward_rows_ = n; }
   void set_gemv_tuning(GemvTuning t) { tuning_ = t; }
+  // The gate/up GEMV with the SwiGLU in its epilogue (launch_gemv_swiglu) where matmul
+  // would take the GEMV for these rows and the shape allows; false, nothing launched,
+  // otherwise. gu: rows of w.rows floats, the SwiGLU in their first half.
+  bool matmul_swiglu(const float* x, int n, const Mat& w, float* gu);
   // Always cuBLAS (benchmarks compare it with the GEMV kernel).
   void matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
 

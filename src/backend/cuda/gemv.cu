@@ -54,18 +54,25 @@ __device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
 // launcher). Lane l handles the 8-element chunks l, l + 32, ... of every row it owns,
 // in that order whatever kUnroll (16-byte loads per W row in flight per step) and RW
 // (rows per warp) are: the tunings differ in speed, never in bits.
-template <typename T, int N, int kUnroll, int RW>
+//
+// kGlu: W is [gate; up] (R = 2 * half rows) and the warp's two rows are gate row g and
+// up row g + half; it writes silu(gate) * up to out[t * out_stride + g], the SwiGLU of
+// the two rows (exactly as swiglu_kernel computes it from their separate outputs).
+template <typename T, int N, int kUnroll, int RW, bool kGlu = false>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_vec_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
-                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out) {
+                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int64_t out_stride) {
+  static_assert(!kGlu || RW == 2, "a SwiGLU warp owns one gate row and its up row");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * RW;
-  if (r0 >= R) return;  // warp-uniform: the shuffles below see the whole warp
+  const int half = R / 2;
+  const int64_t r0 = kGlu ? static_cast<int64_t>(blockIdx.x) * kWarps + warp
+                          : (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * RW;
+  if (r0 >= (kGlu ? half : R)) return;  // warp-uniform: the shuffles below see the whole warp
   // Rows past R (the last warp) repeat row R - 1: loads stay in bounds, stores skip them.
   const uint4* wr[RW];
 #pragma unroll
   for (int j = 0; j < RW; ++j) {
-    const int64_t r = r0 + j < R ? r0 + j : R - 1;
+    const int64_t r = kGlu ? r0 + j * half : r0 + j < R ? r0 + j : R - 1;
     wr[j] = reinterpret_cast<const uint4*>(w + r * C);
   }
   const int chunks = C / 8;
@@ -126,6 +133,16 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int t = 0; t < N; ++t)
 #pragma unroll
     for (int j = 0; j < RW; ++j) acc[t][j] = warp_sum(acc[t][j]);
+  if (kGlu) {
+    if (lane == 0) {
+#pragma unroll
+      for (int t = 0; t < N; ++t) {
+        const float g = acc[t][0];
+        out[t * out_stride + r0] = g / (1.0f + expf(-g)) * acc[t][RW - 1];
+      }
+    }
+    return;
+  }
   if (lane == 0) {
 #pragma unroll
     for (int j = 0; j < RW; ++j) {
@@ -171,7 +188,7 @@ void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, cons
   constexpr int rows_per_block = kWarps * RW;
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
   launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
-                   bias_dt, out);
+                   bias_dt, out, int64_t{0});
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
 }
 
@@ -182,6 +199,7 @@ void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const 
     // Decode (n <= 2) has the tunings; more rows keep the default.
     if constexpr (N <= 2) {
       if (tune.by_shape) tune = N == 1 && R < 16384 ? GemvTuning{4, 1, false} : GemvTuning{2, 2, false};
+      if (tune.unroll == 8) return launch_vec<T, N, 8, 1>(w, R, C, x, x_stride, bias, bias_dt, out, s);
       if (tune.unroll == 4 && tune.rows_per_warp == 1)
         return launch_vec<T, N, 4, 1>(w, R, C, x, x_stride, bias, bias_dt, out, s);
       if (tune.unroll == 4) return launch_vec<T, N, 4, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, s);
@@ -212,16 +230,47 @@ void launch_typed(const T* w, int R, int C, const float* x, int64_t x_stride, in
   }
 }
 
+template <typename T, int N>
+void launch_glu_n(const T* w, int R, int C, const float* x, int64_t x_stride, float* out, int64_t out_stride,
+                  cudaStream_t s) {
+  const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R / 2) + kWarps - 1) / kWarps);
+  launch_maybe_pdl(gemv_vec_kernel<T, N, 2, 2, true>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride,
+                   nullptr, DType::F32, out, out_stride);
+  HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel (SwiGLU)");
+}
+
+template <typename T>
+void launch_glu_typed(const T* w, int R, int C, const float* x, int64_t x_stride, int n, float* out,
+                      int64_t out_stride, cudaStream_t s) {
+  switch (n) {
+    case 1: launch_glu_n<T, 1>(w, R, C, x, x_stride, out, out_stride, s); break;
+    default: launch_glu_n<T, 2>(w, R, C, x, x_stride, out, out_stride, s); break;
+  }
+}
+
 }  // namespace
+
+bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
+                        int64_t out_stride, cudaStream_t s) {
+  const bool vec = C % 8 == 0 && x_stride % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  if (!vec || n < 1 || n > 2 || R % 2 != 0 || (wdt != DType::BF16 && wdt != DType::F16)) return false;
+  if (wdt == DType::BF16)
+    launch_glu_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, out, out_stride, s);
+  else
+    launch_glu_typed(static_cast<const __half*>(w), R, C, x, x_stride, n, out, out_stride, s);
+  return true;
+}
 
 GemvTuning gemv_tuning_from_env() {
   GemvTuning t;
-  // HEADINFER_CUDA_GEMV_TUNE=U,RW: U 16-byte loads in flight per row (2 or 4), RW rows
+  // HEADINFER_CUDA_GEMV_TUNE=U,RW: U 16-byte loads in flight per row (2, 4 or 8: 8 is
+  // one row per warp whatever RW, a whole 4096-wide BF16 row in flight at once), RW rows
   // per warp for n <= 2 (1 or 2), the same for every matrix; for benchmarks.
   if (const char* e = std::getenv("HEADINFER_CUDA_GEMV_TUNE")) {
     int u = 0, rw = 0;
     if (std::sscanf(e, "%d,%d", &u, &rw) == 2) {
-      t.unroll = u == 4 ? 4 : 2;
+      t.unroll = u == 8 ? 8 : u == 4 ? 4 : 2;
       t.rows_per_warp = rw == 1 ? 1 : 2;
       t.by_shape = false;
     }

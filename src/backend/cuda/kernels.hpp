@@ -62,7 +62,7 @@ constexpr int kGemvMaxRows = 8;
 constexpr int kGemvDefaultRows = 2;  // where it beats cuBLAS on the GPU machine
 // Speed knobs of the vector path for n <= 2 (bit-identical results whatever they are).
 struct GemvTuning {
-  int unroll = 2;         // 16-byte loads per W row in flight per lane and step: 2 or 4
+  int unroll = 2;         // 16-byte loads per W row in flight per lane and step: 2, 4 or 8 (8: one row per warp)
   int rows_per_warp = 2;  // 1 or 2
   // By the matrix (the default): one row of x and fewer than 16384 W rows take (4, 1),
   // the rest (2, 2): the fastest of the four on the H200 for Llama-3-8B's projections
@@ -72,6 +72,12 @@ struct GemvTuning {
 GemvTuning gemv_tuning_from_env();  // HEADINFER_CUDA_GEMV_TUNE=U,RW (fixed), else by shape
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
                  DType bias_dt, float* out, cudaStream_t s, GemvTuning tune = {});
+// W = [gate; up] (R = 2 * ffn rows), n = 1 or 2 rows of x: out[t * out_stride + g] =
+// silu(gate_g) * up_g for g < ffn, each dot product with the bits launch_gemv gives it
+// and the SwiGLU with launch_swiglu's. False (nothing launched) where the vector path's
+// alignment or the shape does not allow it.
+bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
+                        int64_t out_stride, cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);

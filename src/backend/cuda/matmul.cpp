@@ -53,6 +53,14 @@ void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, fl
   matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/(forward_rows_ > 0 ? forward_rows_ : n) <= gemv_max_rows_);
 }
 
+bool CublasGemm::matmul_swiglu(const float* x, int n, const Mat& w, float* gu) {
+  const bool gemv = (forward_rows_ > 0 ? forward_rows_ : n) <= gemv_max_rows_ && n >= 1 && n <= 2;
+  if (!gemv || w.empty() || w.rows % 2 != 0 || w.rows > INT32_MAX || w.cols > INT32_MAX) return false;
+  // Bits as matmul's GEMV gives them: its tunings change the speed, never a row's sum.
+  return launch_gemv_swiglu(x, w.cols, n, w.data, w.dtype, static_cast<int>(w.rows), static_cast<int>(w.cols), gu,
+                            w.rows, stream_);
+}
+
 void CublasGemm::matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
   matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/false);
 }
