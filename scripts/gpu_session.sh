@@ -10,7 +10,7 @@
 #   decode   all-resident decode at 4K, 32K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
 #            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with
-#            HEADINFER_CUDA_FUSE_SWIGLU=0 (the SwiGLU as its own kernel), and profiled
+#            HEADINFER_CUDA_FUSE_SWIGLU=1 (the SwiGLU in the gate/up GEMV), and profiled
 #            (decode_ops_us: device time per op)
 #   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
@@ -68,6 +68,11 @@ tests() {
   # staging (the stager is the default).
   step test_cuda_offload-driver 150 env HEADINFER_CUDA_STAGED_PAGEABLE=0 "$bin/test_cuda_offload"
   grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-driver.log" >>"$out/summary.txt" 2>/dev/null
+  # The engine with the SwiGLU in decode's gate/up GEMV (opt-in until measured).
+  for t in test_cuda_engine test_cuda_offload; do
+    step "$t-fused-swiglu" 150 env HEADINFER_CUDA_FUSE_SWIGLU=1 "$bin/$t"
+    grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t-fused-swiglu.log" >>"$out/summary.txt" 2>/dev/null
+  done
   # The decode-path kernels without programmatic dependent launch (on by default).
   for t in test_cuda_ops test_cuda_engine test_cuda_offload; do
     step "$t-nopdl" 150 env HEADINFER_CUDA_PDL=0 "$bin/$t"
@@ -79,13 +84,13 @@ for s in "$@"; do
   case "$s" in
     tests) tests ;;
     decode)
-      # As is, then without programmatic dependent launch, then with the SwiGLU out of
-      # the gate/up GEMV, then profiled (device time per op; the timestamps between ops
+      # As is, then without programmatic dependent launch, then with the SwiGLU in the
+      # gate/up GEMV, then profiled (device time per op; the timestamps between ops
       # undo PDL's overlap).
       step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       step decode-nopdl 120 env HEADINFER_CUDA_PDL=0 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 \
         --offload none -o json
-      step decode-swiglu-split 120 env HEADINFER_CUDA_FUSE_SWIGLU=0 "$h" bench "${model[@]}" --context 4K,128K \
+      step decode-swiglu-fused 120 env HEADINFER_CUDA_FUSE_SWIGLU=1 "$h" bench "${model[@]}" --context 4K,128K \
         --decode-tokens 16 --reps 2 --offload none -o json
       step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
         --profile -o json

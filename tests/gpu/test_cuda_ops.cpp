@@ -351,6 +351,18 @@ TEST(CudaOps, SwigluOverFusedRowsInPlace) {
   EXPECT_TRUE(close(got, widen(cpu_gu), 1e-6)) << "vs CPU backend";
 }
 
+// A backend with the SwiGLU fused into decode's gate/up GEMV (opt-in); buffers and
+// weights of gpu() are valid in it (same device).
+Backend& gpu_fused_swiglu() {
+  static std::unique_ptr<Backend> b = [] {
+    setenv("HEADINFER_CUDA_FUSE_SWIGLU", "1", 1);
+    auto be = make_cuda_backend(0);
+    unsetenv("HEADINFER_CUDA_FUSE_SWIGLU");
+    return be;
+  }();
+  return *b;
+}
+
 // The gate/up projection with the SwiGLU in the GEMV's epilogue (decode rows): the
 // gate half equals matmul then swiglu bit for bit (the same per-row sums, the same
 // SwiGLU expression). Rows past the GEMV (n = 5 here) take those two ops instead.
@@ -370,7 +382,8 @@ TEST(CudaOps, MatmulSwigluEqualsMatmulThenSwiglu) {
         std::vector<std::shared_ptr<const void>> keep;
         Mat mw = gpu().prepare(Tensor{"w", dt, {R, cols}, wb.data()}, keep);
         DevBuf dx = to_device(x), fused = poisoned(n * R), split = poisoned(n * R);
-        gpu().matmul_swiglu(dx.f(), n, mw, fused.f());
+        gpu_fused_swiglu().matmul_swiglu(dx.f(), n, mw, fused.f());
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         gpu().matmul(dx.f(), n, mw, nullptr, split.f());
         gpu().swiglu(split.f(), split.f() + ffn, n, ffn, R, split.f(), R);
         const std::vector<float> a = to_host(fused, n * R), b = to_host(split, n * R);

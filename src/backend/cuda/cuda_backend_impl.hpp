@@ -68,7 +68,9 @@ struct AttnDebug {
   int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
   bool decode_mma = false;       // HEADINFER_CUDA_ATTN_DECODE=mma: few rows on 1-warp tensor-core blocks
   bool split_rope_store = false;  // HEADINFER_CUDA_FUSE_ROPE_STORE=0: RoPE and the KV store as two launches
-  bool split_swiglu = false;      // HEADINFER_CUDA_FUSE_SWIGLU=0: the gate/up GEMV, then the SwiGLU kernel
+  // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
+  // until a GPU run has checked and timed it.
+  bool fuse_swiglu = false;
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -81,7 +83,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_mma = std::strcmp(e, "mma") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.split_swiglu = std::strcmp(e, "0") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -298,11 +300,11 @@ class CudaBackend final : public Backend {
     cuda::launch_swiglu(gate, up, rows, cols, in_stride, out, out_stride, stream_);
   }
 
-  // Decode rows: one GEMV launch that writes the SwiGLU of each gate row and its up row
-  // (HEADINFER_CUDA_FUSE_SWIGLU=0: the GEMV, then the SwiGLU kernel; the same bits).
+  // Decode rows with HEADINFER_CUDA_FUSE_SWIGLU=1: one GEMV launch that writes the
+  // SwiGLU of each gate row and its up row (the same bits as the GEMV, then the SwiGLU).
   void matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) override {
     use();
-    if (debug_.split_swiglu || !gemm_->matmul_swiglu(x, n, w_gate_up, gu)) Backend::matmul_swiglu(x, n, w_gate_up, gu);
+    if (!debug_.fuse_swiglu || !gemm_->matmul_swiglu(x, n, w_gate_up, gu)) Backend::matmul_swiglu(x, n, w_gate_up, gu);
   }
 
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {
