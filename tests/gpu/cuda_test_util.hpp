@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -33,6 +34,15 @@ namespace headinfer::test {
 inline Backend& gpu() {
   static std::unique_ptr<Backend> b = make_cuda_backend(0);
   return *b;
+}
+
+// A CUDA backend made with the environment variable `name` set to `value` (a backend
+// reads its switches when it is made); the variable is unset again afterwards.
+inline std::unique_ptr<Backend> make_cuda_backend_with_env(const char* name, const char* value) {
+  setenv(name, value, 1);
+  auto be = make_cuda_backend(0);
+  unsetenv(name);
+  return be;
 }
 
 // The CPU backend (the project's reference implementation), on host memory.

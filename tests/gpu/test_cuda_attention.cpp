@@ -385,12 +385,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention, ::testing::ValuesIn(kCases),
 // and combine kernels may overlap their neighbours (programmatic launch, on by default).
 // A backend with cuDNN off (own kernels only); buffers of gpu() are valid in it.
 Backend& gpu_own() {
-  static std::unique_ptr<Backend> b = [] {
-    setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);
-    auto be = make_cuda_backend(0);
-    unsetenv("HEADINFER_CUDA_ATTN_PATH");
-    return be;
-  }();
+  static std::unique_ptr<Backend> b = make_cuda_backend_with_env("HEADINFER_CUDA_ATTN_PATH", "own");
   return *b;
 }
 

@@ -475,7 +475,8 @@ TEST(CudaStreams, LargePinnedBlocksCopyBothWays) {
 // stream behind an event (the KV appends' path).
 TEST(CudaStreams, PageableSourcesAreStagedExactly) {
   HI_REQUIRE_GPU();
-  // The staging is opt-in; the streams read the switch when the backend is made.
+  // The staging is the default; set anyway, so the test holds whatever the default is
+  // (the streams read the switch when the backend is made).
   setenv("HEADINFER_CUDA_STAGED_PAGEABLE", "1", 1);
   auto be = gpu(300, 0);  // copies start late
   unsetenv("HEADINFER_CUDA_STAGED_PAGEABLE");

@@ -354,12 +354,7 @@ TEST(CudaOps, SwigluOverFusedRowsInPlace) {
 // A backend with the SwiGLU fused into decode's gate/up GEMV (opt-in); buffers and
 // weights of gpu() are valid in it (same device).
 Backend& gpu_fused_swiglu() {
-  static std::unique_ptr<Backend> b = [] {
-    setenv("HEADINFER_CUDA_FUSE_SWIGLU", "1", 1);
-    auto be = make_cuda_backend(0);
-    unsetenv("HEADINFER_CUDA_FUSE_SWIGLU");
-    return be;
-  }();
+  static std::unique_ptr<Backend> b = make_cuda_backend_with_env("HEADINFER_CUDA_FUSE_SWIGLU", "1");
   return *b;
 }
 
