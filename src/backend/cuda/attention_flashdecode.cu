@@ -71,7 +71,9 @@ __device__ __forceinline__ uint4 load_stream(const void* p) {
   return r;
 }
 
-template <typename T, int D, int kRows>
+// kPrefetch: an instance that can prefetch (`prefetch` steps ahead); the default one
+// is compiled without the branch, so its registers and speed stay as measured.
+template <typename T, int D, int kRows, bool kPrefetch>
 __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams p, int prefetch) {
   constexpr int kVec = 16 / sizeof(T);
   constexpr int LPK = D / kVec;  // lanes per key
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
     for (int64_t k0 = a + warp * KW; k0 < b; k0 += KB) {
       // Lines `prefetch` steps ahead go to L2 (one lane per 128-byte line): more bytes in
       // flight than the registers hold, and no effect on the math.
-      if (prefetch > 0 && sub % (128 / 16) == 0) {
+      if (kPrefetch && sub % (128 / 16) == 0) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const int64_t key = k0 + prefetch * KB + u * KPI + kin;
@@ -303,11 +305,20 @@ void launch_decode_dim(const AttnParams& p, int n_splits, cudaStream_t s) {
   const int rows = attention_decode_rows(p.n_rows);
   const int pf = decode_prefetch_steps();
   dim3 grid((p.n_rows + rows - 1) / rows, n_splits, p.n_heads > 1 ? p.n_heads : 1);
-  switch (rows) {
-    case 1: launch_maybe_pdl(attn_decode_kernel<T, D, 1>, grid, dim3(kThreads), 0, s, p, pf); break;
-    case 2: launch_maybe_pdl(attn_decode_kernel<T, D, 2>, grid, dim3(kThreads), 0, s, p, pf); break;
-    case 4: launch_maybe_pdl(attn_decode_kernel<T, D, 4>, grid, dim3(kThreads), 0, s, p, pf); break;
-    default: launch_maybe_pdl(attn_decode_kernel<T, D, 8>, grid, dim3(kThreads), 0, s, p, pf); break;
+  if (pf > 0) {
+    switch (rows) {
+      case 1: launch_maybe_pdl(attn_decode_kernel<T, D, 1, true>, grid, dim3(kThreads), 0, s, p, pf); break;
+      case 2: launch_maybe_pdl(attn_decode_kernel<T, D, 2, true>, grid, dim3(kThreads), 0, s, p, pf); break;
+      case 4: launch_maybe_pdl(attn_decode_kernel<T, D, 4, true>, grid, dim3(kThreads), 0, s, p, pf); break;
+      default: launch_maybe_pdl(attn_decode_kernel<T, D, 8, true>, grid, dim3(kThreads), 0, s, p, pf); break;
+    }
+  } else {
+    switch (rows) {
+      case 1: launch_maybe_pdl(attn_decode_kernel<T, D, 1, false>, grid, dim3(kThreads), 0, s, p, 0); break;
+      case 2: launch_maybe_pdl(attn_decode_kernel<T, D, 2, false>, grid, dim3(kThreads), 0, s, p, 0); break;
+      case 4: launch_maybe_pdl(attn_decode_kernel<T, D, 4, false>, grid, dim3(kThreads), 0, s, p, 0); break;
+      default: launch_maybe_pdl(attn_decode_kernel<T, D, 8, false>, grid, dim3(kThreads), 0, s, p, 0); break;
+    }
   }
   HI_CUDA_CHECK_LAUNCH("attn_decode_kernel");
 }
@@ -316,10 +327,10 @@ template <typename T, int D>
 int occupancy_dim(int rows) {
   int n = 0;
   switch (rows) {
-    case 1: HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<T, D, 1>, kThreads, 0)); break;
-    case 2: HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<T, D, 2>, kThreads, 0)); break;
-    case 4: HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<T, D, 4>, kThreads, 0)); break;
-    default: HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<T, D, 8>, kThreads, 0)); break;
+    case 1: HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<T, D, 1, false>, kThreads, 0)); break;
+    case 2: HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<T, D, 2, false>, kThreads, 0)); break;
+    case 4: HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<T, D, 4, false>, kThreads, 0)); break;
+    default: HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_kernel<T, D, 8, false>, kThreads, 0)); break;
   }
   return n;
 }
