@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.hpp"
+#include "backend/cuda/kernels.hpp"
 #include "common/half.hpp"
 #include "headinfer/error.hpp"
 
@@ -335,7 +336,11 @@ int main(int argc, char** argv) {
       // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and
       // HEADINFER_CUDA_ATTN_PATH; the backend reads them when made).
       setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);
-      for (const char* warps : {"4", "8", "4x2"}) {
+      for (const char* warps : {"4", "8", "4x2", "wg", "wg2"}) {
+        if (warps[0] == 'w' && !headinfer::cuda::attention_wgmma_available()) {
+          std::printf("  [own, %s]: skipped, the warpgroup-MMA kernel needs compute capability 9.0\n", warps);
+          continue;
+        }
         setenv("HEADINFER_CUDA_ATTN_WARPS", warps, 1);
         auto pb = headinfer::make_cuda_backend(0);
         const std::string w = std::string(" [own, ") + warps + " warps]";

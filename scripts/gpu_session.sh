@@ -15,6 +15,7 @@
 #   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
+#   attn     cuda_attention --quick once: cuDNN and every own block shape, warpgroup MMA included
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable (16 GiB with 1024-token chunks
@@ -68,6 +69,15 @@ tests() {
   # staging (the stager is the default).
   step test_cuda_offload-driver 150 env HEADINFER_CUDA_STAGED_PAGEABLE=0 "$bin/test_cuda_offload"
   grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-driver.log" >>"$out/summary.txt" 2>/dev/null
+  # Where the warpgroup-MMA kernel fails its parity cases, which exchange of its shared
+  # memory descriptors' strides (HEADINFER_CUDA_WGMMA_DESC_SWAP bits: K, V) passes.
+  if grep -q "warpgroup MMA\|WarpgroupKernelOnHopper.*FAILED\|FAILED.*WarpgroupKernelOnHopper" "$out/test_cuda_attention.log" 2>/dev/null; then
+    for sw in 1 2 3; do
+      step "wgmma-swap$sw" 60 env HEADINFER_CUDA_WGMMA_DESC_SWAP=$sw "$bin/test_cuda_attention" \
+        --gtest_filter='*WarpgroupKernelOnHopper*:*prefill_bf16_hd128_gqa4_self*:*prefill_bf16_hd64_gqa1_odd*'
+      grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/wgmma-swap$sw.log" | sed "s/^/swap $sw: /" >>"$out/summary.txt"
+    done
+  fi
   # The engine with the SwiGLU in decode's gate/up GEMV (opt-in until measured).
   for t in test_cuda_engine test_cuda_offload; do
     step "$t-fused-swiglu" 150 env HEADINFER_CUDA_FUSE_SWIGLU=1 "$bin/$t"
@@ -106,6 +116,11 @@ for s in "$@"; do
           --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
+    attn)
+      # The attention benchmark once: cuDNN, then the own kernels' block shapes (the
+      # warpgroup-MMA ones included on compute capability 9.0) against the GEMM rate.
+      step attn 150 "$bin/cuda_attention" --quick
+      ;;
     cudnn)
       for p in A:1 A:2 A:3 B:0 B:1 B:2; do step "cudnn-$p" 60 env HEADINFER_CUDNN_PLAN="$p" "$bin/cuda_attention" --quick; done
       ;;
@@ -134,7 +149,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, gemv, prefetch, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, gemv, prefetch, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

@@ -170,6 +170,14 @@ Backend& gpu_wide() {
   return *b;
 }
 
+// Hopper's warpgroup-MMA kernel in blocks of one and of two warpgroups (64 and 128
+// rows); null where the device is not compute capability 9.0.
+Backend* gpu_warpgroup(int groups) {
+  static std::unique_ptr<Backend> one = headinfer::cuda::attention_wgmma_available() ? gpu_with_block_shape("wg") : nullptr;
+  static std::unique_ptr<Backend> two = headinfer::cuda::attention_wgmma_available() ? gpu_with_block_shape("wg2") : nullptr;
+  return groups == 2 ? two.get() : one.get();
+}
+
 GpuResult run_attention(const AttnCase& c, const DevBuf& dq, int64_t q_stride, float scale,
                         const std::vector<KvPiece>& pieces, Backend& be = gpu()) {
   const int row = c.n_qh * c.head_dim;
@@ -298,6 +306,15 @@ TEST_P(CudaAttention, MatchesReference) {
                                                     << worst_row(c, gw.out, ref_out);
     EXPECT_TRUE(close(gw.lse, ref_lse, lse_tol(c), true)) << "4 x 32-row blocks: log-sum-exp";
     EXPECT_EQ(gw.pad_written, 0u) << "4 x 32-row blocks wrote padding columns";
+    for (int groups : {1, 2}) {
+      Backend* wg = gpu_warpgroup(groups);
+      if (!wg) continue;  // not compute capability 9.0: WarpgroupKernelOnHopper says so
+      GpuResult gg = run_attention(c, dq, q_stride, scale, kv.pieces, *wg);
+      const std::string name = "warpgroup MMA, " + std::to_string(groups) + " warpgroup(s) a block: ";
+      EXPECT_TRUE(close(gg.out, ref_out, out_tol(c))) << name << "output; worst row: " << worst_row(c, gg.out, ref_out);
+      EXPECT_TRUE(close(gg.lse, ref_lse, lse_tol(c), true)) << name << "log-sum-exp";
+      EXPECT_EQ(gg.pad_written, 0u) << name << "wrote padding columns";
+    }
   }
 
   // Split the pieces in two, attend to each half, merge by LSE: same result.
@@ -495,6 +512,43 @@ TEST(CudaAttentionPath, CudnnWhereExpected) {
   std::printf("attention path: %s\n", path.c_str());
   const char* expect = std::getenv("HEADINFER_EXPECT_CUDNN");
   if (expect && std::string(expect) == "1") EXPECT_NE(path.find("cuDNN 9"), std::string::npos) << path;
+}
+
+// The warpgroup-MMA kernel (compute capability 9.0) on shapes with many row blocks, key
+// tiles and splits, against the 16-row-per-warp kernel on the same inputs (both own
+// kernels: cuDNN is turned off for the backends made here). MatchesReference checks
+// it against the exact reference on the small shapes.
+TEST(CudaAttentionPath, WarpgroupKernelOnHopper) {
+  HI_REQUIRE_CUDA();
+  if (!headinfer::cuda::attention_wgmma_available())
+    GTEST_SKIP() << "the device is not compute capability 9.0: the warpgroup-MMA kernel is not checked here";
+  setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);
+  auto base = gpu_with_block_shape("4");
+  auto wg1 = gpu_with_block_shape("wg");
+  auto wg2 = gpu_with_block_shape("wg2");
+  unsetenv("HEADINFER_CUDA_ATTN_PATH");
+  const std::vector<AttnCase> cases = {
+      {"wg_causal_self_3000", 3000, 4, 128, BF, true, 0, {{3000, 0}}},
+      {"wg_chunk_after_prefix_f16", 1000, 4, 128, F16, true, 6000, {{6000, 0}, {1000, 6000}}},
+      {"wg_hd64_gqa8_pieces", 700, 8, 64, BF, true, 2100, {{1500, 0}, {33, 1600}, {700, 2100}}},
+      {"wg_noncausal", 513, 1, 128, BF, false, 0, {{4099, 0}}},
+  };
+  std::mt19937 rng(7);
+  for (const AttnCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const int64_t q_stride = static_cast<int64_t>(c.n_qh) * c.head_dim;
+    std::vector<float> q = make_q(c, q_stride, rng);
+    KvData kv = make_kv(c, rng);
+    DevBuf dq = to_device(q);
+    const float scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+    GpuResult want = run_attention(c, dq, q_stride, scale, kv.pieces, *base);
+    for (Backend* be : {wg1.get(), wg2.get()}) {
+      GpuResult got = run_attention(c, dq, q_stride, scale, kv.pieces, *be);
+      EXPECT_TRUE(close(got.out, widen(want.out), 2e-3)) << (be == wg1.get() ? "wg" : "wg2") << ": output";
+      EXPECT_TRUE(close(got.lse, widen(want.lse), 1e-3, true)) << (be == wg1.get() ? "wg" : "wg2") << ": lse";
+      EXPECT_EQ(got.pad_written, 0u);
+    }
+  }
 }
 
 TEST(CudaAttentionStream, BackToBackCalls) {

@@ -183,6 +183,8 @@ bool attention_mma_supported(DType kv, int head_dim) {
 
 int attention_mma_blocks_per_sm(DType kv, int head_dim, int warps) {
   if (warps == kMmaWide) return attention_mma_wide_blocks_per_sm(kv, head_dim);
+  if (warps == kMmaWarpgroup || warps == kMmaWarpgroup2)
+    return attention_wgmma_blocks_per_sm(kv, head_dim, warps == kMmaWarpgroup2 ? 2 : 1);
   if (!attention_mma_supported(kv, head_dim)) return 1;
   int n = 0;
   auto query = [&](auto kernel) {
@@ -209,11 +211,14 @@ int attention_mma_blocks_per_sm(DType kv, int head_dim, int warps) {
 }
 
 int attention_mma_rows(int warps) {
+  if (warps == kMmaWarpgroup || warps == kMmaWarpgroup2) return attention_wgmma_rows(warps == kMmaWarpgroup2 ? 2 : 1);
   return warps == kMmaWide ? attention_mma_wide_rows() : warps == 8 ? 128 : warps == 1 ? 16 : 64;
 }
 
 void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s) {
   if (warps == kMmaWide) return launch_attention_mma_wide(p, n_splits, kv, s);
+  if (warps == kMmaWarpgroup || warps == kMmaWarpgroup2)
+    return launch_attention_wgmma(p, n_splits, kv, warps == kMmaWarpgroup2 ? 2 : 1, s);
   if (p.n_rows <= 0) return;
   HI_CHECK(attention_mma_supported(kv, p.head_dim), "cuda attention: no tensor-core kernel for KV "
                                                         << dtype_name(kv) << " with head_dim " << p.head_dim);

@@ -75,7 +75,11 @@ struct AttnDebug {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_WARPS"))
-      d.mma_warps = std::strcmp(e, "4x2") == 0 ? cuda::kMmaWide : std::atoi(e) == 8 ? 8 : 4;
+      d.mma_warps = std::strcmp(e, "4x2") == 0   ? cuda::kMmaWide
+                    : std::strcmp(e, "wg") == 0  ? cuda::kMmaWarpgroup
+                    : std::strcmp(e, "wg2") == 0 ? cuda::kMmaWarpgroup2
+                    : std::atoi(e) == 8          ? 8
+                                                 : 4;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) {
       d.force_simt = std::strcmp(e, "simt") == 0;
       d.no_cudnn = d.force_simt || std::strcmp(e, "own") == 0;

@@ -152,6 +152,14 @@ void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps
 int attention_mma_wide_rows();
 int attention_mma_wide_blocks_per_sm(DType kv, int head_dim);
 void launch_attention_mma_wide(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
+// `warps` kMmaWarpgroup / kMmaWarpgroup2: Hopper's warpgroup MMA, blocks of one or two
+// warpgroups of 64 rows (sm90/attention_prefill_wgmma.cu; compute capability 9.0 only).
+constexpr int kMmaWarpgroup = -64;
+constexpr int kMmaWarpgroup2 = -128;
+bool attention_wgmma_available();
+int attention_wgmma_rows(int groups);
+int attention_wgmma_blocks_per_sm(DType kv, int head_dim, int groups);
+void launch_attention_wgmma(const AttnParams& p, int n_splits, DType kv, int groups, cudaStream_t s);
 
 // CUDA-core flash attention for any KV dtype and head_dim <= kSimtMaxHeadDim; also
 // the split-KV decode kernel. Rows per block kSimtRows, key tile kSimtKeys.
