@@ -35,6 +35,19 @@ int32_t Backend::argmax(const float* x, int64_t n) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
+std::vector<LogitCandidate> Backend::top_k(const float* x, int64_t n, int k) {
+  HI_CHECK(n > 0 && k >= 1 && k <= kMaxTopK, name() << " top_k: k " << k << " of " << n << " values (1 to " << kMaxTopK
+                                                    << ")");
+  std::vector<float> v(static_cast<size_t>(n));
+  download(v.data(), x, v.size() * sizeof(float));
+  std::vector<LogitCandidate> c(v.size());
+  for (size_t i = 0; i < v.size(); ++i) c[i] = {static_cast<int32_t>(i), v[i]};
+  const size_t keep = std::min(c.size(), static_cast<size_t>(k));
+  std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), logit_order);
+  c.resize(keep);
+  return c;
+}
+
 void Backend::copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
                                 size_t rows) {
   if (width == dst_pitch && width == src_pitch) return copy_h2d_async(dst, src, width * rows);

@@ -118,6 +118,21 @@ struct DeviceMemoryInfo {
 };
 
 // Wrappers (ProfilingBackend) forward every virtual: a new one must be added there too.
+// One entry of a top-k list: a token id and its logit.
+struct LogitCandidate {
+  int32_t id;
+  float logit;
+};
+// Larger logit first, equal logits by smaller id; NaN after every number.
+inline bool logit_order(const LogitCandidate& a, const LogitCandidate& b) {
+  const bool a_nan = a.logit != a.logit, b_nan = b.logit != b.logit;
+  if (a_nan != b_nan) return b_nan;
+  if (!a_nan && a.logit != b.logit) return a.logit > b.logit;
+  return a.id < b.id;
+}
+// The most candidates Backend::top_k returns (larger k: read the whole row back).
+constexpr int kMaxTopK = 4096;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -200,6 +215,11 @@ class Backend {
   // The index of the largest of n floats at x (backend memory): the first on ties, as
   // torch.argmax; returns once known. The default reads them back and scans.
   virtual int32_t argmax(const float* x, int64_t n);
+  // The min(k, n) largest of n floats at x (backend memory), 1 <= k <= kMaxTopK, sorted
+  // by value, larger first, equal values by smaller index (the order the sampler's
+  // top-k keeps; -0 equals +0, NaN is the smallest). Returns once they are on the host.
+  // The default reads the row back and sorts.
+  virtual std::vector<LogitCandidate> top_k(const float* x, int64_t n, int k);
   // Waits for all work on every stream.
   virtual void synchronize() = 0;
 

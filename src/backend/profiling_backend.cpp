@@ -168,6 +168,12 @@ int32_t ProfilingBackend::argmax(const float* x, int64_t n) {
   return r;
 }
 
+std::vector<LogitCandidate> ProfilingBackend::top_k(const float* x, int64_t n, int k) {
+  std::vector<LogitCandidate> r;
+  waited([&] { timed(Phase::Other, "top_k", [&] { r = inner_.top_k(x, n, k); }); });
+  return r;
+}
+
 void ProfilingBackend::swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride,
                               float* out, int64_t out_stride) {
   timed(Phase::Other, "swiglu", [&] { inner_.swiglu(gate, up, rows, cols, in_stride, out, out_stride); });

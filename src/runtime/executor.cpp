@@ -181,4 +181,8 @@ int32_t Executor::forward_greedy(const int32_t* tokens, int n) {
   return be_.argmax(forward_logits(tokens, n), static_cast<int64_t>(logits_.size()));
 }
 
+std::vector<LogitCandidate> Executor::forward_top_k(const int32_t* tokens, int n, int k) {
+  return be_.top_k(forward_logits(tokens, n), static_cast<int64_t>(logits_.size()), k);
+}
+
 }  // namespace headinfer

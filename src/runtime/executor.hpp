@@ -41,6 +41,8 @@ class Executor {
   // The same forward, returning only the argmax of the last logits (the first on ties,
   // as argmax(forward(...))): found by the backend, so the logits stay where they are.
   int32_t forward_greedy(const int32_t* tokens, int n);
+  // The same forward, returning only the k largest last logits (Backend::top_k's order).
+  std::vector<LogitCandidate> forward_top_k(const int32_t* tokens, int n, int k);
   int64_t position() const { return kv_->length(); }
   int64_t capacity() const { return kv_->capacity(); }
   void reset() { kv_->set_length(0); }

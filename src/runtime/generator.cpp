@@ -112,6 +112,10 @@ GenerateResult Generator::run(const GenerateRequest& req) {
   // id (the same first maximum the sampler would take) and only it comes back.
   const bool on_device = req.sampling.temperature <= 0.f && req.sampling.repeat_penalty == 1.0f;
   int32_t next = -1;  // the id forward_greedy() found, while on_device
+  // Top-k sampling needs only the largest logits: the backend finds them and only those
+  // come back (the same draw as from the whole row; Sampler::candidates_needed).
+  std::vector<LogitCandidate> top;
+  bool from_top = false;
   const auto t_decode = Clock::now();
   for (;;) {
     if (cancelled()) {
@@ -122,7 +126,7 @@ GenerateResult Generator::run(const GenerateRequest& req) {
       res.stop_reason = "length";
       break;
     }
-    const int32_t id = next >= 0 ? next : sampler.sample(*logits);
+    const int32_t id = next >= 0 ? next : from_top ? sampler.sample_top(std::move(top)) : sampler.sample(*logits);
     sampler.accept(id);
     res.tokens.push_back(id);
     if (req.on_token) req.on_token(id);
@@ -143,8 +147,12 @@ GenerateResult Generator::run(const GenerateRequest& req) {
       res.stop_reason = "context";
       break;
     }
+    const int want_top = on_device ? 0 : sampler.candidates_needed();
+    from_top = want_top > 0;
     if (on_device)
       next = exec_.forward_greedy(&id, 1);
+    else if (from_top)
+      top = exec_.forward_top_k(&id, 1, want_top);
     else
       logits = &exec_.forward(&id, 1);
   }

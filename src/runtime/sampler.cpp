@@ -20,34 +20,58 @@ void Sampler::accept(int32_t id) {
   while (static_cast<int>(recent_.size()) > p_.repeat_last_n) recent_.pop_front();
 }
 
+namespace {
+
+float penalized(float l, float penalty) { return l > 0 ? l / penalty : l * penalty; }
+
+}  // namespace
+
 int32_t Sampler::sample(const std::vector<float>& logits_in) {
   std::vector<float> logits = logits_in;
   if (p_.repeat_penalty != 1.0f) {
     std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
     for (int32_t id : seen) {
       float& l = logits[static_cast<size_t>(id)];
-      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+      l = penalized(l, p_.repeat_penalty);
     }
   }
   if (p_.temperature <= 0.f) return argmax(logits);
 
-  struct Cand {
-    int32_t id;
-    float logit;
-  };
-  std::vector<Cand> c(logits.size());
+  std::vector<LogitCandidate> c(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) c[i] = {static_cast<int32_t>(i), logits[i]};
-  auto by_logit = [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
-
   size_t keep = c.size();
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {
     keep = static_cast<size_t>(p_.top_k);
-    std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), by_logit);
+    std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), logit_order);
   } else {
-    std::sort(c.begin(), c.end(), by_logit);
+    std::sort(c.begin(), c.end(), logit_order);
   }
   c.resize(keep);
+  return draw(std::move(c));
+}
 
+int Sampler::candidates_needed() const {
+  if (p_.temperature <= 0.f || p_.top_k <= 0 || p_.repeat_penalty < 1.0f) return 0;
+  // A penalty above 1 only lowers logits, and at most one per distinct recent token:
+  // the row's top_k after it lies within its top_k + that many before it.
+  int extra = 0;
+  if (p_.repeat_penalty != 1.0f) extra = static_cast<int>(std::unordered_set<int32_t>(recent_.begin(), recent_.end()).size());
+  const int64_t n = static_cast<int64_t>(p_.top_k) + extra;
+  return n > kMaxTopK ? 0 : static_cast<int>(n);
+}
+
+int32_t Sampler::sample_top(std::vector<LogitCandidate> c) {
+  if (p_.repeat_penalty != 1.0f) {
+    std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
+    for (LogitCandidate& x : c)
+      if (seen.count(x.id)) x.logit = penalized(x.logit, p_.repeat_penalty);
+    std::sort(c.begin(), c.end(), logit_order);
+  }
+  if (c.size() > static_cast<size_t>(p_.top_k)) c.resize(static_cast<size_t>(p_.top_k));
+  return draw(std::move(c));
+}
+
+int32_t Sampler::draw(std::vector<LogitCandidate> c) {
   // Softmax at temperature 1 for the truncation steps, as llama.cpp does.
   auto probs = [&]() {
     std::vector<double> p(c.size());
@@ -74,7 +98,7 @@ int32_t Sampler::sample(const std::vector<float>& logits_in) {
     while (n < c.size() && c[n].logit >= cut) ++n;
     c.resize(n);
   }
-  for (Cand& x : c) x.logit /= p_.temperature;
+  for (LogitCandidate& x : c) x.logit /= p_.temperature;
   std::vector<double> p = probs();
   std::discrete_distribution<size_t> dist(p.begin(), p.end());
   return c[dist(rng_)].id;

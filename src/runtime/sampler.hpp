@@ -8,6 +8,8 @@
 #include <random>
 #include <vector>
 
+#include "backend/backend.hpp"
+
 namespace headinfer {
 
 struct SamplingParams {
@@ -26,8 +28,17 @@ class Sampler {
   // Records a token the penalty should see (prompt tokens and generated ones).
   void accept(int32_t id);
   int32_t sample(const std::vector<float>& logits);
+  // How many of the largest logits sample_top() needs to draw exactly what sample()
+  // would from the whole row: top_k plus the distinct recent tokens a repetition
+  // penalty may push down. 0 where the whole row is needed (top-k off, greedy, a
+  // penalty below 1, or more than kMaxTopK).
+  int candidates_needed() const;
+  // sample() from the candidates_needed() largest logits, in Backend::top_k's order.
+  int32_t sample_top(std::vector<LogitCandidate> top);
 
  private:
+  int32_t draw(std::vector<LogitCandidate> c);  // top-p, min-p, temperature, draw from c (sorted)
+
   SamplingParams p_;
   std::mt19937_64 rng_;
   std::deque<int32_t> recent_;

@@ -713,6 +713,36 @@ TEST(CudaOps, ArgmaxIsTheFirstMaximum) {
   }
 }
 
+// The device's top-k against the CPU backend's (the host sort): the same ids in the same
+// order, values bit for bit, with ties (values on a grid), -0 beside +0, -inf and NaN.
+TEST(CudaOps, TopKMatchesTheHostSort) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(15);
+  for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{1025}, int64_t{32000}, int64_t{128256}}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      std::vector<float> v = randn(static_cast<size_t>(n), rng, 3.f);
+      if (trial == 1)
+        for (auto& x : v) x = std::round(x * 2.f) / 2.f;  // many ties at every rank
+      if (trial == 2 && n > 6) {
+        v[0] = -0.f, v[1] = 0.f, v[2] = -INFINITY, v[3] = NAN, v[4] = 1e30f, v[5] = -1e30f;
+        for (int64_t i = 6; i < n; i += 5) v[static_cast<size_t>(i)] = 0.f;
+      }
+      if (trial == 3)
+        for (auto& x : v) x = 1.5f;  // one value everywhere: the smallest indices win
+      DevBuf d = to_device(v);
+      for (const int k : {1, 40, 1000, kMaxTopK}) {
+        const std::vector<LogitCandidate> got = gpu().top_k(d.f(), n, k);
+        const std::vector<LogitCandidate> want = cpu().top_k(v.data(), n, k);
+        ASSERT_EQ(got.size(), want.size()) << "n " << n << " trial " << trial << " k " << k;
+        for (size_t i = 0; i < want.size(); ++i) {
+          ASSERT_EQ(got[i].id, want[i].id) << "n " << n << " trial " << trial << " k " << k << " rank " << i;
+          if (!std::isnan(want[i].logit)) ASSERT_EQ(got[i].logit, want[i].logit) << "rank " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaOps, MergeAttention) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(10);

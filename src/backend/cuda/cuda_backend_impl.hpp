@@ -193,6 +193,27 @@ class CudaBackend final : public Backend {
     return r;
   }
 
+  // k pairs come back instead of the row (the scratch holds kMaxTopK of them; it is
+  // reserved at construction), sorted here.
+  std::vector<LogitCandidate> top_k(const float* x, int64_t n, int k) override {
+    HI_CHECK(n > 0 && k >= 1 && k <= kMaxTopK,
+             "cuda top_k: k " << k << " of " << n << " values (1 to " << kMaxTopK << ")");
+    HI_CHECK(n <= INT32_MAX, "cuda top_k: " << n << " values is too many");
+    use();
+    const int kk = static_cast<int>(std::min<int64_t>(k, n));
+    auto* vals = static_cast<float*>(ids_.get(sizeof(float) * 2 * kMaxTopK, stream_));
+    auto* idx = reinterpret_cast<int32_t*>(vals + kMaxTopK);
+    cuda::launch_top_k(x, n, kk, vals, idx, stream_);
+    std::vector<float> v(static_cast<size_t>(kk));
+    std::vector<int32_t> id(static_cast<size_t>(kk));
+    download(v.data(), vals, v.size() * sizeof(float));
+    download(id.data(), idx, id.size() * sizeof(int32_t));
+    std::vector<LogitCandidate> c(v.size());
+    for (size_t i = 0; i < c.size(); ++i) c[i] = {id[i], v[i]};
+    std::sort(c.begin(), c.end(), logit_order);
+    return c;
+  }
+
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return;
     use();

@@ -29,6 +29,9 @@ void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, i
 void launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
 // *out (device) = the index of the first maximum of x[0, n) (0 when no value beats -inf)
 void launch_argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s);
+// The k largest of n values (1 <= k <= n): every value above the k-th largest and, of
+// those equal to it, the ones with the smallest indices; unsorted, into out_v / out_i.
+void launch_top_k(const float* x, int64_t n, int k, float* out_v, int32_t* out_i, cudaStream_t s);
 // n rows of head_dim floats (row stride src_stride) -> contiguous rows of dt
 void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType dt, void* dst, cudaStream_t s);
 // store_kv of n_heads heads in one launch: head i's rows at k / v + i * head_dim ->
