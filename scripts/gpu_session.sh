@@ -7,6 +7,7 @@
 #
 # Steps (the list in docs/gpu.md, "The next GPU session"):
 #   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
+#   tests-attention   test_cuda_attention alone
 #   decode   all-resident decode at 4K, 32K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
 #            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with
@@ -15,6 +16,7 @@
 #   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
+#   sample   generate 128 tokens after a 4K prompt: greedy, top-k 40 (on the device), top-k off
 #   attn     cuda_attention --quick once: cuDNN and every own block shape, warpgroup MMA included
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
@@ -93,6 +95,10 @@ tests() {
 for s in "$@"; do
   case "$s" in
     tests) tests ;;
+    tests-attention)  # the attention parity tests alone
+      step test_cuda_attention 150 "$bin/test_cuda_attention"
+      grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_attention.log" >>"$out/summary.txt"
+      ;;
     decode)
       # As is, then without programmatic dependent launch, then with the SwiGLU in the
       # gate/up GEMV, then profiled (device time per op; the timestamps between ops
@@ -115,6 +121,24 @@ for s in "$@"; do
         step "decode-prefetch$pf" 120 env HEADINFER_CUDA_DECODE_PREFETCH=$pf "$h" bench "${model[@]}" \
           --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       done
+      ;;
+    sample)
+      # Decode with sampling: greedy (argmax on the device), top-k 40 (the top 40 on the
+      # device, drawn on the host; then, HEADINFER_HOST_SAMPLING=1, the whole row read
+      # back and the same top-k 40 on the host) and top-k off (the whole row), 4K prompt.
+      for mode in "greedy:--temp 0" "topk40:--temp 0.8 --top-k 40" "hosttopk40:--temp 0.8 --top-k 40" "wholerow:--temp 0.8 --top-k 0"; do
+        # shellcheck disable=SC2086
+        step "sample-${mode%%:*}" 120 env HEADINFER_HOST_SAMPLING="$([ "${mode%%:*}" = hosttopk40 ] && echo 1 || echo 0)" \
+          "$h" generate "${model[@]}" --prompt-tokens 4096 -n 128 --ignore-eos --seed 1 \
+          ${mode#*:}
+        grep -h "^stats" "$out/sample-${mode%%:*}.log" | sed "s/^/${mode%%:*}: /" >>"$out/summary.txt"
+      done
+      # The same draws either way: the generated text of the two top-k 40 runs.
+      if cmp -s <(grep -v "^stats" "$out/sample-topk40.log") <(grep -v "^stats" "$out/sample-hosttopk40.log"); then
+        echo "top-k 40, device and host: the same text" >>"$out/summary.txt"
+      else
+        echo "top-k 40, device and host: DIFFERENT text" >>"$out/summary.txt"
+      fi
       ;;
     attn)
       # The attention benchmark once: cuDNN, then the own kernels' block shapes (the
@@ -149,7 +173,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, decode, gemv, prefetch, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, decode, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

@@ -2,11 +2,24 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <string>
 
 #include "headinfer/error.hpp"
 
 namespace headinfer {
+
 namespace {
+
+// HEADINFER_HOST_SAMPLING=1: every sampled step reads the whole logits row back and
+// samples on the host, as before the device top-k (for benchmarks; the same draws).
+bool host_sampling() {
+  static const bool on = [] {
+    const char* e = std::getenv("HEADINFER_HOST_SAMPLING");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -147,7 +160,7 @@ GenerateResult Generator::run(const GenerateRequest& req) {
       res.stop_reason = "context";
       break;
     }
-    const int want_top = on_device ? 0 : sampler.candidates_needed();
+    const int want_top = on_device || host_sampling() ? 0 : sampler.candidates_needed();
     from_top = want_top > 0;
     if (on_device)
       next = exec_.forward_greedy(&id, 1);

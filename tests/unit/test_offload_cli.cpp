@@ -17,7 +17,8 @@ using headinfer::test::lines;
 
 TEST(OffloadCli, PlanPrintsPredictionsForTheReferenceGpu) {
   // Flat but for the pinned pool's page tables on the GPU (1/512 of the pool).
-  const std::pair<const char*, const char*> want[] = {{"512K", "17.00"}, {"1M", "17.13"}, {"4M", "17.88"}};
+  // (1M: 128 decode splits a head against 512 at 4M, 6 MiB of partials less.)
+  const std::pair<const char*, const char*> want[] = {{"512K", "17.00"}, {"1M", "17.12"}, {"4M", "17.88"}};
   for (const auto& [ctx, gib] : want) {
     CliRun r = cli(std::string("plan -m synthetic:llama-3-8b --context ") + ctx +
                    " --gpu-memory 24GiB --offload all --for gpu");

@@ -59,20 +59,7 @@ __global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 1) attn_mma_ker
   const int64_t qmin = attn_row_pos(p, r0), qmax = attn_row_pos(p, r0 + nr - 1);
 
   uint32_t qf[D / 16][4];
-  {
-    const float* qa = nullptr;
-    const float* qb = nullptr;
-    if (ra < p.n_rows) qa = p.q + (ra / p.n_qh) * p.q_stride + static_cast<int64_t>(ra % p.n_qh) * D;
-    if (rb < p.n_rows) qb = p.q + (rb / p.n_qh) * p.q_stride + static_cast<int64_t>(rb % p.n_qh) * D;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const int c0 = kk * 16 + tq * 2, c1 = c0 + 8;
-      qf[kk][0] = qa ? Ops::pack(qa[c0], qa[c0 + 1]) : 0u;
-      qf[kk][1] = qb ? Ops::pack(qb[c0], qb[c0 + 1]) : 0u;
-      qf[kk][2] = qa ? Ops::pack(qa[c1], qa[c1 + 1]) : 0u;
-      qf[kk][3] = qb ? Ops::pack(qb[c1], qb[c1 + 1]) : 0u;
-    }
-  }
+  mma::load_q<T, D>(p, ra, rb, tq, qf);
 
   float oacc[D / 8][4];
 #pragma unroll

@@ -73,6 +73,24 @@ struct MmaOps<__half> {
   }
 };
 
+// Q fragments (A operand, rounded to T) of this thread's rows ra and rb of a 16-row
+// tile, for head_dim D; rows past n_rows are zero.
+template <typename T, int D>
+__device__ __forceinline__ void load_q(const AttnParams& p, int ra, int rb, int tq, uint32_t (&qf)[D / 16][4]) {
+  const float* qa = nullptr;
+  const float* qb = nullptr;
+  if (ra < p.n_rows) qa = p.q + (ra / p.n_qh) * p.q_stride + static_cast<int64_t>(ra % p.n_qh) * D;
+  if (rb < p.n_rows) qb = p.q + (rb / p.n_qh) * p.q_stride + static_cast<int64_t>(rb % p.n_qh) * D;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int c0 = kk * 16 + tq * 2, c1 = c0 + 8;
+    qf[kk][0] = qa ? MmaOps<T>::pack(qa[c0], qa[c0 + 1]) : 0u;
+    qf[kk][1] = qb ? MmaOps<T>::pack(qb[c0], qb[c0 + 1]) : 0u;
+    qf[kk][2] = qa ? MmaOps<T>::pack(qa[c1], qa[c1 + 1]) : 0u;
+    qf[kk][3] = qb ? MmaOps<T>::pack(qb[c1], qb[c1 + 1]) : 0u;
+  }
+}
+
 // Copies the tile's rows (count of them, the rest zero) into a [BN][D + 8] buffer.
 template <typename T, int D, int kThreads>
 __device__ __forceinline__ void load_tile(T* dst, const T* src, int count) {
