@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <unordered_set>
 
@@ -10,6 +11,42 @@ namespace headinfer {
 int32_t argmax(const std::vector<float>& logits) {
   // First maximum wins, as torch.argmax does.
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+std::vector<LogitCandidate> sorted_by_logit(const std::vector<float>& logits) {
+  // One 64-bit word per logit: its order key above, its id below. The key is the
+  // float's bits made monotonic (-0 as +0, NaN below every number), inverted so larger
+  // values come first. An LSD radix sort of the key half is stable, so equal keys keep
+  // their ascending ids. For a 128K vocabulary it is several times faster than
+  // std::sort, which was most of a sampled step's host time.
+  const size_t n = logits.size();
+  std::vector<uint64_t> a(n), b(n);
+  for (size_t i = 0; i < n; ++i) {
+    float f = logits[i];
+    uint32_t k = 0;
+    if (f == f) {
+      if (f == 0.f) f = 0.f;
+      uint32_t u;
+      std::memcpy(&u, &f, sizeof u);
+      k = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    }
+    a[i] = (static_cast<uint64_t>(~k) << 32) | static_cast<uint32_t>(i);
+  }
+  constexpr int kBits = 11;
+  constexpr uint64_t kMask = (uint64_t{1} << kBits) - 1;
+  for (int shift = 32; shift < 64; shift += kBits) {
+    std::vector<size_t> start(kMask + 2, 0);
+    for (size_t i = 0; i < n; ++i) ++start[((a[i] >> shift) & kMask) + 1];
+    for (size_t d = 1; d < start.size(); ++d) start[d] += start[d - 1];
+    for (size_t i = 0; i < n; ++i) b[start[(a[i] >> shift) & kMask]++] = a[i];
+    a.swap(b);
+  }
+  std::vector<LogitCandidate> c(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto id = static_cast<int32_t>(a[i] & 0xffffffffu);
+    c[i] = {id, logits[static_cast<size_t>(id)]};
+  }
+  return c;
 }
 
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
@@ -37,15 +74,11 @@ int32_t Sampler::sample(const std::vector<float>& logits_in) {
   }
   if (p_.temperature <= 0.f) return argmax(logits);
 
+  if (p_.top_k <= 0 || static_cast<size_t>(p_.top_k) >= logits.size()) return draw(sorted_by_logit(logits));
   std::vector<LogitCandidate> c(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) c[i] = {static_cast<int32_t>(i), logits[i]};
-  size_t keep = c.size();
-  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {
-    keep = static_cast<size_t>(p_.top_k);
-    std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), logit_order);
-  } else {
-    std::sort(c.begin(), c.end(), logit_order);
-  }
+  const size_t keep = static_cast<size_t>(p_.top_k);
+  std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), logit_order);
   c.resize(keep);
   return draw(std::move(c));
 }

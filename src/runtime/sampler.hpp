@@ -45,5 +45,8 @@ class Sampler {
 };
 
 int32_t argmax(const std::vector<float>& logits);
+// Every logit as a candidate, sorted in logit_order (larger first, ties by smaller id,
+// NaN last): the order std::sort with logit_order gives, by a stable radix sort.
+std::vector<LogitCandidate> sorted_by_logit(const std::vector<float>& logits);
 
 }  // namespace headinfer

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -129,6 +130,30 @@ TEST(Sampler, TopCandidatesDrawWhatTheWholeRowDraws) {
       whole.accept(a);
       top.accept(b);
     }
+  }
+}
+
+// The radix sort of the whole row gives std::sort's logit_order exactly: ties by id,
+// -0 beside +0, NaN last, infinities and denormals in place.
+TEST(Sampler, SortedByLogitIsLogitOrder) {
+  std::mt19937 rng(9);
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{5000}, size_t{128256}}) {
+    std::vector<float> row = tied_row(static_cast<int>(std::max<size_t>(n, 20)), rng);
+    row.resize(n);
+    for (size_t i = 0; i + 6 < n; i += 97) {
+      row[i] = -0.f;
+      row[i + 1] = 0.f;
+      row[i + 2] = NAN;
+      row[i + 3] = INFINITY;
+      row[i + 4] = 1e-42f;  // denormal
+      row[i + 5] = -1e-42f;
+    }
+    std::vector<LogitCandidate> want(n);
+    for (size_t i = 0; i < n; ++i) want[i] = {static_cast<int32_t>(i), row[i]};
+    std::sort(want.begin(), want.end(), logit_order);
+    const std::vector<LogitCandidate> got = sorted_by_logit(row);
+    ASSERT_EQ(got.size(), n);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(got[i].id, want[i].id) << "n " << n << " rank " << i;
   }
 }
 
