@@ -42,21 +42,10 @@ __global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 1) attn_mma_ker
   T* ks = reinterpret_cast<T*>(ks_raw);
   T* vs = reinterpret_cast<T*>(vs_raw);
 
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, tq = lane & 3;
-  // Heaviest (latest, under causal masking) row tiles first.
-  const int r0 = (gridDim.x - 1 - blockIdx.x) * BM;
-  const int nr = min(BM, p.n_rows - r0);
-  const int slot = p.slot_base + blockIdx.y;
-  const int64_t total = p.pieces.start[p.pieces.n];
-  const int64_t kbeg = static_cast<int64_t>(blockIdx.y) * p.keys_per_split;
-  const int64_t kend = min(total, kbeg + p.keys_per_split);
-
-  // This thread's two rows: ra (fragment rows g) and rb (g + 8) of the warp's 16.
-  const int ra = r0 + warp * 16 + g, rb = ra + 8;
-  const int64_t pos_a = attn_row_pos(p, min(ra, p.n_rows - 1));
-  const int64_t pos_b = attn_row_pos(p, min(rb, p.n_rows - 1));
-  const int64_t qmin = attn_row_pos(p, r0), qmax = attn_row_pos(p, r0 + nr - 1);
+  const mma::BlockRows br(p, BM);
+  const int tq = br.tq, slot = br.slot, ra = br.ra, rb = br.rb;
+  const int64_t kbeg = br.kbeg, kend = br.kend, pos_a = br.pos_a, pos_b = br.pos_b, qmin = br.qmin, qmax = br.qmax;
+  const int lane = threadIdx.x & 31;
 
   uint32_t qf[D / 16][4];
   mma::load_q<T, D>(p, ra, rb, tq, qf);

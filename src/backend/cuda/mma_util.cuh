@@ -73,6 +73,31 @@ struct MmaOps<__half> {
   }
 };
 
+// Where a block of 16-row warp tiles (bm rows) works: its row tile, the heaviest
+// (latest, under causal masking) first; its key split; this thread's two rows ra
+// (fragment row g) and rb = ra + 8 and their positions; the block's first and last
+// row positions.
+struct BlockRows {
+  int tq, slot, ra, rb;
+  int64_t kbeg, kend, pos_a, pos_b, qmin, qmax;
+  __device__ __forceinline__ BlockRows(const AttnParams& p, int bm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    tq = lane & 3;
+    const int r0 = (gridDim.x - 1 - blockIdx.x) * bm;
+    const int nr = min(bm, p.n_rows - r0);
+    slot = p.slot_base + blockIdx.y;
+    const int64_t total = p.pieces.start[p.pieces.n];
+    kbeg = static_cast<int64_t>(blockIdx.y) * p.keys_per_split;
+    kend = min(total, kbeg + p.keys_per_split);
+    ra = r0 + warp * 16 + (lane >> 2);
+    rb = ra + 8;
+    pos_a = attn_row_pos(p, min(ra, p.n_rows - 1));
+    pos_b = attn_row_pos(p, min(rb, p.n_rows - 1));
+    qmin = attn_row_pos(p, r0);
+    qmax = attn_row_pos(p, r0 + nr - 1);
+  }
+};
+
 // Q fragments (A operand, rounded to T) of this thread's rows ra and rb of a 16-row
 // tile, for head_dim D; rows past n_rows are zero.
 template <typename T, int D>

@@ -68,19 +68,9 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
   extern __shared__ __align__(128) uint8_t smem[];
   // stage s: K at smem + s * 2 * tile, V right after it
 
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, tq = lane & 3;
-  const int r0 = (gridDim.x - 1 - blockIdx.x) * BM;  // heaviest (latest) row tiles first
-  const int nr = min(BM, p.n_rows - r0);
-  const int slot = p.slot_base + blockIdx.y;
-  const int64_t total = p.pieces.start[p.pieces.n];
-  const int64_t kbeg = static_cast<int64_t>(blockIdx.y) * p.keys_per_split;
-  const int64_t kend = min(total, kbeg + p.keys_per_split);
-
-  const int ra = r0 + warp * 16 + g, rb = ra + 8;
-  const int64_t pos_a = attn_row_pos(p, min(ra, p.n_rows - 1));
-  const int64_t pos_b = attn_row_pos(p, min(rb, p.n_rows - 1));
-  const int64_t qmin = attn_row_pos(p, r0), qmax = attn_row_pos(p, r0 + nr - 1);
+  const mma::BlockRows br(p, BM);
+  const int tq = br.tq, slot = br.slot, ra = br.ra, rb = br.rb;
+  const int64_t kbeg = br.kbeg, kend = br.kend, pos_a = br.pos_a, pos_b = br.pos_b, qmin = br.qmin, qmax = br.qmax;
 
   uint32_t qf[D / 16][4];
   mma::load_q<T, D>(p, ra, rb, tq, qf);

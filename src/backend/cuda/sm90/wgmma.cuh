@@ -71,47 +71,25 @@ __device__ __forceinline__ void pin(float (&d)[J][4]) {
 template <int N, bool kBf16, int kTransB>
 struct Mma;
 
-template <int kTransB>
-struct Mma<64, true, kTransB> {
-  static __device__ __forceinline__ void run(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b, int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " HI_WGMMA_REGS_64 "%38;\n}\n"
-        : HI_WGMMA_ACC_64
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
-  }
-};
-template <int kTransB>
-struct Mma<64, false, kTransB> {
-  static __device__ __forceinline__ void run(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b, int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " HI_WGMMA_REGS_64 "%38;\n}\n"
-        : HI_WGMMA_ACC_64
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
-  }
-};
-template <int kTransB>
-struct Mma<128, true, kTransB> {
-  static __device__ __forceinline__ void run(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b, int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " HI_WGMMA_REGS_128 "%70;\n}\n"
-        : HI_WGMMA_ACC_128
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
-  }
-};
-template <int kTransB>
-struct Mma<128, false, kTransB> {
-  static __device__ __forceinline__ void run(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b, int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " HI_WGMMA_REGS_128 "%70;\n}\n"
-        : HI_WGMMA_ACC_128
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
-  }
-};
+// One specialisation per shape and input type; SCALE and TRANS are the operand numbers
+// of scale_d and kTransB, after the accumulators, the four A registers and b.
+#define HI_WGMMA_MMA(N, BF16, TYPE, REGS, ACC, SCALE, TRANS)                                                  \
+  template <int kTransB>                                                                                       \
+  struct Mma<N, BF16, kTransB> {                                                                               \
+    static __device__ __forceinline__ void run(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t b,       \
+                                               int scale_d) {                                                  \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" SCALE ", 0;\n"                                         \
+                   "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPE "." TYPE " " REGS "%" TRANS ";\n}\n" \
+                   : ACC                                                                                       \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));         \
+    }                                                                                                          \
+  };
+HI_WGMMA_MMA(64, true, "bf16", HI_WGMMA_REGS_64, HI_WGMMA_ACC_64, "37", "38")
+HI_WGMMA_MMA(64, false, "f16", HI_WGMMA_REGS_64, HI_WGMMA_ACC_64, "37", "38")
+HI_WGMMA_MMA(128, true, "bf16", HI_WGMMA_REGS_128, HI_WGMMA_ACC_128, "69", "70")
+HI_WGMMA_MMA(128, false, "f16", HI_WGMMA_REGS_128, HI_WGMMA_ACC_128, "69", "70")
 
+#undef HI_WGMMA_MMA
 #undef HI_WGMMA_ACC
 #undef HI_WGMMA_ACC_64
 #undef HI_WGMMA_ACC_128
