@@ -117,7 +117,6 @@ struct DeviceMemoryInfo {
   int64_t driver_peak_used = -1;  // the most (total - free) the backend observed
 };
 
-// Wrappers (ProfilingBackend) forward every virtual: a new one must be added there too.
 // One entry of a top-k list: a token id and its logit.
 struct LogitCandidate {
   int32_t id;
@@ -133,6 +132,7 @@ inline bool logit_order(const LogitCandidate& a, const LogitCandidate& b) {
 // The most candidates Backend::top_k returns (larger k: read the whole row back).
 constexpr int kMaxTopK = 4096;
 
+// Wrappers (ProfilingBackend) forward every virtual: a new one must be added there too.
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -8,7 +8,6 @@
 #include "headinfer/error.hpp"
 
 namespace headinfer {
-
 namespace {
 
 // HEADINFER_HOST_SAMPLING=1: every sampled step reads the whole logits row back and
