@@ -40,9 +40,13 @@ std::vector<LogitCandidate> Backend::top_k(const float* x, int64_t n, int k) {
                                                     << ")");
   std::vector<float> v(static_cast<size_t>(n));
   download(v.data(), x, v.size() * sizeof(float));
-  std::vector<LogitCandidate> c(v.size());
-  for (size_t i = 0; i < v.size(); ++i) c[i] = {static_cast<int32_t>(i), v[i]};
-  const size_t keep = std::min(c.size(), static_cast<size_t>(k));
+  return largest_logits(v.data(), v.size(), static_cast<size_t>(k));
+}
+
+std::vector<LogitCandidate> largest_logits(const float* x, size_t n, size_t k) {
+  std::vector<LogitCandidate> c(n);
+  for (size_t i = 0; i < n; ++i) c[i] = {static_cast<int32_t>(i), x[i]};
+  const size_t keep = std::min(n, k);
   std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), logit_order);
   c.resize(keep);
   return c;

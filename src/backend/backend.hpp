@@ -129,6 +129,8 @@ inline bool logit_order(const LogitCandidate& a, const LogitCandidate& b) {
   if (!a_nan && a.logit != b.logit) return a.logit > b.logit;
   return a.id < b.id;
 }
+// The min(k, n) largest of n host floats in logit_order (a partial sort).
+std::vector<LogitCandidate> largest_logits(const float* x, size_t n, size_t k);
 // The most candidates Backend::top_k returns (larger k: read the whole row back).
 constexpr int kMaxTopK = 4096;
 

@@ -75,12 +75,7 @@ int32_t Sampler::sample(const std::vector<float>& logits_in) {
   if (p_.temperature <= 0.f) return argmax(logits);
 
   if (p_.top_k <= 0 || static_cast<size_t>(p_.top_k) >= logits.size()) return draw(sorted_by_logit(logits));
-  std::vector<LogitCandidate> c(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) c[i] = {static_cast<int32_t>(i), logits[i]};
-  const size_t keep = static_cast<size_t>(p_.top_k);
-  std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(keep), c.end(), logit_order);
-  c.resize(keep);
-  return draw(std::move(c));
+  return draw(largest_logits(logits.data(), logits.size(), static_cast<size_t>(p_.top_k)));
 }
 
 int Sampler::candidates_needed() const {
