@@ -379,12 +379,12 @@ int main(int argc, char** argv) {
       bench_attention(*be, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
     }
     unsetenv("HEADINFER_CUDA_PDL");
-    // Experiment: few rows on 1-warp tensor-core blocks (q and P rounded to BF16).
-    setenv("HEADINFER_CUDA_ATTN_DECODE", "mma", 1);
+    // The CUDA-core decode kernel (f32 math) the tensor-core one replaced for BF16/F16 KV.
+    setenv("HEADINFER_CUDA_ATTN_DECODE", "simt", 1);
     {
       auto mb = headinfer::make_cuda_backend(0);
-      for (int64_t ctx : {32768, 131072}) {
-        const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, 1-warp tensor-core blocks";
+      for (int64_t ctx : {4096, 32768, 131072}) {
+        const std::string label = "  decode " + std::to_string(ctx / 1024) + "K, CUDA-core decode kernel";
         bench_attention(*mb, label.c_str(), 1, ctx, {{ctx + 1, 0}}, true, quick, ceiling);
       }
     }

@@ -13,6 +13,10 @@
 #            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with
 #            HEADINFER_CUDA_FUSE_SWIGLU=1 (the SwiGLU in the gate/up GEMV), and profiled
 #            (decode_ops_us: device time per op)
+#   decode-kernel   cuda_attention --decode --quick (the decode attention kernels alone),
+#            then the default one at 128K under Nsight Compute
+#   decode-main   the decode step's first run alone
+#   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
@@ -31,6 +35,9 @@
 #   hf       bench_tables.sh hf: HF transformers' rows of the same tables (or hf-dynamic,
 #            hf-offloaded, hf-longest; one session must hold every row of a table)
 #   maxctx   bench_tables.sh maxctx: the max-context table
+#   ncu      Nsight Compute (clocks left alone): every kernel's device time in a 4K
+#            decode (the last step's kernels are one decode step), then the 128K decode
+#            attention kernel and the own prefill kernel's first launch in full detail
 # SESSION_LIMIT (seconds, default 540) bounds the whole; a step gets what is left, at
 # most its own limit. TABLES (default OUT/tables) is where the table parts write rows:
 # point two calls (engine, then hf) at one folder so hf finds engine's longest context.
@@ -111,6 +118,28 @@ for s in "$@"; do
       step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
         --profile -o json
       ;;
+    decode-kernel)
+      # The decode attention kernels alone (tensor-core and CUDA-core, 4K-128K), then
+      # the 128K case of the default one under Nsight Compute.
+      step decode-kernel 120 "$bin/cuda_attention" --decode --quick
+      ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      step ncu-decode-kernel 120 "$ncu" --clock-control none --kernel-name regex:attn_decode --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
+        --section MemoryWorkloadAnalysis --section LaunchStats --metrics smsp__inst_executed.sum \
+        --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' "$bin/cuda_attention" --once
+      # Its machine code (Hopper build), for counting instructions per key tile.
+      cuobjdump -sass -arch sm_90 "$bin/cuda_attention" 2>/dev/null |
+        awk '/Function : /{p = /attn_decode_mma/} p' >"$out/decode-mma.sass"
+      ;;
+    decode-splits)  # decode at 4K and 32K with splits of at least 128, 512 and 1024 keys (default 256)
+      for m in 128 512 1024; do
+        step "decode-split-min$m" 120 env HEADINFER_DECODE_SPLIT_MIN=$m "$h" bench "${model[@]}" --context 4K,32K \
+          --decode-tokens 16 --reps 2 --offload none -o json
+      done
+      ;;
+    decode-main)  # the all-resident decode rows alone (the first run of the decode step)
+      step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
+      ;;
     gemv)
       step gemv 120 "$bin/cuda_gemv" --quick  # every tuning per projection, 8 loads in flight too
       ;;
@@ -165,6 +194,16 @@ for s in "$@"; do
           --chunk-size "$c" --profile -o json
       done
       ;;
+    ncu)
+      ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size,launch__registers_per_thread
+      step ncu-decode4k 240 "$ncu" --clock-control none --metrics "$m" --csv "$h" bench "${model[@]}" --context 4K \
+        --decode-tokens 2 --reps 1 --offload none -o json
+      step ncu-decode128k 120 "$ncu" --clock-control none --kernel-name regex:attn_decode --launch-count 1 \
+        --set full "$bin/cuda_attention" --once
+      step ncu-prefill 240 "$ncu" --clock-control none --kernel-name regex:attn_mma_kernel --launch-count 1 \
+        --set full "$bin/cuda_attention" --quick
+      ;;
     hf512) step hf512 240 env CONTEXTS=512K scripts/bench_tables.sh hf-offloaded "$tables" "$h" ;;
     engine | engine-* | hf | hf-dynamic | hf-offloaded | hf-longest | maxctx)
       step "$s" 540 scripts/bench_tables.sh "$s" "$tables" "$h"
@@ -173,7 +212,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, decode, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*] or maxctx)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, decode, decode-kernel, decode-main, decode-splits, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

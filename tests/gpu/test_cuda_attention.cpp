@@ -126,10 +126,23 @@ bool uses_tensor_cores(const AttnCase& c) {
   return cuda::attention_mma_supported(c.kv, c.head_dim) && aligned && c.n_q * c.n_qh > cuda::kSimtRows;
 }
 
+// Few rows with BF16/F16 KV: the tensor-core decode kernel (unless
+// HEADINFER_CUDA_ATTN_DECODE=simt or the CUDA-core path is forced).
+bool uses_decode_tensor_cores(const AttnCase& c) {
+  if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH"); e && std::string(e) == "simt") return false;
+  if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE"); e && std::string(e) == "simt") return false;
+  bool aligned = true;
+  for (const auto& p : c.pieces) aligned = aligned && (p.elem_offset * dtype_bytes(c.kv, 1)) % 16 == 0;
+  return cuda::attention_mma_supported(c.kv, c.head_dim) && aligned && c.n_q * c.n_qh <= cuda::kSimtRows;
+}
+
 // Output tolerance, max|err| / max|ref|: the tensor-core path rounds q and P to the KV
-// dtype; the CUDA-core path computes in f32 from the stored KV values.
+// dtype; the tensor-core decode kernel multiplies q and P as two parts each (about 16
+// mantissa bits: a dropped low part shows as ~4e-3); the CUDA-core path computes in
+// f32 from the stored KV values.
 double out_tol(const AttnCase& c) {
   if (uses_tensor_cores(c)) return c.kv == DType::BF16 ? 1e-2 : 5e-3;
+  if (uses_decode_tensor_cores(c)) return 1e-4;
   return c.kv == DType::F32 ? 1e-5 : 2e-5;
 }
 double lse_tol(const AttnCase& c) {  // absolute
@@ -167,6 +180,18 @@ Backend& gpu_8warps() {
 // 4 warps of 32 rows (two m-tiles per warp, Q in shared memory; 128-row blocks).
 Backend& gpu_wide() {
   static std::unique_ptr<Backend> b = gpu_with_block_shape("4x2");
+  return *b;
+}
+
+// Few rows with BF16/F16 KV on the CUDA-core decode kernel (f32 math) instead of the
+// tensor-core one.
+Backend& gpu_decode_simt() {
+  static std::unique_ptr<Backend> b = [] {
+    setenv("HEADINFER_CUDA_ATTN_DECODE", "simt", 1);
+    auto be = make_cuda_backend(0);
+    unsetenv("HEADINFER_CUDA_ATTN_DECODE");
+    return be;
+  }();
   return *b;
 }
 
@@ -264,7 +289,10 @@ TEST_P(CudaAttention, MatchesReference) {
   reference(c, q, q_stride, scale, kv, all, ref_out, ref_lse);
 
   GpuResult g = run_attention(c, dq, q_stride, scale, kv.pieces);
-  SCOPED_TRACE(std::string("path: ") + (uses_tensor_cores(c) ? "tensor-core" : "cuda-core") +
+  SCOPED_TRACE(std::string("path: ") +
+               (uses_tensor_cores(c)          ? "tensor-core"
+                : uses_decode_tensor_cores(c) ? "tensor-core decode"
+                                              : "cuda-core") +
                " (HEADINFER_CUDA_ATTN_PATH=simt forces the CUDA-core kernel, HEADINFER_CUDA_ATTN_SPLITS=1 "
                "disables split-KV)");
   EXPECT_TRUE(close(g.out, ref_out, out_tol(c))) << "attention output; worst row: " << worst_row(c, g.out, ref_out);
@@ -315,6 +343,14 @@ TEST_P(CudaAttention, MatchesReference) {
       EXPECT_TRUE(close(gg.lse, ref_lse, lse_tol(c), true)) << name << "log-sum-exp";
       EXPECT_EQ(gg.pad_written, 0u) << name << "wrote padding columns";
     }
+  }
+
+  if (uses_decode_tensor_cores(c)) {  // the CUDA-core decode kernel, f32 throughout
+    GpuResult gs = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_decode_simt());
+    EXPECT_TRUE(close(gs.out, ref_out, 2e-5)) << "CUDA-core decode kernel: output; worst row: "
+                                              << worst_row(c, gs.out, ref_out);
+    EXPECT_TRUE(close(gs.lse, ref_lse, 1e-4, true)) << "CUDA-core decode kernel: log-sum-exp";
+    EXPECT_EQ(gs.pad_written, 0u) << "CUDA-core decode kernel wrote padding columns";
   }
 
   // Split the pieces in two, attend to each half, merge by LSE: same result.

@@ -145,8 +145,6 @@ template <typename T>
 void launch_mma_typed(const AttnParams& p, int n_splits, int warps, cudaStream_t s) {
   if (warps == 8)
     launch_mma_warps<T, 8>(p, n_splits, s);
-  else if (warps == 1)
-    launch_mma_warps<T, 1>(p, n_splits, s);
   else
     launch_mma_warps<T, 4>(p, n_splits, s);
 }
@@ -172,11 +170,6 @@ int attention_mma_blocks_per_sm(DType kv, int head_dim, int warps) {
       d64 ? query(attn_mma_kernel<__nv_bfloat16, 64, 8>) : query(attn_mma_kernel<__nv_bfloat16, 128, 8>);
     else
       d64 ? query(attn_mma_kernel<__half, 64, 8>) : query(attn_mma_kernel<__half, 128, 8>);
-  } else if (warps == 1) {
-    if (bf)
-      d64 ? query(attn_mma_kernel<__nv_bfloat16, 64, 1>) : query(attn_mma_kernel<__nv_bfloat16, 128, 1>);
-    else
-      d64 ? query(attn_mma_kernel<__half, 64, 1>) : query(attn_mma_kernel<__half, 128, 1>);
   } else {
     if (bf)
       d64 ? query(attn_mma_kernel<__nv_bfloat16, 64, 4>) : query(attn_mma_kernel<__nv_bfloat16, 128, 4>);
@@ -188,7 +181,7 @@ int attention_mma_blocks_per_sm(DType kv, int head_dim, int warps) {
 
 int attention_mma_rows(int warps) {
   if (warps == kMmaWarpgroup || warps == kMmaWarpgroup2) return attention_wgmma_rows(warps == kMmaWarpgroup2 ? 2 : 1);
-  return warps == kMmaWide ? attention_mma_wide_rows() : warps == 8 ? 128 : warps == 1 ? 16 : 64;
+  return warps == kMmaWide ? attention_mma_wide_rows() : warps == 8 ? 128 : 64;
 }
 
 void launch_attention_mma(const AttnParams& p, int n_splits, DType kv, int warps, cudaStream_t s) {

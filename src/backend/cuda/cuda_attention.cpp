@@ -49,22 +49,26 @@ void CudaBackend::attention(const AttnArgs& a) {
   }
   const AttnKernel kern = attn_kernel(R, a.kv_dtype, D, aligned);
   const bool mma = kern.path == Path::kMma;
-  const int rows_per_block = mma                         ? cuda::attention_mma_rows(kern.mma_warps)
-                             : kern.path == Path::kDecode ? cuda::attention_decode_rows(R)
-                                                          : cuda::kSimtRows;
-  const int tile = mma ? cuda::kMmaKeys : kern.path == Path::kDecode ? cuda::kDecodeTileKeys : cuda::kSimtKeys;
+  const bool decode = kern.path == Path::kDecode || kern.path == Path::kDecodeMma;
+  const int rows_per_block = mma                              ? cuda::attention_mma_rows(kern.mma_warps)
+                             : kern.path == Path::kDecodeMma ? cuda::attention_decode_mma_rows()
+                             : kern.path == Path::kDecode    ? cuda::attention_decode_rows(R)
+                                                             : cuda::kSimtRows;
+  const int tile = mma ? cuda::kMmaKeys : decode ? cuda::kDecodeTileKeys : cuda::kSimtKeys;
   int blocks_per_sm = kBlocksPerSmSimt;
   if (mma) {
     blocks_per_sm = occupancy(3, a.kv_dtype, D, kern.mma_warps,
                               [&] { return cuda::attention_mma_blocks_per_sm(a.kv_dtype, D, kern.mma_warps); });
-  } else if (kern.path == Path::kDecode) {
+  } else if (decode) {
     blocks_per_sm = debug_.decode_blocks_per_sm;
-    if (blocks_per_sm <= 0)
-      blocks_per_sm = occupancy(2, a.kv_dtype, D, cuda::attention_decode_rows(R),
+    if (blocks_per_sm <= 0 && kern.path == Path::kDecodeMma)
+      blocks_per_sm = occupancy(4, a.kv_dtype, D, rows_per_block,
+                                [&] { return cuda::attention_decode_mma_blocks_per_sm(a.kv_dtype, D); });
+    else if (blocks_per_sm <= 0)
+      blocks_per_sm = occupancy(2, a.kv_dtype, D, rows_per_block,
                                 [&] { return cuda::attention_decode_blocks_per_sm(a.kv_dtype, D, R); });
   }
-  const int64_t min_keys =
-      mma ? kMinKeysPerSplitMma : kern.path == Path::kDecode ? kMinKeysPerSplitDecode : kMinKeysPerSplitSimt;
+  const int64_t min_keys = mma ? kMinKeysPerSplitMma : decode ? kMinKeysPerSplitDecode : kMinKeysPerSplitSimt;
   const int row_blocks = static_cast<int>(ceil_div(R, rows_per_block));
 
   // Pieces go to the kernels in batches of kMaxPieces; every (batch, split) is a slot.
@@ -183,7 +187,7 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
 // One kernel per batch of up to kMaxPieces pieces, batches cut only on split starts,
 // so every split is walked by one block over the same tiles whatever the batching.
 // No heap allocation: the host side of a decode step is a few hundred of these.
-// Several KV heads run as one launch (a grid dimension per head) when the decode
+// Several KV heads run as one launch (a grid dimension per head) when a decode
 // kernel serves the rows: the same blocks and tiles per head as a launch per head,
 // so the same bits. Other kernels take them one head at a time.
 void CudaBackend::attention_splits(const AttnArgs& a, int R) {
@@ -208,7 +212,8 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
   // for every head_dim the fast kernels take), so a resident head's one call and an
   // offloaded head's per-fill calls run the same kernel.
   const AttnKernel kern = attn_kernel(R, a.kv_dtype, a.head_dim, aligned);
-  if (a.n_kv_heads > 1 && (!debug_.decode_heads || kern.path != Path::kDecode || a.n_kv_heads > 65535)) {
+  const bool multi_head = kern.path == Path::kDecode || kern.path == Path::kDecodeMma;
+  if (a.n_kv_heads > 1 && (!debug_.decode_heads || !multi_head || a.n_kv_heads > 65535)) {
     for (int j = 0; j < a.n_kv_heads; ++j) attention_splits(attention_head(a, j), R);
     return;
   }

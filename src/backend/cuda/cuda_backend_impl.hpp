@@ -66,7 +66,9 @@ struct AttnDebug {
   int64_t max_splits = 0;  // 0: no limit
   int mma_warps = 4;
   int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
-  bool decode_mma = false;       // HEADINFER_CUDA_ATTN_DECODE=mma: few rows on 1-warp tensor-core blocks
+  // HEADINFER_CUDA_ATTN_DECODE=simt: few rows with BF16/F16 KV on the CUDA-core decode
+  // kernel (f32 math) instead of the tensor-core one.
+  bool decode_simt = false;
   bool split_rope_store = false;  // HEADINFER_CUDA_FUSE_ROPE_STORE=0: RoPE and the KV store as two launches
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
@@ -85,7 +87,7 @@ struct AttnDebug {
       d.no_cudnn = d.force_simt || std::strcmp(e, "own") == 0;
     }
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_SPLITS")) d.max_splits = std::max(0L, std::atol(e));
-    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_mma = std::strcmp(e, "mma") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
@@ -95,9 +97,10 @@ struct AttnDebug {
 };
 
 // Which attention kernel a call runs. Few rows (decode, small chunks): the
-// memory-bound split-KV kernel (f32 math); more rows with BF16/F16 KV: tensor cores;
-// anything else: the CUDA-core kernel.
-enum class Path { kMma, kDecode, kSimt };
+// memory-bound split-KV kernels, on tensor cores for BF16/F16 KV (q and P split in two
+// parts, near-f32 products), on CUDA cores otherwise (f32 math); more rows with
+// BF16/F16 KV: tensor-core flash attention; anything else: the CUDA-core kernel.
+enum class Path { kMma, kDecodeMma, kDecode, kSimt };
 struct AttnKernel {
   Path path = Path::kSimt;
   int mma_warps = 4;
@@ -438,12 +441,14 @@ class CudaBackend final : public Backend {
   AttnKernel attn_kernel(int R, DType kv, int D, bool aligned) const {
     AttnKernel k;
     if (!debug_.force_simt && aligned) {
-      if ((R > cuda::kSimtRows || debug_.decode_mma) && cuda::attention_mma_supported(kv, D))
+      if (R > cuda::kSimtRows && cuda::attention_mma_supported(kv, D))
         k.path = Path::kMma;
+      else if (R <= cuda::kSimtRows && !debug_.decode_simt && cuda::attention_mma_supported(kv, D))
+        k.path = Path::kDecodeMma;
       else if (R <= cuda::kSimtRows && cuda::attention_decode_supported(kv, D))
         k.path = Path::kDecode;
     }
-    k.mma_warps = R <= cuda::kSimtRows ? 1 : debug_.mma_warps;  // 1: the few-row experiment
+    k.mma_warps = debug_.mma_warps;
     return k;
   }
 
@@ -466,6 +471,8 @@ class CudaBackend final : public Backend {
       cuda::launch_attention_mma(p, splits, kv, k.mma_warps, stream_);
     else if (k.path == Path::kDecode)
       cuda::launch_attention_decode(p, splits, kv, stream_);
+    else if (k.path == Path::kDecodeMma)
+      cuda::launch_attention_decode_mma(p, splits, kv, stream_);
     else
       cuda::launch_attention_simt(p, splits, kv, stream_);
   }

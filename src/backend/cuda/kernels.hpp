@@ -140,7 +140,7 @@ struct AttnParams {
 };
 
 // Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned
-// K/V pieces. A block is `warps` warps (4 or 8; 1 for few-row experiments) of 16 query rows each
+// K/V pieces. A block is `warps` warps (4 or 8) of 16 query rows each
 // (attention_mma_rows(warps) rows); key tile kMmaKeys (keys_per_split a multiple).
 constexpr int kMmaKeys = 64;
 // `warps` kMmaWide: the 4 x 32-row block of attention_prefill_wide.cu.
@@ -181,6 +181,11 @@ int attention_decode_rows(int n_rows);
 // Resident blocks per SM of the decode kernel for these shapes (occupancy query).
 int attention_decode_blocks_per_sm(DType kv, int head_dim, int n_rows);
 void launch_attention_decode(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
+// The same contract on tensor cores for BF16/F16 KV (attention_decode_mma.cu): blocks
+// of kDecodeWarps warps over one 16-row tile, q and P multiplied as high + low parts.
+int attention_decode_mma_rows();
+int attention_decode_mma_blocks_per_sm(DType kv, int head_dim);
+void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
 
 // Combines n_slots partial results ([slot][row][head_dim] and [slot][row]) into
 // out[t * out_stride + h * head_dim + d] and lse[r] (lse may be null).

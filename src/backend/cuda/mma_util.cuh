@@ -73,6 +73,15 @@ struct MmaOps<__half> {
   }
 };
 
+// (a - T(a), b - T(b)) packed in T, given hi = pack(a, b): the low parts of a split
+// a = hi + lo, exact to about twice T's mantissa bits.
+template <typename T>
+__device__ __forceinline__ uint32_t pack_residual(float a, float b, uint32_t hi) {
+  T h[2];
+  memcpy(h, &hi, sizeof(hi));
+  return MmaOps<T>::pack(a - static_cast<float>(h[0]), b - static_cast<float>(h[1]));
+}
+
 // Where a block of 16-row warp tiles (bm rows) works: its row tile, the heaviest
 // (latest, under causal masking) first; its key split; this thread's two rows ra
 // (fragment row g) and rb = ra + 8 and their positions; the block's first and last
@@ -117,32 +126,46 @@ __device__ __forceinline__ void load_q(const AttnParams& p, int ra, int rb, int 
 }
 
 // Copies the tile's rows (count of them, the rest zero) into a [BN][D + 8] buffer.
+// Each thread copies the same 16-byte column of rows r0, r0 + kPass, ...: its addresses
+// are one base plus constant offsets, so a full tile is BN / kPass copy instructions a
+// thread (a generic strided loop cost about 25 instructions a copy).
 template <typename T, int D, int kThreads>
 __device__ __forceinline__ void load_tile(T* dst, const T* src, int count) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   constexpr int kLd = D + 8;
-  for (int c = threadIdx.x; c < BN * kChunks; c += kThreads) {
-    const int row = c / kChunks, col = (c % kChunks) * 8;
-    const bool in = row < count;
-    const T* g = in ? src + static_cast<int64_t>(row) * D + col : src;
-    cp_async_16(dst + row * kLd + col, g, in ? 16 : 0);
+  constexpr int kPass = kThreads / kChunks;  // rows per pass of the block
+  static_assert(kThreads % kChunks == 0 && BN % kPass == 0, "a pass covers whole rows of the tile");
+  const int r0 = threadIdx.x / kChunks, col = (threadIdx.x % kChunks) * 8;
+  T* d = dst + r0 * kLd + col;
+  const T* s = src + static_cast<int64_t>(r0) * D + col;
+  if (count == BN) {
+#pragma unroll
+    for (int i = 0; i < BN / kPass; ++i) cp_async_16(d + i * kPass * kLd, s + i * kPass * D, 16);
+  } else {
+#pragma unroll
+    for (int i = 0; i < BN / kPass; ++i) {
+      const bool in = r0 + i * kPass < count;
+      cp_async_16(d + i * kPass * kLd, in ? s + i * kPass * D : src, in ? 16 : 0);
+    }
   }
 }
 
-// The online softmax of one m16 tile over one key tile, in place: S (the QK^T
-// accumulators) is scaled to the log2 domain, masked (keys past `count`; under
-// causality keys after the row's position, with positions of any integer type
-// relative to one origin: kpos the tile's first key, pos_a / pos_b this thread's rows
-// g and g + 8), turned into P = exp2(S - running max), and the running max, the
-// per-thread partial sums l and the output accumulators O are rescaled to it. Rows a
-// are elements 0, 1 of each accumulator, rows b elements 2, 3.
-template <int D, typename Pos>
-__device__ __forceinline__ void softmax_step(float (&s)[BN / 8][4], float (&o)[D / 8][4], float& m_a, float& m_b,
+// The online softmax of one m16 tile over NJ * 8 keys (a key tile, or a warp's part of
+// one), in place: S (the QK^T accumulators) is scaled to the log2 domain, masked (keys
+// past `count`; under causality keys after the row's position, with positions of any
+// integer type relative to one origin: kpos the tile's first key, pos_a / pos_b this
+// thread's rows g and g + 8), turned into P = exp2(S - running max), and the running
+// max, the per-thread partial sums l and the output accumulators O are rescaled to it.
+// Rows a are elements 0, 1 of each accumulator, rows b elements 2, 3. The caller must
+// have the whole warp here (the skip test is a warp vote).
+template <int D, int NJ, typename Pos>
+__device__ __forceinline__ void softmax_step(float (&s)[NJ][4], float (&o)[D / 8][4], float& m_a, float& m_b,
                                              float& l_a, float& l_b, float scale_log2, bool unmasked, int count,
-                                             bool causal, Pos kpos, Pos pos_a, Pos pos_b, int tq) {
+                                             bool causal, Pos kpos, Pos pos_a, Pos pos_b, int tq,
+                                             bool skip_unit_rescale = false) {
   float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
-  for (int j = 0; j < BN / 8; ++j) {
+  for (int j = 0; j < NJ; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       float sv = s[j][e] * scale_log2;
@@ -170,7 +193,7 @@ __device__ __forceinline__ void softmax_step(float (&s)[BN / 8][4], float (&o)[D
   m_b = mn_b;
   float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
-  for (int j = 0; j < BN / 8; ++j) {
+  for (int j = 0; j < NJ; ++j) {
     s[j][0] = exp2f(s[j][0] - mu_a);
     s[j][1] = exp2f(s[j][1] - mu_a);
     s[j][2] = exp2f(s[j][2] - mu_b);
@@ -180,6 +203,9 @@ __device__ __forceinline__ void softmax_step(float (&s)[BN / 8][4], float (&o)[D
   }
   l_a = l_a * alpha_a + sum_a;  // per-thread partial sums; reduced over the quad at the end
   l_b = l_b * alpha_b + sum_b;
+  // Once the running maxima settle every alpha is exactly 1: a warp may then skip the
+  // D / 2 multiplies (the same bits), worth it where a tile is only 16 keys a warp.
+  if (skip_unit_rescale && !__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) return;
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) {
     o[i][0] *= alpha_a;

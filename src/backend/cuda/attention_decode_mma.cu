@@ -1,0 +1,289 @@
+// Split-KV decode attention on tensor cores, for a few query rows (decode: the n_qh
+// heads of a KV group; small chunks) with BF16/F16 KV and head_dim 64 or 128.
+//
+// Why not the CUDA-core decode kernel (attention_flashdecode.cu): per key it spends
+// about 120 warp instructions (an f32 dot product per row, reduced by shuffles over the
+// 16 lanes of a key) and it holds its loads in registers, so at 3 blocks per SM too few
+// bytes are in flight. Nsight Compute at 128K: 2.3 TB/s, issue slots 52% busy, about
+// one eligible warp per scheduler.
+//
+// Here a block = kWarps warps sharing one 16-row Q tile (rows past n_rows are zero):
+//   * key tiles of kMmaKeys keys (never straddling a piece) stream into a ring of
+//     kStages shared-memory stages with cp.async, kStages - 1 tiles in flight while one
+//     is used: one barrier per tile, no registers held by loads;
+//   * warp w takes keys [16 w, 16 w + 16) of every tile: S = Q K^T and O += P V on
+//     mma.sync.m16n8k16 with f32 accumulation, its own online softmax (mma_util.cuh);
+//   * q and P are split into a high and a low part in the KV dtype (x = hi + lo) and
+//     both parts are multiplied, so the products carry about 16 mantissa bits rather
+//     than 8 (BF16) at twice the MMAs, which a memory-bound kernel has to spare;
+//   * at the end the warps merge through shared memory (the ring, reused) and the
+//     block writes its normalised partial output and log-sum-exp.
+// Same contract as the CUDA-core decode kernel: blocks (row tile, split, KV head), the
+// split y = keys [y * keys_per_split, ...), every key of it read once for all rows.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_util.cuh"
+#include "backend/cuda/kernels.hpp"
+#include "backend/cuda/mma_util.cuh"
+
+namespace headinfer::cuda {
+namespace {
+
+using mma::BN;
+using mma::cp_async_commit;
+using mma::cp_async_wait;
+using mma::MmaOps;
+
+constexpr int kWarps = kDecodeWarps;
+constexpr int kThreads = kWarps * 32;
+constexpr int kRows = 16;  // one m16 tile
+constexpr int kStages = 3;
+static_assert(BN == 16 * kWarps, "a key tile is 16 keys per warp");
+
+template <int D>
+constexpr int ld() {
+  return D + 8;  // padded row: ldmatrix row addresses hit distinct banks
+}
+template <int D>
+constexpr size_t smem_bytes() {
+  const size_t ring = size_t{kStages} * 2 * BN * ld<D>() * 2;
+  const size_t merge = (size_t{kWarps} * kRows * D + 2 * kWarps * kRows) * sizeof(float);
+  return ring > merge ? ring : merge;
+}
+
+// Q fragments of rows ra and rb (zero past n_rows) from q, one KV head's query rows, as
+// high parts (q rounded to T) and low parts (q - hi rounded to T).
+template <typename T, int D>
+__device__ __forceinline__ void load_q_split(const AttnParams& p, const float* q, int ra, int rb, int tq,
+                                             uint32_t (&hi)[D / 16][4], uint32_t (&lo)[D / 16][4]) {
+  const float* qa = ra < p.n_rows ? q + (ra / p.n_qh) * p.q_stride + static_cast<int64_t>(ra % p.n_qh) * D : nullptr;
+  const float* qb = rb < p.n_rows ? q + (rb / p.n_qh) * p.q_stride + static_cast<int64_t>(rb % p.n_qh) * D : nullptr;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int c0 = kk * 16 + tq * 2, c1 = c0 + 8;
+    const float* src[4] = {qa ? qa + c0 : nullptr, qb ? qb + c0 : nullptr, qa ? qa + c1 : nullptr,
+                           qb ? qb + c1 : nullptr};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float x0 = src[i] ? src[i][0] : 0.f, x1 = src[i] ? src[i][1] : 0.f;
+      hi[kk][i] = MmaOps<T>::pack(x0, x1);
+      lo[kk][i] = mma::pack_residual<T>(x0, x1, hi[kk][i]);
+    }
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnParams p) {
+  using Ops = MmaOps<T>;
+  constexpr int kLd = ld<D>();
+  constexpr int kTile = BN * kLd;  // elements of one K (or V) tile
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* ring = reinterpret_cast<T*>(smem);  // stage s: K at ring + 2 s kTile, V after it
+
+  // Under programmatic dependent launch this grid may start while the previous kernel
+  // of the stream finishes: wait before touching memory (no-ops otherwise).
+  pdl_wait();
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tq = lane & 3, g = lane >> 2;
+  const int r0 = blockIdx.x * kRows;
+  const int nr = min(kRows, p.n_rows - r0);
+  const int head = blockIdx.z;
+  const int slot = p.slot_base + blockIdx.y;
+  const int64_t total = p.pieces.start[p.pieces.n];
+  const int64_t kbeg = static_cast<int64_t>(blockIdx.y) * p.keys_per_split;
+  const int64_t kend = min(total, kbeg + p.keys_per_split);
+  const int ra = r0 + g, rb = ra + 8;
+  const int64_t pos_a = attn_row_pos(p, min(ra, p.n_rows - 1)), pos_b = attn_row_pos(p, min(rb, p.n_rows - 1));
+  const int64_t qmin = attn_row_pos(p, r0), qmax = attn_row_pos(p, r0 + nr - 1);
+
+  auto load_stage = [&](int s, const KeyTile& t) {
+    const int64_t off = head * p.pieces.head_stride[t.piece] + t.local * D;
+    T* ks = ring + 2 * s * kTile;
+    mma::load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[t.piece]) + off, t.count);
+    mma::load_tile<T, D, kThreads>(ks + kTile, static_cast<const T*>(p.pieces.v[t.piece]) + off, t.count);
+  };
+  // Two walkers over the same tiles: one issues the copies kStages - 1 tiles ahead, the
+  // other names the tile being used (the walk is deterministic, so no tile queue).
+  TileWalker<BN> ahead(p, kbeg, kend, qmax), walker(p, kbeg, kend, qmax);
+  KeyTile t, cur;
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (ahead.advance(t)) load_stage(s, t);
+    cp_async_commit();  // empty groups too: the wait below counts groups
+  }
+  // q after the first tiles' copies are issued: its load latency hides behind theirs.
+  uint32_t qhi[D / 16][4], qlo[D / 16][4];
+  load_q_split<T, D>(p, p.q + head * p.q_head_stride, ra, rb, tq, qhi, qlo);
+  float oacc[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+
+  int stage = 0;
+  while (walker.advance(cur)) {
+    cp_async_wait<kStages - 2>();  // this tile has landed (for this thread's copies) ...
+    __syncthreads();               // ... and for every thread's; the stage before is free
+    if (ahead.advance(t)) load_stage(stage == 0 ? kStages - 1 : stage - 1, t);
+    cp_async_commit();
+
+    const int first = warp * 16;
+    const int count = cur.count - first;  // this warp's keys in the tile (<= 0: none)
+    if (count > 0) {
+      const T* ks = ring + 2 * stage * kTile + first * kLd;
+      const T* vs = ks + kTile;
+      const int mi = lane >> 3;
+      // The high and low parts accumulate apart: four chains of D / 16 dependent MMAs
+      // rather than two of D / 8.
+      float sacc[2][4] = {}, slo[2][4] = {};
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t b[4];
+        mma::ldmatrix_x4(b, ks + ((mi >> 1) * 8 + (lane & 7)) * kLd + kk * 16 + (mi & 1) * 8);
+        Ops::mma(sacc[0], qhi[kk], b[0], b[1]);
+        Ops::mma(sacc[1], qhi[kk], b[2], b[3]);
+        Ops::mma(slo[0], qlo[kk], b[0], b[1]);
+        Ops::mma(slo[1], qlo[kk], b[2], b[3]);
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sacc[j][e] += slo[j][e];
+      const int64_t kpos = cur.pos + first;
+      const bool unmasked = count >= 16 && (!p.causal || kpos + 15 <= qmin);
+      mma::softmax_step<D>(sacc, oacc, m_a, m_b, l_a, l_b, p.scale_log2, unmasked, count, p.causal != 0, kpos, pos_a,
+                           pos_b, tq, /*skip_unit_rescale=*/true);
+      uint32_t phi[4], plo[4];
+      phi[0] = Ops::pack(sacc[0][0], sacc[0][1]);
+      phi[1] = Ops::pack(sacc[0][2], sacc[0][3]);
+      phi[2] = Ops::pack(sacc[1][0], sacc[1][1]);
+      phi[3] = Ops::pack(sacc[1][2], sacc[1][3]);
+      plo[0] = mma::pack_residual<T>(sacc[0][0], sacc[0][1], phi[0]);
+      plo[1] = mma::pack_residual<T>(sacc[0][2], sacc[0][3], phi[1]);
+      plo[2] = mma::pack_residual<T>(sacc[1][0], sacc[1][1], phi[2]);
+      plo[3] = mma::pack_residual<T>(sacc[1][2], sacc[1][3], phi[3]);
+#pragma unroll
+      for (int dn = 0; dn < D / 16; ++dn) {
+        uint32_t b[4];
+        mma::ldmatrix_x4_trans(b, vs + ((mi & 1) * 8 + (lane & 7)) * kLd + dn * 16 + (mi >> 1) * 8);
+        Ops::mma(oacc[2 * dn], phi, b[0], b[1]);
+        Ops::mma(oacc[2 * dn + 1], phi, b[2], b[3]);
+        Ops::mma(oacc[2 * dn], plo, b[0], b[1]);
+        Ops::mma(oacc[2 * dn + 1], plo, b[2], b[3]);
+      }
+    }
+    stage = stage + 1 == kStages ? 0 : stage + 1;
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the ring is free: the warps merge through it
+
+  float* red_o = reinterpret_cast<float*>(smem);  // [kWarps][kRows][D]
+  float* red_m = red_o + kWarps * kRows * D;      // [kWarps][kRows]
+  float* red_l = red_m + kWarps * kRows;
+  l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
+  l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
+  l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
+  l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
+  {
+    float* oa = red_o + (warp * kRows + g) * D;
+    float* ob = oa + 8 * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const int d = i * 8 + tq * 2;
+      oa[d] = oacc[i][0];
+      oa[d + 1] = oacc[i][1];
+      ob[d] = oacc[i][2];
+      ob[d + 1] = oacc[i][3];
+    }
+    if (tq == 0) {
+      red_m[warp * kRows + g] = m_a;
+      red_m[warp * kRows + g + 8] = m_b;
+      red_l[warp * kRows + g] = l_a;
+      red_l[warp * kRows + g + 8] = l_b;
+    }
+  }
+  __syncthreads();
+
+  constexpr float kLn2 = 0.69314718055994531f;
+  for (int i = threadIdx.x; i < nr * D; i += kThreads) {
+    const int r = i / D, d = i - r * D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, red_m[w * kRows + r]);
+    const float mu = mx == -INFINITY ? 0.f : mx;
+    float lsum = 0.f, acc = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float wt = exp2f(red_m[w * kRows + r] - mu);
+      lsum = fmaf(red_l[w * kRows + r], wt, lsum);
+      acc = fmaf(red_o[(w * kRows + r) * D + d], wt, acc);
+    }
+    const bool any = lsum > 0.f;
+    (attn_out_row(p, slot, r0 + r) + head * p.q_head_stride)[d] = any ? acc / lsum : 0.f;
+    if (d == 0) {
+      float* lp = attn_lse_at(p, slot, r0 + r);
+      if (lp) lp[head * p.lse_head_stride] = any ? (mx + log2f(lsum)) * kLn2 : -INFINITY;
+    }
+  }
+}
+
+// The kernel's dynamic shared memory exceeds the default 48 KiB: raised once per
+// instantiation and device (the attribute is per device).
+template <typename T, int D>
+void allow_smem() {
+  static bool done[64] = {};
+  int dev = 0;
+  HI_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < 64 && done[dev]) return;
+  HI_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_mma_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(smem_bytes<D>())));
+  if (dev >= 0 && dev < 64) done[dev] = true;
+}
+
+template <typename T, int D>
+void launch_dim(const AttnParams& p, int n_splits, cudaStream_t s) {
+  allow_smem<T, D>();
+  dim3 grid((p.n_rows + kRows - 1) / kRows, n_splits, p.n_heads > 1 ? p.n_heads : 1);
+  launch_maybe_pdl(attn_decode_mma_kernel<T, D>, grid, dim3(kThreads), smem_bytes<D>(), s, p);
+  HI_CUDA_CHECK_LAUNCH("attn_decode_mma_kernel");
+}
+
+template <typename T, int D>
+int occupancy_dim() {
+  allow_smem<T, D>();
+  int n = 0;
+  HI_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<T, D>, kThreads, smem_bytes<D>()));
+  return n;
+}
+
+}  // namespace
+
+int attention_decode_mma_rows() { return kRows; }
+
+int attention_decode_mma_blocks_per_sm(DType kv, int head_dim) {
+  int n = 1;
+  if (kv == DType::BF16)
+    n = head_dim == 64 ? occupancy_dim<__nv_bfloat16, 64>() : occupancy_dim<__nv_bfloat16, 128>();
+  else
+    n = head_dim == 64 ? occupancy_dim<__half, 64>() : occupancy_dim<__half, 128>();
+  return n < 1 ? 1 : n;
+}
+
+void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, cudaStream_t s) {
+  if (p.n_rows <= 0) return;
+  HI_CHECK(p.n_heads <= 65535, "cuda attention: " << p.n_heads << " KV heads in one launch exceed the grid");
+  HI_CHECK((kv == DType::BF16 || kv == DType::F16) && (p.head_dim == 64 || p.head_dim == 128),
+           "cuda attention: no tensor-core decode kernel for KV " << dtype_name(kv) << " with head_dim "
+                                                                  << p.head_dim);
+  if (kv == DType::BF16)
+    p.head_dim == 64 ? launch_dim<__nv_bfloat16, 64>(p, n_splits, s) : launch_dim<__nv_bfloat16, 128>(p, n_splits, s);
+  else
+    p.head_dim == 64 ? launch_dim<__half, 64>(p, n_splits, s) : launch_dim<__half, 128>(p, n_splits, s);
+}
+
+}  // namespace headinfer::cuda
