@@ -17,6 +17,7 @@
 #            then the default one at 128K under Nsight Compute
 #   decode-main   the decode step's first run alone
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
+#   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
@@ -125,8 +126,9 @@ for s in "$@"; do
       ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       step ncu-decode-kernel 120 "$ncu" --clock-control none --kernel-name regex:attn_decode --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
-        --section MemoryWorkloadAnalysis --section LaunchStats --metrics smsp__inst_executed.sum \
-        --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' "$bin/cuda_attention" --once
+        --section MemoryWorkloadAnalysis --section LaunchStats \
+        --metrics 'smsp__inst_executed.sum,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
+        "$bin/cuda_attention" --once
       # Its machine code (Hopper build), for counting instructions per key tile.
       cuobjdump -sass -arch sm_90 "$bin/cuda_attention" 2>/dev/null |
         awk '/Function : /{p = /attn_decode_mma/} p' >"$out/decode-mma.sass"
@@ -134,6 +136,12 @@ for s in "$@"; do
     decode-splits)  # decode at 4K and 32K with splits of at least 128, 512 and 1024 keys (default 256)
       for m in 128 512 1024; do
         step "decode-split-min$m" 120 env HEADINFER_DECODE_SPLIT_MIN=$m "$h" bench "${model[@]}" --context 4K,32K \
+          --decode-tokens 16 --reps 2 --offload none -o json
+      done
+      ;;
+    decode-splits-128k)  # decode at 128K with splits of 1024 (the rule's), 2048 and 4096 keys
+      for m in 1024 2048 4096; do
+        step "decode-128k-split$m" 120 env HEADINFER_DECODE_SPLIT_MIN=$m "$h" bench "${model[@]}" --context 128K \
           --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
@@ -212,7 +220,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, decode, decode-kernel, decode-main, decode-splits, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

@@ -15,19 +15,20 @@ int64_t default_block_tokens(size_t row_bytes, int64_t min_copy_bytes) {
 
 int64_t decode_split_tokens(int64_t capacity, int64_t block_tokens) {
   HI_CHECK(block_tokens > 0, "decode splits: block_tokens must be positive, got " << block_tokens);
-  // About 128 splits per head: the power of two nearest capacity / 128 (doubling while
-  // twice it is at most capacity / 90, 90 ~ 128 / sqrt 2), at least 256 keys. Measured
-  // on the H200 (Llama-3-8B, all resident): at 128K, 1024-key splits (128 a head) decode
-  // 3.3% faster than 512 (256 a head) and 7% faster than 4096 (32 a head); at 32K, 256
-  // (128 a head) beats 1024 (32 a head); 64 keys at 4K (65 a head) was no faster than 256
-  // and 5% slower at 32K. HEADINFER_DECODE_SPLIT_MIN (a power of two) replaces the 256,
-  // for benchmarks.
+  // About 32 splits per head: the power of two nearest capacity / 32 (doubling while
+  // twice it is at most capacity / 22, 22 ~ 32 / sqrt 2), at least 256 keys. Measured
+  // on the H200 with the tensor-core decode kernel (Llama-3-8B, all resident): at 128K,
+  // 4096-key splits (32 a head) decode in 9.12 ms against 9.21 for 2048 and 9.48 for
+  // 1024; at 32K, 1024 (32 a head) in 5.95 against 6.13 for 512 and 6.53 for 256; at
+  // 4K, 256 to 1024 within 2% but for 1024 (+7%). Fewer, longer splits amortise each
+  // block's pipeline fill and merge (the CUDA-core kernel had preferred 128 a head).
+  // HEADINFER_DECODE_SPLIT_MIN (a power of two) replaces the 256, for benchmarks.
   int64_t want = 256;
   if (const char* e = std::getenv("HEADINFER_DECODE_SPLIT_MIN")) {
     const long long v = std::atoll(e);
     if (v >= 1 && (v & (v - 1)) == 0) want = v;
   }
-  while (want * 2 * 90 <= capacity) want *= 2;
+  while (want * 2 * 22 <= capacity) want *= 2;
   // Splits must tile every block exactly: the largest power of two dividing it.
   const int64_t block_pow2 = block_tokens & -block_tokens;
   return std::min(want, block_pow2);

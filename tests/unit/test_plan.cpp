@@ -183,10 +183,10 @@ TEST(Plan, Llama8bOffloadAllIsFlatFrom512KTo4M) {
     EXPECT_LE(p->gpu_total, 24 * GiB);
     EXPECT_EQ(p->resident_slabs, 0);
   }
-  // What the engine allocates is flat but for the decode partials (128 splits a head
-  // until a split is a whole 8192-token block, then more: 512 at 4M, 8 MiB in all); the
-  // driver's page tables for the pinned pool (1/512 of it) are not: 0.88 GiB more at 4M
-  // than at 512K (docs/offload.md).
+  // What the engine allocates is flat but for the decode partials (32 splits a head
+  // until a split is a whole KV block, then more: 128 at 512K, 512 at 4M, 8 MiB in all);
+  // the driver's page tables for the pinned pool (1/512 of it) are not: 0.88 GiB more
+  // at 4M than at 512K (docs/offload.md).
   const int64_t partials_4m = int64_t{512} * 32 * 129 * 4;  // [slots][heads][head_dim + 1] floats
   const int64_t partials_512k = int64_t{128} * 32 * 129 * 4;
   EXPECT_NEAR(static_cast<double>((p4m.gpu_total - p4m.host_map) - (p512.gpu_total - p512.host_map)),
@@ -202,31 +202,32 @@ TEST(Plan, Llama8bOffloadAllIsFlatFrom512KTo4M) {
 }
 
 TEST(Plan, DecodeSplitsArePowersOfTwoDividingTheBlock) {
-  EXPECT_EQ(decode_split_tokens(128 * 1024, 8192), 1024);  // 128 splits
-  EXPECT_EQ(decode_split_tokens(128 * 1024 + 4096, 8192), 1024);
-  EXPECT_EQ(decode_split_tokens(32 * 1024 + 4096, 8192), 256);  // 144 splits: 512 would give 72
-  EXPECT_EQ(decode_split_tokens(46080 - 1, 8192), 256);         // the first doubling at 2 * 256 * 90
-  EXPECT_EQ(decode_split_tokens(46080, 8192), 512);
+  EXPECT_EQ(decode_split_tokens(128 * 1024, 8192), 4096);  // 32 splits
+  EXPECT_EQ(decode_split_tokens(128 * 1024 + 4096, 8192), 4096);
+  EXPECT_EQ(decode_split_tokens(32 * 1024 + 4096, 8192), 1024);  // 36 splits: 2048 would give 18
+  EXPECT_EQ(decode_split_tokens(11264 - 1, 8192), 256);          // the first doubling at 2 * 256 * 22
+  EXPECT_EQ(decode_split_tokens(11264, 8192), 512);
   EXPECT_EQ(decode_split_tokens(1024 * 1024, 8192), 8192);
   EXPECT_EQ(decode_split_tokens(1024 * 1024, 4096), 4096);  // never past the block
   EXPECT_EQ(decode_split_tokens(64 * 1024 * 1024, 8192), 8192);
   EXPECT_EQ(decode_split_tokens(1000, 512), 256);
   EXPECT_EQ(decode_split_tokens(4096 + 16, 8192), 256);
-  EXPECT_EQ(decode_split_tokens(300000, 8192), 2048);
+  EXPECT_EQ(decode_split_tokens(300000, 8192), 8192);
+  EXPECT_EQ(decode_split_tokens(150000, 8192), 4096);
   EXPECT_EQ(decode_split_tokens(1000, 64), 64);
   EXPECT_EQ(decode_split_tokens(1000, 12), 4);  // the largest power of two dividing the block
   EXPECT_EQ(decode_split_tokens(1000, 5), 1);
 }
 
 // The decode partials ([slots][n_heads][head_dim] + [slots][n_heads] floats) are in
-// the prediction, as allocated: ~128 slots from 64K on until a split is a whole block
-// (8192 tokens at 1M), so 512 at 4M.
+// the prediction, as allocated: ~32 slots from 16K on until a split is a whole block
+// (8192 tokens from 256K), then capacity / 8192: 128 at 1M, 512 at 4M.
 TEST(Plan, DecodePartialsAreCountedAndBounded) {
   const Plan p128 = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::All));
   const std::vector<int64_t> f = decode_partials_floats(p128.in.cfg, 128 * 1024, p128.schedule.block_tokens);
   ASSERT_EQ(f.size(), 2u);
-  EXPECT_EQ(f[0], int64_t{128} * 32 * 128);
-  EXPECT_EQ(f[1], int64_t{128} * 32);
+  EXPECT_EQ(f[0], int64_t{32} * 32 * 128);
+  EXPECT_EQ(f[1], int64_t{32} * 32);
   const DeviceFootprint fp = engine_footprint(p128.in.cfg, p128.in.kv_dtype, p128.schedule, 128 * 1024, p128.chunk,
                                               p128.mlp_chunk);
   int64_t without = 0;
@@ -234,7 +235,8 @@ TEST(Plan, DecodePartialsAreCountedAndBounded) {
   for (int64_t n : attention_scratch_floats(p128.in.cfg, p128.chunk)) without += alloc_rounded(n * 4);
   without += alloc_rounded(int64_t{4} * p128.chunk);
   EXPECT_EQ(fp.activations - without, alloc_rounded(f[0] * 4) + alloc_rounded(f[1] * 4));
-  EXPECT_EQ(decode_partials_floats(p128.in.cfg, 1024 * 1024, 8192), f);
+  const std::vector<int64_t> f1m = {int64_t{128} * 32 * 128, int64_t{128} * 32};
+  EXPECT_EQ(decode_partials_floats(p128.in.cfg, 1024 * 1024, 8192), f1m);
   const std::vector<int64_t> f4m = {int64_t{512} * 32 * 128, int64_t{512} * 32};
   EXPECT_EQ(decode_partials_floats(p128.in.cfg, 4096 * 1024, 8192), f4m);
 }
