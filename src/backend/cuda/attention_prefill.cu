@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 1) attn_mma_ker
     // the block needs no mask.
     const bool unmasked = cur.count == BN && (!p.causal || cur.pos + BN - 1 <= qmin);
     mma::softmax_step<D>(sacc, oacc, m_a, m_b, l_a, l_b, p.scale_log2, unmasked, cur.count, p.causal != 0, cur.pos,
-                         pos_a, pos_b, tq);
+                         pos_a, pos_b, tq, /*skip_unit_rescale=*/true);
 
     __syncthreads();  // every warp is done with ks
     if (has_next) {

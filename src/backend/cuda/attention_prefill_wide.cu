@@ -144,7 +144,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
 #pragma unroll
     for (int t = 0; t < kMt; ++t)
       mma::softmax_step<D>(sacc[t], oacc[t], m_a[t], m_b[t], l_a[t], l_b[t], p.scale_log2, unmasked, cur.count,
-                           p.causal != 0, kpos, rel_a[t], rel_b[t], tq);
+                           p.causal != 0, kpos, rel_a[t], rel_b[t], tq, /*skip_unit_rescale=*/true);
 
     __syncthreads();  // every warp is done with ks
     if (has_next) {

@@ -204,7 +204,7 @@ __device__ __forceinline__ void softmax_step(float (&s)[NJ][4], float (&o)[D / 8
   l_a = l_a * alpha_a + sum_a;  // per-thread partial sums; reduced over the quad at the end
   l_b = l_b * alpha_b + sum_b;
   // Once the running maxima settle every alpha is exactly 1: a warp may then skip the
-  // D / 2 multiplies (the same bits), worth it where a tile is only 16 keys a warp.
+  // D / 2 multiplies (the same bits).
   if (skip_unit_rescale && !__any_sync(0xffffffffu, alpha_a != 1.f || alpha_b != 1.f)) return;
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) {
