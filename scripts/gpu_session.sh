@@ -70,6 +70,9 @@ step() {  # step NAME SECONDS COMMAND...: output into OUT/NAME.log, a line into 
   echo "$name: exit $? in $(($(date +%s) - s)) s" | tee -a "$out/summary.txt"
 }
 
+# Nsight Compute: on the PATH or where the image installs it.
+ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+
 tests() {
   for t in "$bin"/test_cuda_*; do
     [ -x "$t" ] && step "$(basename "$t")" 150 "$t"
@@ -123,7 +126,6 @@ for s in "$@"; do
       # The decode attention kernels alone (tensor-core and CUDA-core, 4K-128K), then
       # the 128K case of the default one under Nsight Compute.
       step decode-kernel 120 "$bin/cuda_attention" --decode --quick
-      ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       step ncu-decode-kernel 120 "$ncu" --clock-control none --kernel-name regex:attn_decode --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
         --section MemoryWorkloadAnalysis --section LaunchStats \
@@ -203,7 +205,6 @@ for s in "$@"; do
       done
       ;;
     ncu)
-      ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size,launch__registers_per_thread
       step ncu-decode4k 240 "$ncu" --clock-control none --metrics "$m" --csv "$h" bench "${model[@]}" --context 4K \
         --decode-tokens 2 --reps 1 --offload none -o json

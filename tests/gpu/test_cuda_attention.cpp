@@ -156,19 +156,25 @@ struct GpuResult {
   size_t pad_written = 0;  // padding columns of out that lost their NaN poison
 };
 
-// A backend whose tensor-core attention uses another block shape
-// (HEADINFER_CUDA_ATTN_WARPS=shape); buffers of gpu() are valid in it (same device
-// and context).
-std::unique_ptr<Backend> gpu_with_block_shape(const char* shape) {
-  const char* old = std::getenv("HEADINFER_CUDA_ATTN_WARPS");
+// A backend made with one debug knob set (read when a backend is made), the
+// environment restored after; buffers of gpu() are valid in it (same device and
+// context).
+std::unique_ptr<Backend> gpu_with_env(const char* name, const char* value) {
+  const char* old = std::getenv(name);
   const std::string saved = old ? old : "";
-  setenv("HEADINFER_CUDA_ATTN_WARPS", shape, 1);
+  setenv(name, value, 1);
   auto be = make_cuda_backend(0);
   if (old)
-    setenv("HEADINFER_CUDA_ATTN_WARPS", saved.c_str(), 1);
+    setenv(name, saved.c_str(), 1);
   else
-    unsetenv("HEADINFER_CUDA_ATTN_WARPS");
+    unsetenv(name);
   return be;
+}
+
+// A backend whose tensor-core attention uses another block shape
+// (HEADINFER_CUDA_ATTN_WARPS=shape).
+std::unique_ptr<Backend> gpu_with_block_shape(const char* shape) {
+  return gpu_with_env("HEADINFER_CUDA_ATTN_WARPS", shape);
 }
 
 // 8 warps of 16 rows (128-row blocks).
@@ -186,12 +192,7 @@ Backend& gpu_wide() {
 // Few rows with BF16/F16 KV on the CUDA-core decode kernel (f32 math) instead of the
 // tensor-core one.
 Backend& gpu_decode_simt() {
-  static std::unique_ptr<Backend> b = [] {
-    setenv("HEADINFER_CUDA_ATTN_DECODE", "simt", 1);
-    auto be = make_cuda_backend(0);
-    unsetenv("HEADINFER_CUDA_ATTN_DECODE");
-    return be;
-  }();
+  static std::unique_ptr<Backend> b = gpu_with_env("HEADINFER_CUDA_ATTN_DECODE", "simt");
   return *b;
 }
 
