@@ -18,6 +18,7 @@
 #   decode-main   the decode step's first run alone
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
+#   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
 #   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
@@ -147,6 +148,12 @@ for s in "$@"; do
           --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
+    gemv-prefetch)  # decode at 4K and 32K with the GEMVs' early L2 prefetch at 0, 8, 24 (default) and 48 MiB
+      for mb in 0 8 24 48; do
+        step "decode-gemv-prefetch$mb" 120 env HEADINFER_CUDA_GEMV_PREFETCH_MB=$mb "$h" bench "${model[@]}" \
+          --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
+      done
+      ;;
     decode-main)  # the all-resident decode rows alone (the first run of the decode step)
       step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       ;;
@@ -221,7 +228,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv-prefetch, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

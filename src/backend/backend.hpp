@@ -81,6 +81,11 @@ struct AttnArgs {
   int64_t part_o_slot_stride = 0;
   float* part_lse = nullptr;
   int64_t part_lse_slot_stride = 0;
+
+  // Keys at positions below settled_pos were written before the op issued just before
+  // this call (not by it): a backend that starts a call while the op before it
+  // finishes may read those keys early. 0: any key may be that op's output.
+  int64_t settled_pos = 0;
 };
 
 // Head j of a several-KV-head call as a call of its own.

@@ -261,6 +261,7 @@ AttnArgs& LayerAttention::decode_args(HeadRun r, const LayerQkv& io) {
   a.part_o_slot_stride = q_w;
   a.part_lse = part_lse_ + static_cast<int64_t>(r.head) * qpk;
   a.part_lse_slot_stride = cfg_.n_heads;
+  a.settled_pos = 0;
   return a;
 }
 
@@ -311,6 +312,9 @@ void LayerAttention::run_decode(int layer, const LayerQkv& io) {
       a.pieces.push_back(
           KvPiece{kv_.k_at(layer, h, whole), kv_.v_at(layer, h, whole), pos0_ - whole, whole, dstride});
     a.pieces.push_back(chunk_piece(layer, r));
+    // Slab keys before this token were stored by earlier steps; only its own row is
+    // the output of the op just before (the RoPE + KV store).
+    a.settled_pos = pos0_;
     be_.attention(a);
   }
   // Offloaded heads: one call per fill (and run of adjacent heads in it) over its

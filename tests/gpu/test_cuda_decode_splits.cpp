@@ -89,6 +89,9 @@ TEST_P(CudaDecodeSplits, ResidentAndStreamedCallsWriteTheSameSlots) {
   AttnArgs r = args(res_o, res_l);
   r.pieces = {KvPiece{slab(ks, 0), slab(vs, 0), whole, 0}, KvPiece{slab(ks, whole), slab(vs, whole), pos - whole, whole},
               KvPiece{slab(ks, pos), slab(vs, pos), 1, pos}};
+  // As the engine's resident call: keys before the new token settled, so blocks may
+  // copy their first tiles before the grid dependency wait; the fills below may not.
+  r.settled_pos = pos;
   gpu().attention(r);
   // Fills: blocks 0..7, then blocks 8..38, the partial block and the new token: 33
   // pieces, so the batch of 32 is cut before the partial block (the last split start).

@@ -85,10 +85,6 @@ __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnPar
   extern __shared__ __align__(16) unsigned char smem[];
   T* ring = reinterpret_cast<T*>(smem);  // stage s: K at ring + 2 s kTile, V after it
 
-  // Under programmatic dependent launch this grid may start while the previous kernel
-  // of the stream finishes: wait before touching memory (no-ops otherwise).
-  pdl_wait();
-  pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tq = lane & 3, g = lane >> 2;
   const int r0 = blockIdx.x * kRows;
   const int nr = min(kRows, p.n_rows - r0);
@@ -110,12 +106,28 @@ __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnPar
   // Two walkers over the same tiles: one issues the copies kStages - 1 tiles ahead, the
   // other names the tile being used (the walk is deterministic, so no tile queue).
   TileWalker<BN> ahead(p, kbeg, kend, qmax), walker(p, kbeg, kend, qmax);
-  KeyTile t, cur;
+  KeyTile t, cur, first[kStages - 1];
+  bool have[kStages - 1];
+  bool settled = true;
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (ahead.advance(t)) load_stage(s, t);
-    cp_async_commit();  // empty groups too: the wait below counts groups
+    have[s] = ahead.advance(first[s]);
+    settled = settled && (!have[s] || first[s].pos + first[s].count <= p.settled_pos);
   }
+  auto load_first = [&] {
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (have[s]) load_stage(s, first[s]);
+      cp_async_commit();  // empty groups too: the wait below counts groups
+    }
+  };
+  // Under programmatic dependent launch this grid may start while the previous kernel
+  // of the stream finishes (no-ops otherwise). Keys that kernel cannot have written
+  // (settled_pos) are copied before the wait: the first tiles' latency hides behind it.
+  if (settled) load_first();
+  pdl_wait();
+  pdl_launch_dependents();
+  if (!settled) load_first();
   // q after the first tiles' copies are issued: its load latency hides behind theirs.
   uint32_t qhi[D / 16][4], qlo[D / 16][4];
   load_q_split<T, D>(p, p.q + head * p.q_head_stride, ra, rb, tq, qhi, qlo);

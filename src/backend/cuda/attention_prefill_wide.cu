@@ -33,9 +33,12 @@ constexpr int kWarps = 4, kMt = 2;  // warps per block, m16 tiles per warp
 constexpr int kThreads = kWarps * 32;
 constexpr int BM = 16 * kMt * kWarps;
 
+// Q, then two K and two V tiles (2-byte values): tile t + 1 streams in while tile t is
+// used, so a tile costs two barriers and its copies a whole tile's compute to land.
+// 104 KiB at head_dim 128: two blocks per SM.
 template <int D>
 constexpr size_t smem_bytes() {
-  return static_cast<size_t>(BM + 2 * BN) * (D + 8) * 2;  // Q, K, V tiles of 2-byte values
+  return static_cast<size_t>(BM + 4 * BN) * (D + 8) * 2;
 }
 
 template <typename T, int D>
@@ -44,8 +47,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
   constexpr int kLd = D + 8;  // padded row: ldmatrix row addresses hit distinct banks
   extern __shared__ __align__(16) uint16_t smem_raw[];
   T* qs = reinterpret_cast<T*>(smem_raw);  // [BM][kLd]
-  T* ks = qs + BM * kLd;                   // [BN][kLd]
-  T* vs = ks + BN * kLd;                   // [BN][kLd]
+  T* kv0 = qs + BM * kLd;                  // buffer b: K at kv0 + 2 b BN kLd, V after it
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tq = lane & 3;
@@ -71,11 +73,16 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
 
   TileWalker<BN> walker(p, kbeg, kend, qmax);
   KeyTile cur, nxt;
-  bool has = walker.advance(cur);
-  if (has) {
-    load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[cur.piece]) + cur.local * D, cur.count);
+  // One tile's K then V into buffer b, each its own cp.async group.
+  auto load_kv = [&](int b, const KeyTile& t) {
+    T* k = kv0 + 2 * b * BN * kLd;
+    load_tile<T, D, kThreads>(k, static_cast<const T*>(p.pieces.k[t.piece]) + t.local * D, t.count);
     cp_async_commit();
-  }
+    load_tile<T, D, kThreads>(k + BN * kLd, static_cast<const T*>(p.pieces.v[t.piece]) + t.local * D, t.count);
+    cp_async_commit();
+  };
+  bool has = walker.advance(cur);
+  if (has) load_kv(0, cur);
   // Q rows (f32, q_stride apart per token) rounded to the KV dtype, rows past the end
   // zero, while the first K tile is in flight; the first barrier below publishes them.
   for (int i = threadIdx.x; i < BM * (D / 2); i += kThreads) {
@@ -102,12 +109,19 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
   // ldmatrix addresses of this lane in a warp's 16 x 16 Q sub-tile (A operand order).
   const T* qlane = qs + (warp * 16 * kMt + (lane & 15)) * kLd + (lane >> 4) * 8;
 
+  int buf = 0;
   while (has) {
-    load_tile<T, D, kThreads>(vs, static_cast<const T*>(p.pieces.v[cur.piece]) + cur.local * D, cur.count);
-    cp_async_commit();
+    cp_async_wait<1>();  // K of this tile has landed (V may still be in flight) ...
+    __syncthreads();     // ... for every thread, and every warp is done with the other buffer
     const bool has_next = walker.advance(nxt);
-    cp_async_wait<1>();  // K of this tile has landed (V may still be in flight)
-    __syncthreads();
+    if (has_next) {
+      load_kv(buf ^ 1, nxt);
+    } else {
+      cp_async_commit();  // empty groups: the waits below count two per tile
+      cp_async_commit();
+    }
+    const T* ks = kv0 + 2 * buf * BN * kLd;
+    const T* vs = ks + BN * kLd;
 
     // S = Q K^T: each K fragment serves both m-tiles.
     float sacc[kMt][BN / 8][4];
@@ -146,14 +160,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
       mma::softmax_step<D>(sacc[t], oacc[t], m_a[t], m_b[t], l_a[t], l_b[t], p.scale_log2, unmasked, cur.count,
                            p.causal != 0, kpos, rel_a[t], rel_b[t], tq, /*skip_unit_rescale=*/true);
 
-    __syncthreads();  // every warp is done with ks
-    if (has_next) {
-      load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[nxt.piece]) + nxt.local * D, nxt.count);
-      cp_async_commit();
-      cp_async_wait<1>();  // V of this tile has landed
-    } else {
-      cp_async_wait<0>();
-    }
+    cp_async_wait<2>();  // V of this tile has landed (the next tile's K and V may not)
     __syncthreads();
 
     // O += P V: P as A fragments straight from the S accumulators; each V fragment
@@ -182,11 +189,11 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
         }
       }
     }
-    __syncthreads();  // every warp is done with vs before the next tile's V load
-
     cur = nxt;
     has = has_next;
+    buf ^= 1;
   }
+  cp_async_wait<0>();  // no copy outlives the block
 
 #pragma unroll
   for (int t = 0; t < kMt; ++t) mma::store_rows<D>(p, slot, ra + 16 * t, oacc[t], m_a[t], m_b[t], l_a[t], l_b[t], tq);

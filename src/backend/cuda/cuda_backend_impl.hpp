@@ -355,7 +355,7 @@ class CudaBackend final : public Backend {
     use();
     cuda::launch_store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v, stream_);
   }
-  // One launch where a block per token can do both: the same rows, the same bits as
+  // One launch for both where the heads fit one: the same rows, the same bits as
   // rope() then store_kv_heads().
   void rope_store_kv_heads(const RopeArgs& r, const float* k, const float* v, int64_t src_stride, int n, int n_heads,
                            int head_dim, DType kv_dtype, void* const* dst_k, void* const* dst_v) override {
@@ -463,6 +463,7 @@ class CudaBackend final : public Backend {
     prm.causal = a.causal ? 1 : 0;
     prm.q_pos0 = a.q_pos0;
     prm.scale_log2 = static_cast<float>(static_cast<double>(a.scale) * 1.4426950408889634);
+    prm.settled_pos = a.settled_pos;
     return prm;
   }
 

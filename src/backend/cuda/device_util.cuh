@@ -87,8 +87,11 @@ inline bool pdl_enabled() {
 }
 
 // Launches kernel<<<grid, block, smem, s>>>(args...), with programmatic stream
-// serialization where pdl_enabled(). The kernel must call pdl_wait() before it reads
-// or writes global memory. Launch errors are left for the caller's check.
+// serialization where pdl_enabled(). The kernel must call pdl_wait() before it touches
+// memory the previous kernel may write, and before pdl_launch_dependents(): then, as
+// every kernel here does so, whatever was written before the previous kernel is
+// complete when this one starts (read-only weights, settled KV rows). Launch errors
+// are left for the caller's check.
 template <typename... KArgs, typename... Args>
 void launch_maybe_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                       Args&&... args) {

@@ -22,7 +22,7 @@ namespace headinfer::cuda {
 namespace {
 
 constexpr int kWarps = 8;  // warps per block
-constexpr int kPrefetchSteps = 4;  // 16-byte chunks per lane and row requested before the wait
+constexpr int kLine = 128;  // bytes of an L2 line
 
 // Few rows per warp for n <= 2 (more warps to hide latency), more for larger n (x reuse).
 template <int N>
@@ -61,7 +61,8 @@ __device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
 template <typename T, int N, int kUnroll, int RW, bool kGlu = false>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_vec_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
-                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int64_t out_stride) {
+                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int64_t out_stride,
+                    int prefetch_lines) {
   static_assert(!kGlu || RW == 2, "a SwiGLU warp owns one gate row and its up row");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int half = R / 2;
@@ -76,11 +77,12 @@ __global__ void __launch_bounds__(kWarps * 32)
     wr[j] = reinterpret_cast<const uint4*>(w + r * C);
   }
   const int chunks = C / 8;
-  // W does not depend on the preceding kernel: under programmatic launch the first of
-  // this lane's lines are requested while that kernel finishes, then x is waited for.
+  // W does not depend on the preceding kernel: under programmatic launch the first
+  // prefetch_lines lines of each row are requested while that kernel runs, then x is
+  // waited for.
 #pragma unroll
   for (int j = 0; j < RW; ++j)
-    for (int u = 0; u < kPrefetchSteps && lane + 32 * u < chunks; ++u) prefetch_l2(wr[j] + lane + 32 * u);
+    for (int l = lane; l < prefetch_lines; l += 32) prefetch_l2(reinterpret_cast<const char*>(wr[j]) + l * kLine);
   pdl_wait();
   pdl_launch_dependents();
   float acc[N][RW] = {};
@@ -182,13 +184,21 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// Lines of each of R rows of C elements of T to prefetch within `bytes` in all.
+template <typename T>
+int prefetch_lines(int64_t R, int C, int64_t bytes) {
+  const int64_t row_lines = (static_cast<int64_t>(C) * static_cast<int64_t>(sizeof(T)) + kLine - 1) / kLine;
+  const int64_t lines = bytes / (R * kLine);
+  return static_cast<int>(lines < row_lines ? lines : row_lines);
+}
+
 template <typename T, int N, int U, int RW>
 void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, const void* bias, DType bias_dt, float* out,
-                cudaStream_t s) {
+                int64_t prefetch_bytes, cudaStream_t s) {
   constexpr int rows_per_block = kWarps * RW;
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
   launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
-                   bias_dt, out, int64_t{0});
+                   bias_dt, out, int64_t{0}, prefetch_lines<T>(R, C, prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
 }
 
@@ -197,15 +207,17 @@ void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const 
               bool vec, GemvTuning tune, cudaStream_t s) {
   if (vec) {
     // Decode (n <= 2) has the tunings; more rows keep the default.
+    const int64_t pf = tune.prefetch_bytes;
     if constexpr (N <= 2) {
       if (tune.by_shape) tune = N == 1 && R < 16384 ? GemvTuning{4, 1, false} : GemvTuning{2, 2, false};
-      if (tune.unroll == 8) return launch_vec<T, N, 8, 1>(w, R, C, x, x_stride, bias, bias_dt, out, s);
+      if (tune.unroll == 8) return launch_vec<T, N, 8, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
       if (tune.unroll == 4 && tune.rows_per_warp == 1)
-        return launch_vec<T, N, 4, 1>(w, R, C, x, x_stride, bias, bias_dt, out, s);
-      if (tune.unroll == 4) return launch_vec<T, N, 4, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, s);
-      if (tune.rows_per_warp == 1) return launch_vec<T, N, 2, 1>(w, R, C, x, x_stride, bias, bias_dt, out, s);
+        return launch_vec<T, N, 4, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
+      if (tune.unroll == 4)
+        return launch_vec<T, N, 4, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
+      if (tune.rows_per_warp == 1) return launch_vec<T, N, 2, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
     }
-    launch_vec<T, N, 2, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, s);
+    launch_vec<T, N, 2, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
   } else {
     const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + kWarps - 1) / kWarps);
     launch_maybe_pdl(gemv_scalar_kernel<T, N>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
@@ -235,7 +247,7 @@ void launch_glu_n(const T* w, int R, int C, const float* x, int64_t x_stride, fl
                   cudaStream_t s) {
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R / 2) + kWarps - 1) / kWarps);
   launch_maybe_pdl(gemv_vec_kernel<T, N, 2, 2, true>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride,
-                   nullptr, DType::F32, out, out_stride);
+                   nullptr, DType::F32, out, out_stride, prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel (SwiGLU)");
 }
 
@@ -275,6 +287,7 @@ GemvTuning gemv_tuning_from_env() {
       t.by_shape = false;
     }
   }
+  if (const char* e = std::getenv("HEADINFER_CUDA_GEMV_PREFETCH_MB")) t.prefetch_bytes = std::atoll(e) << 20;
   return t;
 }
 

@@ -46,7 +46,8 @@ struct KvHeadDsts {
   void* v[kStoreKvHeads];
 };
 // launch_rope, then launch_store_kv_heads of the n_tokens rows, in one launch (a block
-// per token rotates its row, then stores its K and V rows); n_kv_heads <= kStoreKvHeads.
+// per token rotates its row, then stores its K and V rows; for a few tokens of the fused
+// [q | k | v] layout, a thread per rotated pair); n_kv_heads <= kStoreKvHeads.
 void launch_rope_store_kv_heads(float* x, int64_t stride, int n_tokens, int n_heads, int head_dim, int64_t pos0,
                                 const double* inv_freq, const float* k, const float* v, int64_t src_stride,
                                 int n_kv_heads, DType dt, void* const* dst_k, void* const* dst_v, cudaStream_t s);
@@ -71,8 +72,14 @@ struct GemvTuning {
   // the rest (2, 2): the fastest of the four on the H200 for Llama-3-8B's projections
   // (docs/gpu.md, 2026-12-02). False: the two fields above, always.
   bool by_shape = true;
+  // Bytes of W the kernel's blocks ask L2 for before their grid dependency wait, spread
+  // evenly over the rows (at most whole rows): a block resident while the kernel before
+  // it runs (norms, RoPE, attention, combine: latency-bound, DRAM mostly idle) pulls in
+  // its rows meanwhile. Capped below L2 so early lines are not evicted before use.
+  int64_t prefetch_bytes = int64_t{24} << 20;
 };
-GemvTuning gemv_tuning_from_env();  // HEADINFER_CUDA_GEMV_TUNE=U,RW (fixed), else by shape
+// HEADINFER_CUDA_GEMV_TUNE=U,RW (fixed, else by shape); HEADINFER_CUDA_GEMV_PREFETCH_MB
+GemvTuning gemv_tuning_from_env();
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
                  DType bias_dt, float* out, cudaStream_t s, GemvTuning tune = {});
 // W = [gate; up] (R = 2 * ffn rows), n = 1 or 2 rows of x: out[t * out_stride + g] =
@@ -137,6 +144,9 @@ struct AttnParams {
   int n_heads;  // 0 or 1: one head
   int64_t q_head_stride;
   int64_t lse_head_stride;
+  // Keys at positions below this were written before the previous kernel of the stream
+  // (AttnArgs::settled_pos): a kernel may copy them before its grid dependency wait.
+  int64_t settled_pos;
 };
 
 // Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned

@@ -158,7 +158,11 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int count) {
 // max, the per-thread partial sums l and the output accumulators O are rescaled to it.
 // Rows a are elements 0, 1 of each accumulator, rows b elements 2, 3. The caller must
 // have the whole warp here (the skip test is a warp vote).
-template <int D, int NJ, typename Pos>
+// kScaleInExp: the maxima are taken over raw S and each P is exp2(fma(S, scale, -max)),
+// one instruction where a multiply and a subtract were (as FlashAttention-2; the
+// values differ from the unfused form by a rounding). The warpgroup kernel keeps the
+// unfused form: its register pinning is sensitive to any change of its code.
+template <int D, int NJ, typename Pos, bool kScaleInExp = true>
 __device__ __forceinline__ void softmax_step(float (&s)[NJ][4], float (&o)[D / 8][4], float& m_a, float& m_b,
                                              float& l_a, float& l_b, float scale_log2, bool unmasked, int count,
                                              bool causal, Pos kpos, Pos pos_a, Pos pos_b, int tq,
@@ -168,7 +172,7 @@ __device__ __forceinline__ void softmax_step(float (&s)[NJ][4], float (&o)[D / 8
   for (int j = 0; j < NJ; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      float sv = s[j][e] * scale_log2;
+      float sv = kScaleInExp ? s[j][e] : s[j][e] * scale_log2;
       if (!unmasked) {
         const int n = j * 8 + tq * 2 + (e & 1);
         const bool masked = n >= count || (causal && kpos + n > (e < 2 ? pos_a : pos_b));
@@ -185,6 +189,10 @@ __device__ __forceinline__ void softmax_step(float (&s)[NJ][4], float (&o)[D / 8
   mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
   mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
   mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+  if constexpr (kScaleInExp) {
+    mx_a *= scale_log2;
+    mx_b *= scale_log2;
+  }
   const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
   const float mu_a = mn_a == -INFINITY ? 0.f : mn_a;
   const float mu_b = mn_b == -INFINITY ? 0.f : mn_b;
@@ -194,10 +202,17 @@ __device__ __forceinline__ void softmax_step(float (&s)[NJ][4], float (&o)[D / 8
   float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
   for (int j = 0; j < NJ; ++j) {
-    s[j][0] = exp2f(s[j][0] - mu_a);
-    s[j][1] = exp2f(s[j][1] - mu_a);
-    s[j][2] = exp2f(s[j][2] - mu_b);
-    s[j][3] = exp2f(s[j][3] - mu_b);
+    if constexpr (kScaleInExp) {
+      s[j][0] = exp2f(fmaf(s[j][0], scale_log2, -mu_a));
+      s[j][1] = exp2f(fmaf(s[j][1], scale_log2, -mu_a));
+      s[j][2] = exp2f(fmaf(s[j][2], scale_log2, -mu_b));
+      s[j][3] = exp2f(fmaf(s[j][3], scale_log2, -mu_b));
+    } else {
+      s[j][0] = exp2f(s[j][0] - mu_a);
+      s[j][1] = exp2f(s[j][1] - mu_a);
+      s[j][2] = exp2f(s[j][2] - mu_b);
+      s[j][3] = exp2f(s[j][3] - mu_b);
+    }
     sum_a += s[j][0] + s[j][1];
     sum_b += s[j][2] + s[j][3];
   }

@@ -15,20 +15,33 @@ constexpr int kBlock = 1024;
 constexpr double kTwoPiHi = 6.283185307179586232;     // nearest double to 2*pi
 constexpr double kTwoPiLo = 2.4492935982947064e-16;   // 2*pi - kTwoPiHi
 constexpr double kInvTwoPi = 0.15915494309189535;
+constexpr int kPairBlock = 256;
+// Up to this many tokens a launch takes a thread per rotated pair (decode); longer
+// chunks a block per token, whose angles are taken once per token, not once per head.
+constexpr int kPairTokens = 16;
+
+// cos and sin of position * inv_freq, the angle reduced in double.
+__device__ __forceinline__ void rope_angle(int64_t position, double inv_freq, float& c, float& s) {
+  const double a = static_cast<double>(position) * inv_freq;
+  const double k = rint(a * kInvTwoPi);
+  double r = fma(-k, kTwoPiHi, a);
+  r = fma(-k, kTwoPiLo, r);
+  double sn, cn;
+  sincos(r, &sn, &cn);
+  c = static_cast<float>(cn);
+  s = static_cast<float>(sn);
+}
+
+// One rotated pair (x0 at i, x1 at i + half): the only place the formula is written,
+// so both kernels give the same bits.
+__device__ __forceinline__ void rotate_pair(float x0, float x1, float c, float s, float& y0, float& y1) {
+  y0 = x0 * c - x1 * s;
+  y1 = x1 * c + x0 * s;
+}
 
 // The token's cos (cs[0, half)) and sin (cs[half, 2 half)) per frequency.
 __device__ __forceinline__ void rope_angles(float* cs, int64_t position, const double* __restrict__ inv_freq, int half) {
-  const double pos = static_cast<double>(position);
-  for (int i = threadIdx.x; i < half; i += kBlock) {
-    double a = pos * inv_freq[i];
-    double k = rint(a * kInvTwoPi);
-    double r = fma(-k, kTwoPiHi, a);
-    r = fma(-k, kTwoPiLo, r);
-    double sn, cn;
-    sincos(r, &sn, &cn);
-    cs[i] = static_cast<float>(cn);
-    cs[half + i] = static_cast<float>(sn);
-  }
+  for (int i = threadIdx.x; i < half; i += kBlock) rope_angle(position, inv_freq[i], cs[i], cs[half + i]);
 }
 
 // Rotates the n_heads heads of one row in place with the angles in cs.
@@ -37,10 +50,7 @@ __device__ __forceinline__ void rope_row(float* row, const float* cs, int n_head
   for (int j = threadIdx.x; j < n_heads * half; j += kBlock) {
     const int h = j / half, i = j % half;
     float* v = row + static_cast<int64_t>(h) * head_dim;
-    const float x0 = v[i], x1 = v[i + half];
-    const float c = cs[i], s = cs[half + i];
-    v[i] = x0 * c - x1 * s;
-    v[i + half] = x1 * c + x0 * s;
+    rotate_pair(v[i], v[i + half], cs[i], cs[half + i], v[i], v[i + half]);
   }
 }
 
@@ -86,6 +96,38 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// The decode case of rope_store_kv_kernel when K is the last n_kv of the rotated heads
+// of the row and V follows it (the fused QKV projection's layout): one thread per pair
+// (i, i + half) of a head, rotated heads first, then V's. A thread takes its own angle
+// and stores the K pair it rotated, so no round waits on another: one load and one
+// store deep, where a block per token is a few rounds of its 1024 threads.
+template <typename T>
+__global__ void __launch_bounds__(kPairBlock)
+    rope_store_kv_pairs_kernel(float* x, int64_t stride, int n_heads, int head_dim, int64_t pos0,
+                               const double* __restrict__ inv_freq, int n_kv, KvHeadDsts dst) {
+  const int half = head_dim / 2;
+  const int j = blockIdx.y * kPairBlock + threadIdx.x;
+  if (j >= (n_heads + n_kv) * half) return;
+  const int h = j / half, i = j - h * half;
+  const int64_t t = blockIdx.x;
+  float c = 1.f, s = 0.f;
+  if (h < n_heads) rope_angle(pos0 + t, inv_freq[i], c, s);  // before the wait: depends on nothing written
+  pdl_wait();
+  pdl_launch_dependents();
+  float* v = x + t * stride + static_cast<int64_t>(h) * head_dim;
+  float y0 = v[i], y1 = v[i + half];
+  if (h < n_heads) {
+    rotate_pair(y0, y1, c, s, y0, y1);
+    v[i] = y0;
+    v[i + half] = y1;
+  }
+  const int kv = h - (n_heads - n_kv);  // K head kv (< n_kv), or V head kv - n_kv
+  if (kv < 0) return;
+  T* out = static_cast<T*>(kv < n_kv ? dst.k[kv] : dst.v[kv - n_kv]) + t * head_dim;
+  out[i] = from_f32<T>(y0);
+  out[i + half] = from_f32<T>(y1);
+}
+
 }  // namespace
 
 void launch_rope(float* x, int64_t stride, int n_tokens, int n_heads, int head_dim, int64_t pos0,
@@ -106,6 +148,30 @@ void launch_rope_store_kv_heads(float* x, int64_t stride, int n_tokens, int n_he
   for (int i = 0; i < n_kv_heads; ++i) {
     d.k[i] = dst_k[i];
     d.v[i] = dst_v[i];
+  }
+  // K the last n_kv_heads rotated heads of the row and V right after: the pair kernel.
+  const int64_t k_off = static_cast<int64_t>(n_heads - n_kv_heads) * head_dim;
+  if (n_tokens <= kPairTokens && n_heads >= n_kv_heads && src_stride == stride && head_dim % 2 == 0 &&
+      k == x + k_off && v == k + static_cast<int64_t>(n_kv_heads) * head_dim) {
+    const int pairs = (n_heads + n_kv_heads) * (head_dim / 2);
+    const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>((pairs + kPairBlock - 1) / kPairBlock));
+    switch (dt) {
+      case DType::F32:
+        launch_maybe_pdl(rope_store_kv_pairs_kernel<float>, grid, dim3(kPairBlock), 0, s, x, stride, n_heads,
+                         head_dim, pos0, inv_freq, n_kv_heads, d);
+        break;
+      case DType::F16:
+        launch_maybe_pdl(rope_store_kv_pairs_kernel<__half>, grid, dim3(kPairBlock), 0, s, x, stride, n_heads,
+                         head_dim, pos0, inv_freq, n_kv_heads, d);
+        break;
+      case DType::BF16:
+        launch_maybe_pdl(rope_store_kv_pairs_kernel<__nv_bfloat16>, grid, dim3(kPairBlock), 0, s, x, stride, n_heads,
+                         head_dim, pos0, inv_freq, n_kv_heads, d);
+        break;
+      default: HI_FAIL("cuda rope_store_kv_heads: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
+    }
+    HI_CUDA_CHECK_LAUNCH("rope_store_kv_pairs_kernel");
+    return;
   }
   const size_t smem = sizeof(float) * static_cast<size_t>(head_dim / 2) * 2;
   const dim3 grid(static_cast<unsigned>(n_tokens)), block(kBlock);

@@ -120,8 +120,9 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
     wgmma::pin(sacc);
 
     const bool unmasked = cur.count == BN && (!p.causal || cur.pos + BN - 1 <= qmin);
-    mma::softmax_step<D>(sacc, oacc, m_a, m_b, l_a, l_b, p.scale_log2, unmasked, cur.count, p.causal != 0, cur.pos,
-                         pos_a, pos_b, tq);
+    mma::softmax_step<D, BN / 8, int64_t, /*kScaleInExp=*/false>(sacc, oacc, m_a, m_b, l_a, l_b, p.scale_log2,
+                                                                 unmasked, cur.count, p.causal != 0, cur.pos, pos_a,
+                                                                 pos_b, tq);
 
     uint32_t pa[BN / 16][4];
 #pragma unroll
