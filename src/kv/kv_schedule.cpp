@@ -16,14 +16,15 @@ int64_t default_block_tokens(size_t row_bytes, int64_t min_copy_bytes) {
 int64_t decode_split_tokens(int64_t capacity, int64_t block_tokens) {
   HI_CHECK(block_tokens > 0, "decode splits: block_tokens must be positive, got " << block_tokens);
   // About 32 splits per head: the power of two nearest capacity / 32 (doubling while
-  // twice it is at most capacity / 22, 22 ~ 32 / sqrt 2), at least 256 keys. Measured
+  // twice it is at most capacity / 22, 22 ~ 32 / sqrt 2), at least 128 keys. Measured
   // on the H200 with the tensor-core decode kernel (Llama-3-8B, all resident): at 128K,
   // 4096-key splits (32 a head) decode in 9.12 ms against 9.21 for 2048 and 9.48 for
-  // 1024; at 32K, 1024 (32 a head) in 5.95 against 6.13 for 512 and 6.53 for 256; at
-  // 4K, 256 to 1024 within 2% but for 1024 (+7%). Fewer, longer splits amortise each
-  // block's pipeline fill and merge (the CUDA-core kernel had preferred 128 a head).
-  // HEADINFER_DECODE_SPLIT_MIN (a power of two) replaces the 256, for benchmarks.
-  int64_t want = 256;
+  // 1024; at 32K, 1024 (32 a head) in 5.95 against 6.13 for 512 and 6.53 for 256.
+  // Fewer, longer splits amortise each block's pipeline fill and merge. At 4K, once the
+  // first tiles are copied before the grid dependency wait, 128 (33 a head, two blocks
+  // per SM) in 4.83 ms against 4.93 for 256 and 5.40 for 1024.
+  // HEADINFER_DECODE_SPLIT_MIN (a power of two) replaces the 128, for benchmarks.
+  int64_t want = 128;
   if (const char* e = std::getenv("HEADINFER_DECODE_SPLIT_MIN")) {
     const long long v = std::atoll(e);
     if (v >= 1 && (v & (v - 1)) == 0) want = v;

@@ -50,7 +50,7 @@ struct KvSchedule {
 inline size_t kv_row_bytes(const ModelConfig& cfg, DType kv_dtype) { return dtype_bytes(kv_dtype, cfg.head_dim); }
 
 // Keys per split of a decode step's attention (docs/offload.md "Decode"): a power of
-// two dividing block_tokens, about capacity / 32 but at least 256 (as far as the
+// two dividing block_tokens, about capacity / 32 but at least 128 (as far as the
 // block allows), so a head's keys make about 32 splits until a split is a whole block.
 // Like block_tokens it is part of the math: decode bits depend on it.
 int64_t decode_split_tokens(int64_t capacity, int64_t block_tokens);

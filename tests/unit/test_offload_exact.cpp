@@ -94,8 +94,8 @@ TEST_P(OffloadExact, DecodeAcrossSplitAndBlockBoundaries) {
     int64_t block, split;  // split: what decode_split_tokens gives for this capacity and block
     DType kv;
   } cases[] = {
-      {250, 64, 10, 512, 256, DType::F32},  // a split boundary (256) inside the first block
-      {508, 64, 8, 512, 256, DType::BF16},  // the block boundary at 512
+      {250, 64, 10, 512, 128, DType::F32},  // a split boundary (256) inside the first block
+      {508, 64, 8, 512, 128, DType::BF16},  // the block boundary at 512
       {20, 8, 10, 12, 4, DType::F32},       // splits of 4 in blocks of 12: 24 and 28 crossed
       {13, 1, 6, 6, 2, DType::F16},         // every token a decode step, from the first one
   };

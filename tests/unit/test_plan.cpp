@@ -205,13 +205,15 @@ TEST(Plan, DecodeSplitsArePowersOfTwoDividingTheBlock) {
   EXPECT_EQ(decode_split_tokens(128 * 1024, 8192), 4096);  // 32 splits
   EXPECT_EQ(decode_split_tokens(128 * 1024 + 4096, 8192), 4096);
   EXPECT_EQ(decode_split_tokens(32 * 1024 + 4096, 8192), 1024);  // 36 splits: 2048 would give 18
-  EXPECT_EQ(decode_split_tokens(11264 - 1, 8192), 256);          // the first doubling at 2 * 256 * 22
+  EXPECT_EQ(decode_split_tokens(5632 - 1, 8192), 128);           // the first doubling at 2 * 128 * 22
+  EXPECT_EQ(decode_split_tokens(5632, 8192), 256);
+  EXPECT_EQ(decode_split_tokens(11264 - 1, 8192), 256);
   EXPECT_EQ(decode_split_tokens(11264, 8192), 512);
   EXPECT_EQ(decode_split_tokens(1024 * 1024, 8192), 8192);
   EXPECT_EQ(decode_split_tokens(1024 * 1024, 4096), 4096);  // never past the block
   EXPECT_EQ(decode_split_tokens(64 * 1024 * 1024, 8192), 8192);
-  EXPECT_EQ(decode_split_tokens(1000, 512), 256);
-  EXPECT_EQ(decode_split_tokens(4096 + 16, 8192), 256);
+  EXPECT_EQ(decode_split_tokens(1000, 512), 128);
+  EXPECT_EQ(decode_split_tokens(4096 + 16, 8192), 128);
   EXPECT_EQ(decode_split_tokens(300000, 8192), 8192);
   EXPECT_EQ(decode_split_tokens(150000, 8192), 4096);
   EXPECT_EQ(decode_split_tokens(1000, 64), 64);

@@ -76,7 +76,7 @@ struct GemvTuning {
   // evenly over the rows (at most whole rows): a block resident while the kernel before
   // it runs (norms, RoPE, attention, combine: latency-bound, DRAM mostly idle) pulls in
   // its rows meanwhile. Capped below L2 so early lines are not evicted before use.
-  int64_t prefetch_bytes = int64_t{24} << 20;
+  int64_t prefetch_bytes = int64_t{8} << 20;
 };
 // HEADINFER_CUDA_GEMV_TUNE=U,RW (fixed, else by shape); HEADINFER_CUDA_GEMV_PREFETCH_MB
 GemvTuning gemv_tuning_from_env();

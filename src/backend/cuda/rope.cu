@@ -32,11 +32,12 @@ __device__ __forceinline__ void rope_angle(int64_t position, double inv_freq, fl
   s = static_cast<float>(sn);
 }
 
-// One rotated pair (x0 at i, x1 at i + half): the only place the formula is written,
-// so both kernels give the same bits.
+// One rotated pair (x0 at i, x1 at i + half), each product and sum rounded on its own:
+// left to contraction, the compiler fuses a different product into an FMA in each
+// kernel, and the two kernels' rows then differ in the last bit.
 __device__ __forceinline__ void rotate_pair(float x0, float x1, float c, float s, float& y0, float& y1) {
-  y0 = x0 * c - x1 * s;
-  y1 = x1 * c + x0 * s;
+  y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+  y1 = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
 }
 
 // The token's cos (cs[0, half)) and sin (cs[half, 2 half)) per frequency.
