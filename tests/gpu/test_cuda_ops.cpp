@@ -330,6 +330,86 @@ TEST(CudaOps, GemvTuningsGiveTheSameBits) {
   cudaStreamDestroy(s);
 }
 
+// The decode GEMV with the RMSNorm of its row folded in: the same bits as rmsnorm then
+// matmul (the block emulates the norm kernel's summation order), for widths whose norm
+// kernel takes 1, 2 and 4 float4s a thread and odd thread counts (4104: 544 threads),
+// both tunings by shape (fewer and more than 16384 rows), F32 and BF16 norm weights, a
+// bias; and close to the CPU backend. Longer inputs take the ops apart.
+TEST(CudaOps, RmsnormMatmulEqualsRmsnormThenMatmul) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(31);
+  struct Shape {
+    int64_t rows, cols;
+  };
+  const Shape shapes[] = {{4096, 4096}, {16384, 4096}, {300, 8192}, {520, 1024}, {77, 4104}, {64, 40}};
+  const float eps = 1e-5f;
+  for (const auto& s : shapes) {
+    const std::vector<float> w = randn(s.rows * s.cols, rng, 0.05f), b = randn(s.rows, rng);
+    const std::vector<uint8_t> wb = encode(DType::BF16, w), bb = encode(DType::F32, b);
+    std::vector<std::shared_ptr<const void>> keep;
+    const Mat gw = gpu().prepare(Tensor{"w", DType::BF16, {s.rows, s.cols}, wb.data()}, keep);
+    const Mat gb = gpu().prepare(Tensor{"b", DType::F32, {s.rows}, bb.data()}, keep);
+    const Mat cw = cpu().prepare(Tensor{"w", DType::BF16, {s.rows, s.cols}, wb.data()}, keep);
+    const Mat cb = cpu().prepare(Tensor{"b", DType::F32, {s.rows}, bb.data()}, keep);
+    for (DType ndt : {DType::F32, DType::BF16}) {
+      const std::vector<float> nw = randn(s.cols, rng);
+      const std::vector<uint8_t> nb = encode(ndt, nw);
+      const Mat gn = gpu().prepare(Tensor{"norm", ndt, {s.cols}, nb.data()}, keep);
+      const Mat cn = cpu().prepare(Tensor{"norm", ndt, {s.cols}, nb.data()}, keep);
+      for (int n : {1, 3}) {
+        SCOPED_TRACE("W=[" + std::to_string(s.rows) + ", " + std::to_string(s.cols) + "] norm " + dtype_name(ndt) +
+                     " n=" + std::to_string(n));
+        const std::vector<float> x = randn(n * s.cols, rng, 3.f);
+        const DevBuf dx = to_device(x), h = poisoned(n * s.cols), out = poisoned(n * s.rows);
+        const DevBuf h2 = poisoned(n * s.cols), want = poisoned(n * s.rows);
+        gpu().rmsnorm_matmul(dx.f(), gn, eps, n, h.f(), gw, &gb, out.f());
+        gpu().rmsnorm(dx.f(), gn, eps, n, h2.f());
+        gpu().matmul(h2.f(), n, gw, &gb, want.f());
+        const std::vector<float> got = to_host(out, n * s.rows), exp = to_host(want, n * s.rows);
+        EXPECT_EQ(0, std::memcmp(got.data(), exp.data(), got.size() * sizeof(float))) << "fused vs apart";
+        EXPECT_EQ(x, to_host(dx, n * s.cols)) << "x is read only";
+        std::vector<float> ch(n * s.cols, kNaN), cout(n * s.rows, kNaN);
+        cpu().rmsnorm_matmul(x.data(), cn, eps, n, ch.data(), cw, &cb, cout.data());
+        EXPECT_TRUE(close(got, widen(cout), 1e-4)) << "vs CPU backend";
+      }
+    }
+  }
+}
+
+// The decode GEMV with the residual add in its epilogue: the same bits as matmul then
+// add (one row, packed and strided input, with and without bias); longer inputs add in
+// cuBLAS's epilogue, the same values.
+TEST(CudaOps, MatmulAddEqualsMatmulThenAdd) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(37);
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{4096, 14336}, {4096, 4096}, {100, 72}}) {
+    for (int n : {1, 2, 37}) {
+      for (int64_t stride : {cols, 2 * cols}) {
+        for (bool with_bias : {false, true}) {
+          SCOPED_TRACE("W=[" + std::to_string(rows) + ", " + std::to_string(cols) + "] n=" + std::to_string(n) +
+                       " stride " + std::to_string(stride) + (with_bias ? " bias" : ""));
+          const std::vector<float> in = randn(n * stride, rng), x = randn(n * rows, rng, 2.f),
+                                   w = randn(rows * cols, rng, 0.05f), b = randn(rows, rng);
+          const std::vector<uint8_t> wb = encode(DType::BF16, w), bb = encode(DType::F32, b);
+          std::vector<std::shared_ptr<const void>> keep;
+          const Mat gw = gpu().prepare(Tensor{"w", DType::BF16, {rows, cols}, wb.data()}, keep);
+          const Mat gb = gpu().prepare(Tensor{"b", DType::F32, {rows}, bb.data()}, keep);
+          const Mat* bias = with_bias ? &gb : nullptr;
+          const DevBuf din = to_device(in), dx = to_device(x), tmp = poisoned(n * rows);
+          const DevBuf ex = to_device(x), etmp = poisoned(n * rows);
+          gpu().matmul_add(din.f(), stride, n, gw, bias, tmp.f(), dx.f());
+          gpu().matmul_strided(din.f(), stride, n, gw, bias, etmp.f());
+          gpu().add(ex.f(), etmp.f(), n * rows);
+          const std::vector<float> got = to_host(dx, n * rows), want = to_host(ex, n * rows);
+          if (n == 1)
+            EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float))) << "fused vs apart";
+          EXPECT_TRUE(close(got, widen(want), 1e-5)) << "fused vs apart";
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaOps, SwigluOverFusedRowsInPlace) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(13);
