@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -71,9 +72,33 @@ __host__ __device__ inline NormShape norm_shape(int C) {
   return NormShape{chunks, V, ((chunks + V - 1) / V + 31) / 32 * 32};
 }
 
+// The norm weight's values for this thread's virtual threads: loaded before the grid
+// dependency wait (they depend on no kernel).
 template <int V>
-__device__ __forceinline__ void norm_row_to_smem(const float* __restrict__ x, const void* __restrict__ nw,
-                                                 DType nw_dt, float eps, int C, float* xs) {
+struct NormWeights {
+  float4 w[kNormMaxVirtual][V];
+};
+
+template <int V>
+__device__ __forceinline__ void load_norm_weights(NormWeights<V>& nw, const void* __restrict__ w, DType dt, int C) {
+  const NormShape sh = norm_shape(C);
+#pragma unroll
+  for (int u = 0; u < kNormMaxVirtual; ++u) {
+    const int vt = threadIdx.x + u * kWarps * 32;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int c = vt + j * sh.T;
+      const int64_t e = int64_t{c} * 4;
+      nw.w[u][j] = vt < sh.T && c < sh.chunks ? make_float4(load_as_f32(w, dt, e), load_as_f32(w, dt, e + 1),
+                                                            load_as_f32(w, dt, e + 2), load_as_f32(w, dt, e + 3))
+                                              : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void norm_row_to_smem(const float* __restrict__ x, const NormWeights<V>& nw, float eps,
+                                                 int C, float* xs) {
   __shared__ float warp_sums[32];
   __shared__ float inv_rms;
   const NormShape sh = norm_shape(C);
@@ -109,12 +134,9 @@ __device__ __forceinline__ void norm_row_to_smem(const float* __restrict__ x, co
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       const int c = vt + j * sh.T;
-      if (vt < sh.T && c < sh.chunks) {
-        const int64_t e = int64_t{c} * 4;
-        reinterpret_cast<float4*>(xs)[c] =
-            make_float4(v[u][j].x * r * load_as_f32(nw, nw_dt, e), v[u][j].y * r * load_as_f32(nw, nw_dt, e + 1),
-                        v[u][j].z * r * load_as_f32(nw, nw_dt, e + 2), v[u][j].w * r * load_as_f32(nw, nw_dt, e + 3));
-      }
+      const float4 a = v[u][j], g = nw.w[u][j];
+      if (vt < sh.T && c < sh.chunks)
+        reinterpret_cast<float4*>(xs)[c] = make_float4(a.x * r * g.x, a.y * r * g.y, a.z * r * g.z, a.w * r * g.w);
     }
   }
   __syncthreads();
@@ -143,32 +165,40 @@ __global__ void __launch_bounds__(kWarps * 32)
   extern __shared__ float4 xs_raw[];  // kNormV: the normalised row
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int half = R / 2;
-  const int64_t r0 = kGlu ? static_cast<int64_t>(blockIdx.x) * kWarps + warp
-                          : (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * RW;
-  const bool active = r0 < (kGlu ? half : R);  // warp-uniform
-  // Rows past R (the last warp) repeat row R - 1: loads stay in bounds, stores skip them.
-  const uint4* wr[RW];
+  const int64_t rows = kGlu ? half : R;  // rows the warps own (gate rows for kGlu)
+  const int64_t per_group = kGlu ? kWarps : kWarps * RW;
+  const int64_t groups = (rows + per_group - 1) / per_group;
+  // Block b takes row groups b, b + gridDim.x, ...: one group per block but for the norm
+  // prologue, whose launch has only as many blocks as fit the device at once, so each
+  // normalises the row once (a second wave of blocks would pay for it again).
+  auto first_row = [&](int64_t g) { return kGlu ? g * kWarps + warp : (g * kWarps + warp) * RW; };
+  auto row_ptrs = [&](int64_t r0, const uint4* (&wr)[RW]) {
+    // Rows past R (the last warp) repeat row R - 1: loads stay in bounds, stores skip them.
 #pragma unroll
-  for (int j = 0; j < RW; ++j) {
-    const int64_t r = kGlu ? r0 + j * half : r0 + j < R ? r0 + j : R - 1;
-    wr[j] = reinterpret_cast<const uint4*>(w + (active ? r : 0) * C);
-  }
+    for (int j = 0; j < RW; ++j) {
+      const int64_t r = kGlu ? r0 + j * half : r0 + j < R ? r0 + j : R - 1;
+      wr[j] = reinterpret_cast<const uint4*>(w + r * C);
+    }
+  };
   const int chunks = C / 8;
   // W does not depend on the preceding kernel: under programmatic launch the first
-  // prefetch_lines lines of each row are requested while that kernel runs, then x is
-  // waited for.
-  if (active) {
+  // prefetch_lines lines of each row of the first group are requested while that
+  // kernel runs (and the norm weight is read), then x is waited for.
+  if (first_row(blockIdx.x) < rows) {
+    const uint4* wr[RW];
+    row_ptrs(first_row(blockIdx.x), wr);
 #pragma unroll
     for (int j = 0; j < RW; ++j)
       for (int l = lane; l < prefetch_lines; l += 32) prefetch_l2(reinterpret_cast<const char*>(wr[j]) + l * kLine);
   }
+  [[maybe_unused]] NormWeights<(kNormV > 0 ? kNormV : 1)> nwr;
+  if constexpr (kNormV > 0) load_norm_weights(nwr, nw, nw_dt, C);
   pdl_wait();
   pdl_launch_dependents();
   if constexpr (kNormV > 0) {
-    norm_row_to_smem<kNormV>(x, nw, nw_dt, eps, C, reinterpret_cast<float*>(xs_raw));  // every thread: barriers
+    norm_row_to_smem(x, nwr, eps, C, reinterpret_cast<float*>(xs_raw));  // every thread: barriers
     x = reinterpret_cast<const float*>(xs_raw);
   }
-  if (!active) return;  // the shuffles below see whole warps
   // x in shared memory (kNormV) or global (read-only for the kernel's life).
   auto load_x = [](const float4* p) {
     if constexpr (kNormV > 0)
@@ -176,22 +206,45 @@ __global__ void __launch_bounds__(kWarps * 32)
     else
       return __ldg(p);
   };
-  float acc[N][RW] = {};
+  for (int64_t grp = blockIdx.x; grp < groups; grp += gridDim.x) {
+    const int64_t r0 = first_row(grp);
+    if (r0 >= rows) continue;  // warp-uniform: the shuffles below see the whole warp
+    const uint4* wr[RW];
+    row_ptrs(r0, wr);
+    float acc[N][RW] = {};
 
-  int i = lane;
-  // Main loop: kUnroll chunks per row loaded before any is used (bytes in flight).
-  for (; i + 32 * (kUnroll - 1) < chunks; i += 32 * kUnroll) {
-    uint4 wv[kUnroll][RW];
+    int i = lane;
+    // Main loop: kUnroll chunks per row loaded before any is used (bytes in flight).
+    for (; i + 32 * (kUnroll - 1) < chunks; i += 32 * kUnroll) {
+      uint4 wv[kUnroll][RW];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+      for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-      for (int j = 0; j < RW; ++j) wv[u][j] = __ldcs(wr[j] + i + 32 * u);  // streamed once: evict first
+        for (int j = 0; j < RW; ++j) wv[u][j] = __ldcs(wr[j] + i + 32 * u);  // streamed once: evict first
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t k = static_cast<int64_t>(i + 32 * u) * 8;
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t k = static_cast<int64_t>(i + 32 * u) * 8;
+        float wf[RW][8];
+#pragma unroll
+        for (int j = 0; j < RW; ++j) unpack8(wv[u][j], static_cast<T*>(nullptr), wf[j]);
+#pragma unroll
+        for (int t = 0; t < N; ++t) {
+          const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
+          const float4 a = load_x(xp), b = load_x(xp + 1);
+          const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+          for (int j = 0; j < RW; ++j)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
+        }
+      }
+    }
+    // Remaining chunks of this lane, one at a time.
+    for (; i < chunks; i += 32) {
+      const int64_t k = static_cast<int64_t>(i) * 8;
       float wf[RW][8];
 #pragma unroll
-      for (int j = 0; j < RW; ++j) unpack8(wv[u][j], static_cast<T*>(nullptr), wf[j]);
+      for (int j = 0; j < RW; ++j) unpack8(__ldcs(wr[j] + i), static_cast<T*>(nullptr), wf[j]);
 #pragma unroll
       for (int t = 0; t < N; ++t) {
         const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
@@ -203,52 +256,32 @@ __global__ void __launch_bounds__(kWarps * 32)
           for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
       }
     }
-  }
-  // Remaining chunks of this lane, one at a time.
-  for (; i < chunks; i += 32) {
-    const int64_t k = static_cast<int64_t>(i) * 8;
-    float wf[RW][8];
-#pragma unroll
-    for (int j = 0; j < RW; ++j) unpack8(__ldcs(wr[j] + i), static_cast<T*>(nullptr), wf[j]);
-#pragma unroll
-    for (int t = 0; t < N; ++t) {
-      const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
-      const float4 a = load_x(xp), b = load_x(xp + 1);
-      const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-      for (int j = 0; j < RW; ++j)
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
-    }
-  }
 
 #pragma unroll
-  for (int t = 0; t < N; ++t)
+    for (int t = 0; t < N; ++t)
 #pragma unroll
-    for (int j = 0; j < RW; ++j) acc[t][j] = warp_sum(acc[t][j]);
-  if (kGlu) {
-    if (lane == 0) {
+      for (int j = 0; j < RW; ++j) acc[t][j] = warp_sum(acc[t][j]);
+    if (lane != 0) continue;
+    if constexpr (kGlu) {
 #pragma unroll
       for (int t = 0; t < N; ++t) {
         const float g = acc[t][0];
         out[t * out_stride + r0] = g / (1.0f + expf(-g)) * acc[t][RW - 1];
       }
-    }
-    return;
-  }
-  if (lane == 0) {
+    } else {
 #pragma unroll
-    for (int j = 0; j < RW; ++j) {
-      const int64_t r = r0 + j;
-      if (r >= R) break;
-      const float b = bias ? load_as_f32(bias, bias_dt, r) : 0.f;
+      for (int j = 0; j < RW; ++j) {
+        const int64_t r = r0 + j;
+        if (r >= R) break;
+        const float b = bias ? load_as_f32(bias, bias_dt, r) : 0.f;
 #pragma unroll
-      for (int t = 0; t < N; ++t) {
-        float* o = out + t * static_cast<int64_t>(R) + r;
-        if constexpr (kEpi == Epi::kAdd)
-          *o += acc[t][j] + b;
-        else
-          *o = acc[t][j] + b;
+        for (int t = 0; t < N; ++t) {
+          float* o = out + t * static_cast<int64_t>(R) + r;
+          if constexpr (kEpi == Epi::kAdd)
+            *o += acc[t][j] + b;
+          else
+            *o = acc[t][j] + b;
+        }
       }
     }
   }
@@ -289,6 +322,22 @@ int prefetch_lines(int64_t R, int C, int64_t bytes) {
   return static_cast<int>(lines < row_lines ? lines : row_lines);
 }
 
+// Blocks of `kernel` (kWarps warps, smem bytes of dynamic shared memory) the device
+// holds at once: occupancy per SM times SMs, asked once per kernel and device.
+template <typename K>
+int64_t resident_blocks(K kernel, size_t smem) {
+  static int64_t cached[64] = {};
+  int dev = 0;
+  HI_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < 64 && cached[dev] > 0) return cached[dev];
+  int per_sm = 0, sms = 0;
+  HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
+  HI_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t n = std::max(1, per_sm) * static_cast<int64_t>(std::max(1, sms));
+  if (dev >= 0 && dev < 64) cached[dev] = n;
+  return n;
+}
+
 // The RMSNorm prologue's operands (launch_gemv_rmsnorm); none for the other launches.
 struct NormArgs {
   const void* w = nullptr;
@@ -300,10 +349,12 @@ template <typename T, int N, int U, int RW, Epi E = Epi::kStore, int NV = 0>
 void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, const void* bias, DType bias_dt, float* out,
                 int64_t prefetch_bytes, cudaStream_t s, NormArgs na = {}) {
   constexpr int rows_per_block = kWarps * RW;
-  const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
+  int64_t blocks = (static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block;
   const size_t smem = NV > 0 ? sizeof(float) * static_cast<size_t>(C) : 0;
-  launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW, E, NV>, dim3(blocks), dim3(kWarps * 32), smem, s, w, R, C, x, x_stride,
-                   bias, bias_dt, out, int64_t{0}, prefetch_lines<T>(R, C, prefetch_bytes), na.w, na.dt, na.eps);
+  if constexpr (NV > 0) blocks = std::min<int64_t>(blocks, resident_blocks(gemv_vec_kernel<T, N, U, RW, E, NV>, smem));
+  launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW, E, NV>, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), smem, s,
+                   w, R, C, x, x_stride, bias, bias_dt, out, int64_t{0}, prefetch_lines<T>(R, C, prefetch_bytes), na.w,
+                   na.dt, na.eps);
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
 }
 
@@ -433,6 +484,7 @@ void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType w
 bool launch_gemv_rmsnorm(const float* x, const void* norm_w, DType norm_dt, float eps, const void* w, DType wdt, int R,
                          int C, const void* bias, DType bias_dt, float* out, cudaStream_t s, GemvTuning tune) {
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  static_assert(kGemvNormMaxCols / 4 <= 2048, "norm_shape(C).V <= 2 below");
   if (R <= 0 || C % 8 != 0 || C > kGemvNormMaxCols || !aligned(x) || !aligned(w)) return false;
   if (wdt != DType::BF16 && wdt != DType::F16) return false;
   if (norm_dt != DType::F32 && norm_dt != DType::BF16 && norm_dt != DType::F16) return false;
@@ -441,11 +493,11 @@ bool launch_gemv_rmsnorm(const float* x, const void* norm_w, DType norm_dt, floa
   const NormArgs na{norm_w, norm_dt, eps};
   auto go = [&](auto* wt) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(wt)>>;
-    switch (norm_shape(C).V) {
-      case 1: launch_one_row<T, Epi::kStore, 1>(wt, R, C, x, C, bias, bias_dt, out, tune, s, na); break;
-      case 2: launch_one_row<T, Epi::kStore, 2>(wt, R, C, x, C, bias, bias_dt, out, tune, s, na); break;
-      default: launch_one_row<T, Epi::kStore, 4>(wt, R, C, x, C, bias, bias_dt, out, tune, s, na); break;
-    }
+    // Widths up to kGemvNormMaxCols: one or two float4s per virtual thread.
+    if (norm_shape(C).V == 1)
+      launch_one_row<T, Epi::kStore, 1>(wt, R, C, x, C, bias, bias_dt, out, tune, s, na);
+    else
+      launch_one_row<T, Epi::kStore, 2>(wt, R, C, x, C, bias, bias_dt, out, tune, s, na);
   };
   if (wdt == DType::BF16)
     go(static_cast<const __nv_bfloat16*>(w));
