@@ -10,7 +10,8 @@
 #   tests-attention   test_cuda_attention alone
 #   decode   all-resident decode at 4K, 32K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
-#            HEADINFER_CUDA_PDL=0 (no programmatic launches), and profiled
+#            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with
+#            HEADINFER_CUDA_FUSE_SWIGLU=1 (the SwiGLU in the gate/up GEMV), and profiled
 #            (decode_ops_us: device time per op)
 #   decode-kernel   cuda_attention --decode --quick (the decode attention kernels alone),
 #            then the default one at 128K under Nsight Compute
@@ -91,6 +92,11 @@ tests() {
       grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/wgmma-swap$sw.log" | sed "s/^/swap $sw: /" >>"$out/summary.txt"
     done
   fi
+  # The engine with the SwiGLU in decode's gate/up GEMV (opt-in until measured).
+  for t in test_cuda_engine test_cuda_offload; do
+    step "$t-fused-swiglu" 150 env HEADINFER_CUDA_FUSE_SWIGLU=1 "$bin/$t"
+    grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t-fused-swiglu.log" >>"$out/summary.txt" 2>/dev/null
+  done
   # The decode-path kernels without programmatic dependent launch (on by default).
   for t in test_cuda_ops test_cuda_engine test_cuda_offload; do
     step "$t-nopdl" 150 env HEADINFER_CUDA_PDL=0 "$bin/$t"
@@ -106,11 +112,14 @@ for s in "$@"; do
       grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_attention.log" >>"$out/summary.txt"
       ;;
     decode)
-      # As is, then without programmatic dependent launch, then profiled (device time
-      # per op; the timestamps between ops undo PDL's overlap).
+      # As is, then without programmatic dependent launch, then with the SwiGLU in the
+      # gate/up GEMV, then profiled (device time per op; the timestamps between ops
+      # undo PDL's overlap).
       step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       step decode-nopdl 120 env HEADINFER_CUDA_PDL=0 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 16 --reps 2 \
         --offload none -o json
+      step decode-swiglu-fused 120 env HEADINFER_CUDA_FUSE_SWIGLU=1 "$h" bench "${model[@]}" --context 4K,128K \
+        --decode-tokens 16 --reps 2 --offload none -o json
       step decode-profile 120 "$h" bench "${model[@]}" --context 4K,128K --decode-tokens 8 --reps 1 --offload none \
         --profile -o json
       ;;

@@ -204,24 +204,6 @@ class Backend {
     add(x, y, static_cast<int64_t>(n) * w.rows * w.cols);
     rmsnorm(x, w, eps, n, out);
   }
-  // out = rmsnorm(x) @ w^T (+ bias) over n rows: the norm and the projection after it
-  // as one op, so a backend can take the norm inside the projection (the CUDA decode
-  // GEMV). h: n rows of x's width the op may use for rmsnorm(x) (the default writes it
-  // there; a fused backend may leave it as it was). Same bits as rmsnorm then matmul.
-  virtual void rmsnorm_matmul(const float* x, const Mat& norm_w, float eps, int n, float* h, const Mat& w,
-                              const Mat* bias, float* out) {
-    rmsnorm(x, norm_w, eps, n, h);
-    matmul(h, n, w, bias, out);
-  }
-  // x += in @ w^T (+ bias), in's rows in_stride floats apart (0: w.cols): the projection
-  // and the residual add as one op. tmp: n rows of w.rows floats the op may use (the
-  // default's product). The values of matmul_strided into tmp, then add (the CUDA
-  // decode GEMV: the bits too).
-  virtual void matmul_add(const float* in, int64_t in_stride, int n, const Mat& w, const Mat* bias, float* tmp,
-                          float* x) {
-    matmul_strided(in, in_stride == 0 ? w.cols : in_stride, n, w, bias, tmp);
-    add(x, tmp, static_cast<int64_t>(n) * w.rows);
-  }
   // Converts f32 rows into KV dtype rows at dst (a slab or buffer).
   virtual void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) = 0;
   // store_kv of the K and V rows of n_heads KV heads in one op (a layer's new tokens):

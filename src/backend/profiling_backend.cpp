@@ -137,18 +137,6 @@ void ProfilingBackend::matmul_strided(const float* x, int64_t x_stride, int n, c
   timed(Phase::Gemm, "matmul", [&] { inner_.matmul_strided(x, x_stride, n, w, bias, out); }, &w);
 }
 
-// These two are timed as GEMMs: on a backend that fuses them, the norm or the add
-// cannot be told apart from the projection.
-void ProfilingBackend::rmsnorm_matmul(const float* x, const Mat& norm_w, float eps, int n, float* h, const Mat& w,
-                                      const Mat* bias, float* out) {
-  timed(Phase::Gemm, "rmsnorm_matmul", [&] { inner_.rmsnorm_matmul(x, norm_w, eps, n, h, w, bias, out); }, &w);
-}
-
-void ProfilingBackend::matmul_add(const float* in, int64_t in_stride, int n, const Mat& w, const Mat* bias, float* tmp,
-                                  float* x) {
-  timed(Phase::Gemm, "matmul_add", [&] { inner_.matmul_add(in, in_stride, n, w, bias, tmp, x); }, &w);
-}
-
 // Timed as one op: on a backend that fuses it, matmul and swiglu cannot be told apart.
 void ProfilingBackend::matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) {
   timed(Phase::Gemm, "matmul_swiglu", [&] { inner_.matmul_swiglu(x, n, w_gate_up, gu); }, &w_gate_up);

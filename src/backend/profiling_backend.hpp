@@ -94,10 +94,6 @@ class ProfilingBackend final : public Backend {
               int64_t out_stride) override;
   void add(float* x, const float* y, int64_t n) override;
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override;
-  void rmsnorm_matmul(const float* x, const Mat& norm_w, float eps, int n, float* h, const Mat& w, const Mat* bias,
-                      float* out) override;
-  void matmul_add(const float* in, int64_t in_stride, int n, const Mat& w, const Mat* bias, float* tmp,
-                  float* x) override;
   void combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh, int head_dim,
                          float* out, int64_t out_stride, float* lse) override;
   void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) override;

@@ -114,16 +114,17 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   const int64_t qkv_w = q_w + 2 * kv_w;  // a row of the fused projection: [q | k | v]
   float *x = buf(kX), *h = buf(kH), *qkv = buf(kQkv), *attn = buf(kAttn);
 
-  // Each norm goes with the projection after it and each residual add with the
-  // projection before it (rmsnorm_matmul, matmul_add): one op each, which the CUDA
-  // decode GEMV runs as one kernel (same bits as the ops apart).
-  be_.rmsnorm_matmul(x, L.attn_norm, cfg_.rms_eps, n, h, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
+  // Layers after the first get their attention norm from the previous layer's last
+  // residual add (add_rmsnorm below).
+  if (layer == 0) be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
+  be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
   // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row,
   // done by the attention's first op together with the KV store.
   const RopeArgs rope{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()};
   attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope});
-  be_.matmul_add(attn, 0, n, L.wo, nullptr, buf(kTmp), x);
 
+  be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
+  be_.add_rmsnorm(x, buf(kTmp), L.ffn_norm, cfg_.rms_eps, n, h);
   // The ffn-wide intermediates exist for mlp_chunk rows at a time; every output
   // row is computed alone, so the passes change no value.
   // Rows of [gate | up]; SwiGLU writes over the gate half, which the down projection
@@ -132,11 +133,14 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   float* gu = buf(kGateUp);
   for (int r0 = 0; r0 < n; r0 += opts_.mlp_chunk) {
     const int m = std::min(opts_.mlp_chunk, n - r0);
-    const int64_t off = static_cast<int64_t>(r0) * cfg_.hidden;
-    be_.rmsnorm_matmul(x + off, L.ffn_norm, cfg_.rms_eps, m, h + off, L.w_gate_up, nullptr, gu);
-    be_.swiglu(gu, gu + ffn, m, ffn, 2 * ffn, gu, 2 * ffn);
-    be_.matmul_add(gu, 2 * ffn, m, L.w_down, nullptr, buf(kTmp) + off, x + off);
+    const float* hr = h + static_cast<int64_t>(r0) * cfg_.hidden;
+    be_.matmul_swiglu(hr, m, L.w_gate_up, gu);
+    be_.matmul_strided(gu, 2 * ffn, m, L.w_down, nullptr, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
   }
+  if (static_cast<size_t>(layer) + 1 < layers_.size())
+    be_.add_rmsnorm(x, buf(kTmp), layers_[static_cast<size_t>(layer) + 1].attn_norm, cfg_.rms_eps, n, h);
+  else
+    be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
 }
 
 const float* Executor::forward_logits(const int32_t* tokens, int n) {
@@ -163,7 +167,8 @@ const float* Executor::forward_logits(const int32_t* tokens, int n) {
   kv_->set_length(pos0 + n);
 
   const float* last = buf(kX) + static_cast<int64_t>(n - 1) * cfg_.hidden;
-  be_.rmsnorm_matmul(last, out_norm_, cfg_.rms_eps, 1, buf(kH), lm_head_, nullptr, buf(kLast));
+  be_.rmsnorm(last, out_norm_, cfg_.rms_eps, 1, buf(kH));
+  be_.matmul(buf(kH), 1, lm_head_, nullptr, buf(kLast));
   return buf(kLast);
 }
 

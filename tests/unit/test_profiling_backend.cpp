@@ -33,10 +33,6 @@ class RecordingBackend final : public Backend {
   void rmsnorm(const float*, const Mat&, float, int, float*) override { hit("rmsnorm"); }
   void matmul(const float*, int, const Mat&, const Mat*, float*) override { hit("matmul"); }
   void matmul_strided(const float*, int64_t, int, const Mat&, const Mat*, float*) override { hit("matmul_strided"); }
-  void rmsnorm_matmul(const float*, const Mat&, float, int, float*, const Mat&, const Mat*, float*) override {
-    hit("rmsnorm_matmul");
-  }
-  void matmul_add(const float*, int64_t, int, const Mat&, const Mat*, float*, float*) override { hit("matmul_add"); }
   void rope(const RopeArgs&) override { hit("rope"); }
   void attention(const AttnArgs&) override { hit("attention"); }
   void merge_attention(float*, float*, const float*, const float*, int, int, int, int64_t, int64_t) override {
@@ -109,8 +105,6 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   p.rmsnorm(nullptr, m, 0, 0, &f);
   p.matmul(nullptr, 0, m, nullptr, &f);
   p.matmul_strided(nullptr, 0, 0, m, nullptr, &f);
-  p.rmsnorm_matmul(nullptr, m, 0, 0, &f, m, nullptr, &f);
-  p.matmul_add(nullptr, 0, 0, m, nullptr, &f, &f);
   p.rope(RopeArgs{});
   p.attention(AttnArgs{});
   p.merge_attention(&f, &f, &f, &f, 0, 0, 0, 0, 0);
@@ -141,7 +135,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   EXPECT_EQ(p.name(), "recording");
   for (const char* method :
        {"alloc", "free", "upload", "download", "copy", "prepare", "embed", "rmsnorm", "matmul", "rope", "attention",
-        "merge_attention", "combine_attention", "matmul_strided", "rmsnorm_matmul", "matmul_add", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "argmax", "synchronize", "alloc_host", "free_host", "create_event",
+        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "argmax", "synchronize", "alloc_host", "free_host", "create_event",
         "destroy_event", "create_timing_event", "elapsed_seconds", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
         "copy_d2h_2d_async", "set_device_limit", "reset_device_peak"})
     EXPECT_EQ(rec.calls[method], 1) << method;
@@ -217,15 +211,15 @@ TEST(ProfilingBackend, PhasesOfAnExecutorRunAndSameBits) {
     EXPECT_EQ(0, std::memcmp(want[i].data(), got[i].data(), want[i].size() * sizeof(float))) << "step " << i;
 
   const PhaseTimes& t = prof.times();
-  // 3 prefill chunks and 3 decode steps: 4 matmuls per layer (fused Q/K/V and fused
-  // gate/up each with the norm before it, O and down each with the residual add after
-  // it; the MLP in one pass at these sizes) plus the LM head with the final norm, per
-  // forward.
+  // 3 prefill chunks and 3 decode steps: 4 matmuls per layer (fused Q/K/V, O, fused
+  // gate/up with its SwiGLU, down; the MLP in one pass at these sizes) plus the LM
+  // head, per forward.
   const int forwards = 3 + 3;
   EXPECT_EQ(t.calls_of(Phase::Gemm), forwards * (4 * c.n_layers + 1));
   EXPECT_GT(t.calls_of(Phase::Attention), 0);
-  // embed; per layer 1 rope (Q and K, with the KV store) and the SwiGLU.
-  EXPECT_EQ(t.calls_of(Phase::Other), forwards * (1 + 2 * c.n_layers));
+  // embed, the first layer's norm, the final norm and the last layer's add; per layer
+  // 1 rope (Q and K) and 2 residual adds fused with the norm after them.
+  EXPECT_EQ(t.calls_of(Phase::Other), forwards * (3 + 3 * c.n_layers));
   for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) EXPECT_GT(t.of(ph), 0.0) << phase_name(ph);
   EXPECT_NEAR(t.total(), t.of(Phase::Gemm) + t.of(Phase::Attention) + t.of(Phase::Other), 1e-12);
 

@@ -335,25 +335,6 @@ class CudaBackend final : public Backend {
     if (!debug_.fuse_swiglu || !gemm_->matmul_swiglu(x, n, w_gate_up, gu)) Backend::matmul_swiglu(x, n, w_gate_up, gu);
   }
 
-  // Decode's single row: the GEMV with the norm in its prologue (the same bits as
-  // rmsnorm then matmul), or with the residual add in its epilogue (as matmul then add);
-  // longer inputs add in cuBLAS's epilogue (beta = 1: the same values, not always the
-  // bits, as cuBLAS may pick another kernel for it).
-  void rmsnorm_matmul(const float* x, const Mat& norm_w, float eps, int n, float* h, const Mat& w, const Mat* bias,
-                      float* out) override {
-    use();
-    if (!gemm_->rmsnorm_matmul(x, norm_w, eps, n, w, bias, out))
-      Backend::rmsnorm_matmul(x, norm_w, eps, n, h, w, bias, out);
-  }
-  void matmul_add(const float* in, int64_t in_stride, int n, const Mat& w, const Mat* bias, float* tmp,
-                  float* x) override {
-    use();
-    if (gemm_->matmul_add(in, in_stride, n, w, bias, x)) return;
-    // Prefill: the add in cuBLAS's epilogue (beta = 1), no extra pass over x.
-    if (gemm_->matmul_accumulate(in, in_stride == 0 ? w.cols : in_stride, n, w, bias, x)) return;
-    Backend::matmul_add(in, in_stride, n, w, bias, tmp, x);
-  }
-
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {
     use();
     cuda::launch_add_rmsnorm(x, y, w.data, w.dtype, eps, n, w.rows * w.cols, out, stream_);

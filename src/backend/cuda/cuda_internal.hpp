@@ -52,20 +52,12 @@ class CublasGemm {
   // would take the GEMV for these rows and the shape allows; false, nothing launched,
   // otherwise. gu: rows of w.rows floats, the SwiGLU in their first half.
   bool matmul_swiglu(const float* x, int n, const Mat& w, float* gu);
-  // The decode GEMV with the RMSNorm of its one input row folded in (launch_gemv_rmsnorm)
-  // or with the residual add in its epilogue (launch_gemv_add), where matmul would take
-  // the GEMV for this row; false, nothing launched, otherwise.
-  bool rmsnorm_matmul(const float* x, const Mat& norm_w, float eps, int n, const Mat& w, const Mat* bias, float* out);
-  bool matmul_add(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* res);
-  // res += x @ W^T through cuBLAS (beta = 1) where matmul would take cuBLAS for these
-  // rows and there is no bias; false, nothing launched, otherwise.
-  bool matmul_accumulate(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* res);
   // Always cuBLAS (benchmarks compare it with the GEMV kernel).
   void matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
 
  private:
   void matmul_impl(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride,
-                   bool allow_gemv, bool accumulate = false);
+                   bool allow_gemv);
   int gemv_max_rows_ = 0;  // inputs of at most this many rows take the GEMV kernel
   int forward_rows_ = 0;
   GemvTuning tuning_ = gemv_tuning_from_env();

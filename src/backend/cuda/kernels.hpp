@@ -82,18 +82,6 @@ struct GemvTuning {
 GemvTuning gemv_tuning_from_env();
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
                  DType bias_dt, float* out, cudaStream_t s, GemvTuning tune = {});
-// One row (decode): out = rmsnorm(x) @ W^T (+ bias), the norm (weight norm_w, the
-// bits launch_rmsnorm writes) taken by each block into shared memory before its dot
-// products; the same bits as launch_rmsnorm then launch_gemv. False (nothing
-// launched) where the shape or alignment does not allow it (C % 8, C <= kGemvNormMaxCols).
-constexpr int kGemvNormMaxCols = 8192;
-bool launch_gemv_rmsnorm(const float* x, const void* norm_w, DType norm_dt, float eps, const void* w, DType wdt, int R,
-                         int C, const void* bias, DType bias_dt, float* out, cudaStream_t s, GemvTuning tune = {});
-// One row: res[r] += (x @ W^T + bias)[r], the residual add in the GEMV's epilogue; the
-// same bits as launch_gemv then launch_add. False (nothing launched) where the vector
-// path's alignment does not hold.
-bool launch_gemv_add(const float* x, int64_t x_stride, const void* w, DType wdt, int R, int C, const void* bias,
-                     DType bias_dt, float* res, cudaStream_t s, GemvTuning tune = {});
 // W = [gate; up] (R = 2 * ffn rows), n = 1 or 2 rows of x: out[t * out_stride + g] =
 // silu(gate_g) * up_g for g < ffn, each dot product with the bits launch_gemv gives it
 // and the SwiGLU with launch_swiglu's. False (nothing launched) where the vector path's

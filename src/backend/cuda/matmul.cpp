@@ -61,42 +61,12 @@ bool CublasGemm::matmul_swiglu(const float* x, int n, const Mat& w, float* gu) {
                             w.rows, stream_);
 }
 
-// Whether a forward of n rows takes the GEMV for the single row of these decode fusions.
-static bool one_row_gemv(int forward_rows, int gemv_max_rows, int n, const Mat& w) {
-  return (forward_rows > 0 ? forward_rows : n) <= gemv_max_rows && n == 1 && !w.empty() && w.rows <= INT32_MAX &&
-         w.cols <= INT32_MAX && (w.dtype == DType::BF16 || w.dtype == DType::F16);
-}
-
-bool CublasGemm::rmsnorm_matmul(const float* x, const Mat& norm_w, float eps, int n, const Mat& w, const Mat* bias,
-                                float* out) {
-  if (!one_row_gemv(forward_rows_, gemv_max_rows_, n, w) || norm_w.rows * norm_w.cols != w.cols) return false;
-  const bool has_bias = bias && !bias->empty();
-  return launch_gemv_rmsnorm(x, norm_w.data, norm_w.dtype, eps, w.data, w.dtype, static_cast<int>(w.rows),
-                             static_cast<int>(w.cols), has_bias ? bias->data : nullptr,
-                             has_bias ? bias->dtype : DType::F32, out, stream_, tuning_);
-}
-
-bool CublasGemm::matmul_add(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* res) {
-  if (!one_row_gemv(forward_rows_, gemv_max_rows_, n, w)) return false;
-  const bool has_bias = bias && !bias->empty();
-  return launch_gemv_add(x, x_stride == 0 ? w.cols : x_stride, w.data, w.dtype, static_cast<int>(w.rows),
-                         static_cast<int>(w.cols), has_bias ? bias->data : nullptr, has_bias ? bias->dtype : DType::F32,
-                         res, stream_, tuning_);
-}
-
 void CublasGemm::matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
   matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/false);
 }
 
-bool CublasGemm::matmul_accumulate(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias,
-                                   float* res) {
-  if ((forward_rows_ > 0 ? forward_rows_ : n) <= gemv_max_rows_ || (bias && !bias->empty())) return false;
-  matmul_impl(x, n, w, nullptr, res, x_stride, /*allow_gemv=*/false, /*accumulate=*/true);
-  return true;
-}
-
 void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride,
-                             bool allow_gemv, bool accumulate) {
+                             bool allow_gemv) {
   if (n <= 0) return;
   HI_CHECK(!w.empty(), "cuda matmul: weight matrix is empty");
   HI_CHECK(w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
@@ -123,12 +93,11 @@ void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bia
     if (n > max_rows) {
       for (int r0 = 0; r0 < n; r0 += max_rows)
         matmul_impl(x + static_cast<int64_t>(r0) * x_stride, std::min(max_rows, n - r0), w, bias,
-                    out + static_cast<int64_t>(r0) * R, x_stride, allow_gemv, accumulate);
+                    out + static_cast<int64_t>(r0) * R, x_stride, allow_gemv);
       return;
     }
   }
-  HI_CHECK(!(accumulate && (allow_gemv || has_bias)), "cuda matmul: accumulate takes cuBLAS and no bias");
-  float beta = accumulate ? 1.f : 0.f;  // accumulate: out += x @ W^T in the GEMM's epilogue
+  float beta = 0.f;
   if (has_bias) {
     launch_fill_bias(out, n, R, bias->data, bias->dtype, stream_);
     beta = 1.f;
