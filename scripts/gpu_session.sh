@@ -148,7 +148,7 @@ for s in "$@"; do
           --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
-    gemv-prefetch)  # decode at 4K and 32K with the GEMVs' early L2 prefetch at 0, 8, 24 (default) and 48 MiB
+    gemv-prefetch)  # decode at 4K and 32K with the GEMVs' early L2 prefetch at 0, 8 (default), 24 and 48 MiB
       for mb in 0 8 24 48; do
         step "decode-gemv-prefetch$mb" 120 env HEADINFER_CUDA_GEMV_PREFETCH_MB=$mb "$h" bench "${model[@]}" \
           --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json

@@ -150,47 +150,34 @@ void launch_rope_store_kv_heads(float* x, int64_t stride, int n_tokens, int n_he
     d.k[i] = dst_k[i];
     d.v[i] = dst_v[i];
   }
+  // f(T{}) with T the C++ type of the KV dtype.
+  auto by_kv_type = [&](auto&& f) {
+    switch (dt) {
+      case DType::F32: f(float{}); break;
+      case DType::F16: f(__half{}); break;
+      case DType::BF16: f(__nv_bfloat16{}); break;
+      default: HI_FAIL("cuda rope_store_kv_heads: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
+    }
+  };
   // K the last n_kv_heads rotated heads of the row and V right after: the pair kernel.
   const int64_t k_off = static_cast<int64_t>(n_heads - n_kv_heads) * head_dim;
   if (n_tokens <= kPairTokens && n_heads >= n_kv_heads && src_stride == stride && head_dim % 2 == 0 &&
       k == x + k_off && v == k + static_cast<int64_t>(n_kv_heads) * head_dim) {
     const int pairs = (n_heads + n_kv_heads) * (head_dim / 2);
     const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>((pairs + kPairBlock - 1) / kPairBlock));
-    switch (dt) {
-      case DType::F32:
-        launch_maybe_pdl(rope_store_kv_pairs_kernel<float>, grid, dim3(kPairBlock), 0, s, x, stride, n_heads,
-                         head_dim, pos0, inv_freq, n_kv_heads, d);
-        break;
-      case DType::F16:
-        launch_maybe_pdl(rope_store_kv_pairs_kernel<__half>, grid, dim3(kPairBlock), 0, s, x, stride, n_heads,
-                         head_dim, pos0, inv_freq, n_kv_heads, d);
-        break;
-      case DType::BF16:
-        launch_maybe_pdl(rope_store_kv_pairs_kernel<__nv_bfloat16>, grid, dim3(kPairBlock), 0, s, x, stride, n_heads,
-                         head_dim, pos0, inv_freq, n_kv_heads, d);
-        break;
-      default: HI_FAIL("cuda rope_store_kv_heads: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
-    }
+    by_kv_type([&](auto tag) {
+      launch_maybe_pdl(rope_store_kv_pairs_kernel<decltype(tag)>, grid, dim3(kPairBlock), 0, s, x, stride, n_heads,
+                       head_dim, pos0, inv_freq, n_kv_heads, d);
+    });
     HI_CUDA_CHECK_LAUNCH("rope_store_kv_pairs_kernel");
     return;
   }
   const size_t smem = sizeof(float) * static_cast<size_t>(head_dim / 2) * 2;
   const dim3 grid(static_cast<unsigned>(n_tokens)), block(kBlock);
-  switch (dt) {
-    case DType::F32:
-      launch_maybe_pdl(rope_store_kv_kernel<float>, grid, block, smem, s, x, stride, n_heads, head_dim, pos0, inv_freq,
-                       k, v, src_stride, n_kv_heads, d);
-      break;
-    case DType::F16:
-      launch_maybe_pdl(rope_store_kv_kernel<__half>, grid, block, smem, s, x, stride, n_heads, head_dim, pos0,
-                       inv_freq, k, v, src_stride, n_kv_heads, d);
-      break;
-    case DType::BF16:
-      launch_maybe_pdl(rope_store_kv_kernel<__nv_bfloat16>, grid, block, smem, s, x, stride, n_heads, head_dim, pos0,
-                       inv_freq, k, v, src_stride, n_kv_heads, d);
-      break;
-    default: HI_FAIL("cuda rope_store_kv_heads: KV dtype " << dtype_name(dt) << " is not supported (F32, F16, BF16)");
-  }
+  by_kv_type([&](auto tag) {
+    launch_maybe_pdl(rope_store_kv_kernel<decltype(tag)>, grid, block, smem, s, x, stride, n_heads, head_dim, pos0,
+                     inv_freq, k, v, src_stride, n_kv_heads, d);
+  });
   HI_CUDA_CHECK_LAUNCH("rope_store_kv_kernel");
 }
 
