@@ -8,6 +8,7 @@
 # Steps (the list in docs/gpu.md, "The next GPU session"):
 #   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
 #   tests-attention   test_cuda_attention alone
+#   tests-decode      the decode path's tests: test_cuda_ops, _engine, _offload
 #   decode   all-resident decode at 4K, 32K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
 #            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with
@@ -19,6 +20,8 @@
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
+#   weight-prefetch  decode at 4K and 8K with W_o prefetched into L2 before the attention
+#            (HEADINFER_CUDA_WEIGHT_PREFETCH_MB 0, 16, 24, 32)
 #   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
@@ -111,6 +114,12 @@ for s in "$@"; do
       step test_cuda_attention 150 "$bin/test_cuda_attention"
       grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_attention.log" >>"$out/summary.txt"
       ;;
+    tests-decode)  # the ops, the engine and the offload path, after a change to decode
+      for t in test_cuda_ops test_cuda_engine test_cuda_offload; do
+        step "$t" 150 "$bin/$t"
+        grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t.log" >>"$out/summary.txt"
+      done
+      ;;
     decode)
       # As is, then without programmatic dependent launch, then with the SwiGLU in the
       # gate/up GEMV, then profiled (device time per op; the timestamps between ops
@@ -152,6 +161,12 @@ for s in "$@"; do
       for mb in 0 8 24 48; do
         step "decode-gemv-prefetch$mb" 120 env HEADINFER_CUDA_GEMV_PREFETCH_MB=$mb "$h" bench "${model[@]}" \
           --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
+      done
+      ;;
+    weight-prefetch)  # W_o asked of L2 before the attention, at most 0 (off), 16, 24 or 32 (default) MiB
+      for mb in 0 16 24 32; do
+        step "decode-weight-prefetch$mb" 120 env HEADINFER_CUDA_WEIGHT_PREFETCH_MB=$mb "$h" bench "${model[@]}" \
+          --context 4K,8K --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
     decode-main)  # the all-resident decode rows alone (the first run of the decode step)
@@ -228,7 +243,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv-prefetch, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv-prefetch, weight-prefetch, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

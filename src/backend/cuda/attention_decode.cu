@@ -186,15 +186,7 @@ __global__ void __launch_bounds__(kThreads, 3) attn_simt_kernel(const AttnParams
 
 template <typename T, int kC>
 void launch_simt_typed(const AttnParams& p, int n_splits, cudaStream_t s) {
-  // The shared-memory opt-in is per kernel and device; setting it twice is harmless.
-  static bool configured[64] = {};
-  int dev = 0;
-  HI_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < 0 || dev >= 64 || !configured[dev]) {
-    HI_CUDA_CHECK(cudaFuncSetAttribute(attn_simt_kernel<T, kC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(simt_smem_bytes(32 * kC))));
-    if (dev >= 0 && dev < 64) configured[dev] = true;
-  }
+  allow_dynamic_smem<attn_simt_kernel<T, kC>>(simt_smem_bytes(32 * kC));
   dim3 grid((p.n_rows + kSimtRows - 1) / kSimtRows, n_splits);
   attn_simt_kernel<T, kC><<<grid, kThreads, simt_smem_bytes(p.head_dim), s>>>(p);
   HI_CUDA_CHECK_LAUNCH("attn_simt_kernel");

@@ -199,18 +199,9 @@ __global__ void __launch_bounds__(kThreads, 2) attn_mma_wide_kernel(const AttnPa
   for (int t = 0; t < kMt; ++t) mma::store_rows<D>(p, slot, ra + 16 * t, oacc[t], m_a[t], m_b[t], l_a[t], l_b[t], tq);
 }
 
-// The kernel's dynamic shared memory exceeds the 48 KiB default: raise its limit once
-// per instantiation (per device the first time it is used there).
 template <typename T, int D>
 void prepare_wide() {
-  static int done_mask = 0;
-  int dev = 0;
-  HI_CUDA_CHECK(cudaGetDevice(&dev));
-  const int bit = 1 << (dev & 31);
-  if (done_mask & bit) return;
-  HI_CUDA_CHECK(cudaFuncSetAttribute(attn_mma_wide_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(smem_bytes<D>())));
-  done_mask |= bit;
+  allow_dynamic_smem<attn_mma_wide_kernel<T, D>>(smem_bytes<D>());
 }
 
 template <typename T, int D>

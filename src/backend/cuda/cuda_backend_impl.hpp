@@ -124,6 +124,8 @@ class CudaBackend final : public Backend {
     HI_CHECK(prop.major >= 8, "cuda backend: device " << device << " (" << prop.name << ") is sm_" << prop.major
                                                       << prop.minor << "; sm_80 or newer is required");
     sm_count_ = prop.multiProcessorCount;
+    l2_bytes_ = prop.l2CacheSize;
+    if (const char* e = std::getenv("HEADINFER_CUDA_WEIGHT_PREFETCH_MB")) weight_prefetch_cap_ = std::atoll(e) << 20;
     debug_ = AttnDebug::from_env();
     device_name_ = prop.name;
     HI_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -207,12 +209,17 @@ class CudaBackend final : public Backend {
     auto* vals = static_cast<float*>(ids_.get(sizeof(float) * 2 * kMaxTopK, stream_));
     auto* idx = reinterpret_cast<int32_t*>(vals + kMaxTopK);
     cuda::launch_top_k(x, n, kk, vals, idx, stream_);
-    std::vector<float> v(static_cast<size_t>(kk));
-    std::vector<int32_t> id(static_cast<size_t>(kk));
-    download(v.data(), vals, v.size() * sizeof(float));
-    download(id.data(), idx, id.size() * sizeof(int32_t));
-    std::vector<LogitCandidate> c(v.size());
-    for (size_t i = 0; i < c.size(); ++i) c[i] = {id[i], v[i]};
+    // Values and indices in one copy back: the values' slots, then the first kk indices.
+    std::vector<uint32_t> words(static_cast<size_t>(kMaxTopK + kk));
+    download(words.data(), vals, words.size() * sizeof(uint32_t));
+    std::vector<LogitCandidate> c(static_cast<size_t>(kk));
+    for (size_t i = 0; i < c.size(); ++i) {
+      float v = 0.f;
+      int32_t id = 0;
+      std::memcpy(&v, &words[i], sizeof v);
+      std::memcpy(&id, &words[kMaxTopK + i], sizeof id);
+      c[i] = {id, v};
+    }
     std::sort(c.begin(), c.end(), logit_order);
     return c;
   }
@@ -284,6 +291,15 @@ class CudaBackend final : public Backend {
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
     use();
     gemm_->matmul(x, n, w, bias, out);
+  }
+
+  void prefetch_weight(const Mat& w, int64_t bytes_read_first) override {
+    if (w.empty()) return;
+    const int64_t row_bytes = static_cast<int64_t>(dtype_bytes(w.dtype, w.cols));
+    const int64_t b = cuda::l2_prefetch_budget(l2_bytes_, row_bytes * w.rows, bytes_read_first, weight_prefetch_cap_);
+    if (b <= 0) return;
+    use();
+    cuda::launch_l2_prefetch(w.data, w.rows, row_bytes, b, stream_);
   }
 
   void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override {
@@ -543,6 +559,9 @@ class CudaBackend final : public Backend {
   AttnDebug debug_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasGemm> gemm_;
+  int64_t l2_bytes_ = 0;
+  // Most bytes of a weight prefetch_weight asks L2 for (HEADINFER_CUDA_WEIGHT_PREFETCH_MB; 0: off).
+  int64_t weight_prefetch_cap_ = int64_t{32} << 20;
   cuda::ScratchBuffer part_, ids_;
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
   std::string cudnn_why_;

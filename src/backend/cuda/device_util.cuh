@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "backend/cuda/cuda_check.hpp"
 #include "format/tensor.hpp"
 
 namespace headinfer::cuda {
@@ -106,6 +107,20 @@ void launch_maybe_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t sm
   cfg.attrs = attr;
   cfg.numAttrs = pdl_enabled() ? 1 : 0;
   cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+// Raises Kernel's dynamic shared-memory limit (48 KiB by default) to bytes: once per
+// kernel and device, as the attribute is per device. Call it before each launch or
+// occupancy query with the kernel's largest size.
+template <auto Kernel>
+void allow_dynamic_smem(size_t bytes) {
+  static bool done[64] = {};
+  int dev = 0;
+  HI_CUDA_CHECK(cudaGetDevice(&dev));
+  const bool known = dev >= 0 && dev < 64;
+  if (known && done[dev]) return;
+  HI_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  if (known) done[dev] = true;
 }
 
 // Grid size for a grid-stride loop over n items.

@@ -20,6 +20,7 @@
 
 #include "backend/cuda/attention_common.cuh"
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/mma_util.cuh"
 #include "backend/cuda/sm90/wgmma.cuh"
@@ -160,9 +161,7 @@ int desc_swap_from_env() {
 template <typename T, int D, int kGroups>
 void launch_typed(const AttnParams& p, int n_splits, cudaStream_t s) {
   static const int swap = desc_swap_from_env();
-  static const cudaError_t attr = cudaFuncSetAttribute(
-      attn_wgmma_kernel<T, D, kGroups>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes<D>()));
-  HI_CUDA_CHECK(attr);
+  allow_dynamic_smem<attn_wgmma_kernel<T, D, kGroups>>(smem_bytes<D>());
   dim3 grid((p.n_rows + 64 * kGroups - 1) / (64 * kGroups), n_splits);
   attn_wgmma_kernel<T, D, kGroups><<<grid, kGroups * 128, smem_bytes<D>(), s>>>(p, swap);
   HI_CUDA_CHECK_LAUNCH("attn_wgmma_kernel");
@@ -170,8 +169,7 @@ void launch_typed(const AttnParams& p, int n_splits, cudaStream_t s) {
 
 template <typename T, int D, int kGroups>
 int blocks_per_sm_typed() {
-  HI_CUDA_CHECK(cudaFuncSetAttribute(attn_wgmma_kernel<T, D, kGroups>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(smem_bytes<D>())));
+  allow_dynamic_smem<attn_wgmma_kernel<T, D, kGroups>>(smem_bytes<D>());
   int n = 0;
   HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_wgmma_kernel<T, D, kGroups>, kGroups * 128,
                                                               smem_bytes<D>()));
