@@ -161,14 +161,6 @@ class Backend {
   virtual void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) = 0;
   // out[n, W.rows] = x[n, W.cols] @ W^T (+ bias)
   virtual void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) = 0;
-  // A hint that w will be read soon by an op streaming its rows, after ops that move about
-  // bytes_read_first bytes through memory (the KV an attention reads): a backend with a
-  // cache may bring w's leading columns in meanwhile, where they would survive those
-  // bytes. Changes no value; the default does nothing.
-  virtual void prefetch_weight(const Mat& w, int64_t bytes_read_first) {
-    (void)w;
-    (void)bytes_read_first;
-  }
   // The ops that follow belong to a forward over n_tokens rows, some of them run in
   // passes of fewer rows (the MLP). A backend that picks kernels by row count picks
   // by this, so how a forward is split never changes a bit (ARCHITECTURE invariant 1).

@@ -132,10 +132,6 @@ void ProfilingBackend::merge_attention(float* o_a, float* lse_a, const float* o_
         [&] { inner_.merge_attention(o_a, lse_a, o_b, lse_b, n_q, n_qh, head_dim, stride_a, stride_b); });
 }
 
-void ProfilingBackend::prefetch_weight(const Mat& w, int64_t bytes_read_first) {
-  timed(Phase::Other, "prefetch_weight", [&] { inner_.prefetch_weight(w, bytes_read_first); });
-}
-
 void ProfilingBackend::matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias,
                                       float* out) {
   timed(Phase::Gemm, "matmul", [&] { inner_.matmul_strided(x, x_stride, n, w, bias, out); }, &w);

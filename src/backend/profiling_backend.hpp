@@ -85,7 +85,6 @@ class ProfilingBackend final : public Backend {
   void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) override;
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override;
   void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override;
-  void prefetch_weight(const Mat& w, int64_t bytes_read_first) override;
   void matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) override;
   void rope(const RopeArgs& a) override;
   void attention(const AttnArgs& a) override;

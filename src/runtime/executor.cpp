@@ -31,8 +31,6 @@ Executor::Executor(Backend& backend, const LoadedModel& model, const ExecutorOpt
       layers_.push_back(Layer{prep(lw.attn_norm), upload_fused(fused_qkv(lw)), upload_fused(fused_qkv_bias(lw)),
                               prep(lw.wo), prep(lw.ffn_norm), upload_fused(fused_gate_up(lw)), prep(lw.w_down)});
     }
-    kv_token_layer_bytes_ =
-        2 * static_cast<int64_t>(dtype_bytes(opts_.kv_dtype, int64_t{cfg_.n_kv_heads} * cfg_.head_dim));
     kv_ = std::make_unique<KvStore>(be_, cfg_, opts_.kv_dtype, opts_.schedule, opts.capacity);
     attn_ = std::make_unique<LayerAttention>(be_, *kv_, cfg_, opts_.max_chunk);
     for (int64_t n : activation_floats(cfg_, opts_.max_chunk, opts_.mlp_chunk))
@@ -120,9 +118,6 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   // residual add (add_rmsnorm below).
   if (layer == 0) be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
   be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
-  // Decode: W_o is read right after the attention, which at short contexts leaves memory
-  // mostly idle; the backend may fetch it meanwhile (not where the KV would evict it).
-  if (n <= 2) be_.prefetch_weight(L.wo, (pos0 + n) * kv_token_layer_bytes_);
   // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row,
   // done by the attention's first op together with the KV store.
   const RopeArgs rope{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()};

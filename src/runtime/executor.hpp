@@ -78,9 +78,6 @@ class Executor {
   std::vector<float> logits_;
   std::vector<double> inv_freq_;
   int64_t inv_freq_len_ = -1;
-  // K and V bytes of one token in one layer (every KV head): what a decode step's
-  // attention reads per cached token.
-  int64_t kv_token_layer_bytes_ = 0;
 };
 
 }  // namespace headinfer

@@ -330,58 +330,6 @@ TEST(CudaOps, GemvTuningsGiveTheSameBits) {
   cudaStreamDestroy(s);
 }
 
-// The budget rule: the weight, the cap or what the bytes read first leave of L2, the
-// least of the three, and nothing below a megabyte.
-TEST(CudaOps, L2PrefetchBudget) {
-  const int64_t MiB = int64_t{1} << 20;
-  EXPECT_EQ(cuda::l2_prefetch_budget(50 * MiB, 32 * MiB, 16 * MiB, 48 * MiB), 32 * MiB);  // the weight
-  EXPECT_EQ(cuda::l2_prefetch_budget(50 * MiB, 32 * MiB, 10 * MiB, 24 * MiB), 24 * MiB);  // the cap
-  EXPECT_EQ(cuda::l2_prefetch_budget(50 * MiB, 32 * MiB, 30 * MiB, 48 * MiB), 20 * MiB);  // L2's room
-  EXPECT_EQ(cuda::l2_prefetch_budget(50 * MiB, 32 * MiB, 128 * MiB, 48 * MiB), 0);        // evicted anyway
-  EXPECT_EQ(cuda::l2_prefetch_budget(50 * MiB, MiB / 2, 0, 48 * MiB), 0);                 // too small to pay
-  EXPECT_EQ(cuda::l2_prefetch_budget(50 * MiB, 32 * MiB, 0, 0), 0);                       // turned off
-}
-
-// A prefetch changes no value: the GEMV after it gives the same bits, for rows that are
-// not a multiple of a line (BF16 72 columns: 144 bytes), budgets past the matrix, and
-// through the backend's hint on a Llama-3-8B-sized W_o.
-TEST(CudaOps, L2PrefetchChangesNoValue) {
-  HI_REQUIRE_CUDA();
-  std::mt19937 rng(23);
-  cudaStream_t s{};
-  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
-  {
-    cuda::CublasGemm gemm(s);
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{333, 72}, {4096, 4096}}) {
-      std::vector<float> w = randn(rows * cols, rng, 0.05f), x = randn(cols, rng);
-      std::vector<uint8_t> wb = encode(DType::BF16, w);
-      DevBuf dw = to_device(wb), dx = to_device(x);
-      const Mat m{DType::BF16, dw.get(), rows, cols};
-      std::vector<std::vector<float>> outs;
-      for (int64_t bytes : {int64_t{0}, int64_t{1000}, rows * cols, 4 * rows * cols}) {
-        SCOPED_TRACE("rows=" + std::to_string(rows) + " bytes=" + std::to_string(bytes));
-        cuda::launch_l2_prefetch(dw.get(), rows, cols * 2, bytes, s);
-        DevBuf out = poisoned(rows);
-        gemm.matmul(dx.f(), 1, m, nullptr, out.f());
-        ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-        outs.push_back(to_host(out, rows));
-      }
-      for (size_t i = 1; i < outs.size(); ++i)
-        EXPECT_EQ(0, std::memcmp(outs[0].data(), outs[i].data(), outs[0].size() * sizeof(float))) << "budget " << i;
-      EXPECT_FALSE(std::isnan(outs[0][0]));
-      // The backend's hint before its own matmul (its stream) against the matmul alone.
-      DevBuf before = poisoned(rows), after = poisoned(rows);
-      gpu().matmul(dx.f(), 1, m, nullptr, before.f());
-      gpu().prefetch_weight(m, 0);
-      gpu().matmul(dx.f(), 1, m, nullptr, after.f());
-      std::vector<float> b = to_host(before, rows), a = to_host(after, rows);
-      EXPECT_EQ(0, std::memcmp(b.data(), a.data(), a.size() * sizeof(float)));
-      EXPECT_FALSE(std::isnan(a[0]));
-    }
-  }
-  cudaStreamDestroy(s);
-}
-
 TEST(CudaOps, SwigluOverFusedRowsInPlace) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(13);

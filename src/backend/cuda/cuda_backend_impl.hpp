@@ -124,8 +124,6 @@ class CudaBackend final : public Backend {
     HI_CHECK(prop.major >= 8, "cuda backend: device " << device << " (" << prop.name << ") is sm_" << prop.major
                                                       << prop.minor << "; sm_80 or newer is required");
     sm_count_ = prop.multiProcessorCount;
-    l2_bytes_ = prop.l2CacheSize;
-    if (const char* e = std::getenv("HEADINFER_CUDA_WEIGHT_PREFETCH_MB")) weight_prefetch_cap_ = std::atoll(e) << 20;
     debug_ = AttnDebug::from_env();
     device_name_ = prop.name;
     HI_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -291,15 +289,6 @@ class CudaBackend final : public Backend {
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
     use();
     gemm_->matmul(x, n, w, bias, out);
-  }
-
-  void prefetch_weight(const Mat& w, int64_t bytes_read_first) override {
-    if (w.empty()) return;
-    const int64_t row_bytes = static_cast<int64_t>(dtype_bytes(w.dtype, w.cols));
-    const int64_t b = cuda::l2_prefetch_budget(l2_bytes_, row_bytes * w.rows, bytes_read_first, weight_prefetch_cap_);
-    if (b <= 0) return;
-    use();
-    cuda::launch_l2_prefetch(w.data, w.rows, row_bytes, b, stream_);
   }
 
   void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override {
@@ -559,9 +548,6 @@ class CudaBackend final : public Backend {
   AttnDebug debug_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasGemm> gemm_;
-  int64_t l2_bytes_ = 0;
-  // Most bytes of a weight prefetch_weight asks L2 for (HEADINFER_CUDA_WEIGHT_PREFETCH_MB; 0: off).
-  int64_t weight_prefetch_cap_ = int64_t{32} << 20;
   cuda::ScratchBuffer part_, ids_;
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
   std::string cudnn_why_;

@@ -88,15 +88,6 @@ void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType w
 // alignment or the shape does not allow it.
 bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
                         int64_t out_stride, cudaStream_t s);
-// Asks L2 for the first bytes / rows bytes (whole 128-byte lines, at most the row) of
-// each of `rows` rows row_bytes apart at w: the columns a row-streaming GEMV reads first.
-// A hint: no value changes, nothing waits for it.
-void launch_l2_prefetch(const void* w, int64_t rows, int64_t row_bytes, int64_t bytes, cudaStream_t s);
-// Bytes of a weight worth prefetching into an L2 of l2_bytes when bytes_read_first pass
-// through L2 before the weight is read: min(weight, cap, what is left of L2), 0 below
-// kMinPrefetchBytes (a launch for less does not pay).
-constexpr int64_t kMinPrefetchBytes = int64_t{1} << 20;
-int64_t l2_prefetch_budget(int64_t l2_bytes, int64_t weight_bytes, int64_t bytes_read_first, int64_t cap);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);
