@@ -20,6 +20,7 @@
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
+#   gemv-tune  decode at 4K and 32K with the GEMV's tuning by matrix, then fixed (8,1) and (2,1)
 #   gemv     cuda_gemv --quick: the GEMV's tunings per Llama-3-8B projection
 #   prefetch decode at 4K, 32K and 128K with the decode attention kernel prefetching 0, 2
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
@@ -161,6 +162,14 @@ for s in "$@"; do
           --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
+    gemv-tune)  # the default tuning by matrix against two fixed ones for every matrix, in one call
+      for t in default 8,1 2,1; do
+        tune=()
+        [ "$t" != default ] && tune=("HEADINFER_CUDA_GEMV_TUNE=$t")
+        step "decode-gemv-tune-${t/,/-}" 120 env "${tune[@]}" "$h" bench "${model[@]}" \
+          --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
+      done
+      ;;
     decode-main)  # the all-resident decode rows alone (the first run of the decode step)
       step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       ;;
@@ -235,7 +244,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv-prefetch, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

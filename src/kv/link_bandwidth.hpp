@@ -18,8 +18,10 @@ double measure_link_gbs(Backend& backend, size_t bytes = size_t{64} << 20, int r
 double measure_link_stream_gbs(Backend& backend, size_t bytes = size_t{4} << 20, int copies = 64, int runs = 5);
 
 // Device memory bandwidth as Backend::copy (device to device) achieves it: bytes
-// read plus bytes written per second over a `bytes` copy, timed with synchronize(),
-// best of `runs`. The decode floor divides the bytes a token reads by this figure.
+// read plus bytes written per second over a `bytes` copy, best of `runs`, timed by the
+// backend's device timestamps where it has them (else with synchronize(), which adds
+// the launch and the wait to each copy). The decode floor divides the bytes a token
+// reads by this figure.
 double measure_device_copy_gbs(Backend& backend, size_t bytes = size_t{256} << 20, int runs = 5);
 
 // The cache file for a backend name ("" when no cache directory can be found).
