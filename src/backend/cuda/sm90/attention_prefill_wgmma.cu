@@ -112,7 +112,6 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) sacc[j][0] = sacc[j][1] = sacc[j][2] = sacc[j][3] = 0.f;
     wgmma::pin(sacc);
-    wgmma::pin(qf);
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
@@ -135,7 +134,6 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
       pa[kk][3] = Ops::pack(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
     }
     wgmma::pin(oacc);
-    wgmma::pin(pa);
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk)

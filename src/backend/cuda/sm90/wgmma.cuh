@@ -49,18 +49,6 @@ __device__ __forceinline__ void pin(float (&d)[J][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
 }
 
-// The same for A fragments in registers. PTX requires registers a wgmma reads to be
-// written before the wgmma.fence that precedes it; the fence is an asm statement, which
-// orders memory accesses but not register arithmetic, so without this the compiler may
-// compute (or recompute) a fragment after the fence. Pin, then fence.
-template <int K>
-__device__ __forceinline__ void pin(uint32_t (&a)[K][4]) {
-#pragma unroll
-  for (int k = 0; k < K; ++k)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[k][e])::"memory");
-}
-
 #define HI_WGMMA_ACC(i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
 #define HI_WGMMA_ACC_64                                                                                        \
   HI_WGMMA_ACC(0), HI_WGMMA_ACC(1), HI_WGMMA_ACC(2), HI_WGMMA_ACC(3), HI_WGMMA_ACC(4), HI_WGMMA_ACC(5), \
