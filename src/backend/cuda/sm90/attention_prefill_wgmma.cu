@@ -112,7 +112,6 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) sacc[j][0] = sacc[j][1] = sacc[j][2] = sacc[j][3] = 0.f;
     wgmma::pin(sacc);
-    wgmma::pin(qf);
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
@@ -120,7 +119,6 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
     wgmma::commit();
     wgmma::wait<0>();
     wgmma::pin(sacc);
-    wgmma::pin(qf);
 
     const bool unmasked = cur.count == BN && (!p.causal || cur.pos + BN - 1 <= qmin);
     mma::softmax_step<D, BN / 8, int64_t, /*kScaleInExp=*/false>(sacc, oacc, m_a, m_b, l_a, l_b, p.scale_log2,
@@ -136,7 +134,6 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
       pa[kk][3] = Ops::pack(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
     }
     wgmma::pin(oacc);
-    wgmma::pin(pa);
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk)
@@ -144,7 +141,6 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
     wgmma::commit();
     wgmma::wait<0>();
     wgmma::pin(oacc);
-    wgmma::pin(pa);
 
     cur = nxt;
     has = has_next;

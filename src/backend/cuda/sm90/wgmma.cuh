@@ -49,20 +49,6 @@ __device__ __forceinline__ void pin(float (&d)[J][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
 }
 
-// The same for A fragments in registers, on both sides of an asynchronous MMA: before
-// its wgmma.fence, so they are written before it (PTX requires it; an asm statement
-// orders memory, not register arithmetic), and after its wait, so they stay live until
-// the MMA has read them: otherwise, once the issuing asm statement has taken them as
-// inputs, the compiler may give their registers to other values while the MMA still
-// reads them.
-template <int K>
-__device__ __forceinline__ void pin(uint32_t (&a)[K][4]) {
-#pragma unroll
-  for (int k = 0; k < K; ++k)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[k][e])::"memory");
-}
-
 #define HI_WGMMA_ACC(i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
 #define HI_WGMMA_ACC_64                                                                                        \
   HI_WGMMA_ACC(0), HI_WGMMA_ACC(1), HI_WGMMA_ACC(2), HI_WGMMA_ACC(3), HI_WGMMA_ACC(4), HI_WGMMA_ACC(5), \
