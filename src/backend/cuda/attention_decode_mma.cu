@@ -61,20 +61,10 @@ constexpr size_t smem_bytes() {
 template <typename T, int D>
 __device__ __forceinline__ void load_q_split(const AttnParams& p, const float* q, int ra, int rb, int tq,
                                              uint32_t (&hi)[D / 16][4], uint32_t (&lo)[D / 16][4]) {
-  const float* qa = ra < p.n_rows ? q + (ra / p.n_qh) * p.q_stride + static_cast<int64_t>(ra % p.n_qh) * D : nullptr;
-  const float* qb = rb < p.n_rows ? q + (rb / p.n_qh) * p.q_stride + static_cast<int64_t>(rb % p.n_qh) * D : nullptr;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const int c0 = kk * 16 + tq * 2, c1 = c0 + 8;
-    const float* src[4] = {qa ? qa + c0 : nullptr, qb ? qb + c0 : nullptr, qa ? qa + c1 : nullptr,
-                           qb ? qb + c1 : nullptr};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float x0 = src[i] ? src[i][0] : 0.f, x1 = src[i] ? src[i][1] : 0.f;
-      hi[kk][i] = MmaOps<T>::pack(x0, x1);
-      lo[kk][i] = mma::pack_residual<T>(x0, x1, hi[kk][i]);
-    }
-  }
+  mma::for_q_fragments<D>(p, q, ra, rb, tq, [&](int kk, int i, float x0, float x1) {
+    hi[kk][i] = MmaOps<T>::pack(x0, x1);
+    lo[kk][i] = mma::pack_residual<T>(x0, x1, hi[kk][i]);
+  });
 }
 
 template <typename T, int D>

@@ -107,22 +107,29 @@ struct BlockRows {
   }
 };
 
+// Calls f(kk, i, x0, x1) for the two f32 q values register i of the A fragment of k-step
+// kk holds, for this thread's rows ra and rb of a 16-row tile (head_dim D, query rows at
+// q as p lays them out); rows past n_rows give zeros.
+template <int D, typename F>
+__device__ __forceinline__ void for_q_fragments(const AttnParams& p, const float* q, int ra, int rb, int tq, F&& f) {
+  const float* qa = ra < p.n_rows ? q + (ra / p.n_qh) * p.q_stride + static_cast<int64_t>(ra % p.n_qh) * D : nullptr;
+  const float* qb = rb < p.n_rows ? q + (rb / p.n_qh) * p.q_stride + static_cast<int64_t>(rb % p.n_qh) * D : nullptr;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int c0 = kk * 16 + tq * 2, c1 = c0 + 8;
+    const float* src[4] = {qa ? qa + c0 : nullptr, qb ? qb + c0 : nullptr, qa ? qa + c1 : nullptr,
+                           qb ? qb + c1 : nullptr};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) f(kk, i, src[i] ? src[i][0] : 0.f, src[i] ? src[i][1] : 0.f);
+  }
+}
+
 // Q fragments (A operand, rounded to T) of this thread's rows ra and rb of a 16-row
 // tile, for head_dim D; rows past n_rows are zero.
 template <typename T, int D>
 __device__ __forceinline__ void load_q(const AttnParams& p, int ra, int rb, int tq, uint32_t (&qf)[D / 16][4]) {
-  const float* qa = nullptr;
-  const float* qb = nullptr;
-  if (ra < p.n_rows) qa = p.q + (ra / p.n_qh) * p.q_stride + static_cast<int64_t>(ra % p.n_qh) * D;
-  if (rb < p.n_rows) qb = p.q + (rb / p.n_qh) * p.q_stride + static_cast<int64_t>(rb % p.n_qh) * D;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const int c0 = kk * 16 + tq * 2, c1 = c0 + 8;
-    qf[kk][0] = qa ? MmaOps<T>::pack(qa[c0], qa[c0 + 1]) : 0u;
-    qf[kk][1] = qb ? MmaOps<T>::pack(qb[c0], qb[c0 + 1]) : 0u;
-    qf[kk][2] = qa ? MmaOps<T>::pack(qa[c1], qa[c1 + 1]) : 0u;
-    qf[kk][3] = qb ? MmaOps<T>::pack(qb[c1], qb[c1 + 1]) : 0u;
-  }
+  for_q_fragments<D>(p, p.q, ra, rb, tq,
+                     [&](int kk, int i, float x0, float x1) { qf[kk][i] = MmaOps<T>::pack(x0, x1); });
 }
 
 // Copies the tile's rows (count of them, the rest zero) into a [BN][D + 8] buffer.

@@ -60,7 +60,7 @@ __device__ __forceinline__ void load_tile(uint8_t* dst, const uint16_t* src, int
 
 template <typename T, int D, int kGroups>
 __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmma_kernel(const AttnParams p,
-                                                                                      int desc_swap) {
+                                                                                      int desc_swap, uint32_t zero) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Ops = MmaOps<T>;
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
@@ -111,11 +111,13 @@ __global__ void __launch_bounds__(kGroups * 128, kGroups == 1 ? 3 : 1) attn_wgmm
     float sacc[BN / 8][4];
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) sacc[j][0] = sacc[j][1] = sacc[j][2] = sacc[j][3] = 0.f;
+    uint32_t qa[D / 16][4];
+    wgmma::fresh_copy(qf, zero & static_cast<uint32_t>(cur.pos), qa);  // a zero that varies by tile
     wgmma::pin(sacc);
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
-      wgmma::Mma<64, kBf16, 0>::run(sacc, qf[kk], wgmma::desc(ks + kk * 256, k_lbo, k_sbo), kk > 0);
+      wgmma::Mma<64, kBf16, 0>::run(sacc, qa[kk], wgmma::desc(ks + kk * 256, k_lbo, k_sbo), kk > 0);
     wgmma::commit();
     wgmma::wait<0>();
     wgmma::pin(sacc);
@@ -163,7 +165,7 @@ void launch_typed(const AttnParams& p, int n_splits, cudaStream_t s) {
   static const int swap = desc_swap_from_env();
   allow_dynamic_smem<attn_wgmma_kernel<T, D, kGroups>>(smem_bytes<D>());
   dim3 grid((p.n_rows + 64 * kGroups - 1) / (64 * kGroups), n_splits);
-  attn_wgmma_kernel<T, D, kGroups><<<grid, kGroups * 128, smem_bytes<D>(), s>>>(p, swap);
+  attn_wgmma_kernel<T, D, kGroups><<<grid, kGroups * 128, smem_bytes<D>(), s>>>(p, swap, 0u);  // zero: wgmma::fresh_copy
   HI_CUDA_CHECK_LAUNCH("attn_wgmma_kernel");
 }
 

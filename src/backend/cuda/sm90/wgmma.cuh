@@ -49,6 +49,23 @@ __device__ __forceinline__ void pin(float (&d)[J][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
 }
 
+// dst = src ^ zero, zero being 0 computed at run time from a kernel argument and a
+// loop-variant value (so neither compiler can fold the copy or hoist it out of the loop:
+// a plain move was coalesced away, a loop-invariant XOR hoisted). ptxas (CUDA 13.0) may treat the
+// registers an A-from-registers wgmma reads as free once it has issued: an A fragment
+// kept across loop iterations (Q) then had its registers handed to the softmax's
+// temporaries and to P, and the next tile's S = Q K^T read P as Q (seen in the SASS of
+// the head_dim 64 kernels, whose tests failed). The copy gives each tile's MMAs registers
+// of their own, and the kept fragment is read by ordinary instructions, whose liveness
+// ptxas tracks.
+template <int K>
+__device__ __forceinline__ void fresh_copy(const uint32_t (&src)[K][4], uint32_t zero, uint32_t (&dst)[K][4]) {
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dst[k][e] = src[k][e] ^ zero;
+}
+
 #define HI_WGMMA_ACC(i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
 #define HI_WGMMA_ACC_64                                                                                        \
   HI_WGMMA_ACC(0), HI_WGMMA_ACC(1), HI_WGMMA_ACC(2), HI_WGMMA_ACC(3), HI_WGMMA_ACC(4), HI_WGMMA_ACC(5), \
