@@ -207,6 +207,84 @@ TEST(CudaDecodeSplits, HeadsInOneCallEqualPerHeadCalls) {
   }
 }
 
+// A split-mode call with combine (the decode kernels merge the slots in their last
+// split blocks when one launch writes them all; otherwise the combine kernel follows)
+// gives out and lse the bits of the same call without it followed by
+// combine_attention, and leaves its counters ready for the next call.
+TEST(CudaDecodeSplits, CombineInTheCallEqualsTheCombineOp) {
+  HI_REQUIRE_CUDA();
+  const int heads = 8, hd = 128;
+  const int64_t split = 256, block = 64;
+  const int64_t pos = 39 * block + 7, whole = pos / block * block, slots = pos / split + 1;
+  std::mt19937 rng(91);
+  for (DType kv : {DType::BF16, DType::F32}) {  // the tensor-core and the CUDA-core decode kernels
+    const std::vector<uint8_t> kb = encode(kv, randn(static_cast<size_t>(heads * (pos + 1) * hd), rng)),
+                               vb = encode(kv, randn(kb.size() / dtype_bytes(kv, 1), rng));
+    const DevBuf ks = to_device(kb), vs = to_device(vb);
+    const size_t row = dtype_bytes(kv, hd);
+    auto at = [&](const DevBuf& b, int64_t t) { return static_cast<const uint8_t*>(b.get()) + t * row; };
+    // One launch (a resident head's three pieces) and several (a piece per block, batched).
+    std::vector<KvPiece> resident{KvPiece{at(ks, 0), at(vs, 0), whole, 0},
+                                  KvPiece{at(ks, whole), at(vs, whole), pos - whole, whole},
+                                  KvPiece{at(ks, pos), at(vs, pos), 1, pos}};
+    std::vector<KvPiece> blocks;
+    for (int64_t t0 = 0; t0 < pos + 1; t0 += block)
+      blocks.push_back(KvPiece{at(ks, t0), at(vs, t0), std::min(block, pos + 1 - t0), t0});
+    for (auto* list : {&resident, &blocks})
+      for (KvPiece& p : *list) p.head_stride = (pos + 1) * hd;
+    for (int n_qh : {1, 4, 40}) {  // 40 rows per head: no decode kernel, the combine kernel
+      for (const auto* pieces : {&resident, &blocks}) {
+        SCOPED_TRACE(std::string(dtype_name(kv)) + " n_qh " + std::to_string(n_qh) + " pieces " +
+                     std::to_string(pieces->size()));
+        const int64_t width = int64_t{heads} * n_qh * hd, rows = int64_t{heads} * n_qh;
+        const DevBuf dq = to_device(randn(static_cast<size_t>(width), rng));
+        const size_t o_n = static_cast<size_t>(slots * width), l_n = static_cast<size_t>(slots * rows);
+        auto args = [&](const DevBuf& po, const DevBuf& pl) {
+          AttnArgs a;
+          a.q = dq.f();
+          a.q_stride = width;
+          a.n_q = 1;
+          a.n_qh = n_qh;
+          a.head_dim = hd;
+          a.q_pos0 = pos;
+          a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+          a.kv_dtype = kv;
+          a.pieces = *pieces;
+          a.out_stride = width;
+          a.n_kv_heads = heads;
+          a.split_keys = split;
+          a.part_o = po.f();
+          a.part_o_slot_stride = width;
+          a.part_lse = pl.f();
+          a.part_lse_slot_stride = rows;
+          return a;
+        };
+        const DevBuf ro = poisoned(o_n), rl = poisoned(l_n), want = poisoned(static_cast<size_t>(width)),
+                     want_lse = poisoned(static_cast<size_t>(rows));
+        gpu().attention(args(ro, rl));
+        gpu().combine_attention(ro.f(), rl.f(), static_cast<int>(slots), 1, static_cast<int>(rows), hd, want.f(),
+                                width, want_lse.f());
+        const auto w = to_host(want, static_cast<size_t>(width)), wl = to_host(want_lse, static_cast<size_t>(rows));
+        for (float x : w) ASSERT_FALSE(std::isnan(x)) << "the combine op left an output unwritten";
+        for (int rep = 0; rep < 2; ++rep) {  // the second call finds the counters reset
+          const DevBuf po = poisoned(o_n), pl = poisoned(l_n), out = poisoned(static_cast<size_t>(width)),
+                       lse = poisoned(static_cast<size_t>(rows));
+          AttnArgs a = args(po, pl);
+          a.combine = true;
+          a.out = out.f();
+          a.lse = lse.f();
+          a.lse_head_stride = n_qh;
+          gpu().attention(a);
+          gpu().synchronize();
+          const auto got = to_host(out, static_cast<size_t>(width)), gl = to_host(lse, static_cast<size_t>(rows));
+          EXPECT_EQ(0, std::memcmp(got.data(), w.data(), got.size() * sizeof(float))) << "out differs, call " << rep;
+          EXPECT_EQ(0, std::memcmp(gl.data(), wl.data(), gl.size() * sizeof(float))) << "lse differs, call " << rep;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace headinfer::test
 
