@@ -8,7 +8,7 @@
 # Steps (the list in docs/gpu.md, "The next GPU session"):
 #   tests    every GPU test (scripts/gpu_check.sh, without its benchmarks)
 #   tests-attention   test_cuda_attention alone
-#   tests-decode      the decode path's tests: test_cuda_ops, _engine, _offload
+#   tests-decode      the decode path's tests: test_cuda_ops, _decode_splits, _engine, _offload
 #   decode   all-resident decode at 4K, 32K and 128K, JSON rows (decode_host_wait_ms says
 #            whether a step is bound by issuing launches or by the GPU), again with
 #            HEADINFER_CUDA_PDL=0 (no programmatic launches), again with
@@ -17,6 +17,8 @@
 #   decode-kernel   cuda_attention --decode --quick (the decode attention kernels alone),
 #            then the default one at 128K under Nsight Compute
 #   decode-main   the decode step's first run alone
+#   combine  decode at 4K, 32K and 128K with the decode kernels' own combine and with the
+#            combine kernel after them (HEADINFER_CUDA_FUSED_COMBINE=0), alternating, twice
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -113,8 +115,8 @@ for s in "$@"; do
       step test_cuda_attention 150 "$bin/test_cuda_attention"
       grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_attention.log" >>"$out/summary.txt"
       ;;
-    tests-decode)  # the ops, the engine and the offload path, after a change to decode
-      for t in test_cuda_ops test_cuda_engine test_cuda_offload; do
+    tests-decode)  # the ops, the split-mode calls, the engine and the offload path, after a change to decode
+      for t in test_cuda_ops test_cuda_decode_splits test_cuda_engine test_cuda_offload; do
         step "$t" 150 "$bin/$t"
         grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t.log" >>"$out/summary.txt"
       done
@@ -168,6 +170,14 @@ for s in "$@"; do
         [ "$t" != default ] && tune=("HEADINFER_CUDA_GEMV_TUNE=$t")
         step "decode-gemv-tune-${t/,/-}" 120 env "${tune[@]}" "$h" bench "${model[@]}" \
           --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
+      done
+      ;;
+    combine)  # the decode kernels' own combine against the combine kernel after them, twice each, alternating
+      for i in 1 2; do
+        for c in 1 0; do
+          step "decode-combine$c-$i" 120 env HEADINFER_CUDA_FUSED_COMBINE=$c "$h" bench "${model[@]}" \
+            --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
+        done
       done
       ;;
     decode-main)  # the all-resident decode rows alone (the first run of the decode step)
@@ -244,7 +254,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, combine, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

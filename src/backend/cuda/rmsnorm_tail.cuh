@@ -1,0 +1,98 @@
+// add_rmsnorm at the end of the decode GEMV that produced its addend: the last block of
+// the grid to finish adds the GEMV's output row to the residual and normalises it, so a
+// layer boundary costs no launch of its own. The arithmetic is rmsnorm_reg_kernel's
+// (norm.cu) step for step, that kernel's threads emulated by the block's warps, so the
+// bits are those of matmul followed by add_rmsnorm.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda/device_util.cuh"
+#include "backend/cuda/kernels.hpp"
+
+namespace headinfer::cuda {
+
+// The register kernel's shape for a row of cols floats (cols % 4 == 0, cols / 4 <= 4096):
+// float4s per thread and threads (a whole number of warps, at most 1024).
+__host__ __device__ inline void rmsnorm_reg_shape(int64_t cols, int& v, int& threads) {
+  const int64_t chunks = cols / 4;
+  v = chunks <= 1024 ? 1 : chunks <= 2048 ? 2 : 4;
+  threads = static_cast<int>(((chunks + v - 1) / v + 31) / 32 * 32);
+}
+
+// One row: x += add, out = x * rsqrt(mean(x^2) + eps) * w, summed as rmsnorm_reg_kernel
+// sums with its `threads` threads: virtual thread c adds its float4s c, c + threads, ...
+// in order, each warp of 32 virtual threads reduces by warp_sum, the warps' sums meet in
+// one more warp_sum. The block's warps take the virtual warps in turn.
+__device__ __forceinline__ void add_rmsnorm_row_emulated(const NormTail& n, const float* add) {
+  __shared__ float warp_sums[32];
+  __shared__ float inv_rms;
+  int V = 1, T = 32;
+  rmsnorm_reg_shape(n.cols, V, T);
+  const int chunks = static_cast<int>(n.cols / 4), vwarps = T / 32;
+  const int lane = threadIdx.x & 31, warps = static_cast<int>(blockDim.x) / 32;
+  float4* xr = reinterpret_cast<float4*>(n.x);
+  const float4* ar = reinterpret_cast<const float4*>(add);
+  for (int vw = static_cast<int>(threadIdx.x) / 32; vw < vwarps; vw += warps) {
+    float ss = 0.f;
+    for (int j = 0; j < V; ++j) {
+      const int c = vw * 32 + lane + j * T;
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (c < chunks) {
+        v = xr[c];
+        const float4 a = __ldcg(ar + c);  // written by other blocks of this grid
+        v.x += a.x;
+        v.y += a.y;
+        v.z += a.z;
+        v.w += a.w;
+        xr[c] = v;  // read back below by this same thread
+      }
+      ss = fmaf(v.x, v.x, ss);
+      ss = fmaf(v.y, v.y, ss);
+      ss = fmaf(v.z, v.z, ss);
+      ss = fmaf(v.w, v.w, ss);
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) warp_sums[vw] = ss;
+  }
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = lane < vwarps ? warp_sums[lane] : 0.f;
+    t = warp_sum(t);
+    if (lane == 0) inv_rms = 1.0f / sqrtf(t / static_cast<float>(n.cols) + n.eps);
+  }
+  __syncthreads();
+  const float r = inv_rms;
+  float4* yr = reinterpret_cast<float4*>(n.out);
+  for (int vw = static_cast<int>(threadIdx.x) / 32; vw < vwarps; vw += warps)
+    for (int j = 0; j < V; ++j) {
+      const int c = vw * 32 + lane + j * T;
+      if (c >= chunks) continue;
+      const float4 v = xr[c];
+      const int64_t e = int64_t{c} * 4;
+      yr[c] = make_float4(v.x * r * load_as_f32(n.w, n.wdt, e), v.y * r * load_as_f32(n.w, n.wdt, e + 1),
+                          v.z * r * load_as_f32(n.w, n.wdt, e + 2), v.w * r * load_as_f32(n.w, n.wdt, e + 3));
+    }
+}
+
+// Every thread of every block calls it after the block's output rows are written: the
+// grid's last block to get here runs the norm over the whole row `add`.
+__device__ __forceinline__ void add_rmsnorm_last_block(const NormTail& n, const float* add) {
+  __shared__ unsigned last;
+  __threadfence();  // this block's rows are visible device-wide before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned total = gridDim.x * gridDim.y * gridDim.z;
+    last = atomicAdd(n.counter, 1u) + 1u == total ? 1u : 0u;
+    if (last) atomicExch(n.counter, 0u);  // every block arrived: ready for the next launch
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  pdl_wait();  // warps that had no rows never waited for the kernel before (x is its output)
+  add_rmsnorm_row_emulated(n, add);
+}
+
+}  // namespace headinfer::cuda
