@@ -17,9 +17,8 @@
 #   decode-kernel   cuda_attention --decode --quick (the decode attention kernels alone),
 #            then the default one at 128K under Nsight Compute
 #   decode-main   the decode step's first run alone
-#   fusions  decode with the decode kernels' own combine and the GEMVs' norm tails on and
-#            off (HEADINFER_CUDA_FUSED_COMBINE, HEADINFER_CUDA_FUSED_NORM: 11, 01, 10, 00;
-#            4K, 32K and 128K for 11 and 00, 4K and 32K otherwise), twice
+#   norm-tail  decode with the residual add and the next norm in the last block of the GEMV
+#            before them and without (HEADINFER_CUDA_FUSED_NORM 1 / 0), alternating, twice
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -173,13 +172,11 @@ for s in "$@"; do
           --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
-    fusions)  # the split-KV combine in the decode kernels and the norm in the GEMV, each off, alternating
+    norm-tail)  # the residual add and next norm in the GEMV's last block, on and off, alternating, twice
       for pass in 1 2; do
-        for c in 11 01 10 00; do
-          ctx=4K,32K
-          [ "$c" = 11 ] || [ "$c" = 00 ] && ctx=4K,32K,128K
-          step "decode-fusions$c-$pass" 120 env HEADINFER_CUDA_FUSED_COMBINE=${c:0:1} HEADINFER_CUDA_FUSED_NORM=${c:1:1} \
-            "$h" bench "${model[@]}" --context $ctx --decode-tokens 16 --reps 2 --offload none -o json
+        for f in 1 0; do
+          step "decode-norm-tail$f-$pass" 120 env HEADINFER_CUDA_FUSED_NORM=$f "$h" bench "${model[@]}" \
+            --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
         done
       done
       ;;
@@ -257,7 +254,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, fusions, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, norm-tail, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

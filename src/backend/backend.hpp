@@ -71,7 +71,7 @@ struct AttnArgs {
   // split_keys)) writes its own result, normalised over its keys, to slot s:
   //   part_o[s * part_o_slot_stride + t * out_stride + h * head_dim + d]
   //   part_lse[s * part_lse_slot_stride + t * n_qh + h]
-  // (out and lse are not written unless combine, below; combine_attention merges the slots). The pieces
+  // (out and lse are not written; combine_attention merges the slots). The pieces
   // must be contiguous in position, the first starting on a multiple of split_keys.
   // A split's key tiles start at the split's start and at every piece start inside
   // it, nowhere else: two calls whose pieces have the same boundaries inside a split
@@ -81,11 +81,6 @@ struct AttnArgs {
   int64_t part_o_slot_stride = 0;
   float* part_lse = nullptr;
   int64_t part_lse_slot_stride = 0;
-  // Split mode with combine: this call writes every slot [0, n_slots) of its heads (no
-  // other call writes any of them), and after them the backend also merges them into
-  // out (and lse, if set) with exactly the bits combine_attention gives for the same
-  // slots (a backend may do it inside the attention's own launch).
-  bool combine = false;
 
   // Keys at positions below settled_pos were written before the op issued just before
   // this call (not by it): a backend that starts a call while the op before it

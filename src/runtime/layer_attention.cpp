@@ -256,7 +256,6 @@ AttnArgs& LayerAttention::decode_args(HeadRun r, const LayerQkv& io) {
   a.out = nullptr;
   a.out_stride = q_w;
   a.lse = nullptr;
-  a.combine = false;
   a.split_keys = split_;
   a.part_o = part_o_ + static_cast<int64_t>(r.head) * qpk * hd;
   a.part_o_slot_stride = q_w;
@@ -304,16 +303,9 @@ void LayerAttention::run_decode(int layer, const LayerQkv& io) {
   const int64_t whole = pos0_ / B_ * B_;
   const int64_t dstride = kv_.device_head_stride();
   home_heads(kv_, layer, cfg_.n_kv_heads, Home::Device, heads_tmp_);
-  // Every head resident: each call writes all slots of its heads and combines them
-  // itself (the same bits as the combine below), one op fewer in the step's chain.
-  const bool all_resident = static_cast<int>(heads_tmp_.size()) == cfg_.n_kv_heads;
   head_runs(heads_tmp_, runs_tmp_);
   for (const HeadRun& r : runs_tmp_) {
     AttnArgs& a = decode_args(r, io);
-    if (all_resident) {
-      a.combine = true;
-      a.out = io.out + static_cast<int64_t>(r.head) * cfg_.q_per_kv() * cfg_.head_dim;
-    }
     const int h = r.head;
     if (whole > 0) a.pieces.push_back(KvPiece{kv_.k_at(layer, h, 0), kv_.v_at(layer, h, 0), whole, 0, dstride});
     if (pos0_ > whole)
@@ -346,7 +338,6 @@ void LayerAttention::run_decode(int layer, const LayerQkv& io) {
       be_.attention(a);
     }
   }
-  if (all_resident) return;
   be_.combine_attention(part_o_, part_lse_, static_cast<int>(pos0_ / split_ + 1), 1, cfg_.n_heads, cfg_.head_dim,
                         io.out, int64_t{cfg_.n_heads} * cfg_.head_dim, nullptr);
 }

@@ -103,50 +103,6 @@ TEST(AttentionSplits, CombinedSplitsEqualPlainAttention) {
   }
 }
 
-// Split mode with combine: the call's own merge has combine_attention's bits; a call
-// whose keys do not start at slot 0 cannot combine.
-TEST(AttentionSplits, CombineInTheCallEqualsTheCombineOp) {
-  auto be = make_cpu_backend(2);
-  const int n_qh = 4, hd = 32;
-  const int64_t n = 700, split = 64;
-  const Keys ks = random_keys(n, hd, 21);
-  std::mt19937 rng(5);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  std::vector<float> q(static_cast<size_t>(n_qh * hd));
-  for (float& x : q) x = nd(rng);
-  const int64_t slots = (n + split - 1) / split;
-  const Partials p = split_calls(*be, q, n_qh, hd, n - 1, split, slots, {cut(ks, {0, 640, 699, 700})});
-  std::vector<float> want(q.size(), NAN), want_lse(static_cast<size_t>(n_qh), NAN);
-  be->combine_attention(p.o.data(), p.lse.data(), static_cast<int>(slots), 1, n_qh, hd, want.data(),
-                        int64_t{n_qh} * hd, want_lse.data());
-
-  Partials mine;
-  mine.o.assign(p.o.size(), NAN);
-  mine.lse.assign(p.lse.size(), NAN);
-  std::vector<float> got(q.size(), NAN), got_lse(static_cast<size_t>(n_qh), NAN);
-  AttnArgs a = base_args(q, n_qh, hd, n - 1);
-  a.pieces = cut(ks, {0, 640, 699, 700});
-  a.split_keys = split;
-  a.part_o = mine.o.data();
-  a.part_o_slot_stride = int64_t{n_qh} * hd;
-  a.part_lse = mine.lse.data();
-  a.part_lse_slot_stride = n_qh;
-  a.combine = true;
-  a.out = got.data();
-  a.lse = got_lse.data();
-  be->attention(a);
-  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
-  EXPECT_EQ(0, std::memcmp(got_lse.data(), want_lse.data(), got_lse.size() * sizeof(float)));
-
-  a.pieces = cut(ks, {64, 700});
-  try {
-    be->attention(a);
-    FAIL() << "a combine from slot 1 was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("slot"), std::string::npos) << e.what();
-  }
-}
-
 // One call over [whole blocks | partial block | new token] (a resident head) and one
 // call per block group (an offloaded head streamed in fills) give every slot the
 // same bits: block starts are split starts, and the same pieces meet inside splits.

@@ -84,13 +84,6 @@ void attention_splits(ThreadPool& pool, const AttnArgs& a) {
                          a.part_lse + s * a.part_lse_slot_stride);
     }
   });
-  if (!a.combine) return;
-  HI_CHECK(first == 0, "attention: combine needs every slot from 0; the first key is at position " << first);
-  HI_CHECK(a.out, "attention: combine needs out");
-  cpu_combine_slots(pool,
-                    CpuSlots{a.part_o, a.part_lse, static_cast<int>((end - 1) / S + 1), a.n_q, a.n_qh, a.head_dim,
-                             a.part_o_slot_stride, a.out_stride, a.part_lse_slot_stride},
-                    a.out, a.out_stride, a.lse);
 }
 
 }  // namespace
@@ -196,47 +189,39 @@ void cpu_merge_attention(float* o_a, float* lse_a, const float* o_b, const float
   }
 }
 
-void cpu_combine_slots(ThreadPool& pool, const CpuSlots& c, float* out, int64_t out_stride, float* lse) {
-  const int64_t rows = static_cast<int64_t>(c.n_q) * c.n_qh;
-  const int hd = c.head_dim;
+void cpu_combine_attention(ThreadPool& pool, const float* part_o, const float* part_lse, int n_slots, int n_q,
+                           int n_qh, int head_dim, float* out, int64_t out_stride, float* lse) {
+  const int64_t rows = static_cast<int64_t>(n_q) * n_qh;
   auto body = [&](int64_t r0, int64_t r1) {
-    std::vector<float> acc(static_cast<size_t>(hd));
+    std::vector<float> acc(static_cast<size_t>(head_dim));
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t t = r / c.n_qh, h = r % c.n_qh;
       // Two passes over the slots in slot order: the largest lse, then the weighted sum.
       float mx = kNegInf;
-      for (int s = 0; s < c.n_slots; ++s) mx = std::max(mx, c.lse[s * c.lse_slot_stride + r]);
+      for (int s = 0; s < n_slots; ++s) mx = std::max(mx, part_lse[s * rows + r]);
       std::fill(acc.begin(), acc.end(), 0.f);
       float wsum = 0.f;
       if (mx != kNegInf) {
-        for (int s = 0; s < c.n_slots; ++s) {
-          const float l = c.lse[s * c.lse_slot_stride + r];
+        for (int s = 0; s < n_slots; ++s) {
+          const float l = part_lse[s * rows + r];
           if (l == kNegInf) continue;  // no keys: its values are never read
           const float w = std::exp(l - mx);
-          const float* o = c.o + s * c.o_slot_stride + t * c.o_tok_stride + h * hd;
-          for (int d = 0; d < hd; ++d) acc[static_cast<size_t>(d)] += w * o[d];
+          const float* o = part_o + (s * rows + r) * head_dim;
+          for (int d = 0; d < head_dim; ++d) acc[static_cast<size_t>(d)] += w * o[d];
           wsum += w;
         }
       }
-      float* dst = out + t * out_stride + h * hd;
+      const int64_t t = r / n_qh, h = r % n_qh;
+      float* dst = out + t * out_stride + h * head_dim;
       const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
-      for (int d = 0; d < hd; ++d) dst[d] = acc[static_cast<size_t>(d)] * inv;
+      for (int d = 0; d < head_dim; ++d) dst[d] = acc[static_cast<size_t>(d)] * inv;
       if (lse) lse[r] = wsum > 0.f ? mx + std::log(wsum) : kNegInf;
     }
   };
   // Waking the pool costs more than a decode step's few rows of a few slots.
-  if (rows * c.n_slots * hd < (int64_t{1} << 16))
+  if (rows * n_slots * head_dim < (int64_t{1} << 16))
     body(0, rows);
   else
     pool.parallel_for(rows, body);
-}
-
-void cpu_combine_attention(ThreadPool& pool, const float* part_o, const float* part_lse, int n_slots, int n_q,
-                           int n_qh, int head_dim, float* out, int64_t out_stride, float* lse) {
-  const int64_t rows = static_cast<int64_t>(n_q) * n_qh;
-  cpu_combine_slots(pool, CpuSlots{part_o, part_lse, n_slots, n_q, n_qh, head_dim, rows * head_dim,
-                                   int64_t{n_qh} * head_dim, rows},
-                    out, out_stride, lse);
 }
 
 }  // namespace headinfer

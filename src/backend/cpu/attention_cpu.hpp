@@ -24,16 +24,6 @@ void cpu_attention_rows(const AttnArgs& a, int64_t r0, int64_t r1, int64_t k_beg
                         int64_t out_stride, float* lse);
 void cpu_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                          int head_dim, int64_t stride_a, int64_t stride_b);
-// n_slots split partials of rows r = t * n_qh + h: slot s's row r at o[s * o_slot_stride
-// + t * o_tok_stride + h * head_dim] and lse[s * lse_slot_stride + r].
-struct CpuSlots {
-  const float* o;
-  const float* lse;
-  int n_slots, n_q, n_qh, head_dim;
-  int64_t o_slot_stride, o_tok_stride, lse_slot_stride;
-};
-void cpu_combine_slots(ThreadPool& pool, const CpuSlots& part, float* out, int64_t out_stride, float* lse);
-// The same for slots laid out [slot][row][head_dim] and [slot][row].
 void cpu_combine_attention(ThreadPool& pool, const float* part_o, const float* part_lse, int n_slots, int n_q,
                            int n_qh, int head_dim, float* out, int64_t out_stride, float* lse);
 

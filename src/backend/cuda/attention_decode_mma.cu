@@ -26,7 +26,6 @@
 #include <cmath>
 
 #include "backend/cuda/attention_common.cuh"
-#include "backend/cuda/combine_slots.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -232,7 +231,6 @@ __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnPar
       if (lp) lp[head * p.lse_head_stride] = any ? (mx + log2f(lsum)) * kLn2 : -INFINITY;
     }
   }
-  if (p.combine_counters) combine_if_last_split(p, r0, nr, head);
 }
 
 template <typename T, int D>

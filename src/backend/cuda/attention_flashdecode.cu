@@ -23,7 +23,6 @@
 #include <cstdlib>
 
 #include "backend/cuda/attention_common.cuh"
-#include "backend/cuda/combine_slots.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -290,7 +289,6 @@ __global__ void __launch_bounds__(kThreads) attn_decode_kernel(const AttnParams 
       if (lp) lp[head * p.lse_head_stride] = any ? (mx + log2f(lsum)) * kLn2 : -INFINITY;
     }
   }
-  if (p.combine_counters) combine_if_last_split(p, r0, nr, head);
 }
 
 // Block steps the decode kernel prefetches ahead into L2: HEADINFER_CUDA_DECODE_PREFETCH

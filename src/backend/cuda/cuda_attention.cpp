@@ -127,8 +127,7 @@ void CudaBackend::attention(const AttnArgs& a) {
     launch_attention_kernel(prm, b.splits, kern, a.kv_dtype);
     base += b.splits;
   }
-  const cuda::SlotPartials sp{part, part + o_elems, slots, R, a.n_qh, D, prm.o_slot_stride, prm.o_tok_stride, R};
-  cuda::launch_attention_combine(sp, a.out, a.out_stride, a.lse, stream_);
+  cuda::launch_attention_combine(part, part + o_elems, slots, R, a.n_qh, D, a.out, a.out_stride, a.lse, stream_);
 }
 
 // cuDNN's fused attention for big calls whose every KV piece is either entirely
@@ -190,16 +189,14 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
 // No heap allocation: the host side of a decode step is a few hundred of these.
 // Several KV heads run as one launch (a grid dimension per head) when a decode
 // kernel serves the rows: the same blocks and tiles per head as a launch per head,
-// so the same bits. Other kernels take them one head at a time. With a.combine, a
-// single decode launch merges the slots itself; otherwise the combine kernel follows.
+// so the same bits. Other kernels take them one head at a time.
 void CudaBackend::attention_splits(const AttnArgs& a, int R) {
   const int64_t S = a.split_keys;
   HI_CHECK(a.q && a.part_o && a.part_lse, "cuda attention: split mode needs q, part_o and part_lse");
   bool aligned = true;
-  int64_t first = -1, end = -1;
+  int64_t end = -1;
   for (const KvPiece& p : a.pieces) {
     if (p.n_tokens <= 0) continue;
-    if (first < 0) first = p.pos0;
     HI_CHECK(p.k && p.v, "cuda attention: a KV piece of " << p.n_tokens << " tokens has a null K or V");
     HI_CHECK(end < 0 || p.pos0 == end, "cuda attention: split mode needs pieces contiguous in position; a piece at "
                                            << p.pos0 << " follows one ending at " << end);
@@ -216,9 +213,6 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
   // offloaded head's per-fill calls run the same kernel.
   const AttnKernel kern = attn_kernel(R, a.kv_dtype, a.head_dim, aligned);
   const bool multi_head = kern.path == Path::kDecode || kern.path == Path::kDecodeMma;
-  HI_CHECK(!a.combine || a.out, "cuda attention: combine needs out");
-  HI_CHECK(!a.combine || first == 0,
-           "cuda attention: combine needs every slot from 0; the first key is at position " << first);
   if (a.n_kv_heads > 1 && (!debug_.decode_heads || !multi_head || a.n_kv_heads > 65535)) {
     for (int j = 0; j < a.n_kv_heads; ++j) attention_splits(attention_head(a, j), R);
     return;
@@ -236,8 +230,6 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
   PieceTable& t = prm.pieces;
   t.n = 0;
   t.start[0] = 0;
-  int launches = 0;
-  bool combined = false;
   // Launches table entries [0, count) and moves the rest to the front.
   auto launch_first = [&](int count) {
     const int n = t.n;
@@ -247,19 +239,6 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
     const int64_t splits = ceil_div(t.start[count], S);
     HI_CHECK(splits <= 65535, "cuda attention: " << splits << " splits of " << S
                                                  << " keys in one launch exceed the grid (at most 65535)");
-    // The call's only launch, every slot from 0: its last split blocks combine.
-    const int64_t tiles = ceil_div(R, kern.path == Path::kDecodeMma ? cuda::attention_decode_mma_rows()
-                                                                    : cuda::attention_decode_rows(R)) *
-                          std::max(1, prm.n_heads);
-    if (a.combine && multi_head && debug_.fused_combine && launches == 0 && count == n && prm.slot_base == 0 &&
-        tiles <= kCombineCounters) {
-      prm.combine_counters = combine_counters();
-      prm.combine_out = a.out;
-      prm.combine_lse = a.lse;
-      prm.combine_lse_head_stride = a.lse_head_stride;
-      combined = true;
-    }
-    ++launches;
     launch_attention_kernel(prm, static_cast<int>(splits), kern, a.kv_dtype);
     const int64_t shift = t.start[count];
     for (int j = count; j < n; ++j) {
@@ -291,15 +270,6 @@ void CudaBackend::attention_splits(const AttnArgs& a, int R) {
     ++t.n;
   }
   launch_first(t.n);
-  if (!a.combine || combined) return;
-  const int n_slots = static_cast<int>(ceil_div(end, S));
-  for (int j = 0; j < a.n_kv_heads; ++j) {
-    const int64_t off = static_cast<int64_t>(j) * a.n_qh * a.head_dim;
-    const cuda::SlotPartials sp{a.part_o + off, a.part_lse + static_cast<int64_t>(j) * a.n_qh, n_slots, R, a.n_qh,
-                                a.head_dim, a.part_o_slot_stride, a.out_stride, a.part_lse_slot_stride};
-    cuda::launch_attention_combine(sp, a.out + off, a.out_stride, a.lse ? a.lse + j * a.lse_head_stride : nullptr,
-                                   stream_);
-  }
 }
 
 }  // namespace headinfer::cuda_backend_detail

@@ -73,9 +73,6 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
-  // HEADINFER_CUDA_FUSED_COMBINE=0: split-mode calls with combine launch the combine
-  // kernel after the decode kernel instead of merging in its last split blocks.
-  bool fused_combine = true;
   // HEADINFER_CUDA_FUSED_NORM=0: matmul_add_rmsnorm as a GEMV and a norm kernel, not
   // the GEMV with the norm in its last block.
   bool fused_norm = true;
@@ -96,7 +93,6 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_FUSED_COMBINE")) d.fused_combine = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSED_NORM")) d.fused_norm = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
@@ -142,8 +138,8 @@ class CudaBackend final : public Backend {
     // Scratch the ops need is taken now, so it is part of the device overhead a plan
     // measures before anything else is allocated (decode split-KV partials fit).
     part_.get(kPartialsReserve, stream_);
-    counters_.get((kCombineCounters + 1) * sizeof(unsigned), stream_);
-    HI_CUDA_CHECK(cudaMemsetAsync(combine_counters(), 0, (kCombineCounters + 1) * sizeof(unsigned), stream_));
+    norm_counter_.get(sizeof(unsigned), stream_);
+    HI_CUDA_CHECK(cudaMemsetAsync(norm_counter(), 0, sizeof(unsigned), stream_));
     if (!debug_.no_cudnn) cudnn_ = cuda::make_cudnn_attention(stream_, cudnn_why_);
     ids_.get(size_t{64} << 10, stream_);
     mem_->sample_driver();
@@ -327,9 +323,8 @@ class CudaBackend final : public Backend {
     if (rows <= 0 || n_slots <= 0) return;
     HI_CHECK(rows < INT_MAX, "cuda combine_attention: " << rows << " rows is too many");
     use();
-    const cuda::SlotPartials sp{part_o, part_lse, n_slots, static_cast<int>(rows), n_qh, head_dim,
-                                rows * head_dim, int64_t{n_qh} * head_dim, rows};
-    cuda::launch_attention_combine(sp, out, out_stride, lse, stream_);
+    cuda::launch_attention_combine(part_o, part_lse, n_slots, static_cast<int>(rows), n_qh, head_dim, out, out_stride,
+                                   lse, stream_);
   }
 
   void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
@@ -568,14 +563,10 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasGemm> gemm_;
   cuda::ScratchBuffer part_, ids_;
-  // Counters of the kernels whose last block finishes a grid's work (zero between
-  // launches): the decode kernels' combine (one per row tile and KV head of a launch),
-  // then the GEMV's norm. Allocated once at construction (a scratch buffer's smallest
-  // size, 1 MiB), never grown.
-  static constexpr int64_t kCombineCounters = (int64_t{1} << 20) / sizeof(unsigned) - 1;
-  cuda::ScratchBuffer counters_;
-  unsigned* combine_counters() { return static_cast<unsigned*>(counters_.get(0, stream_)); }
-  unsigned* norm_counter() { return combine_counters() + kCombineCounters; }
+  // The counter of the GEMV whose last block runs the norm (zero between launches),
+  // allocated once at construction and never grown.
+  cuda::ScratchBuffer norm_counter_;
+  unsigned* norm_counter() { return static_cast<unsigned*>(norm_counter_.get(0, stream_)); }
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
   std::string cudnn_why_;
   bool attention_cudnn(const AttnArgs& a, const std::vector<const KvPiece*>& pieces);

@@ -164,7 +164,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                     const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int64_t out_stride,
                     int prefetch_lines, const NormTail norm) {
   gemv_warp_rows<T, N, kUnroll, RW, kGlu>(w, R, C, x, x_stride, bias, bias_dt, out, out_stride, prefetch_lines);
-  if constexpr (kNorm) add_rmsnorm_last_block(norm, out);
+  if constexpr (kNorm) add_rmsnorm_last_block<kWarps>(norm, out);
 }
 
 // Any shape and alignment (odd C, x_stride not a multiple of 4): one row per warp,
@@ -289,7 +289,7 @@ bool launch_gemv_add_rmsnorm(const float* x, int64_t x_stride, int n, const void
                              float* y, const NormTail& norm, cudaStream_t s) {
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   const bool vec = C % 8 == 0 && x_stride % 4 == 0 && aligned(w) && aligned(x);
-  if (!vec || n != 1 || R != norm.cols || norm.cols % 4 != 0 || norm.cols / 4 > 4096 || !aligned(y) ||
+  if (!vec || n != 1 || R != norm.cols || norm.cols % 4 != 0 || norm.cols / 4 > 1024 || !aligned(y) ||
       !aligned(norm.x) || !aligned(norm.out) || (wdt != DType::BF16 && wdt != DType::F16))
     return false;
   if (wdt == DType::BF16)

@@ -99,7 +99,7 @@ struct NormTail {
   float* out;
   unsigned* counter;
 };
-// launch_gemv for one row of x (out = y, R = norm.cols), then the norm in its last block:
+// launch_gemv for one row of x (out = y, R = norm.cols <= 4096), then the norm in its last block:
 // the bits of launch_gemv followed by launch_add_rmsnorm. False (nothing launched) where
 // the vector path or the norm's register kernel would not take the shapes.
 bool launch_gemv_add_rmsnorm(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C,
@@ -163,16 +163,6 @@ struct AttnParams {
   // Keys at positions below this were written before the previous kernel of the stream
   // (AttnArgs::settled_pos): a kernel may copy them before its grid dependency wait.
   int64_t settled_pos;
-  // The split-KV combine inside the decode kernels (combine_slots.cuh), when
-  // combine_counters is set (slot_base 0; launch_attention_decode*, else null): the
-  // launch writes every slot [0, gridDim.y) of its row tiles, and the last split block
-  // of each (row tile, head) merges them into combine_out (rows laid out as o without
-  // the slot) and combine_lse + head * combine_lse_head_stride + r (may be null).
-  // combine_counters: gridDim.x * gridDim.z zeros, left zero.
-  unsigned* combine_counters;
-  float* combine_out;
-  float* combine_lse;
-  int64_t combine_lse_head_stride;
 };
 
 // Tensor-core flash attention: BF16 or F16 KV, head_dim 64 or 128, 16-byte aligned
@@ -223,16 +213,9 @@ int attention_decode_mma_rows();
 int attention_decode_mma_blocks_per_sm(DType kv, int head_dim);
 void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
 
-// n_slots partial results of n_rows rows r = t * n_qh + h: row r of slot s at
-// o[s * o_slot_stride + t * o_tok_stride + h * head_dim] and lse[s * lse_slot_stride + r].
-struct SlotPartials {
-  const float* o;
-  const float* lse;
-  int n_slots, n_rows, n_qh, head_dim;
-  int64_t o_slot_stride, o_tok_stride, lse_slot_stride;
-};
-// Combines the slots into out[t * out_stride + h * head_dim + d] and lse[r] (lse may be
-// null), value for value as the decode kernels' own combine does.
-void launch_attention_combine(const SlotPartials& part, float* out, int64_t out_stride, float* lse, cudaStream_t s);
+// Combines n_slots partial results ([slot][row][head_dim] and [slot][row]) into
+// out[t * out_stride + h * head_dim + d] and lse[r] (lse may be null).
+void launch_attention_combine(const float* part_o, const float* part_lse, int n_slots, int n_rows, int n_qh,
+                              int head_dim, float* out, int64_t out_stride, float* lse, cudaStream_t s);
 
 }  // namespace headinfer::cuda

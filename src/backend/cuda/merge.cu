@@ -1,10 +1,8 @@
 // Merge of two partial attention results over disjoint keys by log-sum-exp, and the
 // combine of split-KV partials. A side whose lse is -inf (all keys masked) has no
 // weight and its values are never read into the result (they may be garbage).
-#include <climits>
 #include <cmath>
 
-#include "backend/cuda/combine_slots.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -40,25 +38,121 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (lane == 0) lse_a[r] = m + logf(wa + wb);
 }
 
-// Combine of split partials: a thread per output value, each evaluating
-// combine_slot_value over the slots (the decode kernels' own combine does the same).
-constexpr int kCombineThreads = 128;
+// Combine of split partials, latency-bound (a few microseconds matter per decode
+// step): block (row r, chunk of kCd dims); kGroups groups of threads take slots
+// g, g + kGroups, ... Every thread first issues the loads of its first kPre slots
+// (outputs and lse), then the block reduces (max, sum of weights) over all slots' lse
+// with a running max, so one memory latency covers most of the work; the groups' sums
+// meet in shared memory.
+constexpr int kCombineThreads = 256;
+constexpr int kPre = 4;
 
+__device__ __forceinline__ void online_pair(float& m, float& s, float m2, float s2) {
+  const float mn = fmaxf(m, m2);
+  if (mn == -INFINITY) return;  // both empty
+  s = s * expf(m - mn) + s2 * expf(m2 - mn);
+  m = mn;
+}
+
+template <int V, int kCd>
 __global__ void __launch_bounds__(kCombineThreads)
-    combine_kernel(const SlotPartials c, float* __restrict__ out, int64_t out_stride, float* __restrict__ lse) {
+    combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse, int n_slots, int n_rows,
+                   int n_qh, int head_dim, float* __restrict__ out, int64_t out_stride, float* __restrict__ lse) {
+  constexpr int kTps = kCd / V;                     // threads per slot
+  constexpr int kGroups = kCombineThreads / kTps;  // slots in parallel
+  constexpr int kParts = kCombineThreads / kCd;
+  __shared__ float red_m[kCombineThreads / 32], red_s[kCombineThreads / 32];
+  __shared__ float acc_s[kGroups][kCd];
+  __shared__ float part_s[kParts][kCd];
   pdl_wait();  // launched as a programmatic dependent of the attention kernel
   pdl_launch_dependents();
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * kCombineThreads + threadIdx.x;
-  if (i >= static_cast<int64_t>(c.n_rows) * c.head_dim) return;
-  const int r = static_cast<int>(i / c.head_dim), d = static_cast<int>(i % c.head_dim);
-  const int t = r / c.n_qh, h = r % c.n_qh;
-  const int64_t row = t * c.o_tok_stride + static_cast<int64_t>(h) * c.head_dim + d;
-  float l;
-  const float v = combine_slot_value(
-      c.n_slots, [&](int s) { return c.lse[s * c.lse_slot_stride + r]; },
-      [&](int s) { return c.o[s * c.o_slot_stride + row]; }, l);
-  out[t * out_stride + static_cast<int64_t>(h) * c.head_dim + d] = v;
-  if (lse && d == 0) lse[r] = l;
+  const int r = blockIdx.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = tid / kTps, c = (tid % kTps) * V;
+  const int d = blockIdx.y * kCd + c;
+  const bool dim_ok = d < head_dim;
+
+  // Outputs and lse of this thread's first kPre slots, in flight during the reduction.
+  float pre_o[kPre][V], pre_l[kPre];
+#pragma unroll
+  for (int i = 0; i < kPre; ++i) {
+    const int s = g + i * kGroups;
+    pre_l[i] = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < V; ++e) pre_o[i][e] = 0.f;
+    if (s < n_slots) {
+      pre_l[i] = part_lse[static_cast<int64_t>(s) * n_rows + r];
+      if (dim_ok) {
+        const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d;
+        if constexpr (V == 4) {
+          const float4 v = *reinterpret_cast<const float4*>(po);
+          pre_o[i][0] = v.x;
+          pre_o[i][1] = v.y;
+          pre_o[i][2] = v.z;
+          pre_o[i][3] = v.w;
+        } else {
+          pre_o[i][0] = *po;
+        }
+      }
+    }
+  }
+
+  float m = -INFINITY, sum = 0.f;
+  for (int s = tid; s < n_slots; s += kCombineThreads)
+    online_pair(m, sum, part_lse[static_cast<int64_t>(s) * n_rows + r], 1.f);
+  for (int off = 16; off > 0; off >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, sum, off);
+    online_pair(m, sum, m2, s2);
+  }
+  if (lane == 0) {
+    red_m[warp] = m;
+    red_s[warp] = sum;
+  }
+  __syncthreads();
+  m = red_m[0];
+  sum = red_s[0];
+  for (int w = 1; w < kCombineThreads / 32; ++w) online_pair(m, sum, red_m[w], red_s[w]);
+
+  float acc[V];
+#pragma unroll
+  for (int e = 0; e < V; ++e) acc[e] = 0.f;
+  if (m != -INFINITY) {
+#pragma unroll
+    for (int i = 0; i < kPre; ++i) {
+      const float w = pre_l[i] == -INFINITY ? 0.f : expf(pre_l[i] - m);
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[e] = fmaf(w, pre_o[i][e], acc[e]);
+    }
+    if (dim_ok) {
+      for (int s = g + kPre * kGroups; s < n_slots; s += kGroups) {
+        const float l = part_lse[static_cast<int64_t>(s) * n_rows + r];
+        const float w = l == -INFINITY ? 0.f : expf(l - m);
+        const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d;
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[e] = fmaf(w, po[e], acc[e]);
+      }
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < V; ++e) acc_s[g][c + e] = acc[e];
+  __syncthreads();
+  {
+    const int cc = tid % kCd, part = tid / kCd;
+    float t = 0.f;
+    for (int k = part; k < kGroups; k += kParts) t += acc_s[k][cc];
+    part_s[part][cc] = t;
+  }
+  __syncthreads();
+  if (tid < kCd) {
+    const int dd = blockIdx.y * kCd + tid;
+    float tot = 0.f;
+#pragma unroll 8
+    for (int k = 0; k < kParts; ++k) tot += part_s[k][tid];
+    const int t = r / n_qh, h = r % n_qh;
+    const bool any = m != -INFINITY && sum > 0.f;
+    if (dd < head_dim) out[t * out_stride + static_cast<int64_t>(h) * head_dim + dd] = any ? tot / sum : 0.f;
+    if (lse && blockIdx.y == 0 && tid == 0) lse[r] = any ? m + logf(sum) : -INFINITY;
+  }
 }
 
 }  // namespace
@@ -72,12 +166,25 @@ void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const fl
   HI_CUDA_CHECK_LAUNCH("merge_kernel");
 }
 
-void launch_attention_combine(const SlotPartials& part, float* out, int64_t out_stride, float* lse, cudaStream_t s) {
-  if (part.n_rows <= 0 || part.n_slots <= 0) return;
-  const int64_t n = static_cast<int64_t>(part.n_rows) * part.head_dim;
-  HI_CHECK(n / kCombineThreads < INT_MAX, "cuda attention: " << part.n_rows << " rows to combine are too many");
-  const dim3 grid(static_cast<unsigned>((n + kCombineThreads - 1) / kCombineThreads));
-  launch_maybe_pdl(combine_kernel, grid, dim3(kCombineThreads), 0, s, part, out, out_stride, lse);
+void launch_attention_combine(const float* part_o, const float* part_lse, int n_slots, int n_rows, int n_qh,
+                              int head_dim, float* out, int64_t out_stride, float* lse, cudaStream_t s) {
+  if (n_rows <= 0) return;
+  HI_CHECK(head_dim <= kSimtMaxHeadDim, "cuda attention: head_dim " << head_dim << " exceeds " << kSimtMaxHeadDim);
+  // Few rows (decode): narrow dim chunks, so many blocks share the slots; many rows
+  // (prefill splits): wide chunks.
+  if (head_dim % 4 == 0 && n_rows <= 64) {
+    const dim3 grid(n_rows, (head_dim + 7) / 8);
+    launch_maybe_pdl(combine_kernel<4, 8>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows, n_qh,
+                     head_dim, out, out_stride, lse);
+  } else if (head_dim % 4 == 0) {
+    const dim3 grid(n_rows, (head_dim + 31) / 32);
+    launch_maybe_pdl(combine_kernel<4, 32>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows,
+                     n_qh, head_dim, out, out_stride, lse);
+  } else {
+    const dim3 grid(n_rows, (head_dim + 31) / 32);
+    launch_maybe_pdl(combine_kernel<1, 32>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows,
+                     n_qh, head_dim, out, out_stride, lse);
+  }
   HI_CUDA_CHECK_LAUNCH("combine_kernel");
 }
 
