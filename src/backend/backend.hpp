@@ -204,15 +204,6 @@ class Backend {
     add(x, y, static_cast<int64_t>(n) * w.rows * w.cols);
     rmsnorm(x, w, eps, n, out);
   }
-  // matmul_strided(x, x_stride, n, w, nullptr, y), then add_rmsnorm(resid, y, norm_w, eps,
-  // n, out): the projection that ends a residual branch, the residual add and the next
-  // norm. Same values as those two ops; a backend may run the norm in the matmul's last
-  // block (the CUDA GEMV of decode: one launch per layer boundary fewer).
-  virtual void matmul_add_rmsnorm(const float* x, int64_t x_stride, int n, const Mat& w, float* y, float* resid,
-                                  const Mat& norm_w, float eps, float* out) {
-    matmul_strided(x, x_stride, n, w, nullptr, y);
-    add_rmsnorm(resid, y, norm_w, eps, n, out);
-  }
   // Converts f32 rows into KV dtype rows at dst (a slab or buffer).
   virtual void store_kv(const float* src, int64_t src_stride, int n, int head_dim, DType kv_dtype, void* dst) = 0;
   // store_kv of the K and V rows of n_heads KV heads in one op (a layer's new tokens):

@@ -142,12 +142,6 @@ void ProfilingBackend::matmul_swiglu(const float* x, int n, const Mat& w_gate_up
   timed(Phase::Gemm, "matmul_swiglu", [&] { inner_.matmul_swiglu(x, n, w_gate_up, gu); }, &w_gate_up);
 }
 
-void ProfilingBackend::matmul_add_rmsnorm(const float* x, int64_t x_stride, int n, const Mat& w, float* y, float* resid,
-                                          const Mat& norm_w, float eps, float* out) {
-  timed(Phase::Gemm, "matmul_add_rmsnorm",
-        [&] { inner_.matmul_add_rmsnorm(x, x_stride, n, w, y, resid, norm_w, eps, out); }, &w);
-}
-
 void ProfilingBackend::combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,
                                          int head_dim, float* out, int64_t out_stride, float* lse) {
   timed(Phase::Attention, "combine_attention",

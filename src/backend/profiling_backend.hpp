@@ -86,8 +86,6 @@ class ProfilingBackend final : public Backend {
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override;
   void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override;
   void matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) override;
-  void matmul_add_rmsnorm(const float* x, int64_t x_stride, int n, const Mat& w, float* y, float* resid,
-                          const Mat& norm_w, float eps, float* out) override;
   void rope(const RopeArgs& a) override;
   void attention(const AttnArgs& a) override;
   void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,

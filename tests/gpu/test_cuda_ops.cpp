@@ -399,52 +399,6 @@ TEST(CudaOps, MatmulSwigluEqualsMatmulThenSwiglu) {
   }
 }
 
-// The projection ending a residual branch with the residual add and the next norm in
-// one op (decode: the norm in the GEMV's last block) has the bits of matmul_strided then
-// add_rmsnorm, for every shape of the norm's register kernel and a second call alike
-// (its counter left at zero); other shapes and rows fall back to the two ops.
-TEST(CudaOps, MatmulAddRmsNormEqualsTheTwoOps) {
-  HI_REQUIRE_CUDA();
-  std::mt19937 rng(33);
-  struct Shape {
-    int64_t hidden, cols, stride;
-  };
-  const Shape shapes[] = {{4096, 4096, 4096}, {4096, 1000, 2000}, {8192, 512, 512},
-                          {16384, 256, 256},  {256, 64, 64},      {4098, 64, 64}};
-  const float eps = 1e-5f;
-  for (DType dt : {DType::BF16, DType::F16}) {
-    for (DType norm_dt : {DType::F32, DType::BF16}) {
-      for (const Shape& sh : shapes) {
-        for (int n : {1, 2}) {
-          SCOPED_TRACE(std::string(dtype_name(dt)) + " norm " + dtype_name(norm_dt) + " n=" + std::to_string(n) +
-                       " hidden=" + std::to_string(sh.hidden) + " cols=" + std::to_string(sh.cols));
-          const int64_t H = sh.hidden;
-          std::vector<float> x = randn(n * sh.stride, rng), w = randn(H * sh.cols, rng, 0.05f),
-                             resid = randn(n * H, rng, 3.f), nw = randn(H, rng);
-          std::vector<uint8_t> wb = encode(dt, w), nb = encode(norm_dt, nw);
-          std::vector<std::shared_ptr<const void>> keep;
-          Mat mw = gpu().prepare(Tensor{"w", dt, {H, sh.cols}, wb.data()}, keep);
-          Mat mn = gpu().prepare(Tensor{"norm", norm_dt, {H}, nb.data()}, keep);
-          DevBuf dx = to_device(x), rx = to_device(resid), ry = poisoned(n * H), rout = poisoned(n * H);
-          gpu().matmul_strided(dx.f(), sh.stride, n, mw, nullptr, ry.f());
-          gpu().add_rmsnorm(rx.f(), ry.f(), mn, eps, n, rout.f());
-          const std::vector<float> want_y = to_host(ry, n * H), want_x = to_host(rx, n * H),
-                                   want_out = to_host(rout, n * H);
-          for (float v : want_out) ASSERT_FALSE(std::isnan(v)) << "the two ops left an output unwritten";
-          for (int rep = 0; rep < 2; ++rep) {
-            DevBuf fx = to_device(resid), fy = poisoned(n * H), fout = poisoned(n * H);
-            gpu().matmul_add_rmsnorm(dx.f(), sh.stride, n, mw, fy.f(), fx.f(), mn, eps, fout.f());
-            const std::vector<float> y = to_host(fy, n * H), xs = to_host(fx, n * H), out = to_host(fout, n * H);
-            EXPECT_EQ(0, std::memcmp(y.data(), want_y.data(), y.size() * sizeof(float))) << "y, call " << rep;
-            EXPECT_EQ(0, std::memcmp(xs.data(), want_x.data(), xs.size() * sizeof(float))) << "x, call " << rep;
-            EXPECT_EQ(0, std::memcmp(out.data(), want_out.data(), out.size() * sizeof(float))) << "out, call " << rep;
-          }
-        }
-      }
-    }
-  }
-}
-
 // Input rows further apart than the weight's columns (the down projection reading
 // the gate half of fused rows): the numbers of the packed input.
 TEST(CudaOps, MatmulStridedInputEqualsPacked) {

@@ -73,9 +73,6 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
-  // HEADINFER_CUDA_FUSED_NORM=0: matmul_add_rmsnorm as a GEMV and a norm kernel, not
-  // the GEMV with the norm in its last block.
-  bool fused_norm = true;
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -93,7 +90,6 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_FUSED_NORM")) d.fused_norm = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -138,8 +134,6 @@ class CudaBackend final : public Backend {
     // Scratch the ops need is taken now, so it is part of the device overhead a plan
     // measures before anything else is allocated (decode split-KV partials fit).
     part_.get(kPartialsReserve, stream_);
-    norm_counter_.get(sizeof(unsigned), stream_);
-    HI_CUDA_CHECK(cudaMemsetAsync(norm_counter(), 0, sizeof(unsigned), stream_));
     if (!debug_.no_cudnn) cudnn_ = cuda::make_cudnn_attention(stream_, cudnn_why_);
     ids_.get(size_t{64} << 10, stream_);
     mem_->sample_driver();
@@ -351,14 +345,6 @@ class CudaBackend final : public Backend {
     cuda::launch_add_rmsnorm(x, y, w.data, w.dtype, eps, n, w.rows * w.cols, out, stream_);
   }
 
-  void matmul_add_rmsnorm(const float* x, int64_t x_stride, int n, const Mat& w, float* y, float* resid,
-                          const Mat& norm_w, float eps, float* out) override {
-    use();
-    const cuda::NormTail tail{resid, norm_w.data, norm_w.dtype, eps, norm_w.rows * norm_w.cols, out, norm_counter()};
-    if (!debug_.fused_norm || !gemm_->matmul_add_rmsnorm(x, x_stride, n, w, y, tail))
-      Backend::matmul_add_rmsnorm(x, x_stride, n, w, y, resid, norm_w, eps, out);
-  }
-
   void add(float* x, const float* y, int64_t n) override {
     use();
     cuda::launch_add(x, y, n, stream_);
@@ -563,10 +549,6 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasGemm> gemm_;
   cuda::ScratchBuffer part_, ids_;
-  // The counter of the GEMV whose last block runs the norm (zero between launches),
-  // allocated once at construction and never grown.
-  cuda::ScratchBuffer norm_counter_;
-  unsigned* norm_counter() { return static_cast<unsigned*>(norm_counter_.get(0, stream_)); }
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
   std::string cudnn_why_;
   bool attention_cudnn(const AttnArgs& a, const std::vector<const KvPiece*>& pieces);

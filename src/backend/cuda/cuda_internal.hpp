@@ -52,10 +52,6 @@ class CublasGemm {
   // would take the GEMV for these rows and the shape allows; false, nothing launched,
   // otherwise. gu: rows of w.rows floats, the SwiGLU in their first half.
   bool matmul_swiglu(const float* x, int n, const Mat& w, float* gu);
-  // The GEMV with add_rmsnorm in its last block (launch_gemv_add_rmsnorm) where matmul
-  // would take the GEMV for these rows and the shapes allow; false, nothing launched,
-  // otherwise.
-  bool matmul_add_rmsnorm(const float* x, int64_t x_stride, int n, const Mat& w, float* y, const NormTail& norm);
   // Always cuBLAS (benchmarks compare it with the GEMV kernel).
   void matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
 

@@ -17,7 +17,6 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
-#include "backend/cuda/rmsnorm_tail.cuh"
 
 namespace headinfer::cuda {
 namespace {
@@ -59,10 +58,11 @@ __device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
 // kGlu: W is [gate; up] (R = 2 * half rows) and the warp's two rows are gate row g and
 // up row g + half; it writes silu(gate) * up to out[t * out_stride + g], the SwiGLU of
 // the two rows (exactly as swiglu_kernel computes it from their separate outputs).
-template <typename T, int N, int kUnroll, int RW, bool kGlu>
-__device__ __forceinline__ void gemv_warp_rows(const T* __restrict__ w, int R, int C, const float* __restrict__ x,
-                                               int64_t x_stride, const void* __restrict__ bias, DType bias_dt,
-                                               float* __restrict__ out, int64_t out_stride, int prefetch_lines) {
+template <typename T, int N, int kUnroll, int RW, bool kGlu = false>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_vec_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
+                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int64_t out_stride,
+                    int prefetch_lines) {
   static_assert(!kGlu || RW == 2, "a SwiGLU warp owns one gate row and its up row");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int half = R / 2;
@@ -157,16 +157,6 @@ __device__ __forceinline__ void gemv_warp_rows(const T* __restrict__ w, int R, i
   }
 }
 
-// kNorm: the grid's last block then runs add_rmsnorm over the row (rmsnorm_tail.cuh).
-template <typename T, int N, int kUnroll, int RW, bool kGlu = false, bool kNorm = false>
-__global__ void __launch_bounds__(kWarps * 32)
-    gemv_vec_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
-                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int64_t out_stride,
-                    int prefetch_lines, const NormTail norm) {
-  gemv_warp_rows<T, N, kUnroll, RW, kGlu>(w, R, C, x, x_stride, bias, bias_dt, out, out_stride, prefetch_lines);
-  if constexpr (kNorm) add_rmsnorm_last_block<kWarps>(norm, out);
-}
-
 // Any shape and alignment (odd C, x_stride not a multiple of 4): one row per warp,
 // element loads. Only reached for shapes no Llama-style model has, so kept plain.
 template <typename T, int N>
@@ -208,7 +198,7 @@ void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, cons
   constexpr int rows_per_block = kWarps * RW;
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
   launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
-                   bias_dt, out, int64_t{0}, prefetch_lines<T>(R, C, prefetch_bytes), NormTail{});
+                   bias_dt, out, int64_t{0}, prefetch_lines<T>(R, C, prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
 }
 
@@ -257,8 +247,7 @@ void launch_glu_n(const T* w, int R, int C, const float* x, int64_t x_stride, fl
                   cudaStream_t s) {
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R / 2) + kWarps - 1) / kWarps);
   launch_maybe_pdl(gemv_vec_kernel<T, N, 2, 2, true>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride,
-                   nullptr, DType::F32, out, out_stride, prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes),
-                   NormTail{});
+                   nullptr, DType::F32, out, out_stride, prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel (SwiGLU)");
 }
 
@@ -271,33 +260,7 @@ void launch_glu_typed(const T* w, int R, int C, const float* x, int64_t x_stride
   }
 }
 
-template <typename T>
-void launch_norm_typed(const T* w, int R, int C, const float* x, int64_t x_stride, float* y, const NormTail& norm,
-                       cudaStream_t s) {
-  // The by-shape tuning of one row and fewer than 16384 W rows (bits do not depend on it).
-  constexpr int rows_per_block = kWarps * 1;
-  const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
-  launch_maybe_pdl(gemv_vec_kernel<T, 1, 4, 1, false, true>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x,
-                   x_stride, nullptr, DType::F32, y, int64_t{0},
-                   prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes), norm);
-  HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel (add_rmsnorm)");
-}
-
 }  // namespace
-
-bool launch_gemv_add_rmsnorm(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C,
-                             float* y, const NormTail& norm, cudaStream_t s) {
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const bool vec = C % 8 == 0 && x_stride % 4 == 0 && aligned(w) && aligned(x);
-  if (!vec || n != 1 || R != norm.cols || norm.cols % 4 != 0 || norm.cols / 4 > 1024 || !aligned(y) ||
-      !aligned(norm.x) || !aligned(norm.out) || (wdt != DType::BF16 && wdt != DType::F16))
-    return false;
-  if (wdt == DType::BF16)
-    launch_norm_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, y, norm, s);
-  else
-    launch_norm_typed(static_cast<const __half*>(w), R, C, x, x_stride, y, norm, s);
-  return true;
-}
 
 bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
                         int64_t out_stride, cudaStream_t s) {

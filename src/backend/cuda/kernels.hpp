@@ -88,22 +88,6 @@ void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType w
 // alignment or the shape does not allow it.
 bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
                         int64_t out_stride, cudaStream_t s);
-// add_rmsnorm(x, y, w, eps, 1, out) done by the last block of the GEMV that writes y
-// (rmsnorm_tail.cuh): x and out one row of cols floats; counter a zero word, left zero.
-struct NormTail {
-  float* x;
-  const void* w;
-  DType wdt;
-  float eps;
-  int64_t cols;
-  float* out;
-  unsigned* counter;
-};
-// launch_gemv for one row of x (out = y, R = norm.cols <= 4096), then the norm in its last block:
-// the bits of launch_gemv followed by launch_add_rmsnorm. False (nothing launched) where
-// the vector path or the norm's register kernel would not take the shapes.
-bool launch_gemv_add_rmsnorm(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C,
-                             float* y, const NormTail& norm, cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);

@@ -61,15 +61,6 @@ bool CublasGemm::matmul_swiglu(const float* x, int n, const Mat& w, float* gu) {
                             w.rows, stream_);
 }
 
-bool CublasGemm::matmul_add_rmsnorm(const float* x, int64_t x_stride, int n, const Mat& w, float* y,
-                                    const NormTail& norm) {
-  const bool gemv = (forward_rows_ > 0 ? forward_rows_ : n) <= gemv_max_rows_ && n == 1;
-  if (!gemv || w.empty() || w.rows > INT32_MAX || w.cols > INT32_MAX) return false;
-  if (x_stride == 0) x_stride = w.cols;
-  return launch_gemv_add_rmsnorm(x, x_stride, n, w.data, w.dtype, static_cast<int>(w.rows), static_cast<int>(w.cols),
-                                 y, norm, stream_);
-}
-
 void CublasGemm::matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
   matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/false);
 }

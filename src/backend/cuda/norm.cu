@@ -13,7 +13,6 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
-#include "backend/cuda/rmsnorm_tail.cuh"
 
 namespace headinfer::cuda {
 namespace {
@@ -123,11 +122,9 @@ void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, fl
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   const int64_t chunks = cols / 4;
   if (cols % 4 == 0 && chunks <= 4096 && aligned(x) && aligned(out) && (add == nullptr || aligned(add))) {
-    // Fewest float4s per thread that fit 1024 threads; threads a whole number of warps
-    // (the GEMV's norm tail emulates this shape: rmsnorm_tail.cuh).
-    int v = 1, t = 32;
-    rmsnorm_reg_shape(cols, v, t);
-    const unsigned threads = static_cast<unsigned>(t);
+    // Fewest float4s per thread that fit 1024 threads; threads a whole number of warps.
+    const int v = chunks <= 1024 ? 1 : chunks <= 2048 ? 2 : 4;
+    const unsigned threads = static_cast<unsigned>(((chunks + v - 1) / v + 31) / 32 * 32);
     switch (v) {
       case 1: launch_maybe_pdl(rmsnorm_reg_kernel<1>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out); break;
       case 2: launch_maybe_pdl(rmsnorm_reg_kernel<2>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out); break;
