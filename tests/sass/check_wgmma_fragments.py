@@ -27,15 +27,20 @@ INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 DEST = re.compile(r"^(?:@!?U?P\w+\s+)?[A-Z][\w.]*\s+(R\d+)\b")
 
 
+def executable(path):
+    """path, made executable if it is not (wheels unpack without the execute bit)."""
+    if not os.access(path, os.X_OK):
+        os.chmod(path, 0o755)
+    return path
+
+
 def find_cuobjdump():
     cands = [os.environ.get("CUOBJDUMP"), shutil.which("cuobjdump"), "/usr/local/cuda/bin/cuobjdump"]
     purelib = sysconfig.get_paths().get("purelib", "")
     cands += glob.glob(os.path.join(purelib, "nvidia", "cu*", "bin", "cuobjdump"))
     for c in cands:
         if c and os.path.isfile(c):
-            if not os.access(c, os.X_OK):
-                os.chmod(c, 0o755)  # wheels unpack without the execute bit
-            return c
+            return executable(c)
     return None
 
 
@@ -45,8 +50,7 @@ def disassemble(tool, path):
     here = os.path.dirname(tool)
     nvdisasm = os.path.join(here, "nvdisasm")
     if os.path.isfile(nvdisasm):
-        if not os.access(nvdisasm, os.X_OK):
-            os.chmod(nvdisasm, 0o755)
+        executable(nvdisasm)
         env.setdefault("NVDISASM_PATH", here)
     elif not shutil.which("nvdisasm"):
         return None, f"no nvdisasm beside {tool} or on PATH (pip install nvidia-cuda-nvdisasm)"

@@ -165,7 +165,8 @@ void launch_typed(const AttnParams& p, int n_splits, cudaStream_t s) {
   static const int swap = desc_swap_from_env();
   allow_dynamic_smem<attn_wgmma_kernel<T, D, kGroups>>(smem_bytes<D>());
   dim3 grid((p.n_rows + 64 * kGroups - 1) / (64 * kGroups), n_splits);
-  attn_wgmma_kernel<T, D, kGroups><<<grid, kGroups * 128, smem_bytes<D>(), s>>>(p, swap, 0u);  // zero: wgmma::fresh_copy
+  // The last argument is the zero wgmma::fresh_copy needs from outside the compiler's sight.
+  attn_wgmma_kernel<T, D, kGroups><<<grid, kGroups * 128, smem_bytes<D>(), s>>>(p, swap, 0u);
   HI_CUDA_CHECK_LAUNCH("attn_wgmma_kernel");
 }
 
