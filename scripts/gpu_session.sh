@@ -17,8 +17,6 @@
 #   decode-kernel   cuda_attention --decode --quick (the decode attention kernels alone),
 #            then the default one at 128K under Nsight Compute
 #   decode-main   the decode step's first run alone
-#   pdl-early  decode at 4K and 32K with HEADINFER_CUDA_PDL_EARLY none, norm, rope, swiglu,
-#            combine, all (those kernels let the next one launch before their own wait), twice
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -172,14 +170,6 @@ for s in "$@"; do
           --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
-    pdl-early)  # small decode kernels triggering their dependents before their own wait, each and all, twice
-      for pass in 1 2; do
-        for k in none norm rope swiglu combine all; do
-          step "decode-pdl-early-$k-$pass" 120 env HEADINFER_CUDA_PDL_EARLY=$k "$h" bench "${model[@]}" \
-            --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
-        done
-      done
-      ;;
     decode-main)  # the all-resident decode rows alone (the first run of the decode step)
       step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       ;;
@@ -254,7 +244,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, pdl-early, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <string>
 #include <utility>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -63,14 +62,6 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-// The grid dependency wait and the trigger that lets the next grid launch, in that
-// order, or with `early` the trigger first (an experiment, pdl_early below).
-__device__ __forceinline__ void pdl_wait_then_launch(int early) {
-  if (early) pdl_launch_dependents();
-  pdl_wait();
-  if (!early) pdl_launch_dependents();
-}
-
 // A hint to bring the 128-byte line holding p into L2 (no register, no fault).
 __device__ __forceinline__ void prefetch_l2(const void* p) {
   asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
@@ -94,19 +85,6 @@ inline bool pdl_enabled() {
     cached[dev] = major >= 9 ? 1 : -1;
   }
   return cached[dev] > 0;
-}
-
-// HEADINFER_CUDA_PDL_EARLY=all or a list of norm, rope, swiglu, combine (an experiment,
-// read once per process): those small decode kernels trigger their dependents before
-// their own grid dependency wait, so the next kernel (a GEMV, or the attention after
-// RoPE) is launched while the one before them still runs. Safe for the decode chain
-// only because what those next kernels do before their wait reads weights or KV rows
-// of earlier steps; the bits are the same either way.
-inline bool pdl_early(const char* kernel) {
-  const char* e = std::getenv("HEADINFER_CUDA_PDL_EARLY");
-  if (!e) return false;
-  const std::string list = std::string(",") + e + ",";
-  return list == ",all," || list.find(std::string(",") + kernel + ",") != std::string::npos;
 }
 
 // Launches kernel<<<grid, block, smem, s>>>(args...), with programmatic stream

@@ -9,8 +9,9 @@ namespace {
 
 // out may alias gate: every element is read before it is written, by one thread.
 __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, int rows, int64_t cols,
-                              int64_t in_stride, float* out, int64_t out_stride, int early) {
-  pdl_wait_then_launch(early);
+                              int64_t in_stride, float* out, int64_t out_stride) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t n = static_cast<int64_t>(rows) * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -90,9 +91,8 @@ void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, i
                    int64_t out_stride, cudaStream_t s) {
   const int64_t n = static_cast<int64_t>(rows) * cols;
   if (n <= 0) return;
-  static const int early = pdl_early("swiglu") ? 1 : 0;
   launch_maybe_pdl(swiglu_kernel, dim3(grid_for(n, kBlock)), dim3(kBlock), 0, s, gate, up, rows, cols, in_stride, out,
-                   out_stride, early);
+                   out_stride);
   HI_CUDA_CHECK_LAUNCH("swiglu_kernel");
 }
 

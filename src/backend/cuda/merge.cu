@@ -57,15 +57,15 @@ __device__ __forceinline__ void online_pair(float& m, float& s, float m2, float 
 template <int V, int kCd>
 __global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse, int n_slots, int n_rows,
-                   int n_qh, int head_dim, float* __restrict__ out, int64_t out_stride, float* __restrict__ lse,
-                   int early) {
+                   int n_qh, int head_dim, float* __restrict__ out, int64_t out_stride, float* __restrict__ lse) {
   constexpr int kTps = kCd / V;                     // threads per slot
   constexpr int kGroups = kCombineThreads / kTps;  // slots in parallel
   constexpr int kParts = kCombineThreads / kCd;
   __shared__ float red_m[kCombineThreads / 32], red_s[kCombineThreads / 32];
   __shared__ float acc_s[kGroups][kCd];
   __shared__ float part_s[kParts][kCd];
-  pdl_wait_then_launch(early);  // launched as a programmatic dependent of the attention kernel
+  pdl_wait();  // launched as a programmatic dependent of the attention kernel
+  pdl_launch_dependents();
   const int r = blockIdx.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = tid / kTps, c = (tid % kTps) * V;
@@ -170,21 +170,20 @@ void launch_attention_combine(const float* part_o, const float* part_lse, int n_
                               int head_dim, float* out, int64_t out_stride, float* lse, cudaStream_t s) {
   if (n_rows <= 0) return;
   HI_CHECK(head_dim <= kSimtMaxHeadDim, "cuda attention: head_dim " << head_dim << " exceeds " << kSimtMaxHeadDim);
-  static const int early = pdl_early("combine") ? 1 : 0;
   // Few rows (decode): narrow dim chunks, so many blocks share the slots; many rows
   // (prefill splits): wide chunks.
   if (head_dim % 4 == 0 && n_rows <= 64) {
     const dim3 grid(n_rows, (head_dim + 7) / 8);
     launch_maybe_pdl(combine_kernel<4, 8>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows, n_qh,
-                     head_dim, out, out_stride, lse, early);
+                     head_dim, out, out_stride, lse);
   } else if (head_dim % 4 == 0) {
     const dim3 grid(n_rows, (head_dim + 31) / 32);
     launch_maybe_pdl(combine_kernel<4, 32>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows,
-                     n_qh, head_dim, out, out_stride, lse, early);
+                     n_qh, head_dim, out, out_stride, lse);
   } else {
     const dim3 grid(n_rows, (head_dim + 31) / 32);
     launch_maybe_pdl(combine_kernel<1, 32>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows,
-                     n_qh, head_dim, out, out_stride, lse, early);
+                     n_qh, head_dim, out, out_stride, lse);
   }
   HI_CUDA_CHECK_LAUNCH("combine_kernel");
 }

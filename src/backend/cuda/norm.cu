@@ -20,10 +20,11 @@ namespace {
 constexpr int kBlock = 256;
 
 __global__ void __launch_bounds__(kBlock) rmsnorm_kernel(float* x, const float* add, const void* __restrict__ w,
-                                                         DType wdt, float eps, int64_t cols, float* out, int early) {
+                                                         DType wdt, float eps, int64_t cols, float* out) {
   __shared__ float warp_sums[kBlock / 32];
   __shared__ float inv_rms;
-  pdl_wait_then_launch(early);
+  pdl_wait();
+  pdl_launch_dependents();
   float* xr = x + blockIdx.x * cols;
   float* yr = out + blockIdx.x * cols;
   float ss = 0.f;
@@ -56,8 +57,7 @@ __global__ void __launch_bounds__(kBlock) rmsnorm_kernel(float* x, const float* 
 
 template <int V>  // float4s per thread
 __global__ void __launch_bounds__(1024) rmsnorm_reg_kernel(float* x, const float* add, const void* __restrict__ w,
-                                                           DType wdt, float eps, int64_t cols, float* out,
-                                                           int early) {
+                                                           DType wdt, float eps, int64_t cols, float* out) {
   __shared__ float warp_sums[32];
   __shared__ float inv_rms;
   const int chunks = static_cast<int>(cols / 4);
@@ -69,7 +69,8 @@ __global__ void __launch_bounds__(1024) rmsnorm_reg_kernel(float* x, const float
 #pragma unroll
     for (int e = 0; e < 4; ++e) wv[j][e] = c < chunks ? load_as_f32(w, wdt, int64_t{c} * 4 + e) : 0.f;
   }
-  pdl_wait_then_launch(early);
+  pdl_wait();
+  pdl_launch_dependents();
   float4* xr = reinterpret_cast<float4*>(x + blockIdx.x * cols);
   float4* yr = reinterpret_cast<float4*>(out + blockIdx.x * cols);
   float4 v[V];
@@ -119,23 +120,22 @@ void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, fl
                         cudaStream_t s) {
   if (n <= 0 || cols <= 0) return;
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  static const int early = pdl_early("norm") ? 1 : 0;
   const int64_t chunks = cols / 4;
   if (cols % 4 == 0 && chunks <= 4096 && aligned(x) && aligned(out) && (add == nullptr || aligned(add))) {
     // Fewest float4s per thread that fit 1024 threads; threads a whole number of warps.
     const int v = chunks <= 1024 ? 1 : chunks <= 2048 ? 2 : 4;
     const unsigned threads = static_cast<unsigned>(((chunks + v - 1) / v + 31) / 32 * 32);
     switch (v) {
-      case 1: launch_maybe_pdl(rmsnorm_reg_kernel<1>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out, early); break;
-      case 2: launch_maybe_pdl(rmsnorm_reg_kernel<2>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out, early); break;
+      case 1: launch_maybe_pdl(rmsnorm_reg_kernel<1>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out); break;
+      case 2: launch_maybe_pdl(rmsnorm_reg_kernel<2>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out); break;
       default:
-        launch_maybe_pdl(rmsnorm_reg_kernel<4>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out, early);
+        launch_maybe_pdl(rmsnorm_reg_kernel<4>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out);
         break;
     }
     HI_CUDA_CHECK_LAUNCH("rmsnorm_reg_kernel");
     return;
   }
-  launch_maybe_pdl(rmsnorm_kernel, dim3(n), dim3(kBlock), 0, s, x, add, w, wdt, eps, cols, out, early);
+  launch_maybe_pdl(rmsnorm_kernel, dim3(n), dim3(kBlock), 0, s, x, add, w, wdt, eps, cols, out);
   HI_CUDA_CHECK_LAUNCH("rmsnorm_kernel");
 }
 

@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(kBlock)
 template <typename T>
 __global__ void __launch_bounds__(kPairBlock)
     rope_store_kv_pairs_kernel(float* x, int64_t stride, int n_heads, int head_dim, int64_t pos0,
-                               const double* __restrict__ inv_freq, int n_kv, KvHeadDsts dst, int early) {
+                               const double* __restrict__ inv_freq, int n_kv, KvHeadDsts dst) {
   const int half = head_dim / 2;
   const int j = blockIdx.y * kPairBlock + threadIdx.x;
   if (j >= (n_heads + n_kv) * half) return;
@@ -113,7 +113,8 @@ __global__ void __launch_bounds__(kPairBlock)
   const int64_t t = blockIdx.x;
   float c = 1.f, s = 0.f;
   if (h < n_heads) rope_angle(pos0 + t, inv_freq[i], c, s);  // before the wait: depends on nothing written
-  pdl_wait_then_launch(early);
+  pdl_wait();
+  pdl_launch_dependents();
   float* v = x + t * stride + static_cast<int64_t>(h) * head_dim;
   float y0 = v[i], y1 = v[i + half];
   if (h < n_heads) {
@@ -162,12 +163,11 @@ void launch_rope_store_kv_heads(float* x, int64_t stride, int n_tokens, int n_he
   const int64_t k_off = static_cast<int64_t>(n_heads - n_kv_heads) * head_dim;
   if (n_tokens <= kPairTokens && n_heads >= n_kv_heads && src_stride == stride && head_dim % 2 == 0 &&
       k == x + k_off && v == k + static_cast<int64_t>(n_kv_heads) * head_dim) {
-    static const int early = pdl_early("rope") ? 1 : 0;
     const int pairs = (n_heads + n_kv_heads) * (head_dim / 2);
     const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>((pairs + kPairBlock - 1) / kPairBlock));
     by_kv_type([&](auto tag) {
       launch_maybe_pdl(rope_store_kv_pairs_kernel<decltype(tag)>, grid, dim3(kPairBlock), 0, s, x, stride, n_heads,
-                       head_dim, pos0, inv_freq, n_kv_heads, d, early);
+                       head_dim, pos0, inv_freq, n_kv_heads, d);
     });
     HI_CUDA_CHECK_LAUNCH("rope_store_kv_pairs_kernel");
     return;
