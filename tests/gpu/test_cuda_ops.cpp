@@ -399,6 +399,68 @@ TEST(CudaOps, MatmulSwigluEqualsMatmulThenSwiglu) {
   }
 }
 
+// The decode MLP as one persistent kernel (opt-in, HEADINFER_CUDA_DECODE_MLP): the
+// out projection, the residual and its norm, the SwiGLU and the down projection equal
+// the five ops bit for bit. The kernel leaves gu's up half alone where the ops write
+// it, which shows the kernel (not the ops) ran. Three launches in a row: the grid
+// barrier's words are back at zero after each.
+Backend& gpu_decode_mlp(const char* mode) {
+  static std::unique_ptr<Backend> plain = make_cuda_backend_with_env("HEADINFER_CUDA_DECODE_MLP", "1");
+  static std::unique_ptr<Backend> coop = make_cuda_backend_with_env("HEADINFER_CUDA_DECODE_MLP", "coop");
+  return std::strcmp(mode, "coop") == 0 ? *coop : *plain;
+}
+
+TEST(CudaOps, DecodeMlpBlockEqualsTheOps) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(33);
+  struct Shape {
+    int64_t hidden, ffn, q_width;
+  };
+  // Llama-3-8B's hidden size (the norm's full 1024-thread shape), an odd number of
+  // norm warps, and a wider attention than the residual.
+  const Shape shapes[] = {{4096, 3584, 4096}, {1032, 2816, 1024}, {256, 704, 512}};
+  const float eps = 1e-5f;
+  for (const char* mode : {"1", "coop"}) {
+    for (DType dt : {DType::BF16, DType::F16}) {
+      for (const Shape& sh : shapes) {
+        SCOPED_TRACE(std::string(mode) + " " + dtype_name(dt) + " hidden=" + std::to_string(sh.hidden) +
+                     " ffn=" + std::to_string(sh.ffn) + " q_width=" + std::to_string(sh.q_width));
+        const int64_t H = sh.hidden, F = sh.ffn, Q = sh.q_width;
+        std::vector<uint8_t> wo = encode(dt, randn(H * Q, rng, 0.03f)), wgu = encode(dt, randn(2 * F * H, rng, 0.03f)),
+                             wd = encode(dt, randn(H * F, rng, 0.03f)), nw = encode(DType::BF16, randn(H, rng));
+        std::vector<std::shared_ptr<const void>> keep;
+        const Mat mo = gpu().prepare(Tensor{"wo", dt, {H, Q}, wo.data()}, keep);
+        const Mat mgu = gpu().prepare(Tensor{"wgu", dt, {2 * F, H}, wgu.data()}, keep);
+        const Mat md = gpu().prepare(Tensor{"wd", dt, {H, F}, wd.data()}, keep);
+        const Mat mn = gpu().prepare(Tensor{"norm", DType::BF16, {H}, nw.data()}, keep);
+        const std::vector<float> attn = randn(Q, rng), x = randn(H, rng, 2.f);
+        DevBuf da = to_device(attn);
+
+        DevBuf ex = to_device(x), eh = poisoned(H), egu = poisoned(2 * F), etmp = poisoned(H);
+        gpu().matmul(da.f(), 1, mo, nullptr, etmp.f());
+        gpu().add_rmsnorm(ex.f(), etmp.f(), mn, eps, 1, eh.f());
+        gpu().matmul_swiglu(eh.f(), 1, mgu, egu.f());
+        gpu().matmul_strided(egu.f(), 2 * F, 1, md, nullptr, etmp.f());
+        const std::vector<float> want_x = to_host(ex, H), want_h = to_host(eh, H), want_gu = to_host(egu, 2 * F),
+                                 want_out = to_host(etmp, H);
+        for (int rep = 0; rep < 3; ++rep) {
+          DevBuf fx = to_device(x), fh = poisoned(H), fgu = poisoned(2 * F), ftmp = poisoned(H);
+          gpu_decode_mlp(mode).mlp_block(
+              Backend::MlpBlock{da.f(), 1, &mo, fx.f(), &mn, eps, fh.f(), &mgu, fgu.f(), &md, ftmp.f()});
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << "launch " << rep;
+          const std::vector<float> gu = to_host(fgu, 2 * F);
+          ASSERT_TRUE(std::isnan(gu[F]) && std::isnan(gu[2 * F - 1])) << "the up half was written: the ops ran";
+          EXPECT_EQ(0, std::memcmp(gu.data(), want_gu.data(), F * sizeof(float))) << "SwiGLU, launch " << rep;
+          EXPECT_EQ(0, std::memcmp(to_host(fx, H).data(), want_x.data(), H * sizeof(float))) << "x, launch " << rep;
+          EXPECT_EQ(0, std::memcmp(to_host(fh, H).data(), want_h.data(), H * sizeof(float))) << "h, launch " << rep;
+          EXPECT_EQ(0, std::memcmp(to_host(ftmp, H).data(), want_out.data(), H * sizeof(float)))
+              << "down projection, launch " << rep;
+        }
+      }
+    }
+  }
+}
+
 // Input rows further apart than the weight's columns (the down projection reading
 // the gate half of fused rows): the numbers of the packed input.
 TEST(CudaOps, MatmulStridedInputEqualsPacked) {
