@@ -400,10 +400,11 @@ TEST(CudaOps, MatmulSwigluEqualsMatmulThenSwiglu) {
 }
 
 // The decode MLP as one persistent kernel (opt-in, HEADINFER_CUDA_DECODE_MLP): the
-// out projection, the residual and its norm, the SwiGLU and the down projection equal
-// the five ops bit for bit. The kernel leaves gu's up half alone where the ops write
-// it, which shows the kernel (not the ops) ran. Three launches in a row: the grid
-// barrier's words are back at zero after each.
+// out projection, the residual and its norm, the SwiGLU, the down projection and (with
+// a next layer) its residual, norm and QKV projection equal the ops bit for bit. The
+// kernel leaves gu's up half alone where the ops write it, which shows the kernel (not
+// the ops) ran. Three launches in a row: the grid barrier's words are back at zero
+// after each.
 Backend& gpu_decode_mlp(const char* mode) {
   static std::unique_ptr<Backend> plain = make_cuda_backend_with_env("HEADINFER_CUDA_DECODE_MLP", "1");
   static std::unique_ptr<Backend> coop = make_cuda_backend_with_env("HEADINFER_CUDA_DECODE_MLP", "coop");
@@ -414,47 +415,59 @@ TEST(CudaOps, DecodeMlpBlockEqualsTheOps) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(33);
   struct Shape {
-    int64_t hidden, ffn, q_width;
+    int64_t hidden, ffn, q_width, qkv_rows;
   };
   // Llama-3-8B's hidden size (the norm's full 1024-thread shape), an odd number of
   // norm warps, and a wider attention than the residual.
-  const Shape shapes[] = {{4096, 3584, 4096}, {1032, 2816, 1024}, {256, 704, 512}};
+  const Shape shapes[] = {{4096, 3584, 4096, 6144}, {1032, 2816, 1024, 1536}, {256, 704, 512, 768}};
   const float eps = 1e-5f;
   for (const char* mode : {"1", "coop"}) {
     for (DType dt : {DType::BF16, DType::F16}) {
       for (const Shape& sh : shapes) {
-        SCOPED_TRACE(std::string(mode) + " " + dtype_name(dt) + " hidden=" + std::to_string(sh.hidden) +
-                     " ffn=" + std::to_string(sh.ffn) + " q_width=" + std::to_string(sh.q_width));
-        const int64_t H = sh.hidden, F = sh.ffn, Q = sh.q_width;
-        std::vector<uint8_t> wo = encode(dt, randn(H * Q, rng, 0.03f)), wgu = encode(dt, randn(2 * F * H, rng, 0.03f)),
-                             wd = encode(dt, randn(H * F, rng, 0.03f)), nw = encode(DType::BF16, randn(H, rng));
-        std::vector<std::shared_ptr<const void>> keep;
-        const Mat mo = gpu().prepare(Tensor{"wo", dt, {H, Q}, wo.data()}, keep);
-        const Mat mgu = gpu().prepare(Tensor{"wgu", dt, {2 * F, H}, wgu.data()}, keep);
-        const Mat md = gpu().prepare(Tensor{"wd", dt, {H, F}, wd.data()}, keep);
-        const Mat mn = gpu().prepare(Tensor{"norm", DType::BF16, {H}, nw.data()}, keep);
-        const std::vector<float> attn = randn(Q, rng), x = randn(H, rng, 2.f);
-        DevBuf da = to_device(attn);
+        for (int next : {0, 1, 2}) {  // no next layer; its QKV without, then with a bias
+          SCOPED_TRACE(std::string(mode) + " " + dtype_name(dt) + " hidden=" + std::to_string(sh.hidden) +
+                       " ffn=" + std::to_string(sh.ffn) + " q_width=" + std::to_string(sh.q_width) +
+                       " next=" + std::to_string(next));
+          const int64_t H = sh.hidden, F = sh.ffn, Q = sh.q_width, R = sh.qkv_rows;
+          std::vector<uint8_t> wo = encode(dt, randn(H * Q, rng, 0.03f)),
+                               wgu = encode(dt, randn(2 * F * H, rng, 0.03f)), wd = encode(dt, randn(H * F, rng, 0.03f)),
+                               wq = encode(dt, randn(R * H, rng, 0.03f)), nw = encode(DType::BF16, randn(H, rng)),
+                               nw2 = encode(DType::BF16, randn(H, rng));
+          const std::vector<float> bias = randn(R, rng);
+          std::vector<std::shared_ptr<const void>> keep;
+          const Mat mo = gpu().prepare(Tensor{"wo", dt, {H, Q}, wo.data()}, keep);
+          const Mat mgu = gpu().prepare(Tensor{"wgu", dt, {2 * F, H}, wgu.data()}, keep);
+          const Mat md = gpu().prepare(Tensor{"wd", dt, {H, F}, wd.data()}, keep);
+          const Mat mq = gpu().prepare(Tensor{"wq", dt, {R, H}, wq.data()}, keep);
+          const Mat mn = gpu().prepare(Tensor{"norm", DType::BF16, {H}, nw.data()}, keep);
+          const Mat mn2 = gpu().prepare(Tensor{"norm2", DType::BF16, {H}, nw2.data()}, keep);
+          const Mat mb = gpu().prepare(Tensor{"bias", DType::F32, {R}, bias.data()}, keep);
+          const std::vector<float> attn = randn(Q, rng), x = randn(H, rng, 2.f);
+          DevBuf da = to_device(attn);
+          const auto block = [&](float* fx, float* fh, float* fgu, float* ftmp, float* fqkv) {
+            return Backend::MlpBlock{da.f(), 1,    &mo,  fx,  &mn,  eps, fh, &mgu, fgu, &md, ftmp,
+                                     next ? &mn2 : nullptr, next ? &mq : nullptr, next == 2 ? &mb : nullptr, fqkv};
+          };
 
-        DevBuf ex = to_device(x), eh = poisoned(H), egu = poisoned(2 * F), etmp = poisoned(H);
-        gpu().matmul(da.f(), 1, mo, nullptr, etmp.f());
-        gpu().add_rmsnorm(ex.f(), etmp.f(), mn, eps, 1, eh.f());
-        gpu().matmul_swiglu(eh.f(), 1, mgu, egu.f());
-        gpu().matmul_strided(egu.f(), 2 * F, 1, md, nullptr, etmp.f());
-        const std::vector<float> want_x = to_host(ex, H), want_h = to_host(eh, H), want_gu = to_host(egu, 2 * F),
-                                 want_out = to_host(etmp, H);
-        for (int rep = 0; rep < 3; ++rep) {
-          DevBuf fx = to_device(x), fh = poisoned(H), fgu = poisoned(2 * F), ftmp = poisoned(H);
-          gpu_decode_mlp(mode).mlp_block(
-              Backend::MlpBlock{da.f(), 1, &mo, fx.f(), &mn, eps, fh.f(), &mgu, fgu.f(), &md, ftmp.f()});
-          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << "launch " << rep;
-          const std::vector<float> gu = to_host(fgu, 2 * F);
-          ASSERT_TRUE(std::isnan(gu[F]) && std::isnan(gu[2 * F - 1])) << "the up half was written: the ops ran";
-          EXPECT_EQ(0, std::memcmp(gu.data(), want_gu.data(), F * sizeof(float))) << "SwiGLU, launch " << rep;
-          EXPECT_EQ(0, std::memcmp(to_host(fx, H).data(), want_x.data(), H * sizeof(float))) << "x, launch " << rep;
-          EXPECT_EQ(0, std::memcmp(to_host(fh, H).data(), want_h.data(), H * sizeof(float))) << "h, launch " << rep;
-          EXPECT_EQ(0, std::memcmp(to_host(ftmp, H).data(), want_out.data(), H * sizeof(float)))
-              << "down projection, launch " << rep;
+          DevBuf ex = to_device(x), eh = poisoned(H), egu = poisoned(2 * F), etmp = poisoned(H), eqkv = poisoned(R);
+          gpu().Backend::mlp_block(block(ex.f(), eh.f(), egu.f(), etmp.f(), eqkv.f()));  // the ops, one by one
+          const std::vector<float> want_x = to_host(ex, H), want_h = to_host(eh, H), want_gu = to_host(egu, 2 * F),
+                                   want_out = to_host(etmp, H), want_qkv = to_host(eqkv, R);
+          for (int rep = 0; rep < 3; ++rep) {
+            DevBuf fx = to_device(x), fh = poisoned(H), fgu = poisoned(2 * F), ftmp = poisoned(H), fqkv = poisoned(R);
+            gpu_decode_mlp(mode).mlp_block(block(fx.f(), fh.f(), fgu.f(), ftmp.f(), fqkv.f()));
+            ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << "launch " << rep;
+            const std::vector<float> gu = to_host(fgu, 2 * F);
+            ASSERT_TRUE(std::isnan(gu[F]) && std::isnan(gu[2 * F - 1])) << "the up half was written: the ops ran";
+            EXPECT_EQ(0, std::memcmp(gu.data(), want_gu.data(), F * sizeof(float))) << "SwiGLU, launch " << rep;
+            EXPECT_EQ(0, std::memcmp(to_host(fx, H).data(), want_x.data(), H * sizeof(float))) << "x, launch " << rep;
+            EXPECT_EQ(0, std::memcmp(to_host(fh, H).data(), want_h.data(), H * sizeof(float))) << "h, launch " << rep;
+            EXPECT_EQ(0, std::memcmp(to_host(ftmp, H).data(), want_out.data(), H * sizeof(float)))
+                << "down projection, launch " << rep;
+            if (next)
+              EXPECT_EQ(0, std::memcmp(to_host(fqkv, R).data(), want_qkv.data(), R * sizeof(float)))
+                  << "next QKV, launch " << rep;
+          }
         }
       }
     }

@@ -378,6 +378,19 @@ class CudaBackend final : public Backend {
       a.prefetch_bytes = gemm_->gemv_tuning().prefetch_bytes;
       a.blocks_per_sm = debug_.decode_mlp_bps;
       a.cooperative = debug_.decode_mlp == 2;
+      if (b.wqkv != nullptr) {
+        const Mat &nn = *b.next_norm, &wq = *b.wqkv;
+        if (wq.dtype != a.wdt || wq.cols != b.wo->rows || wq.rows > INT32_MAX || nn.rows * nn.cols != b.wo->rows ||
+            (b.bqkv != nullptr && b.bqkv->rows * b.bqkv->cols != wq.rows))
+          return Backend::mlp_block(b);
+        a.next_norm_w = nn.data;
+        a.next_norm_dt = nn.dtype;
+        a.wqkv = wq.data;
+        a.bqkv = b.bqkv ? b.bqkv->data : nullptr;
+        a.bqkv_dt = b.bqkv ? b.bqkv->dtype : DType::F32;
+        a.qkv = b.qkv;
+        a.qkv_rows = static_cast<int>(wq.rows);
+      }
       if (cuda::launch_decode_mlp(a, sm_count_, stream_)) return;
     }
     Backend::mlp_block(b);

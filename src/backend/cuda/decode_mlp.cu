@@ -1,7 +1,8 @@
 // A decode layer's second half (one token) as one persistent kernel: the out
 // projection, the residual add and the ffn RMSNorm, the gate/up projection with its
-// SwiGLU, and the down projection, in three phases separated by grid-wide barriers
-// instead of five launches. Every block stays resident for the whole kernel, so before
+// SwiGLU, the down projection and, where a layer follows, its residual add, attention
+// norm and QKV projection, in phases separated by grid-wide barriers instead of seven
+// launches. Every block stays resident for the whole kernel, so before
 // arriving at a barrier its warps ask L2 for the first W lines of their rows in the
 // next phase: the weight stream need not drain and refill between the projections, the
 // cost that programmatic launch leaves at each of the five kernel boundaries.
@@ -69,7 +70,8 @@ __device__ __forceinline__ void prefetch_row(const uint4* row, int lines) {
 // as rmsnorm_reg_kernel sums it with one float4 per thread over `threads` threads:
 // block warp w plays that kernel's warps w, w + kWarps, ... The sum goes to sum_s and
 // the normalised row to out_s (shared memory); x itself is left as it was (other blocks
-// still read it).
+// still read it) unless it is sum_s (kXShared).
+template <bool kXShared>
 __device__ __forceinline__ void add_rmsnorm_to_shared(const float* x, const float* add, const void* w, DType wdt,
                                                       float eps, int cols, float* sum_s, float* out_s) {
   __shared__ float warp_sums[32];
@@ -85,7 +87,8 @@ __device__ __forceinline__ void add_rmsnorm_to_shared(const float* x, const floa
     const int c = (warp + k * kWarps) * 32 + lane;
     v[k] = wv[k] = make_float4(0.f, 0.f, 0.f, 0.f);
     if (c < chunks) {
-      const float4 xv = __ldcg(xr + c), a = __ldcg(ar + c);  // add: written by other blocks of this grid
+      const float4 xv = kXShared ? xr[c] : __ldcg(xr + c);
+      const float4 a = __ldcg(ar + c);  // add: written by other blocks of this grid
       const int64_t e = int64_t{c} * 4;
       wv[k] = make_float4(load_as_f32(w, wdt, e), load_as_f32(w, wdt, e + 1), load_as_f32(w, wdt, e + 2),
                           load_as_f32(w, wdt, e + 3));
@@ -129,6 +132,15 @@ __device__ __forceinline__ void stage(const float* src, int n, float* dst) {
   __syncthreads();
 }
 
+// x = sum_s and h = norm_s, this block's share.
+__device__ __forceinline__ void write_residual_and_norm(const DecodeMlpArgs& a, const float* sum_s,
+                                                        const float* norm_s) {
+  for (int c = blockIdx.x * kThreads + threadIdx.x; c < a.hidden / 4; c += gridDim.x * kThreads) {
+    reinterpret_cast<float4*>(a.x)[c] = reinterpret_cast<const float4*>(sum_s)[c];
+    reinterpret_cast<float4*>(a.h)[c] = reinterpret_cast<const float4*>(norm_s)[c];
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArgs a) {
   extern __shared__ float4 smem4[];
@@ -158,7 +170,7 @@ __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArg
 
   // Phase 2: the residual add and the ffn norm (every block, into its shared memory),
   // then gu[g] = silu(gate_g) * up_g.
-  add_rmsnorm_to_shared(a.x, a.tmp, a.norm_w, a.norm_dt, a.eps, a.hidden, sum_s, xs);
+  add_rmsnorm_to_shared<false>(a.x, a.tmp, a.norm_w, a.norm_dt, a.eps, a.hidden, sum_s, xs);
   for (int g = gw; g < a.ffn; g += n_warps) {
     const uint4* wr[2] = {row_ptr<T>(a.w_gate_up, g, a.hidden), row_ptr<T>(a.w_gate_up, g + a.ffn, a.hidden)};
     float acc[2];
@@ -171,11 +183,9 @@ __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArg
   if (gw < a.hidden) prefetch_row(row_ptr<T>(a.w_down, gw, a.ffn), a.prefetch_lines[2]);
   grid_barrier(a.sync);
 
-  // Every block has read x and tmp: the residual and the norm go out, a share each.
-  for (int c = blockIdx.x * kThreads + threadIdx.x; c < a.hidden / 4; c += gridDim.x * kThreads) {
-    reinterpret_cast<float4*>(a.x)[c] = reinterpret_cast<const float4*>(sum_s)[c];
-    reinterpret_cast<float4*>(a.h)[c] = reinterpret_cast<const float4*>(xs)[c];
-  }
+  // Every block has read x and tmp: the residual and the norm go out, a share each
+  // (with a next layer, its own residual and norm do instead, after the down projection).
+  if (a.wqkv == nullptr) write_residual_and_norm(a, sum_s, xs);
   __syncthreads();
 
   // Phase 3: tmp = gu (the SwiGLU half) @ Wdown^T.
@@ -185,6 +195,21 @@ __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArg
     float acc[1];
     warp_dot_rows<T, kUnrollRow, 1>(wr, f_chunks, xs, acc);
     if (lane == 0) a.tmp[r] = acc[0] + 0.f;
+  }
+  if (a.wqkv == nullptr) return;
+  if (gw < a.qkv_rows) prefetch_row(row_ptr<T>(a.wqkv, gw, a.hidden), a.prefetch_lines[3]);
+  grid_barrier(a.sync);
+
+  // Phase 4: the next layer's residual add (to the sum every block kept) and attention
+  // norm; nothing reads x or h in memory from here on, so they go out at once.
+  add_rmsnorm_to_shared<true>(sum_s, a.tmp, a.next_norm_w, a.next_norm_dt, a.eps, a.hidden, sum_s, xs);
+  write_residual_and_norm(a, sum_s, xs);
+  // Phase 5: qkv = h @ Wqkv^T (+ bias), as the GEMV adds it.
+  for (int r = gw; r < a.qkv_rows; r += n_warps) {
+    const uint4* wr[1] = {row_ptr<T>(a.wqkv, r, a.hidden)};
+    float acc[1];
+    warp_dot_rows<T, kUnrollRow, 1>(wr, h_chunks, xs, acc);
+    if (lane == 0) a.qkv[r] = acc[0] + (a.bqkv ? load_as_f32(a.bqkv, a.bqkv_dt, r) : 0.f);
   }
 }
 
@@ -217,6 +242,7 @@ bool launch_typed(DecodeMlpArgs a, int sm_count, cudaStream_t s) {
   a.prefetch_lines[0] = lines(std::min<int64_t>(a.hidden, warps), a.q_width);
   a.prefetch_lines[1] = lines(2 * std::min<int64_t>(a.ffn, warps), a.hidden);
   a.prefetch_lines[2] = lines(std::min<int64_t>(a.hidden, warps), a.ffn);
+  a.prefetch_lines[3] = a.wqkv ? lines(std::min<int64_t>(a.qkv_rows, warps), a.hidden) : 0;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>(blocks));
   cfg.blockDim = dim3(kThreads);
@@ -250,6 +276,8 @@ bool launch_decode_mlp(const DecodeMlpArgs& a, int sm_count, cudaStream_t s) {
                         static_cast<const void*>(a.h), static_cast<const void*>(a.gu), static_cast<const void*>(a.tmp)})
     if (!aligned(p)) return false;
   if (a.sync == nullptr) return false;
+  if (a.wqkv != nullptr && (a.qkv_rows <= 0 || !aligned(a.wqkv) || a.qkv == nullptr || a.next_norm_w == nullptr))
+    return false;
   return a.wdt == DType::BF16 ? launch_typed<__nv_bfloat16>(a, sm_count, s) : launch_typed<__half>(a, sm_count, s);
 }
 

@@ -90,8 +90,9 @@ bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, 
                         int64_t out_stride, cudaStream_t s);
 // A decode layer's second half for one token in one persistent kernel (decode_mlp.cu):
 // tmp = attn @ wo^T; x += tmp; h = rmsnorm(x) * norm_w; gu[g] = silu(gate_g) * up_g for
-// g < ffn (w_gate_up = [gate; up]); tmp = gu[0, ffn) @ w_down^T. The bits of launch_gemv,
-// launch_add_rmsnorm and launch_swiglu in that order; gu's up half is left alone. False
+// g < ffn (w_gate_up = [gate; up]); tmp = gu[0, ffn) @ w_down^T; then, optionally, the
+// next layer's first ops (below). The bits of launch_gemv, launch_add_rmsnorm and
+// launch_swiglu in that order; gu's up half is left alone. False
 // (nothing launched) where the shapes, types or alignment do not allow it.
 struct DecodeMlpArgs {
   const void* wo = nullptr;         // [hidden, q_width]
@@ -107,12 +108,21 @@ struct DecodeMlpArgs {
   float* gu = nullptr;          // ffn (at least)
   float* tmp = nullptr;         // hidden
   int hidden = 0, ffn = 0, q_width = 0;
+  // With wqkv (the next layer's, [qkv_rows, hidden], of wdt): x += tmp; h =
+  // rmsnorm(x) * next_norm_w; qkv = h @ wqkv^T (+ bqkv) after the down projection.
+  const void* next_norm_w = nullptr;
+  DType next_norm_dt = DType::F32;
+  const void* wqkv = nullptr;
+  const void* bqkv = nullptr;  // may be null
+  DType bqkv_dt = DType::F32;
+  float* qkv = nullptr;
+  int qkv_rows = 0;
   unsigned* sync = nullptr;        // two zeroed device words, for this stream's launches only
   int64_t prefetch_bytes = 0;      // W asked of L2 ahead of each phase
   int blocks_per_sm = 0;           // 0: the default
   bool cooperative = false;        // launched as a cooperative kernel
   int xs_floats = 0;               // set by the launcher
-  int prefetch_lines[3] = {0, 0, 0};  // set by the launcher
+  int prefetch_lines[4] = {0, 0, 0, 0};  // set by the launcher
 };
 bool launch_decode_mlp(const DecodeMlpArgs& a, int sm_count, cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
