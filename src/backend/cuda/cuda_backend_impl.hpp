@@ -73,11 +73,12 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
-  // HEADINFER_CUDA_DECODE_MLP=1: a decode row's out projection, ffn norm, gate/up with
-  // SwiGLU and down projection as one persistent kernel (decode_mlp.cu; the same bits).
-  // Off until a GPU run has timed it; =coop launches it as a cooperative kernel (the
-  // driver then guarantees every block is resident at once). HEADINFER_CUDA_DECODE_MLP_BPS:
-  // its blocks an SM.
+  // HEADINFER_CUDA_DECODE_MLP=1: a decode row's layer tail (out projection, ffn norm,
+  // gate/up with SwiGLU, down projection, the next layer's norm and QKV projection) as
+  // one persistent kernel (decode_mlp.cu; the same bits). Off until a GPU run has timed
+  // it; =coop launches it as a cooperative kernel (the driver then guarantees every
+  // block is resident at once, which =1 assumes of a device no other work shares).
+  // HEADINFER_CUDA_DECODE_MLP_BPS: its blocks an SM.
   int decode_mlp = 0;
   int decode_mlp_bps = 0;
   static AttnDebug from_env() {
@@ -97,7 +98,8 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_MLP")) d.decode_mlp = std::strcmp(e, "1") == 0 ? 1 : std::strcmp(e, "coop") == 0 ? 2 : 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_MLP"))
+      d.decode_mlp = std::strcmp(e, "1") == 0 ? 1 : std::strcmp(e, "coop") == 0 ? 2 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_MLP_BPS")) d.decode_mlp_bps = std::max(0, std::atoi(e));
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));

@@ -37,7 +37,9 @@ static_assert(kWarps * kNormVirtual >= 32, "the block's warps cover the norm ker
 // Every block of the grid arrives before any leaves. sync[0] counts arrivals, sync[1]
 // is the generation the last arrival advances (after zeroing the count for the next
 // barrier, so the kernel ends with the count at zero for the next launch). The grid is
-// never larger than what fits on the device at once.
+// never larger than what fits on the device at once; a plain launch still relies on no
+// other work holding SMs meanwhile (another process's kernels), a cooperative launch
+// (HEADINFER_CUDA_DECODE_MLP=coop) has the driver guarantee it.
 __device__ __forceinline__ void grid_barrier(unsigned* sync) {
   __syncthreads();
   if (threadIdx.x == 0) {
