@@ -223,8 +223,13 @@ bool launch_typed(DecodeMlpArgs a, int sm_count, cudaStream_t s) {
   int dev = 0, optin = 0;
   HI_CUDA_CHECK(cudaGetDevice(&dev));
   HI_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  if (smem > static_cast<size_t>(optin)) return false;
-  allow_dynamic_smem<kernel>(static_cast<size_t>(optin));
+  // The dynamic limit plus the kernel's static shared memory (the norm's sums) may not
+  // pass the opt-in maximum: setting the limit to the maximum itself is an error.
+  cudaFuncAttributes fa{};
+  HI_CUDA_CHECK(cudaFuncGetAttributes(&fa, kernel));
+  const size_t dyn_max = static_cast<size_t>(optin) - std::min(fa.sharedSizeBytes, static_cast<size_t>(optin));
+  if (smem > dyn_max) return false;
+  allow_dynamic_smem<kernel>(dyn_max);
   int per_sm = 0;
   HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
   if (per_sm < 1) return false;
