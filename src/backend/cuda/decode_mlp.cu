@@ -143,6 +143,19 @@ __device__ __forceinline__ void write_residual_and_norm(const DecodeMlpArgs& a, 
   }
 }
 
+// out[r] = W[r] . xs (+ bias[r]) for the rows r = first, first + stride, ...: one row a
+// warp at a time, stored as the GEMV stores it (acc + bias, or acc + 0.f: -0 -> +0 there too).
+template <typename T>
+__device__ __forceinline__ void project_rows(const void* w, int rows, int cols, const float* xs, const void* bias,
+                                             DType bias_dt, float* out, int first, int stride) {
+  for (int r = first; r < rows; r += stride) {
+    const uint4* wr[1] = {row_ptr<T>(w, r, cols)};
+    float acc[1];
+    warp_dot_rows<T, kUnrollRow, 1>(wr, cols / 8, xs, acc);
+    if ((threadIdx.x & 31) == 0) out[r] = acc[0] + (bias ? load_as_f32(bias, bias_dt, r) : 0.f);
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArgs a) {
   extern __shared__ float4 smem4[];
@@ -150,7 +163,7 @@ __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArg
   float* sum_s = xs + a.xs_floats;               // x + the out projection (the new residual)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gw = blockIdx.x * kWarps + warp, n_warps = gridDim.x * kWarps;
-  const int q_chunks = a.q_width / 8, h_chunks = a.hidden / 8, f_chunks = a.ffn / 8;
+  const int h_chunks = a.hidden / 8;
 
   // Phase 1: tmp = attn @ Wo^T. Wo does not depend on the kernel before: its first
   // lines are asked for before the grid dependency wait.
@@ -158,12 +171,7 @@ __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArg
   pdl_wait();
   pdl_launch_dependents();
   stage(a.attn, a.q_width, xs);
-  for (int r = gw; r < a.hidden; r += n_warps) {
-    const uint4* wr[1] = {row_ptr<T>(a.wo, r, a.q_width)};
-    float acc[1];
-    warp_dot_rows<T, kUnrollRow, 1>(wr, q_chunks, xs, acc);
-    if (lane == 0) a.tmp[r] = acc[0] + 0.f;  // + 0.f: the GEMV's (absent) bias, -0 -> +0 as there
-  }
+  project_rows<T>(a.wo, a.hidden, a.q_width, xs, nullptr, DType::F32, a.tmp, gw, n_warps);
   if (gw < a.ffn) {
     prefetch_row(row_ptr<T>(a.w_gate_up, gw, a.hidden), a.prefetch_lines[1]);
     prefetch_row(row_ptr<T>(a.w_gate_up, gw + a.ffn, a.hidden), a.prefetch_lines[1]);
@@ -192,12 +200,7 @@ __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArg
 
   // Phase 3: tmp = gu (the SwiGLU half) @ Wdown^T.
   stage(a.gu, a.ffn, xs);
-  for (int r = gw; r < a.hidden; r += n_warps) {
-    const uint4* wr[1] = {row_ptr<T>(a.w_down, r, a.ffn)};
-    float acc[1];
-    warp_dot_rows<T, kUnrollRow, 1>(wr, f_chunks, xs, acc);
-    if (lane == 0) a.tmp[r] = acc[0] + 0.f;
-  }
+  project_rows<T>(a.w_down, a.hidden, a.ffn, xs, nullptr, DType::F32, a.tmp, gw, n_warps);
   if (a.wqkv == nullptr) return;
   if (gw < a.qkv_rows) prefetch_row(row_ptr<T>(a.wqkv, gw, a.hidden), a.prefetch_lines[3]);
   grid_barrier(a.sync);
@@ -207,12 +210,7 @@ __global__ void __launch_bounds__(kThreads) decode_mlp_kernel(const DecodeMlpArg
   add_rmsnorm_to_shared<true>(sum_s, a.tmp, a.next_norm_w, a.next_norm_dt, a.eps, a.hidden, sum_s, xs);
   write_residual_and_norm(a, sum_s, xs);
   // Phase 5: qkv = h @ Wqkv^T (+ bias), as the GEMV adds it.
-  for (int r = gw; r < a.qkv_rows; r += n_warps) {
-    const uint4* wr[1] = {row_ptr<T>(a.wqkv, r, a.hidden)};
-    float acc[1];
-    warp_dot_rows<T, kUnrollRow, 1>(wr, h_chunks, xs, acc);
-    if (lane == 0) a.qkv[r] = acc[0] + (a.bqkv ? load_as_f32(a.bqkv, a.bqkv_dt, r) : 0.f);
-  }
+  project_rows<T>(a.wqkv, a.qkv_rows, a.hidden, xs, a.bqkv, a.bqkv_dt, a.qkv, gw, n_warps);
 }
 
 template <typename T>
