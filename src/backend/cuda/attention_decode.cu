@@ -106,8 +106,8 @@ __global__ void __launch_bounds__(kThreads, 3) attn_simt_kernel(const AttnParams
   TileWalker<kSimtKeys> walker(p, kbeg, kend, qmax);
   KeyTile tile;
   while (walker.advance(tile)) {
-    const T* kb = static_cast<const T*>(p.pieces.k[tile.piece]) + tile.local * D;
-    const T* vb = static_cast<const T*>(p.pieces.v[tile.piece]) + tile.local * D;
+    const T* kb = static_cast<const T*>(walker.k) + tile.local * D;
+    const T* vb = static_cast<const T*>(walker.v) + tile.local * D;
     stage_rows<T>(ks, D + 1, kb, tile.count, D);
     stage_rows<T>(vs, D, vb, tile.count, D);
     __syncthreads();

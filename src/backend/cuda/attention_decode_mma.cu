@@ -49,10 +49,34 @@ template <int D>
 constexpr int ld() {
   return D + 8;  // padded row: ldmatrix row addresses hit distinct banks
 }
+// The merge at the end reuses the ring: per warp its rows' O (rows padded so one
+// column's float2 stores from the 8 row groups of a warp spread over the banks), m and
+// l; per row the warps' weights, the merged sum and the output address.
+template <int D>
+constexpr int kLdo = D + 8;
+template <int D>
+struct MergeSpace {
+  static constexpr size_t kO = size_t{kWarps} * kRows * kLdo<D>;
+  static constexpr size_t bytes() { return kRows * sizeof(float*) + (kO + 3 * kWarps * kRows + kRows) * sizeof(float); }
+  float** out;  // [kRows], first: pointers want 8-byte alignment
+  float* o;     // [kWarps][kRows][kLdo]
+  float* m;     // [kWarps][kRows]
+  float* l;
+  float* weight;
+  float* sum;  // [kRows]
+  __device__ explicit MergeSpace(unsigned char* smem)
+      : out(reinterpret_cast<float**>(smem)),
+        o(reinterpret_cast<float*>(smem + kRows * sizeof(float*))),
+        m(o + kO),
+        l(m + kWarps * kRows),
+        weight(l + kWarps * kRows),
+        sum(weight + kWarps * kRows) {}
+};
+
 template <int D>
 constexpr size_t smem_bytes() {
   const size_t ring = size_t{kStages} * 2 * BN * ld<D>() * 2;
-  const size_t merge = (size_t{kWarps} * kRows * D + 2 * kWarps * kRows) * sizeof(float);
+  const size_t merge = MergeSpace<D>::bytes();
   return ring > merge ? ring : merge;
 }
 
@@ -87,27 +111,33 @@ __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnPar
   const int64_t pos_a = attn_row_pos(p, min(ra, p.n_rows - 1)), pos_b = attn_row_pos(p, min(rb, p.n_rows - 1));
   const int64_t qmin = attn_row_pos(p, r0), qmax = attn_row_pos(p, r0 + nr - 1);
 
-  auto load_stage = [&](int s, const KeyTile& t) {
-    const int64_t off = head * p.pieces.head_stride[t.piece] + t.local * D;
-    T* ks = ring + 2 * s * kTile;
-    mma::load_tile<T, D, kThreads>(ks, static_cast<const T*>(p.pieces.k[t.piece]) + off, t.count);
-    mma::load_tile<T, D, kThreads>(ks + kTile, static_cast<const T*>(p.pieces.v[t.piece]) + off, t.count);
-  };
   // Two walkers over the same tiles: one issues the copies kStages - 1 tiles ahead, the
   // other names the tile being used (the walk is deterministic, so no tile queue).
   TileWalker<BN> ahead(p, kbeg, kend, qmax), walker(p, kbeg, kend, qmax);
+  // Where the tile `ahead` returned last starts in K (V: the same offset from v).
+  auto tile_offset = [&](const KeyTile& t) { return head * ahead.head_stride + t.local * D; };
+  auto load_stage = [&](int s, const T* k, const T* v, int count) {
+    T* ks = ring + 2 * s * kTile;
+    mma::load_tile<T, D, kThreads>(ks, k, count);
+    mma::load_tile<T, D, kThreads>(ks + kTile, v, count);
+  };
   KeyTile t, cur, first[kStages - 1];
+  const T* first_k[kStages - 1];
+  const T* first_v[kStages - 1];
   bool have[kStages - 1];
   bool settled = true;
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     have[s] = ahead.advance(first[s]);
+    // The pointers now: the next advance may move `ahead` to another piece.
+    first_k[s] = have[s] ? static_cast<const T*>(ahead.k) + tile_offset(first[s]) : nullptr;
+    first_v[s] = have[s] ? static_cast<const T*>(ahead.v) + tile_offset(first[s]) : nullptr;
     settled = settled && (!have[s] || first[s].pos + first[s].count <= p.settled_pos);
   }
   auto load_first = [&] {
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (have[s]) load_stage(s, first[s]);
+      if (have[s]) load_stage(s, first_k[s], first_v[s], first[s].count);
       cp_async_commit();  // empty groups too: the wait below counts groups
     }
   };
@@ -130,7 +160,9 @@ __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnPar
   while (walker.advance(cur)) {
     cp_async_wait<kStages - 2>();  // this tile has landed (for this thread's copies) ...
     __syncthreads();               // ... and for every thread's; the stage before is free
-    if (ahead.advance(t)) load_stage(stage == 0 ? kStages - 1 : stage - 1, t);
+    if (ahead.advance(t))
+      load_stage(stage == 0 ? kStages - 1 : stage - 1, static_cast<const T*>(ahead.k) + tile_offset(t),
+                 static_cast<const T*>(ahead.v) + tile_offset(t), t.count);
     cp_async_commit();
 
     const int first = warp * 16;
@@ -183,53 +215,67 @@ __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnPar
   cp_async_wait<0>();
   __syncthreads();  // the ring is free: the warps merge through it
 
-  float* red_o = reinterpret_cast<float*>(smem);  // [kWarps][kRows][D]
-  float* red_m = red_o + kWarps * kRows * D;      // [kWarps][kRows]
-  float* red_l = red_m + kWarps * kRows;
+  // The warps merge: each stores its rows' O (only rows that exist), m and l; then one
+  // thread a row weighs the warps (exp2(m_w - max)) and finds the row's sum, output
+  // address and log-sum-exp; then every thread merges columns. Weights and sums are
+  // per row, not per value, and no integer division is left in the per-value loop:
+  // this epilogue was a quarter of a 4K decode kernel's instructions when each value
+  // recomputed them.
+  MergeSpace<D> ms(smem);
   l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
   l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
   l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
   l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
   {
-    float* oa = red_o + (warp * kRows + g) * D;
-    float* ob = oa + 8 * D;
+    float* oa = ms.o + (warp * kRows + g) * kLdo<D>;
+    float* ob = oa + 8 * kLdo<D>;
+    if (g < nr) {
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      const int d = i * 8 + tq * 2;
-      oa[d] = oacc[i][0];
-      oa[d + 1] = oacc[i][1];
-      ob[d] = oacc[i][2];
-      ob[d + 1] = oacc[i][3];
+      for (int i = 0; i < D / 8; ++i)
+        *reinterpret_cast<float2*>(oa + i * 8 + tq * 2) = make_float2(oacc[i][0], oacc[i][1]);
+    }
+    if (g + 8 < nr) {
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i)
+        *reinterpret_cast<float2*>(ob + i * 8 + tq * 2) = make_float2(oacc[i][2], oacc[i][3]);
     }
     if (tq == 0) {
-      red_m[warp * kRows + g] = m_a;
-      red_m[warp * kRows + g + 8] = m_b;
-      red_l[warp * kRows + g] = l_a;
-      red_l[warp * kRows + g + 8] = l_b;
+      ms.m[warp * kRows + g] = m_a;
+      ms.m[warp * kRows + g + 8] = m_b;
+      ms.l[warp * kRows + g] = l_a;
+      ms.l[warp * kRows + g + 8] = l_b;
     }
   }
   __syncthreads();
 
-  constexpr float kLn2 = 0.69314718055994531f;
-  for (int i = threadIdx.x; i < nr * D; i += kThreads) {
-    const int r = i / D, d = i - r * D;
+  if (threadIdx.x < nr) {
+    constexpr float kLn2 = 0.69314718055994531f;
+    const int r = threadIdx.x;
     float mx = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, red_m[w * kRows + r]);
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, ms.m[w * kRows + r]);
     const float mu = mx == -INFINITY ? 0.f : mx;
-    float lsum = 0.f, acc = 0.f;
+    float lsum = 0.f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) {
-      const float wt = exp2f(red_m[w * kRows + r] - mu);
-      lsum = fmaf(red_l[w * kRows + r], wt, lsum);
-      acc = fmaf(red_o[(w * kRows + r) * D + d], wt, acc);
+      const float wt = exp2f(ms.m[w * kRows + r] - mu);
+      lsum = fmaf(ms.l[w * kRows + r], wt, lsum);
+      ms.weight[w * kRows + r] = wt;
     }
-    const bool any = lsum > 0.f;
-    (attn_out_row(p, slot, r0 + r) + head * p.q_head_stride)[d] = any ? acc / lsum : 0.f;
-    if (d == 0) {
-      float* lp = attn_lse_at(p, slot, r0 + r);
-      if (lp) lp[head * p.lse_head_stride] = any ? (mx + log2f(lsum)) * kLn2 : -INFINITY;
-    }
+    ms.sum[r] = lsum;
+    ms.out[r] = attn_out_row(p, slot, r0 + r) + head * p.q_head_stride;
+    float* lp = attn_lse_at(p, slot, r0 + r);
+    if (lp) lp[head * p.lse_head_stride] = lsum > 0.f ? (mx + log2f(lsum)) * kLn2 : -INFINITY;
+  }
+  __syncthreads();
+
+  for (int i = threadIdx.x; i < nr * D; i += kThreads) {
+    const int r = i / D, d = i - r * D;
+    float acc = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) acc = fmaf(ms.o[(w * kRows + r) * kLdo<D> + d], ms.weight[w * kRows + r], acc);
+    const float lsum = ms.sum[r];
+    ms.out[r][d] = lsum > 0.f ? acc / lsum : 0.f;
   }
 }
 
