@@ -17,10 +17,6 @@
 #   decode-kernel   cuda_attention --decode --quick (the decode attention kernels alone),
 #            then the default one at 128K under Nsight Compute
 #   decode-main   the decode step's first run alone
-#   decode-mlp   decode at 4K, 32K and 128K with HEADINFER_CUDA_DECODE_MLP off, 1 and coop
-#            (the layer's second half as one persistent kernel), twice, alternating
-#   decode-mlp-tune   decode at 4K and 32K with the MLP kernel at 1, 2, 3 blocks an SM and
-#            its L2 prefetch at 0, 8, 24 MiB
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -172,24 +168,6 @@ for s in "$@"; do
         [ "$t" != default ] && tune=("HEADINFER_CUDA_GEMV_TUNE=$t")
         step "decode-gemv-tune-${t/,/-}" 120 env "${tune[@]}" "$h" bench "${model[@]}" \
           --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
-      done
-      ;;
-    decode-mlp)  # the decode MLP as one persistent kernel against the five launches
-      for pass in 1 2; do
-        for m in 0 1 coop; do
-          step "decode-mlp-$m-$pass" 120 env HEADINFER_CUDA_DECODE_MLP=$m "$h" bench "${model[@]}" \
-            --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
-        done
-      done
-      ;;
-    decode-mlp-tune)  # its blocks an SM, then its prefetch budget
-      for b in 1 2 3; do
-        step "decode-mlp-bps$b" 120 env HEADINFER_CUDA_DECODE_MLP=1 HEADINFER_CUDA_DECODE_MLP_BPS=$b "$h" bench \
-          "${model[@]}" --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
-      done
-      for mb in 0 8 24; do
-        step "decode-mlp-pf$mb" 120 env HEADINFER_CUDA_DECODE_MLP=1 HEADINFER_CUDA_GEMV_PREFETCH_MB=$mb "$h" bench \
-          "${model[@]}" --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
     decode-main)  # the all-resident decode rows alone (the first run of the decode step)

@@ -195,39 +195,6 @@ class Backend {
     matmul(x, n, w_gate_up, nullptr, gu);
     swiglu(gu, gu + ffn, n, ffn, 2 * ffn, gu, 2 * ffn);
   }
-  // A layer's second half over n rows, after its attention: tmp = attn @ wo^T, then
-  // add_rmsnorm(x, tmp, ffn_norm) into h, matmul_swiglu(h, w_gate_up) into gu, and the
-  // down projection of gu's SwiGLU half (rows 2 * ffn apart) into tmp; with a next
-  // layer (wqkv set), its first ops too: add_rmsnorm(x, tmp, next_norm) into h and
-  // matmul(h, wqkv, bqkv) into qkv. Same values as those ops, which is what backends
-  // without a fused path run (the CUDA backend may run a decode row as one kernel,
-  // leaving gu's up half unwritten).
-  struct MlpBlock {
-    const float* attn = nullptr;
-    int n = 0;
-    const Mat* wo = nullptr;
-    float* x = nullptr;
-    const Mat* ffn_norm = nullptr;
-    float eps = 0.f;
-    float* h = nullptr;
-    const Mat* w_gate_up = nullptr;
-    float* gu = nullptr;
-    const Mat* w_down = nullptr;
-    float* tmp = nullptr;
-    const Mat* next_norm = nullptr;  // the next layer's attention norm, with wqkv
-    const Mat* wqkv = nullptr;       // null: no next layer's ops
-    const Mat* bqkv = nullptr;       // may be null
-    float* qkv = nullptr;
-  };
-  virtual void mlp_block(const MlpBlock& b) {
-    matmul(b.attn, b.n, *b.wo, nullptr, b.tmp);
-    add_rmsnorm(b.x, b.tmp, *b.ffn_norm, b.eps, b.n, b.h);
-    matmul_swiglu(b.h, b.n, *b.w_gate_up, b.gu);
-    matmul_strided(b.gu, b.w_gate_up->rows, b.n, *b.w_down, nullptr, b.tmp);
-    if (b.wqkv == nullptr) return;
-    add_rmsnorm(b.x, b.tmp, *b.next_norm, b.eps, b.n, b.h);
-    matmul(b.h, b.n, *b.wqkv, b.bqkv, b.qkv);
-  }
   // x += y
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // x += y over n rows of w's width, then out = rmsnorm(x): the residual add and the

@@ -108,55 +108,39 @@ void Executor::release() {
 
 Executor::~Executor() { release(); }
 
-bool Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq,
-                         bool qkv_ready) {
+void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq) {
   const int hd = cfg_.head_dim;
   const int64_t q_w = int64_t{cfg_.n_heads} * hd, kv_w = int64_t{cfg_.n_kv_heads} * hd;
   const int64_t qkv_w = q_w + 2 * kv_w;  // a row of the fused projection: [q | k | v]
   float *x = buf(kX), *h = buf(kH), *qkv = buf(kQkv), *attn = buf(kAttn);
 
   // Layers after the first get their attention norm from the previous layer's last
-  // residual add (add_rmsnorm below), and their QKV projection too where that layer
-  // ran its second half as one op (qkv_ready).
-  if (!qkv_ready) {
-    if (layer == 0) be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
-    be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
-  }
+  // residual add (add_rmsnorm below).
+  if (layer == 0) be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
+  be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
   // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row,
   // done by the attention's first op together with the KV store.
   const RopeArgs rope{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()};
   attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope});
 
-  // Rows of [gate | up]; SwiGLU writes over the gate half, which the down projection
-  // then reads as rows 2 * ffn apart.
-  const int64_t ffn = cfg_.ffn_hidden;
-  float* gu = buf(kGateUp);
-  const bool has_next = static_cast<size_t>(layer) + 1 < layers_.size();
-  if (n <= opts_.mlp_chunk) {
-    // Decode and short chunks: one op with the next layer's norm and QKV projection,
-    // which a backend may run as one kernel.
-    const Layer* next = has_next ? &layers_[static_cast<size_t>(layer) + 1] : nullptr;
-    be_.mlp_block(Backend::MlpBlock{attn, n, &L.wo, x, &L.ffn_norm, cfg_.rms_eps, h, &L.w_gate_up, gu, &L.w_down,
-                                    buf(kTmp), next ? &next->attn_norm : nullptr, next ? &next->wqkv : nullptr,
-                                    next && !next->bqkv.empty() ? &next->bqkv : nullptr, qkv});
-    if (!has_next) be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
-    return has_next;
-  }
   be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
   be_.add_rmsnorm(x, buf(kTmp), L.ffn_norm, cfg_.rms_eps, n, h);
   // The ffn-wide intermediates exist for mlp_chunk rows at a time; every output
   // row is computed alone, so the passes change no value.
+  // Rows of [gate | up]; SwiGLU writes over the gate half, which the down projection
+  // then reads as rows 2 * ffn apart.
+  const int64_t ffn = cfg_.ffn_hidden;
+  float* gu = buf(kGateUp);
   for (int r0 = 0; r0 < n; r0 += opts_.mlp_chunk) {
     const int m = std::min(opts_.mlp_chunk, n - r0);
     const float* hr = h + static_cast<int64_t>(r0) * cfg_.hidden;
     be_.matmul_swiglu(hr, m, L.w_gate_up, gu);
     be_.matmul_strided(gu, 2 * ffn, m, L.w_down, nullptr, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
   }
-  if (has_next)
+  if (static_cast<size_t>(layer) + 1 < layers_.size())
     be_.add_rmsnorm(x, buf(kTmp), layers_[static_cast<size_t>(layer) + 1].attn_norm, cfg_.rms_eps, n, h);
   else
     be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
-  return false;
 }
 
 const float* Executor::forward_logits(const int32_t* tokens, int n) {
@@ -178,9 +162,7 @@ const float* Executor::forward_logits(const int32_t* tokens, int n) {
   be_.upload(ids_, tokens, sizeof(int32_t) * static_cast<size_t>(n));
   be_.embed(ids_, n, tok_embd_, buf(kX));
   attn_->begin(pos0, n);
-  bool qkv_ready = false;
-  for (size_t l = 0; l < layers_.size(); ++l)
-    qkv_ready = run_layer(layers_[l], static_cast<int>(l), n, pos0, inv_freq_, qkv_ready);
+  for (size_t l = 0; l < layers_.size(); ++l) run_layer(layers_[l], static_cast<int>(l), n, pos0, inv_freq_);
   attn_->end();
   kv_->set_length(pos0 + n);
 

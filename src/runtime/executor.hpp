@@ -58,9 +58,7 @@ class Executor {
   };
   Mat upload_fused(const FusedRows& f);
   Mat upload_fused(const FusedVector& v);
-  // Returns whether it also ran the next layer's attention norm and QKV projection.
-  bool run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq,
-                 bool qkv_ready);
+  void run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq);
   const float* forward_logits(const int32_t* tokens, int n);  // the last position's logits, backend memory
   void release();
   float* buf(size_t i) { return bufs_[i]; }

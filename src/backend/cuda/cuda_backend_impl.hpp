@@ -73,14 +73,6 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
-  // HEADINFER_CUDA_DECODE_MLP=1: a decode row's layer tail (out projection, ffn norm,
-  // gate/up with SwiGLU, down projection, the next layer's norm and QKV projection) as
-  // one persistent kernel (decode_mlp.cu; the same bits). Off until a GPU run has timed
-  // it; =coop launches it as a cooperative kernel (the driver then guarantees every
-  // block is resident at once, which =1 assumes of a device no other work shares).
-  // HEADINFER_CUDA_DECODE_MLP_BPS: its blocks an SM.
-  int decode_mlp = 0;
-  int decode_mlp_bps = 0;
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -98,9 +90,6 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_MLP"))
-      d.decode_mlp = std::strcmp(e, "1") == 0 ? 1 : std::strcmp(e, "coop") == 0 ? 2 : 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_MLP_BPS")) d.decode_mlp_bps = std::max(0, std::atoi(e));
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -147,8 +136,6 @@ class CudaBackend final : public Backend {
     part_.get(kPartialsReserve, stream_);
     if (!debug_.no_cudnn) cudnn_ = cuda::make_cudnn_attention(stream_, cudnn_why_);
     ids_.get(size_t{64} << 10, stream_);
-    // The decode MLP kernel's grid barrier: two words, zero between its launches.
-    HI_CUDA_CHECK(cudaMemsetAsync(sync_.get(2 * sizeof(unsigned), stream_), 0, 2 * sizeof(unsigned), stream_));
     mem_->sample_driver();
   }
 
@@ -351,51 +338,6 @@ class CudaBackend final : public Backend {
   void matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) override {
     use();
     if (!debug_.fuse_swiglu || !gemm_->matmul_swiglu(x, n, w_gate_up, gu)) Backend::matmul_swiglu(x, n, w_gate_up, gu);
-  }
-
-  void mlp_block(const MlpBlock& b) override {
-    use();
-    if (debug_.decode_mlp != 0 && b.n == 1 && gemm_->gemv_rows(1) && b.wo->dtype == b.w_gate_up->dtype &&
-        b.wo->dtype == b.w_down->dtype && b.w_gate_up->rows % 2 == 0 && b.wo->rows == b.w_down->rows &&
-        b.w_gate_up->cols == b.wo->rows && b.w_down->cols * 2 == b.w_gate_up->rows &&
-        b.ffn_norm->rows * b.ffn_norm->cols == b.wo->rows && b.wo->rows <= INT32_MAX && b.w_down->cols <= INT32_MAX &&
-        b.wo->cols <= INT32_MAX) {
-      cuda::DecodeMlpArgs a;
-      a.wo = b.wo->data;
-      a.w_gate_up = b.w_gate_up->data;
-      a.w_down = b.w_down->data;
-      a.wdt = b.wo->dtype;
-      a.norm_w = b.ffn_norm->data;
-      a.norm_dt = b.ffn_norm->dtype;
-      a.eps = b.eps;
-      a.attn = b.attn;
-      a.x = b.x;
-      a.h = b.h;
-      a.gu = b.gu;
-      a.tmp = b.tmp;
-      a.hidden = static_cast<int>(b.wo->rows);
-      a.ffn = static_cast<int>(b.w_down->cols);
-      a.q_width = static_cast<int>(b.wo->cols);
-      a.sync = static_cast<unsigned*>(sync_.get(2 * sizeof(unsigned), stream_));
-      a.prefetch_bytes = gemm_->gemv_tuning().prefetch_bytes;
-      a.blocks_per_sm = debug_.decode_mlp_bps;
-      a.cooperative = debug_.decode_mlp == 2;
-      if (b.wqkv != nullptr) {
-        const Mat &nn = *b.next_norm, &wq = *b.wqkv;
-        if (wq.dtype != a.wdt || wq.cols != b.wo->rows || wq.rows > INT32_MAX || nn.rows * nn.cols != b.wo->rows ||
-            (b.bqkv != nullptr && b.bqkv->rows * b.bqkv->cols != wq.rows))
-          return Backend::mlp_block(b);
-        a.next_norm_w = nn.data;
-        a.next_norm_dt = nn.dtype;
-        a.wqkv = wq.data;
-        a.bqkv = b.bqkv ? b.bqkv->data : nullptr;
-        a.bqkv_dt = b.bqkv ? b.bqkv->dtype : DType::F32;
-        a.qkv = b.qkv;
-        a.qkv_rows = static_cast<int>(wq.rows);
-      }
-      if (cuda::launch_decode_mlp(a, sm_count_, stream_)) return;
-    }
-    Backend::mlp_block(b);
   }
 
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {
@@ -606,7 +548,7 @@ class CudaBackend final : public Backend {
   AttnDebug debug_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasGemm> gemm_;
-  cuda::ScratchBuffer part_, ids_, sync_;
+  cuda::ScratchBuffer part_, ids_;
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
   std::string cudnn_why_;
   bool attention_cudnn(const AttnArgs& a, const std::vector<const KvPiece*>& pieces);

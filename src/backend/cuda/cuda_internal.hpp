@@ -48,9 +48,6 @@ class CublasGemm {
   // rows): GEMV or cuBLAS give different bits, so the choice follows the forward.
   void set_forward_rows(int n) { forward_rows_ = n; }
   void set_gemv_tuning(GemvTuning t) { tuning_ = t; }
-  // Whether an op over n rows in this forward runs on the GEMV kernel (as matmul decides).
-  bool gemv_rows(int n) const { return (forward_rows_ > 0 ? forward_rows_ : n) <= gemv_max_rows_; }
-  const GemvTuning& gemv_tuning() const { return tuning_; }
   // The gate/up GEMV with the SwiGLU in its epilogue (launch_gemv_swiglu) where matmul
   // would take the GEMV for these rows and the shape allows; false, nothing launched,
   // otherwise. gu: rows of w.rows floats, the SwiGLU in their first half.

@@ -16,7 +16,6 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
-#include "backend/cuda/gemv_dot.cuh"
 #include "backend/cuda/kernels.hpp"
 
 namespace headinfer::cuda {
@@ -29,6 +28,26 @@ constexpr int kLine = 128;  // bytes of an L2 line
 template <int N>
 constexpr int rows_per_warp() {
   return N <= 2 ? 2 : 4;
+}
+
+// Eight consecutive BF16 / F16 values (a 16-byte load) as floats; element 2i is the
+// low half of word i (little endian).
+__device__ __forceinline__ void unpack8(const uint4& v, __nv_bfloat16*, float* f) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
 }
 
 // Vector path: C % 8 == 0, W and x 16-byte aligned, x_stride % 4 == 0 (checked by the

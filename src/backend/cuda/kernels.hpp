@@ -88,43 +88,6 @@ void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType w
 // alignment or the shape does not allow it.
 bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
                         int64_t out_stride, cudaStream_t s);
-// A decode layer's second half for one token in one persistent kernel (decode_mlp.cu):
-// tmp = attn @ wo^T; x += tmp; h = rmsnorm(x) * norm_w; gu[g] = silu(gate_g) * up_g for
-// g < ffn (w_gate_up = [gate; up]); tmp = gu[0, ffn) @ w_down^T; then, optionally, the
-// next layer's first ops (below). The bits of launch_gemv, launch_add_rmsnorm and
-// launch_swiglu in that order; gu's up half is left alone. False
-// (nothing launched) where the shapes, types or alignment do not allow it.
-struct DecodeMlpArgs {
-  const void* wo = nullptr;         // [hidden, q_width]
-  const void* w_gate_up = nullptr;  // [2 * ffn, hidden]
-  const void* w_down = nullptr;     // [hidden, ffn]
-  DType wdt = DType::BF16;          // of all three
-  const void* norm_w = nullptr;
-  DType norm_dt = DType::F32;
-  float eps = 0.f;
-  const float* attn = nullptr;  // q_width floats
-  float* x = nullptr;           // hidden floats: the residual
-  float* h = nullptr;           // hidden
-  float* gu = nullptr;          // ffn (at least)
-  float* tmp = nullptr;         // hidden
-  int hidden = 0, ffn = 0, q_width = 0;
-  // With wqkv (the next layer's, [qkv_rows, hidden], of wdt): x += tmp; h =
-  // rmsnorm(x) * next_norm_w; qkv = h @ wqkv^T (+ bqkv) after the down projection.
-  const void* next_norm_w = nullptr;
-  DType next_norm_dt = DType::F32;
-  const void* wqkv = nullptr;
-  const void* bqkv = nullptr;  // may be null
-  DType bqkv_dt = DType::F32;
-  float* qkv = nullptr;
-  int qkv_rows = 0;
-  unsigned* sync = nullptr;        // two zeroed device words, for this stream's launches only
-  int64_t prefetch_bytes = 0;      // W asked of L2 ahead of each phase
-  int blocks_per_sm = 0;           // 0: the default
-  bool cooperative = false;        // launched as a cooperative kernel
-  int xs_floats = 0;               // set by the launcher
-  int prefetch_lines[4] = {0, 0, 0, 0};  // set by the launcher
-};
-bool launch_decode_mlp(const DecodeMlpArgs& a, int sm_count, cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);
