@@ -17,6 +17,10 @@
 #   decode-kernel   cuda_attention --decode --quick (the decode attention kernels alone),
 #            then the default one at 128K under Nsight Compute
 #   decode-main   the decode step's first run alone
+#   keys-m   the decode-path tests with HEADINFER_CUDA_DECODE_KEYS_M=1 (the tensor-core
+#            decode kernel with the keys on the MMA's M side), then decode at 4K, 32K and
+#            128K with it off and on, twice, alternating, then its kernel time at 4K and
+#            32K under Nsight Compute
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -170,6 +174,27 @@ for s in "$@"; do
           --context 4K,32K --decode-tokens 16 --reps 2 --offload none -o json
       done
       ;;
+    keys-m)
+      for t in test_cuda_attention test_cuda_decode_splits test_cuda_engine test_cuda_offload; do
+        step "keys-m-$t" 150 env HEADINFER_CUDA_DECODE_KEYS_M=1 "$bin/$t"
+        grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/keys-m-$t.log" >>"$out/summary.txt"
+      done
+      for pass in 1 2; do
+        for m in 0 1; do
+          step "decode-keys-m$m-$pass" 120 env HEADINFER_CUDA_DECODE_KEYS_M=$m "$h" bench "${model[@]}" \
+            --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
+        done
+      done
+      for m in 0 1; do
+        for c in 4K 32K; do
+          step "ncu-keys-m$m-$c" 100 env HEADINFER_CUDA_DECODE_KEYS_M=$m "$ncu" --clock-control none \
+            --kernel-name regex:attn_decode_mma --launch-skip 64 --launch-count 1 \
+            --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,launch__registers_per_thread \
+            "$h" bench "${model[@]}" --context "$c" --decode-tokens 4 --reps 1 --offload none -o json
+          grep -hE 'gpu__time|inst_exec|registers' "$out/ncu-keys-m$m-$c.log" | sed "s/^/ncu-keys-m$m-$c /" >>"$out/summary.txt"
+        done
+      done
+      ;;
     decode-main)  # the all-resident decode rows alone (the first run of the decode step)
       step decode 120 "$h" bench "${model[@]}" --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
       ;;
@@ -244,7 +269,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

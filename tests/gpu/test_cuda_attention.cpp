@@ -196,6 +196,12 @@ Backend& gpu_decode_simt() {
   return *b;
 }
 
+// The tensor-core decode kernel with the keys on the MMA's M side (8-row tiles).
+Backend& gpu_decode_keys_m() {
+  static std::unique_ptr<Backend> b = gpu_with_env("HEADINFER_CUDA_DECODE_KEYS_M", "1");
+  return *b;
+}
+
 // Hopper's warpgroup-MMA kernel in blocks of one and of two warpgroups (64 and 128
 // rows); null where the device is not compute capability 9.0.
 Backend* gpu_warpgroup(int groups) {
@@ -352,6 +358,11 @@ TEST_P(CudaAttention, MatchesReference) {
                                               << worst_row(c, gs.out, ref_out);
     EXPECT_TRUE(close(gs.lse, ref_lse, 1e-4, true)) << "CUDA-core decode kernel: log-sum-exp";
     EXPECT_EQ(gs.pad_written, 0u) << "CUDA-core decode kernel wrote padding columns";
+    GpuResult gk = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_decode_keys_m());
+    EXPECT_TRUE(close(gk.out, ref_out, out_tol(c))) << "decode kernel, keys on M: output; worst row: "
+                                                    << worst_row(c, gk.out, ref_out);
+    EXPECT_TRUE(close(gk.lse, ref_lse, lse_tol(c), true)) << "decode kernel, keys on M: log-sum-exp";
+    EXPECT_EQ(gk.pad_written, 0u) << "decode kernel, keys on M, wrote padding columns";
   }
 
   // Split the pieces in two, attend to each half, merge by LSE: same result.

@@ -73,6 +73,9 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
+  // HEADINFER_CUDA_DECODE_KEYS_M=1: the tensor-core decode kernel with the keys on the
+  // MMA's M side. Off until a GPU run has checked and timed it.
+  bool decode_keys_m = false;
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -90,6 +93,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -104,6 +108,7 @@ enum class Path { kMma, kDecodeMma, kDecode, kSimt };
 struct AttnKernel {
   Path path = Path::kSimt;
   int mma_warps = 4;
+  bool keys_as_m = false;  // kDecodeMma only
 };
 
 class CudaBackend final : public Backend {
@@ -454,6 +459,7 @@ class CudaBackend final : public Backend {
         k.path = Path::kDecode;
     }
     k.mma_warps = debug_.mma_warps;
+    k.keys_as_m = k.path == Path::kDecodeMma && debug_.decode_keys_m;
     return k;
   }
 
@@ -478,7 +484,7 @@ class CudaBackend final : public Backend {
     else if (k.path == Path::kDecode)
       cuda::launch_attention_decode(p, splits, kv, stream_);
     else if (k.path == Path::kDecodeMma)
-      cuda::launch_attention_decode_mma(p, splits, kv, stream_);
+      cuda::launch_attention_decode_mma(p, splits, kv, k.keys_as_m, stream_);
     else
       cuda::launch_attention_simt(p, splits, kv, stream_);
   }

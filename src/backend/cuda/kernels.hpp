@@ -192,10 +192,12 @@ int attention_decode_rows(int n_rows);
 int attention_decode_blocks_per_sm(DType kv, int head_dim, int n_rows);
 void launch_attention_decode(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
 // The same contract on tensor cores for BF16/F16 KV (attention_decode_mma.cu): blocks
-// of kDecodeWarps warps over one 16-row tile, q and P multiplied as high + low parts.
-int attention_decode_mma_rows();
-int attention_decode_mma_blocks_per_sm(DType kv, int head_dim);
-void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, cudaStream_t s);
+// of kDecodeWarps warps over one 16-row tile, q and P multiplied as high + low parts;
+// keys_as_m: over one 8-row tile, the keys on the MMA's M side (half the MMAs for 8
+// rows or fewer).
+int attention_decode_mma_rows(bool keys_as_m);
+int attention_decode_mma_blocks_per_sm(DType kv, int head_dim, bool keys_as_m);
+void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, bool keys_as_m, cudaStream_t s);
 
 // Combines n_slots partial results ([slot][row][head_dim] and [slot][row]) into
 // out[t * out_stride + h * head_dim + d] and lse[r] (lse may be null).
