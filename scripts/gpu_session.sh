@@ -17,10 +17,10 @@
 #   decode-kernel   cuda_attention --decode --quick (the decode attention kernels alone),
 #            then the default one at 128K under Nsight Compute
 #   decode-main   the decode step's first run alone
-#   keys-m   the decode-path tests with HEADINFER_CUDA_DECODE_KEYS_M=1 (the tensor-core
-#            decode kernel with the keys on the MMA's M side), then decode at 4K, 32K and
-#            128K with it off and on, twice, alternating, then its kernel time at 4K and
-#            32K under Nsight Compute
+#   keys-m   the decode-path tests with HEADINFER_CUDA_DECODE_KEYS_M=1 and =0 (the
+#            tensor-core decode kernel with the keys on the MMA's M side for every call,
+#            for none), then decode at 4K, 32K and 128K with it off and on, twice,
+#            alternating, then its kernel time at 4K and 32K under Nsight Compute
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -175,9 +175,11 @@ for s in "$@"; do
       done
       ;;
     keys-m)
-      for t in test_cuda_attention test_cuda_decode_splits test_cuda_engine test_cuda_offload; do
-        step "keys-m-$t" 150 env HEADINFER_CUDA_DECODE_KEYS_M=1 "$bin/$t"
-        grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/keys-m-$t.log" >>"$out/summary.txt"
+      for m in 1 0; do
+        for t in test_cuda_attention test_cuda_decode_splits test_cuda_engine test_cuda_offload; do
+          step "keys-m$m-$t" 150 env HEADINFER_CUDA_DECODE_KEYS_M=$m "$bin/$t"
+          grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/keys-m$m-$t.log" >>"$out/summary.txt"
+        done
       done
       for pass in 1 2; do
         for m in 0 1; do

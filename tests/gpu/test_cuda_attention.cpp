@@ -196,10 +196,13 @@ Backend& gpu_decode_simt() {
   return *b;
 }
 
-// The tensor-core decode kernel with the keys on the MMA's M side (8-row tiles).
-Backend& gpu_decode_keys_m() {
-  static std::unique_ptr<Backend> b = gpu_with_env("HEADINFER_CUDA_DECODE_KEYS_M", "1");
-  return *b;
+// The tensor-core decode kernel with the keys on the MMA's M side (8-row tiles) for
+// every call it takes (on), also those of more than 8 rows, or for none (off): by
+// default it takes the calls of at most 8 rows.
+Backend& gpu_decode_keys_m(bool on) {
+  static std::unique_ptr<Backend> yes = gpu_with_env("HEADINFER_CUDA_DECODE_KEYS_M", "1");
+  static std::unique_ptr<Backend> no = gpu_with_env("HEADINFER_CUDA_DECODE_KEYS_M", "0");
+  return on ? *yes : *no;
 }
 
 // Hopper's warpgroup-MMA kernel in blocks of one and of two warpgroups (64 and 128
@@ -358,11 +361,13 @@ TEST_P(CudaAttention, MatchesReference) {
                                               << worst_row(c, gs.out, ref_out);
     EXPECT_TRUE(close(gs.lse, ref_lse, 1e-4, true)) << "CUDA-core decode kernel: log-sum-exp";
     EXPECT_EQ(gs.pad_written, 0u) << "CUDA-core decode kernel wrote padding columns";
-    GpuResult gk = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_decode_keys_m());
-    EXPECT_TRUE(close(gk.out, ref_out, out_tol(c))) << "decode kernel, keys on M: output; worst row: "
-                                                    << worst_row(c, gk.out, ref_out);
-    EXPECT_TRUE(close(gk.lse, ref_lse, lse_tol(c), true)) << "decode kernel, keys on M: log-sum-exp";
-    EXPECT_EQ(gk.pad_written, 0u) << "decode kernel, keys on M, wrote padding columns";
+    for (bool on : {true, false}) {
+      GpuResult gk = run_attention(c, dq, q_stride, scale, kv.pieces, gpu_decode_keys_m(on));
+      const std::string name = on ? "decode kernel, keys on M: " : "decode kernel, rows on M: ";
+      EXPECT_TRUE(close(gk.out, ref_out, out_tol(c))) << name << "output; worst row: " << worst_row(c, gk.out, ref_out);
+      EXPECT_TRUE(close(gk.lse, ref_lse, lse_tol(c), true)) << name << "log-sum-exp";
+      EXPECT_EQ(gk.pad_written, 0u) << name << "wrote padding columns";
+    }
   }
 
   // Split the pieces in two, attend to each half, merge by LSE: same result.

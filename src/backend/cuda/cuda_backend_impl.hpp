@@ -73,9 +73,11 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
-  // HEADINFER_CUDA_DECODE_KEYS_M=1: the tensor-core decode kernel with the keys on the
-  // MMA's M side. Off until a GPU run has checked and timed it.
-  bool decode_keys_m = false;
+  // The tensor-core decode kernel with the keys on the MMA's M side: -1 (default) for
+  // calls of at most 8 rows (a GQA group; one 8-row tile), HEADINFER_CUDA_DECODE_KEYS_M=1
+  // for every call it takes, =0 for none. For a group of 4 it issues 26% fewer
+  // instructions, 4K kernel 12.5 -> 11.7 us, 128K decode 8.93-8.97 -> 8.82-8.88 ms/token (H200).
+  int decode_keys_m = -1;
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -93,7 +95,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -459,7 +461,8 @@ class CudaBackend final : public Backend {
         k.path = Path::kDecode;
     }
     k.mma_warps = debug_.mma_warps;
-    k.keys_as_m = k.path == Path::kDecodeMma && debug_.decode_keys_m;
+    k.keys_as_m = k.path == Path::kDecodeMma &&
+                  (debug_.decode_keys_m == 1 || (debug_.decode_keys_m < 0 && R <= cuda::attention_decode_mma_rows(true)));
     return k;
   }
 
