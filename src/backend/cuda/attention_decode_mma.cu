@@ -66,14 +66,14 @@ constexpr int ld() {
 // keys on M single floats of 4 rows x 8 columns), m and l; per row the warps' weights,
 // the merged sum and the output address.
 template <int D, bool kKeysAsM>
-constexpr int kLdo = D + (kKeysAsM ? 4 : 8);
+constexpr int kMergeLd = D + (kKeysAsM ? 4 : 8);
 template <int D, bool kKeysAsM>
 struct MergeSpace {
   static constexpr int kRows = kRowsOf<kKeysAsM>;
-  static constexpr size_t kO = size_t{kWarps} * kRows * kLdo<D, kKeysAsM>;
+  static constexpr size_t kO = size_t{kWarps} * kRows * kMergeLd<D, kKeysAsM>;
   static constexpr size_t bytes() { return kRows * sizeof(float*) + (kO + 3 * kWarps * kRows + kRows) * sizeof(float); }
   float** out;  // [kRows], first: pointers want 8-byte alignment
-  float* o;     // [kWarps][kRows][kLdo]
+  float* o;     // [kWarps][kRows][kMergeLd]
   float* m;     // [kWarps][kRows]
   float* l;
   float* weight;
@@ -345,7 +345,7 @@ __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnPar
   // this epilogue was a quarter of a 4K decode kernel's instructions when each value
   // recomputed them.
   MergeSpace<D, kKeysAsM> ms(smem);
-  constexpr int kLdO = kLdo<D, kKeysAsM>;
+  constexpr int kLdO = kMergeLd<D, kKeysAsM>;
   if constexpr (kKeysAsM) {
     // l over the 8 lanes of a column (the keys); m is already the same across them.
 #pragma unroll
