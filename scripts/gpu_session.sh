@@ -19,8 +19,9 @@
 #   decode-main   the decode step's first run alone
 #   keys-m   the decode-path tests with HEADINFER_CUDA_DECODE_KEYS_M=1 and =0 (the
 #            tensor-core decode kernel with the keys on the MMA's M side for every call,
-#            for none), then decode at 4K, 32K and 128K with it off and on, twice,
-#            alternating, then its kernel time at 4K and 32K under Nsight Compute
+#            for none) and =1 with HEADINFER_CUDA_DECODE_STAGES=2 (its two-stage ring),
+#            then decode at 4K, 32K and 128K in the three settings, twice, alternating,
+#            then the kernel's time at 4K and 32K under Nsight Compute in each
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -175,25 +176,36 @@ for s in "$@"; do
       done
       ;;
     keys-m)
-      for m in 1 0; do
+      # Settings: keys on M off (m0), on (m1), on with a two-stage ring (m1s2).
+      keys_env() {
+        case $1 in
+          m0) echo HEADINFER_CUDA_DECODE_KEYS_M=0 ;;
+          m1) echo HEADINFER_CUDA_DECODE_KEYS_M=1 ;;
+          m1s2) echo HEADINFER_CUDA_DECODE_KEYS_M=1 HEADINFER_CUDA_DECODE_STAGES=2 ;;
+        esac
+      }
+      for m in m1 m0 m1s2; do
         for t in test_cuda_attention test_cuda_decode_splits test_cuda_engine test_cuda_offload; do
-          step "keys-m$m-$t" 150 env HEADINFER_CUDA_DECODE_KEYS_M=$m "$bin/$t"
-          grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/keys-m$m-$t.log" >>"$out/summary.txt"
+          # shellcheck disable=SC2046  # the settings are words
+          step "keys-$m-$t" 150 env $(keys_env $m) "$bin/$t"
+          grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/keys-$m-$t.log" >>"$out/summary.txt"
         done
       done
       for pass in 1 2; do
-        for m in 0 1; do
-          step "decode-keys-m$m-$pass" 120 env HEADINFER_CUDA_DECODE_KEYS_M=$m "$h" bench "${model[@]}" \
+        for m in m0 m1 m1s2; do
+          # shellcheck disable=SC2046
+          step "decode-keys-$m-$pass" 120 env $(keys_env $m) "$h" bench "${model[@]}" \
             --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
         done
       done
-      for m in 0 1; do
+      for m in m0 m1 m1s2; do
         for c in 4K 32K; do
-          step "ncu-keys-m$m-$c" 100 env HEADINFER_CUDA_DECODE_KEYS_M=$m "$ncu" --clock-control none \
+          # shellcheck disable=SC2046
+          step "ncu-keys-$m-$c" 100 env $(keys_env $m) "$ncu" --clock-control none \
             --kernel-name regex:attn_decode_mma --launch-skip 64 --launch-count 1 \
             --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,launch__registers_per_thread \
             "$h" bench "${model[@]}" --context "$c" --decode-tokens 4 --reps 1 --offload none -o json
-          grep -hE 'gpu__time|inst_exec|registers' "$out/ncu-keys-m$m-$c.log" | sed "s/^/ncu-keys-m$m-$c /" >>"$out/summary.txt"
+          grep -hE 'gpu__time|inst_exec|registers' "$out/ncu-keys-$m-$c.log" | sed "s/^/ncu-keys-$m-$c /" >>"$out/summary.txt"
         done
       done
       ;;
