@@ -22,6 +22,8 @@
 #            for none) and =1 with HEADINFER_CUDA_DECODE_STAGES=2 (its two-stage ring),
 #            then decode at 4K, 32K and 128K in the three settings, twice, alternating,
 #            then the kernel's time at 4K and 32K under Nsight Compute in each
+#            (KEYS_SETTINGS picks the settings, e.g. "def s2": the default and its
+#            two-stage ring)
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -31,6 +33,8 @@
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
 #   sample   generate 128 tokens after a 4K prompt: greedy, top-k 40 (on the device), top-k off
 #   attn     cuda_attention --quick once: cuDNN and every own block shape, warpgroup MMA included
+#   torch-sdpa   PyTorch's fused attention on the same shapes (bench/peers/torch_sdpa.py):
+#            cuDNN with and without the softmax statistics, FlashAttention
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable (16 GiB with 1024-token chunks
@@ -176,15 +180,20 @@ for s in "$@"; do
       done
       ;;
     keys-m)
-      # Settings: keys on M off (m0), on (m1), on with a two-stage ring (m1s2).
+      # Settings (KEYS_SETTINGS, default "m1 m0 m1s2"): the committed default (def), keys
+      # on M off (m0), on (m1), on with a two-stage ring (m1s2, or s2 over the default).
       keys_env() {
         case $1 in
+          def) ;;
           m0) echo HEADINFER_CUDA_DECODE_KEYS_M=0 ;;
           m1) echo HEADINFER_CUDA_DECODE_KEYS_M=1 ;;
           m1s2) echo HEADINFER_CUDA_DECODE_KEYS_M=1 HEADINFER_CUDA_DECODE_STAGES=2 ;;
+          s2) echo HEADINFER_CUDA_DECODE_STAGES=2 ;;
         esac
       }
-      for m in m1 m0 m1s2; do
+      read -r -a settings <<<"${KEYS_SETTINGS:-m1 m0 m1s2}"
+      for m in "${settings[@]}"; do
+        [ "$m" = def ] && continue  # the tests step runs the default
         for t in test_cuda_attention test_cuda_decode_splits test_cuda_engine test_cuda_offload; do
           # shellcheck disable=SC2046  # the settings are words
           step "keys-$m-$t" 150 env $(keys_env $m) "$bin/$t"
@@ -192,13 +201,13 @@ for s in "$@"; do
         done
       done
       for pass in 1 2; do
-        for m in m0 m1 m1s2; do
+        for m in "${settings[@]}"; do
           # shellcheck disable=SC2046
           step "decode-keys-$m-$pass" 120 env $(keys_env $m) "$h" bench "${model[@]}" \
             --context 4K,32K,128K --decode-tokens 16 --reps 2 --offload none -o json
         done
       done
-      for m in m0 m1 m1s2; do
+      for m in "${settings[@]}"; do
         for c in 4K 32K; do
           # shellcheck disable=SC2046
           step "ncu-keys-$m-$c" 100 env $(keys_env $m) "$ncu" --clock-control none \
@@ -245,6 +254,11 @@ for s in "$@"; do
       # The attention benchmark once: cuDNN, then the own kernels' block shapes (the
       # warpgroup-MMA ones included on compute capability 9.0) against the GEMM rate.
       step attn 150 "$bin/cuda_attention" --quick
+      grep -h 'TFLOP/s' "$out/attn.log" >>"$out/summary.txt"
+      ;;
+    torch-sdpa)
+      step torch-sdpa 150 python3 bench/peers/torch_sdpa.py --json "$out/torch-sdpa.json"
+      grep -h 'TFLOP/s\|failed\|torch ' "$out/torch-sdpa.log" >>"$out/summary.txt"
       ;;
     cudnn)
       for p in A:1 A:2 A:3 B:0 B:1 B:2; do step "cudnn-$p" 60 env HEADINFER_CUDNN_PLAN="$p" "$bin/cuda_attention" --quick; done
@@ -283,7 +297,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"
