@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.hpp"
+#include "backend/cuda/cudnn_attention.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "common/half.hpp"
 #include "headinfer/error.hpp"
@@ -290,6 +291,56 @@ void bench_attention_heads(Backend& be, const char* label, int n_q, int64_t q_po
     be.free(p);
 }
 
+// cuDNN's call alone, BF16 Q in, BF16 O and the statistics out, all 8 KV heads: the
+// path's ceiling, without the backend's own work around it (Q to BF16, O back to f32
+// and merged). causal: n_kv == n_q, top-left.
+void bench_cudnn_alone(Backend& be, const char* label, int n_q, int64_t n_kv, bool causal, bool quick,
+                       double ceiling) {
+  cudaStream_t stream = nullptr;
+  BENCH_CHECK(cudaStreamCreate(&stream));
+  std::string why;
+  auto sdpa = cuda::make_cudnn_attention(stream, why);
+  if (!sdpa) {
+    std::printf("%-44s skipped: %s\n", label, why.c_str());
+    BENCH_CHECK(cudaStreamDestroy(stream));
+    return;
+  }
+  cuda::SdpaShape sh;
+  sh.n_q = n_q;
+  sh.n_qh = kGroup;
+  sh.n_kv_heads = kKvHeads;
+  sh.kv_head_stride = n_kv * kHeadDim;
+  sh.n_kv = n_kv;
+  sh.head_dim = kHeadDim;
+  sh.causal = causal;
+  sh.scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+  std::mt19937 rng(13);
+  const size_t qn = static_cast<size_t>(n_q) * kQHeads * kHeadDim, kvn = static_cast<size_t>(n_kv) * kKvHeads * kHeadDim;
+  void* q = random_bf16(be, qn, rng);
+  void* k = random_bf16(be, kvn, rng);
+  void* v = random_bf16(be, kvn, rng);
+  void* o = be.alloc(qn * 2);
+  auto* stats = static_cast<float*>(be.alloc(static_cast<size_t>(n_q) * kQHeads * 4));
+  if (sdpa->supports(sh)) {
+    const double s = time_per_call(
+        be,
+        [&] {
+          sdpa->run(sh, q, k, v, o, stats);
+          BENCH_CHECK(cudaStreamSynchronize(stream));
+        },
+        quick ? 0.2 : 1.0, quick ? 2 : 5);
+    const double pairs = causal ? 0.5 * n_q * (n_q + 1.0) : static_cast<double>(n_q) * n_kv;
+    const double tf = 4.0 * pairs * kHeadDim * kQHeads / s / 1e12;
+    std::printf("%-44s %9.2f ms   %7.1f TFLOP/s   (%.0f%% of the GEMM ceiling)\n", label, s * 1e3, tf,
+                100.0 * tf / ceiling);
+  } else {
+    std::printf("%-44s skipped: cuDNN has no plan for it\n", label);
+  }
+  for (void* p : {q, k, v, o, static_cast<void*>(stats)}) be.free(p);
+  sdpa.reset();
+  BENCH_CHECK(cudaStreamDestroy(stream));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -332,6 +383,11 @@ int main(int argc, char** argv) {
                               {{131072, 0}, {8192, 131072}}, quick, ceiling);
         bench_attention_heads(*be, ("  8K chunk x one earlier 8K block" + h).c_str(), 8192, 131072, {{8192, 0}},
                               quick, ceiling);
+        const std::string c = " [cuDNN call alone, BF16 in/out]";
+        bench_cudnn_alone(*be, ("  causal 16K" + c).c_str(), 16384, 16384, true, quick, ceiling);
+        bench_cudnn_alone(*be, ("  causal 32K" + c).c_str(), 32768, 32768, true, quick, ceiling);
+        bench_cudnn_alone(*be, ("  8K chunk x 128K earlier keys" + c).c_str(), 8192, 131072, false, quick, ceiling);
+        bench_cudnn_alone(*be, ("  8K chunk x one earlier 8K block" + c).c_str(), 8192, 8192, false, quick, ceiling);
       }
       // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and
       // HEADINFER_CUDA_ATTN_PATH; the backend reads them when made).

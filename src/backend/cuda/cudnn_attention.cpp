@@ -50,9 +50,19 @@ std::string load_cudnn() {
   static std::once_flag once;
   static std::string error;
   std::call_once(once, [] {
+    // HEADINFER_CUDNN_LIB names one library (a path, or a name the loader searches),
+    // e.g. a newer cuDNN 9 than the system's, from the nvidia-cudnn-cu13 wheel.
+    if (const char* lib = std::getenv("HEADINFER_CUDNN_LIB"); lib && *lib) {
+      cudnn_frontend::cudnn_dlhandle = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+      if (!cudnn_frontend::cudnn_dlhandle) {
+        const char* e = dlerror();
+        error = std::string("HEADINFER_CUDNN_LIB=") + lib + " could not be loaded (" + (e ? e : "not found") + ")";
+        return;
+      }
+    }
     for (const char* name : {"libcudnn.so.9", "libcudnn.so"}) {
-      cudnn_frontend::cudnn_dlhandle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
       if (cudnn_frontend::cudnn_dlhandle) break;
+      cudnn_frontend::cudnn_dlhandle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     }
     if (!cudnn_frontend::cudnn_dlhandle) {
       const char* e = dlerror();
