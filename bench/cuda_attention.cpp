@@ -2,8 +2,8 @@
 // and the own tensor-core flash attention) against a cuBLAS BF16 GEMM ceiling measured
 // in the same run, and split-KV decode GB/s.
 // Llama-3-8B-like heads: head_dim 128, 32 query heads over 8 KV heads, BF16 KV.
-// Usage: cuda_attention [--quick] [--decode]   (--quick: fewer repetitions; --decode:
-// decode cases only)
+// Usage: cuda_attention [--quick] [--decode | --cudnn]   (--quick: fewer repetitions;
+// --decode: decode cases only; --cudnn: the default path's prefill cases only)
 #ifdef HEADINFER_HAVE_CUDA
 
 #include <cublas_v2.h>
@@ -345,9 +345,13 @@ void bench_cudnn_alone(Backend& be, const char* label, int n_q, int64_t n_kv, bo
 
 int main(int argc, char** argv) {
   bool quick = false, decode_only = false, once = false;  // --once: one 128K decode case (for profilers)
+  bool default_only = false;
+  // Lines reach a log as they are printed, so a run cut short keeps what it measured.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   for (int i = 1; i < argc; ++i) {
     quick = quick || std::strcmp(argv[i], "--quick") == 0;
     decode_only = decode_only || std::strcmp(argv[i], "--decode") == 0;
+    default_only = default_only || std::strcmp(argv[i], "--cudnn") == 0;
     once = once || std::strcmp(argv[i], "--once") == 0;
   }
   if (!headinfer::cuda_available()) {
@@ -389,6 +393,7 @@ int main(int argc, char** argv) {
         bench_cudnn_alone(*be, ("  8K chunk x 128K earlier keys" + c).c_str(), 8192, 131072, false, quick, ceiling);
         bench_cudnn_alone(*be, ("  8K chunk x one earlier 8K block" + c).c_str(), 8192, 8192, false, quick, ceiling);
       }
+      if (default_only) return 0;
       // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and
       // HEADINFER_CUDA_ATTN_PATH; the backend reads them when made).
       setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);

@@ -19,11 +19,9 @@
 #   decode-main   the decode step's first run alone
 #   keys-m   the decode-path tests with HEADINFER_CUDA_DECODE_KEYS_M=1 and =0 (the
 #            tensor-core decode kernel with the keys on the MMA's M side for every call,
-#            for none) and =1 with HEADINFER_CUDA_DECODE_STAGES=2 (its two-stage ring),
-#            then decode at 4K, 32K and 128K in the three settings, twice, alternating,
-#            then the kernel's time at 4K and 32K under Nsight Compute in each
-#            (KEYS_SETTINGS picks the settings, e.g. "def s2": the default and its
-#            two-stage ring)
+#            for none), then decode at 4K, 32K and 128K in both settings, twice,
+#            alternating, then the kernel's time at 4K and 32K under Nsight Compute in
+#            each (KEYS_SETTINGS picks the settings; def is the default)
 #   decode-splits decode at 4K and 32K with HEADINFER_DECODE_SPLIT_MIN 128, 512, 1024
 #   decode-splits-128k   decode at 128K with HEADINFER_DECODE_SPLIT_MIN 1024, 2048, 4096
 #   gemv-prefetch   decode at 4K and 32K with HEADINFER_CUDA_GEMV_PREFETCH_MB 0, 8, 24, 48
@@ -180,18 +178,16 @@ for s in "$@"; do
       done
       ;;
     keys-m)
-      # Settings (KEYS_SETTINGS, default "m1 m0 m1s2"): the committed default (def), keys
-      # on M off (m0), on (m1), on with a two-stage ring (m1s2, or s2 over the default).
+      # Settings (KEYS_SETTINGS, default "m1 m0"): the committed default (def), keys on M
+      # off (m0), on (m1).
       keys_env() {
         case $1 in
           def) ;;
           m0) echo HEADINFER_CUDA_DECODE_KEYS_M=0 ;;
           m1) echo HEADINFER_CUDA_DECODE_KEYS_M=1 ;;
-          m1s2) echo HEADINFER_CUDA_DECODE_KEYS_M=1 HEADINFER_CUDA_DECODE_STAGES=2 ;;
-          s2) echo HEADINFER_CUDA_DECODE_STAGES=2 ;;
         esac
       }
-      read -r -a settings <<<"${KEYS_SETTINGS:-m1 m0 m1s2}"
+      read -r -a settings <<<"${KEYS_SETTINGS:-m1 m0}"
       for m in "${settings[@]}"; do
         [ "$m" = def ] && continue  # the tests step runs the default
         for t in test_cuda_attention test_cuda_decode_splits test_cuda_engine test_cuda_offload; do

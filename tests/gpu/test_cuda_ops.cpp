@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_internal.hpp"
@@ -333,22 +334,38 @@ TEST(CudaOps, GemvTuningsGiveTheSameBits) {
 TEST(CudaOps, SwigluOverFusedRowsInPlace) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(13);
-  const int rows = 37;
-  const int64_t ffn = 1000, stride = 2 * ffn;
-  std::vector<float> gu = randn(rows * stride, rng, 3.f);
-  DevBuf d = to_device(gu);
-  gpu().swiglu(d.f(), d.f() + ffn, rows, ffn, stride, d.f(), stride);
-  std::vector<float> cpu_gu = gu;
-  cpu().swiglu(cpu_gu.data(), cpu_gu.data() + ffn, rows, ffn, stride, cpu_gu.data(), stride);
-  std::vector<double> ref(gu.size());
-  for (int r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < stride; ++i) {
-      const double g = gu[r * stride + i];
-      ref[r * stride + i] = i < ffn ? g / (1.0 + std::exp(-g)) * gu[r * stride + ffn + i] : g;  // up half untouched
-    }
-  const std::vector<float> got = to_host(d, gu.size());
-  EXPECT_TRUE(close(got, ref, 1e-6));
-  EXPECT_TRUE(close(got, widen(cpu_gu), 1e-6)) << "vs CPU backend";
+  // Few rows, and rows of odd width: the scalar kernel; 100 rows of 1000: four
+  // columns a thread (prefill), which must give the scalar kernel's bits.
+  struct Case {
+    int rows;
+    int64_t ffn;
+  };
+  for (const Case c : {Case{37, 1000}, Case{100, 1000}, Case{100, 1002}}) {
+    SCOPED_TRACE("rows " + std::to_string(c.rows) + ", ffn " + std::to_string(c.ffn));
+    const int rows = c.rows;
+    const int64_t ffn = c.ffn, stride = 2 * ffn;
+    std::vector<float> gu = randn(rows * stride, rng, 3.f);
+    DevBuf d = to_device(gu);
+    gpu().swiglu(d.f(), d.f() + ffn, rows, ffn, stride, d.f(), stride);
+    std::vector<float> cpu_gu = gu;
+    cpu().swiglu(cpu_gu.data(), cpu_gu.data() + ffn, rows, ffn, stride, cpu_gu.data(), stride);
+    std::vector<double> ref(gu.size());
+    for (int r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < stride; ++i) {
+        const double g = gu[r * stride + i];
+        ref[r * stride + i] = i < ffn ? g / (1.0 + std::exp(-g)) * gu[r * stride + ffn + i] : g;  // up half untouched
+      }
+    const std::vector<float> got = to_host(d, gu.size());
+    EXPECT_TRUE(close(got, ref, 1e-6));
+    EXPECT_TRUE(close(got, widen(cpu_gu), 1e-6)) << "vs CPU backend";
+    // The last row again on its own (one row: the decode kernel), bit for bit.
+    const std::vector<float> last(gu.end() - stride, gu.end());
+    DevBuf d1 = to_device(last);
+    gpu().swiglu(d1.f(), d1.f() + ffn, 1, ffn, stride, d1.f(), stride);
+    const std::vector<float> got1 = to_host(d1, stride);
+    EXPECT_EQ(std::memcmp(got1.data(), got.data() + (rows - 1) * stride, stride * sizeof(float)), 0)
+        << "a row alone differs from the same row among many";
+  }
 }
 
 // A backend with the SwiGLU fused into decode's gate/up GEMV (opt-in); buffers and
@@ -575,11 +592,9 @@ TEST(CudaOps, SwigluAndAdd) {
   }
 }
 
-TEST(CudaOps, StoreKvIsBitExact) {
-  HI_REQUIRE_CUDA();
-  std::mt19937 rng(9);
-  const int n = 19, hd = 128;
-  const int64_t stride = 3 * hd + 5;
+// store_kv of n rows of hd columns, stride apart, in every KV dtype: the bytes of the
+// host conversion and of the CPU backend.
+void store_kv_case(std::mt19937& rng, int n, int hd, int64_t stride) {
   std::vector<float> src = randn(n * stride, rng);
   src[0] = 70000.f;     // overflows F16 to inf
   src[1] = 3.0e-6f;     // F16 subnormal
@@ -602,6 +617,18 @@ TEST(CudaOps, StoreKvIsBitExact) {
     std::vector<uint8_t> cpu_bytes(want.size(), 0xff);
     cpu().store_kv(src.data(), stride, n, hd, dt, cpu_bytes.data());
     EXPECT_TRUE(cpu_bytes == got) << "bytes differing from the CPU backend's store_kv";
+  }
+}
+
+TEST(CudaOps, StoreKvIsBitExact) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(9);
+  // 19 rows at an odd stride: the scalar kernel; 80 at a stride of whole vectors:
+  // four columns a thread. Both must write the host conversion's bytes.
+  const int hd = 128;
+  for (const auto& [n, stride] : {std::pair<int, int64_t>{19, 3 * hd + 5}, std::pair<int, int64_t>{80, 3 * hd + 4}}) {
+    SCOPED_TRACE(std::to_string(n) + " rows");
+    store_kv_case(rng, n, hd, stride);
   }
 }
 

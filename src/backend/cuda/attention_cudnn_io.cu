@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
@@ -18,9 +19,55 @@ __device__ __forceinline__ float load_f(const __nv_bfloat16* p) { return __bfloa
 __device__ __forceinline__ float load_f(const __half* p) { return __half2float(*p); }
 
 // One warp per (token, query head) row, query heads of all KV heads side by side
-// (hq = j * n_qh + h for KV head j). first: the run's result is the answer so far;
-// otherwise it merges into (out, lse) exactly as merge_kernel does.
-template <typename T>
+// (hq = j * n_qh + h for KV head j); lane l owns columns [l * E, l * E + E) (E = 4 for
+// head_dim 128, 2 for 64: whole 8- or 4-byte loads; 1 for any other width or an
+// unaligned out row). first: the run's result is the answer so far; otherwise it
+// merges into (out, lse) exactly as merge_kernel does.
+template <int E>
+struct Lanes {
+  float v[E];
+};
+template <int E, typename T>
+__device__ __forceinline__ Lanes<E> load_lanes(const T* p) {
+  Lanes<E> r;
+  if constexpr (E == 4) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    const T* h = reinterpret_cast<const T*>(&u);
+    for (int i = 0; i < 4; ++i) r.v[i] = load_f(h + i);
+  } else if constexpr (E == 2) {
+    const uint32_t u = *reinterpret_cast<const uint32_t*>(p);
+    const T* h = reinterpret_cast<const T*>(&u);
+    for (int i = 0; i < 2; ++i) r.v[i] = load_f(h + i);
+  } else {
+    r.v[0] = load_f(p);
+  }
+  return r;
+}
+template <int E>
+__device__ __forceinline__ Lanes<E> load_lanes(const float* p) {
+  Lanes<E> r;
+  if constexpr (E == 4) {
+    const float4 u = *reinterpret_cast<const float4*>(p);
+    r.v[0] = u.x, r.v[1] = u.y, r.v[2] = u.z, r.v[3] = u.w;
+  } else if constexpr (E == 2) {
+    const float2 u = *reinterpret_cast<const float2*>(p);
+    r.v[0] = u.x, r.v[1] = u.y;
+  } else {
+    r.v[0] = *p;
+  }
+  return r;
+}
+template <int E>
+__device__ __forceinline__ void store_lanes(float* p, const Lanes<E>& r) {
+  if constexpr (E == 4)
+    *reinterpret_cast<float4*>(p) = make_float4(r.v[0], r.v[1], r.v[2], r.v[3]);
+  else if constexpr (E == 2)
+    *reinterpret_cast<float2*>(p) = make_float2(r.v[0], r.v[1]);
+  else
+    *p = r.v[0];
+}
+
+template <typename T, int E>
 __global__ void __launch_bounds__(kWarps * 32)
     sdpa_merge_kernel(const T* __restrict__ o, const float* __restrict__ stats, int n_q, int n_qh, int n_heads,
                       int64_t lse_head_stride, int head_dim, float* out, int64_t out_stride, float* lse, int first) {
@@ -36,7 +83,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   const float la = first ? -INFINITY : *lp;
   if (!first && lb == -INFINITY) return;
   if (la == -INFINITY) {
-    for (int d = lane; d < head_dim; d += 32) orow[d] = lb == -INFINITY ? 0.f : load_f(src + d);
+    for (int d = lane * E; d < head_dim; d += 32 * E) {
+      Lanes<E> b = load_lanes<E>(src + d);
+      for (int i = 0; i < E; ++i) b.v[i] = lb == -INFINITY ? 0.f : b.v[i];
+      store_lanes<E>(orow + d, b);
+    }
     __syncwarp();
     if (lane == 0) *lp = lb;
     return;
@@ -44,9 +95,37 @@ __global__ void __launch_bounds__(kWarps * 32)
   const float m = fmaxf(la, lb);
   const float wa = expf(la - m), wb = expf(lb - m);
   const float inv = 1.0f / (wa + wb);
-  for (int d = lane; d < head_dim; d += 32) orow[d] = (orow[d] * wa + load_f(src + d) * wb) * inv;
+  for (int d = lane * E; d < head_dim; d += 32 * E) {
+    Lanes<E> a = load_lanes<E>(orow + d);
+    const Lanes<E> b = load_lanes<E>(src + d);
+    for (int i = 0; i < E; ++i) a.v[i] = (a.v[i] * wa + b.v[i] * wb) * inv;
+    store_lanes<E>(orow + d, a);
+  }
   __syncwarp();
   if (lane == 0) *lp = m + logf(wa + wb);
+}
+
+template <typename T>
+void launch_merge(const T* o, const float* stats, int n_q, int n_qh, int n_heads, int64_t lse_head_stride,
+                  int head_dim, float* out, int64_t out_stride, float* lse, bool first, cudaStream_t s) {
+  const int rows = n_q * n_qh * n_heads;
+  const dim3 grid((rows + kWarps - 1) / kWarps);
+  // Whole vectors need every row start aligned: out and o 16-byte aligned, out's
+  // stride a multiple of 4 (o's rows are head_dim apart).
+  const bool aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0 && reinterpret_cast<uintptr_t>(o) % 16 == 0 &&
+                       out_stride % 4 == 0;
+  const int e = !aligned ? 1 : head_dim % 128 == 0 ? 4 : head_dim % 64 == 0 ? 2 : 1;
+  auto go = [&](auto kernel) {
+    kernel<<<grid, kWarps * 32, 0, s>>>(o, stats, n_q, n_qh, n_heads, lse_head_stride, head_dim, out, out_stride, lse,
+                                        first ? 1 : 0);
+  };
+  if (e == 4)
+    go(sdpa_merge_kernel<T, 4>);
+  else if (e == 2)
+    go(sdpa_merge_kernel<T, 2>);
+  else
+    go(sdpa_merge_kernel<T, 1>);
+  HI_CUDA_CHECK_LAUNCH("sdpa_merge_kernel");
 }
 
 }  // namespace
@@ -54,16 +133,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 void launch_sdpa_merge(const void* o, DType dt, const float* stats, int n_q, int n_qh, int n_heads,
                        int64_t lse_head_stride, int head_dim, float* out, int64_t out_stride, float* lse, bool first,
                        cudaStream_t s) {
-  const int rows = n_q * n_qh * n_heads;
-  if (rows <= 0) return;
-  const dim3 grid((rows + kWarps - 1) / kWarps);
+  if (n_q * n_qh * n_heads <= 0) return;
   if (dt == DType::BF16)
-    sdpa_merge_kernel<<<grid, kWarps * 32, 0, s>>>(static_cast<const __nv_bfloat16*>(o), stats, n_q, n_qh, n_heads,
-                                                   lse_head_stride, head_dim, out, out_stride, lse, first ? 1 : 0);
+    launch_merge(static_cast<const __nv_bfloat16*>(o), stats, n_q, n_qh, n_heads, lse_head_stride, head_dim, out,
+                 out_stride, lse, first, s);
   else
-    sdpa_merge_kernel<<<grid, kWarps * 32, 0, s>>>(static_cast<const __half*>(o), stats, n_q, n_qh, n_heads,
-                                                   lse_head_stride, head_dim, out, out_stride, lse, first ? 1 : 0);
-  HI_CUDA_CHECK_LAUNCH("sdpa_merge_kernel");
+    launch_merge(static_cast<const __half*>(o), stats, n_q, n_qh, n_heads, lse_head_stride, head_dim, out, out_stride,
+                 lse, first, s);
 }
 
 }  // namespace headinfer::cuda

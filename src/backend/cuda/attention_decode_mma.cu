@@ -51,11 +51,7 @@ using mma::MmaOps;
 
 constexpr int kWarps = kDecodeWarps;
 constexpr int kThreads = kWarps * 32;
-// Stages of the K/V ring: 3 (two tiles in flight while one is used). With the keys on
-// M, 2 is an option (HEADINFER_CUDA_DECODE_STAGES=2): a 70 KiB ring, so at its 152
-// registers three blocks fit an SM where two did, 12 warps instead of 8, one tile in
-// flight each; not measured yet.
-constexpr int kDefaultStages = 3;
+constexpr int kStages = 3;
 // Query rows of a block: one m16 tile, or with the keys on M one n8 tile.
 template <bool kKeysAsM>
 constexpr int kRowsOf = kKeysAsM ? 8 : 16;
@@ -91,7 +87,7 @@ struct MergeSpace {
         sum(weight + kWarps * kRows) {}
 };
 
-template <int D, bool kKeysAsM, int kStages>
+template <int D, bool kKeysAsM>
 constexpr size_t smem_bytes() {
   const size_t ring = size_t{kStages} * 2 * BN * ld<D>() * 2;
   const size_t merge = MergeSpace<D, kKeysAsM>::bytes();
@@ -181,9 +177,8 @@ __device__ __forceinline__ void softmax_step_keys(float (&s)[4], float (&o)[D / 
   }
 }
 
-template <typename T, int D, bool kKeysAsM, int kStages>
+template <typename T, int D, bool kKeysAsM>
 __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnParams p) {
-  static_assert(kStages >= 2, "one tile used while the next lands");
   using Ops = MmaOps<T>;
   constexpr int kRows = kRowsOf<kKeysAsM>;
   constexpr int kLd = ld<D>();
@@ -435,51 +430,45 @@ __global__ void __launch_bounds__(kThreads) attn_decode_mma_kernel(const AttnPar
   }
 }
 
-template <typename T, int D, bool kKeysAsM, int kStages>
+template <typename T, int D, bool kKeysAsM>
 void allow_smem() {
-  allow_dynamic_smem<attn_decode_mma_kernel<T, D, kKeysAsM, kStages>>(smem_bytes<D, kKeysAsM, kStages>());
+  allow_dynamic_smem<attn_decode_mma_kernel<T, D, kKeysAsM>>(smem_bytes<D, kKeysAsM>());
 }
 
-template <typename T, int D, bool kKeysAsM, int kStages>
+template <typename T, int D, bool kKeysAsM>
 void launch_dim(const AttnParams& p, int n_splits, cudaStream_t s) {
-  allow_smem<T, D, kKeysAsM, kStages>();
+  allow_smem<T, D, kKeysAsM>();
   constexpr int kRows = kRowsOf<kKeysAsM>;
   dim3 grid((p.n_rows + kRows - 1) / kRows, n_splits, p.n_heads > 1 ? p.n_heads : 1);
-  launch_maybe_pdl(attn_decode_mma_kernel<T, D, kKeysAsM, kStages>, grid, dim3(kThreads),
-                   smem_bytes<D, kKeysAsM, kStages>(), s, p);
+  launch_maybe_pdl(attn_decode_mma_kernel<T, D, kKeysAsM>, grid, dim3(kThreads), smem_bytes<D, kKeysAsM>(), s, p);
   HI_CUDA_CHECK_LAUNCH("attn_decode_mma_kernel");
 }
 
-template <typename T, int D, bool kKeysAsM, int kStages>
+template <typename T, int D, bool kKeysAsM>
 int occupancy_dim() {
-  allow_smem<T, D, kKeysAsM, kStages>();
+  allow_smem<T, D, kKeysAsM>();
   int n = 0;
-  HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<T, D, kKeysAsM, kStages>,
-                                                              kThreads, smem_bytes<D, kKeysAsM, kStages>()));
+  HI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<T, D, kKeysAsM>, kThreads,
+                                                              smem_bytes<D, kKeysAsM>()));
   return n;
 }
 
-// Calls f.template run<T, D, kKeysAsM, kStages>() for the runtime choice (two stages
-// only with the keys on M).
-template <typename T, int D, typename F>
-auto dispatch_layout(const DecodeMmaShape& shape, const F& f) {
-  if (!shape.keys_as_m) return f.template run<T, D, false, kDefaultStages>();
-  if (shape.stages == 2) return f.template run<T, D, true, 2>();
-  return f.template run<T, D, true, kDefaultStages>();
-}
-
+// Calls f.template run<T, D, kKeysAsM>() for the runtime choice.
 template <typename F>
-auto dispatch(DType kv, int head_dim, const DecodeMmaShape& shape, const F& f) {
-  if (kv == DType::BF16)
-    return head_dim == 64 ? dispatch_layout<__nv_bfloat16, 64>(shape, f)
-                          : dispatch_layout<__nv_bfloat16, 128>(shape, f);
-  return head_dim == 64 ? dispatch_layout<__half, 64>(shape, f) : dispatch_layout<__half, 128>(shape, f);
+auto dispatch(DType kv, int head_dim, bool keys_as_m, const F& f) {
+  if (kv == DType::BF16) {
+    if (head_dim == 64)
+      return keys_as_m ? f.template run<__nv_bfloat16, 64, true>() : f.template run<__nv_bfloat16, 64, false>();
+    return keys_as_m ? f.template run<__nv_bfloat16, 128, true>() : f.template run<__nv_bfloat16, 128, false>();
+  }
+  if (head_dim == 64) return keys_as_m ? f.template run<__half, 64, true>() : f.template run<__half, 64, false>();
+  return keys_as_m ? f.template run<__half, 128, true>() : f.template run<__half, 128, false>();
 }
 
 struct Occupancy {
-  template <typename T, int D, bool K, int S>
+  template <typename T, int D, bool K>
   int run() const {
-    return occupancy_dim<T, D, K, S>();
+    return occupancy_dim<T, D, K>();
   }
 };
 
@@ -487,9 +476,9 @@ struct Launch {
   const AttnParams& p;
   int n_splits;
   cudaStream_t s;
-  template <typename T, int D, bool K, int S>
+  template <typename T, int D, bool K>
   void run() const {
-    launch_dim<T, D, K, S>(p, n_splits, s);
+    launch_dim<T, D, K>(p, n_splits, s);
   }
 };
 
@@ -497,18 +486,17 @@ struct Launch {
 
 int attention_decode_mma_rows(bool keys_as_m) { return keys_as_m ? kRowsOf<true> : kRowsOf<false>; }
 
-int attention_decode_mma_blocks_per_sm(DType kv, int head_dim, const DecodeMmaShape& shape) {
-  const int n = dispatch(kv, head_dim, shape, Occupancy{});
+int attention_decode_mma_blocks_per_sm(DType kv, int head_dim, bool keys_as_m) {
+  const int n = dispatch(kv, head_dim, keys_as_m, Occupancy{});
   return n < 1 ? 1 : n;
 }
 
-void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, const DecodeMmaShape& shape,
-                                 cudaStream_t s) {
+void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, bool keys_as_m, cudaStream_t s) {
   if (p.n_rows <= 0) return;
   HI_CHECK(p.n_heads <= 65535, "cuda attention: " << p.n_heads << " KV heads in one launch exceed the grid");
   HI_CHECK((kv == DType::BF16 || kv == DType::F16) && (p.head_dim == 64 || p.head_dim == 128),
            "cuda attention: no tensor-core decode kernel for KV " << dtype_name(kv) << " with head_dim " << p.head_dim);
-  dispatch(kv, p.head_dim, shape, Launch{p, n_splits, s});
+  dispatch(kv, p.head_dim, keys_as_m, Launch{p, n_splits, s});
 }
 
 }  // namespace headinfer::cuda

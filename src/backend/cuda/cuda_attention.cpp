@@ -51,7 +51,7 @@ void CudaBackend::attention(const AttnArgs& a) {
   const bool mma = kern.path == Path::kMma;
   const bool decode = kern.path == Path::kDecode || kern.path == Path::kDecodeMma;
   const int rows_per_block = mma                              ? cuda::attention_mma_rows(kern.mma_warps)
-                             : kern.path == Path::kDecodeMma ? cuda::attention_decode_mma_rows(kern.decode.keys_as_m)
+                             : kern.path == Path::kDecodeMma ? cuda::attention_decode_mma_rows(kern.keys_as_m)
                              : kern.path == Path::kDecode    ? cuda::attention_decode_rows(R)
                                                              : cuda::kSimtRows;
   const int tile = mma ? cuda::kMmaKeys : decode ? cuda::kDecodeTileKeys : cuda::kSimtKeys;
@@ -62,8 +62,8 @@ void CudaBackend::attention(const AttnArgs& a) {
   } else if (decode) {
     blocks_per_sm = debug_.decode_blocks_per_sm;
     if (blocks_per_sm <= 0 && kern.path == Path::kDecodeMma)
-      blocks_per_sm = occupancy(4, a.kv_dtype, D, rows_per_block + (kern.decode.stages == 2 ? 32 : 0),
-                                [&] { return cuda::attention_decode_mma_blocks_per_sm(a.kv_dtype, D, kern.decode); });
+      blocks_per_sm = occupancy(4, a.kv_dtype, D, rows_per_block,
+                                [&] { return cuda::attention_decode_mma_blocks_per_sm(a.kv_dtype, D, kern.keys_as_m); });
     else if (blocks_per_sm <= 0)
       blocks_per_sm = occupancy(2, a.kv_dtype, D, rows_per_block,
                                 [&] { return cuda::attention_decode_blocks_per_sm(a.kv_dtype, D, R); });

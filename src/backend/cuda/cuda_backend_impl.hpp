@@ -78,7 +78,6 @@ struct AttnDebug {
   // for every call it takes, =0 for none. For a group of 4 it issues 26% fewer
   // instructions, 4K kernel 12.5 -> 11.7 us, 128K decode 8.93-8.97 -> 8.82-8.88 ms/token (H200).
   int decode_keys_m = -1;
-  int decode_stages = 3;  // HEADINFER_CUDA_DECODE_STAGES=2: the keys-on-M kernel's two-stage ring
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -97,7 +96,6 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_STAGES")) d.decode_stages = std::strcmp(e, "2") == 0 ? 2 : 3;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -112,7 +110,7 @@ enum class Path { kMma, kDecodeMma, kDecode, kSimt };
 struct AttnKernel {
   Path path = Path::kSimt;
   int mma_warps = 4;
-  cuda::DecodeMmaShape decode;  // kDecodeMma only
+  bool keys_as_m = false;  // kDecodeMma only
 };
 
 class CudaBackend final : public Backend {
@@ -463,10 +461,8 @@ class CudaBackend final : public Backend {
         k.path = Path::kDecode;
     }
     k.mma_warps = debug_.mma_warps;
-    const bool few_rows = R <= cuda::attention_decode_mma_rows(true);
-    k.decode.keys_as_m =
-        k.path == Path::kDecodeMma && (debug_.decode_keys_m == 1 || (debug_.decode_keys_m < 0 && few_rows));
-    k.decode.stages = k.decode.keys_as_m ? debug_.decode_stages : 3;
+    k.keys_as_m = k.path == Path::kDecodeMma &&
+                  (debug_.decode_keys_m == 1 || (debug_.decode_keys_m < 0 && R <= cuda::attention_decode_mma_rows(true)));
     return k;
   }
 
@@ -491,7 +487,7 @@ class CudaBackend final : public Backend {
     else if (k.path == Path::kDecode)
       cuda::launch_attention_decode(p, splits, kv, stream_);
     else if (k.path == Path::kDecodeMma)
-      cuda::launch_attention_decode_mma(p, splits, kv, k.decode, stream_);
+      cuda::launch_attention_decode_mma(p, splits, kv, k.keys_as_m, stream_);
     else
       cuda::launch_attention_simt(p, splits, kv, stream_);
   }

@@ -1,5 +1,9 @@
 // Elementwise ops: SwiGLU, residual add, f32 -> KV dtype conversion (store_kv),
 // f32 -> F16/BF16 activation conversion and the bias fill used by matmul.
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -75,6 +79,55 @@ __global__ void convert_rows_kernel(const float* __restrict__ x, int rows, int64
   }
 }
 
+// Prefill-sized rows, four columns a thread: blockIdx.y strides over the rows, so no
+// 64-bit division per element (the scalar kernels above are bound by it, not by memory).
+// Callers check vec4_rows_ok: columns and strides multiples of 4, 16-byte aligned rows.
+template <typename T>
+__device__ __forceinline__ void store4(T* dst, float4 v);
+template <>
+__device__ __forceinline__ void store4<float>(float* dst, float4 v) {
+  *reinterpret_cast<float4*>(dst) = v;
+}
+template <>
+__device__ __forceinline__ void store4<__nv_bfloat16>(__nv_bfloat16* dst, float4 v) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  uint2 u;
+  u.x = *reinterpret_cast<uint32_t*>(&lo);
+  u.y = *reinterpret_cast<uint32_t*>(&hi);
+  *reinterpret_cast<uint2*>(dst) = u;
+}
+template <>
+__device__ __forceinline__ void store4<__half>(__half* dst, float4 v) {
+  __half2 lo = __floats2half2_rn(v.x, v.y), hi = __floats2half2_rn(v.z, v.w);
+  uint2 u;
+  u.x = *reinterpret_cast<uint32_t*>(&lo);
+  u.y = *reinterpret_cast<uint32_t*>(&hi);
+  *reinterpret_cast<uint2*>(dst) = u;
+}
+
+template <typename T>
+__global__ void convert_rows_vec4_kernel(const float* __restrict__ x, int rows, int64_t cols, int64_t x_stride,
+                                         T* __restrict__ dst, int64_t dst_stride) {
+  const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
+  if (c >= cols) return;
+  for (int r = blockIdx.y; r < rows; r += gridDim.y)
+    store4(dst + r * dst_stride + c, *reinterpret_cast<const float4*>(x + r * x_stride + c));
+}
+
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+__global__ void swiglu_vec4_kernel(const float* gate, const float* __restrict__ up, int rows, int64_t cols,
+                                   int64_t in_stride, float* out, int64_t out_stride) {
+  const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
+  if (c >= cols) return;
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    const float4 g = *reinterpret_cast<const float4*>(gate + r * in_stride + c);
+    const float4 u = *reinterpret_cast<const float4*>(up + r * in_stride + c);
+    *reinterpret_cast<float4*>(out + r * out_stride + c) =
+        make_float4(silu_mul(g.x, u.x), silu_mul(g.y, u.y), silu_mul(g.z, u.z), silu_mul(g.w, u.w));
+  }
+}
+
 __global__ void fill_bias_kernel(float* __restrict__ out, int n, int64_t cols, const void* __restrict__ bias,
                                  DType dt) {
   int64_t total = static_cast<int64_t>(n) * cols;
@@ -84,6 +137,30 @@ __global__ void fill_bias_kernel(float* __restrict__ out, int n, int64_t cols, c
 }
 
 constexpr int kBlock = 256;
+// Rows from which the four-column kernels are used: prefill; decode keeps its kernels.
+constexpr int kVecMinRows = 64;
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+bool vec4_rows_ok(int rows, int64_t cols, std::initializer_list<int64_t> strides,
+                  std::initializer_list<const void*> ptrs) {
+  if (rows < kVecMinRows || cols % 4 != 0) return false;
+  for (int64_t st : strides)
+    if (st % 4 != 0) return false;
+  for (const void* p : ptrs)
+    if (!aligned16(p)) return false;
+  return true;
+}
+
+dim3 vec4_grid(int rows, int64_t cols) {
+  return dim3(static_cast<unsigned>((cols / 4 + kBlock - 1) / kBlock), static_cast<unsigned>(std::min(rows, 65535)));
+}
+
+template <typename T>
+void convert_rows_vec4(const float* x, int rows, int64_t cols, int64_t x_stride, T* dst, cudaStream_t s) {
+  convert_rows_vec4_kernel<<<vec4_grid(rows, cols), kBlock, 0, s>>>(x, rows, cols, x_stride, dst, cols);
+  HI_CUDA_CHECK_LAUNCH("convert_rows_vec4_kernel");
+}
 
 }  // namespace
 
@@ -91,6 +168,11 @@ void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, i
                    int64_t out_stride, cudaStream_t s) {
   const int64_t n = static_cast<int64_t>(rows) * cols;
   if (n <= 0) return;
+  if (vec4_rows_ok(rows, cols, {in_stride, out_stride}, {gate, up, out})) {
+    swiglu_vec4_kernel<<<vec4_grid(rows, cols), kBlock, 0, s>>>(gate, up, rows, cols, in_stride, out, out_stride);
+    HI_CUDA_CHECK_LAUNCH("swiglu_vec4_kernel");
+    return;
+  }
   launch_maybe_pdl(swiglu_kernel, dim3(grid_for(n, kBlock)), dim3(kBlock), 0, s, gate, up, rows, cols, in_stride, out,
                    out_stride);
   HI_CUDA_CHECK_LAUNCH("swiglu_kernel");
@@ -106,6 +188,14 @@ void launch_store_kv(const float* src, int64_t src_stride, int n, int head_dim, 
                      cudaStream_t s) {
   int64_t total = static_cast<int64_t>(n) * head_dim;
   if (total <= 0) return;
+  if (vec4_rows_ok(n, head_dim, {src_stride}, {src, dst})) {
+    switch (dt) {
+      case DType::F32: return convert_rows_vec4(src, n, head_dim, src_stride, static_cast<float*>(dst), s);
+      case DType::F16: return convert_rows_vec4(src, n, head_dim, src_stride, static_cast<__half*>(dst), s);
+      case DType::BF16: return convert_rows_vec4(src, n, head_dim, src_stride, static_cast<__nv_bfloat16*>(dst), s);
+      default: break;  // the scalar path names the dtype
+    }
+  }
   unsigned g = grid_for(total, kBlock);
   switch (dt) {
     case DType::F32:
@@ -168,6 +258,10 @@ void launch_convert_f32(const float* x, int64_t n, DType dt, void* dst, cudaStre
 
 void launch_convert_f32_rows(const float* x, int rows, int64_t cols, int64_t x_stride, DType dt, void* dst,
                              cudaStream_t s) {
+  if ((dt == DType::BF16 || dt == DType::F16) && vec4_rows_ok(rows, cols, {x_stride}, {x, dst})) {
+    if (dt == DType::BF16) return convert_rows_vec4(x, rows, cols, x_stride, static_cast<__nv_bfloat16*>(dst), s);
+    return convert_rows_vec4(x, rows, cols, x_stride, static_cast<__half*>(dst), s);
+  }
   if (x_stride == cols) {
     launch_convert_f32(x, static_cast<int64_t>(rows) * cols, dt, dst, s);
     return;

@@ -194,15 +194,10 @@ void launch_attention_decode(const AttnParams& p, int n_splits, DType kv, cudaSt
 // The same contract on tensor cores for BF16/F16 KV (attention_decode_mma.cu): blocks
 // of kDecodeWarps warps over one 16-row tile, q and P multiplied as high + low parts;
 // keys_as_m: over one 8-row tile, the keys on the MMA's M side (half the MMAs for 8
-// rows or fewer), its K/V ring of `stages` stages (2 or 3; 3 without keys_as_m).
-struct DecodeMmaShape {
-  bool keys_as_m = false;
-  int stages = 3;
-};
+// rows or fewer).
 int attention_decode_mma_rows(bool keys_as_m);
-int attention_decode_mma_blocks_per_sm(DType kv, int head_dim, const DecodeMmaShape& shape);
-void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, const DecodeMmaShape& shape,
-                                 cudaStream_t s);
+int attention_decode_mma_blocks_per_sm(DType kv, int head_dim, bool keys_as_m);
+void launch_attention_decode_mma(const AttnParams& p, int n_splits, DType kv, bool keys_as_m, cudaStream_t s);
 
 // Combines n_slots partial results ([slot][row][head_dim] and [slot][row]) into
 // out[t * out_stride + h * head_dim + d] and lse[r] (lse may be null).
