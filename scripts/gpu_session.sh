@@ -31,6 +31,9 @@
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
 #   sample   generate 128 tokens after a 4K prompt: greedy, top-k 40 (on the device), top-k off
 #   attn     cuda_attention --quick once: cuDNN and every own block shape, warpgroup MMA included
+#   q-reuse  the engine's tests with HEADINFER_CUDA_Q_REUSE=1 (the cuDNN path keeping a
+#            chunk's converted queries from block to block), then all-resident prefill at
+#            64K and 128K with it off and on, twice, alternating
 #   torch-sdpa   PyTorch's fused attention on the same shapes (bench/peers/torch_sdpa.py):
 #            cuDNN with and without the softmax statistics, FlashAttention
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
@@ -252,6 +255,21 @@ for s in "$@"; do
       step attn 150 "$bin/cuda_attention" --quick
       grep -h 'TFLOP/s' "$out/attn.log" >>"$out/summary.txt"
       ;;
+    q-reuse)
+      step q-reuse-attention 90 env HEADINFER_CUDA_Q_REUSE=1 "$bin/test_cuda_attention" --gtest_filter='*QUnchanged*'
+      for t in test_cuda_engine test_cuda_offload; do
+        step "q-reuse-$t" 150 env HEADINFER_CUDA_Q_REUSE=1 "$bin/$t"
+      done
+      for t in q-reuse-attention q-reuse-test_cuda_engine q-reuse-test_cuda_offload; do
+        grep -hE '^\[  (PASSED|FAILED) |FAILED  \]|SKIPPED' "$out/$t.log" | sed "s/^/$t: /" >>"$out/summary.txt"
+      done
+      for pass in 1 2; do
+        for r in 0 1; do
+          step "prefill-q-reuse$r-$pass" 90 env HEADINFER_CUDA_Q_REUSE=$r "$h" bench "${model[@]}" --context 64K,128K \
+            --decode-tokens 0 --reps 2 --offload none -o json
+        done
+      done
+      ;;
     torch-sdpa)
       step torch-sdpa 150 python3 bench/peers/torch_sdpa.py --json "$out/torch-sdpa.json"
       grep -h 'TFLOP/s\|failed\|torch ' "$out/torch-sdpa.log" >>"$out/summary.txt"
@@ -293,7 +311,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

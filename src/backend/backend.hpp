@@ -65,6 +65,11 @@ struct AttnArgs {
   // converted queries), given by the caller so it is part of the caller's memory plan.
   bool accumulate = false;
   float* scratch = nullptr;
+  // q_unchanged: the caller's promise that since its previous attention call with the
+  // same q and scratch nobody wrote either (a chunk attending block after block), so
+  // what the backend kept in scratch from q then (queries converted to the KV dtype)
+  // still holds. A backend may ignore it.
+  bool q_unchanged = false;
 
   // Split mode (split_keys > 0; decode): the keys are cut at absolute positions that
   // are multiples of split_keys, and split s (positions [s * split_keys, (s + 1) *

@@ -201,7 +201,7 @@ KvPiece LayerAttention::chunk_piece(int layer, HeadRun r) const {
                  2 * int64_t{n_} * cfg_.head_dim};
 }
 
-void LayerAttention::attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io) {
+void LayerAttention::attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io, bool again) {
   const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
   a.q = io.q + static_cast<int64_t>(r.head) * qpk * hd;
   a.q_stride = io.stride;
@@ -220,16 +220,17 @@ void LayerAttention::attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& 
   // Later blocks merge into what the earlier ones left, in block order.
   a.accumulate = !first;
   a.scratch = scratch_;
+  a.q_unchanged = again;
   be_.attention(a);
 }
 
 void LayerAttention::attend_block(int layer, HeadRun r, int64_t b, const void* k, const void* v, int64_t stride,
-                                  const LayerQkv& io) {
+                                  const LayerQkv& io, bool again) {
   AttnArgs a;
   a.pieces.push_back(KvPiece{k, v, block_tokens_before(b), b * B_, stride});
   // The partly filled block holding pos0 is attended together with the chunk.
   if (b == blocks_before_ - 1 && pos0_ % B_ != 0) a.pieces.push_back(chunk_piece(layer, r));
-  attend(r, a, b == 0, io);
+  attend(r, a, b == 0, io, again);
 }
 
 void LayerAttention::attend_chunk_only(int layer, HeadRun r, const LayerQkv& io) {
@@ -355,11 +356,11 @@ void LayerAttention::run(int layer, const LayerQkv& io) {
   for (const HeadRun& r : runs_tmp_)
     for (int64_t b = 0; b < blocks_before_; ++b)
       attend_block(layer, r, b, kv_.k_at(layer, r.head, b * B_), kv_.v_at(layer, r.head, b * B_),
-                   kv_.device_head_stride(), io);
+                   kv_.device_head_stride(), io, b > 0);
   for_each_fill_run(layer, [&](const Fill& fl, HeadRun r, const uint8_t* k0, int64_t stride) {
     for (int64_t i = 0; i < fl.blocks; ++i) {
       const uint8_t* k = k0 + static_cast<size_t>(i * fl.heads) * kv_.host_head_bytes();
-      attend_block(layer, r, fl.b0 + i, k, k + row_ * static_cast<size_t>(B_), stride, io);
+      attend_block(layer, r, fl.b0 + i, k, k + row_ * static_cast<size_t>(B_), stride, io, i > 0);
     }
   });
   if (pos0_ % B_ == 0) {

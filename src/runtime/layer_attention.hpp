@@ -83,10 +83,11 @@ class LayerAttention {
   static void head_runs(const std::vector<int>& heads, std::vector<HeadRun>& runs);
   // Attention of a run over block b (tokens of it before pos0; K/V of its first head
   // at k, v, the others `stride` elements apart), with the chunk when b holds pos0.
+  // again: the call right before was this run's too (AttnArgs::q_unchanged).
   void attend_block(int layer, HeadRun r, int64_t b, const void* k, const void* v, int64_t stride,
-                    const LayerQkv& io);
+                    const LayerQkv& io, bool again);
   void attend_chunk_only(int layer, HeadRun r, const LayerQkv& io);
-  void attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io);
+  void attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io, bool again = false);
   // For each of the layer's fills, once its copies have landed: fn(fill, run, k, stride)
   // per run of adjacent heads in it (k: the run's first head in the fill's first block;
   // block i is i * fill.heads host head blocks further), then the buffer is released.

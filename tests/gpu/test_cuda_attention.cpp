@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -555,6 +557,72 @@ TEST(CudaAttentionHeads, SeveralKvHeadsInOneCall) {
     EXPECT_TRUE(close(lse_rows(to_host(lse, lse_n)), widen(lse_rows(lse_b)), 2e-2, true))
         << "prefix, then chunk accumulated: lse";
   }
+}
+
+// A chunk attending block after block (the engine's prefill): with
+// HEADINFER_CUDA_Q_REUSE=1 a call promising q_unchanged reuses the queries the cuDNN
+// path converted in the call before. The same bits as converting again, and the reuse
+// is real: with q overwritten between the calls (a broken promise) the second call
+// still sees the old queries.
+TEST(CudaAttentionHeads, QUnchangedKeepsConvertedQueries) {
+  HI_REQUIRE_CUDA();
+  static std::unique_ptr<Backend> reuse = gpu_with_env("HEADINFER_CUDA_Q_REUSE", "1");
+  Backend& be = *reuse;
+  if (cuda_attention_path(be).find("cuDNN") == std::string::npos)
+    GTEST_SKIP() << "the reuse is the cuDNN path's; path here: " << cuda_attention_path(be);
+  const int H = 8, qpk = 4, hd = 128, n_q = 512;
+  const int64_t prefix = 1024, kv_stride = (prefix + n_q) * hd, q_w = int64_t{H} * qpk * hd;
+  std::mt19937 rng(7);
+  const std::vector<float> q = randn(static_cast<size_t>(n_q) * q_w, rng), q2 = randn(q.size(), rng);
+  std::vector<float> k = randn(static_cast<size_t>(H) * kv_stride, rng), v = randn(k.size(), rng);
+  std::vector<uint8_t> kb = encode(DType::BF16, k), vb = encode(DType::BF16, v);
+  DevBuf dq = to_device(q), dk(kb.size()), dv(vb.size());
+  be.upload(dk.get(), kb.data(), kb.size());
+  be.upload(dv.get(), vb.data(), vb.size());
+  const size_t out_n = static_cast<size_t>(n_q) * q_w, lse_n = static_cast<size_t>(H) * n_q * qpk;
+  DevBuf scratch = poisoned(static_cast<size_t>(n_q) * H * qpk * (hd + 1));
+  // The prefix block, then the chunk accumulated into it; q2 (if any) written between.
+  auto run = [&](bool unchanged, const std::vector<float>* between) {
+    DevBuf out = poisoned(out_n), lse = poisoned(lse_n);
+    be.upload(dq.get(), q.data(), q.size() * 4);
+    AttnArgs a;
+    a.q = dq.f();
+    a.q_stride = q_w;
+    a.n_q = n_q;
+    a.n_qh = qpk;
+    a.head_dim = hd;
+    a.q_pos0 = prefix;
+    a.scale = 1.0f / std::sqrt(float(hd));
+    a.kv_dtype = DType::BF16;
+    a.out = out.f();
+    a.out_stride = q_w;
+    a.lse = lse.f();
+    a.n_kv_heads = H;
+    a.lse_head_stride = int64_t{n_q} * qpk;
+    a.scratch = scratch.f();
+    const auto* kc = static_cast<const uint8_t*>(dk.get());
+    const auto* vc = static_cast<const uint8_t*>(dv.get());
+    a.pieces = {KvPiece{kc, vc, prefix, 0, kv_stride}};
+    be.attention(a);
+    if (between) {
+      be.synchronize();
+      be.upload(dq.get(), between->data(), between->size() * 4);
+    }
+    a.pieces = {KvPiece{kc + prefix * hd * 2, vc + prefix * hd * 2, n_q, prefix, kv_stride}};
+    a.accumulate = true;
+    a.q_unchanged = unchanged;
+    be.attention(a);
+    be.synchronize();
+    return std::make_pair(to_host(out, out_n), to_host(lse, lse_n));
+  };
+  const auto converted = run(false, nullptr), kept = run(true, nullptr);
+  EXPECT_EQ(std::memcmp(converted.first.data(), kept.first.data(), out_n * 4), 0) << "output";
+  EXPECT_EQ(std::memcmp(converted.second.data(), kept.second.data(), lse_n * 4), 0) << "lse";
+  const auto stale = run(true, &q2), fresh = run(false, &q2);
+  EXPECT_EQ(std::memcmp(stale.first.data(), converted.first.data(), out_n * 4), 0)
+      << "a call promising q_unchanged converted the queries again";
+  EXPECT_NE(std::memcmp(fresh.first.data(), converted.first.data(), out_n * 4), 0)
+      << "a call not promising it kept the old queries";
 }
 
 // Says which prefill path ran the cases above; on the GPU machine the check script sets

@@ -18,6 +18,7 @@ void CudaBackend::attention(const AttnArgs& a) {
   HI_CHECK(a.n_kv_heads >= 1, "cuda attention: " << a.n_kv_heads << " KV heads");
   use();
   if (a.split_keys > 0) {
+    converted_q_ = {};
     attention_splits(a, R);
     return;
   }
@@ -32,6 +33,7 @@ void CudaBackend::attention(const AttnArgs& a) {
     pieces.push_back(&p);
   }
   if (attention_cudnn(a, pieces)) return;
+  converted_q_ = {};  // the own kernels may use the scratch the queries were kept in
   if (a.n_kv_heads > 1) {  // own kernels: one KV head at a time
     for (int j = 0; j < a.n_kv_heads; ++j) attention(attention_head(a, j));
     return;
@@ -173,7 +175,10 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
   HI_CHECK(!a.accumulate || a.lse, "cuda attention: accumulate needs lse");
   float* lse = a.lse ? a.lse : stats + rows;
   const int64_t lse_head_stride = a.lse ? a.lse_head_stride : static_cast<int64_t>(a.n_q) * a.n_qh;
-  cuda::launch_store_kv(a.q, a.q_stride, a.n_q, heads * a.head_dim, a.kv_dtype, q, stream_);
+  const ConvertedQ conv{a.q, q, a.q_stride, a.n_q, heads * a.head_dim, a.kv_dtype};
+  if (!(debug_.q_reuse && a.q_unchanged && converted_q_ == conv))
+    cuda::launch_store_kv(a.q, a.q_stride, a.n_q, heads * a.head_dim, a.kv_dtype, q, stream_);
+  converted_q_ = conv;
   for (size_t i = 0; i < pieces.size(); ++i) {
     cudnn_->run(shapes[i], q, pieces[i]->k, pieces[i]->v, o, stats);
     cuda::launch_sdpa_merge(o, a.kv_dtype, stats, a.n_q, a.n_qh, a.n_kv_heads, lse_head_stride, a.head_dim, a.out,

@@ -78,6 +78,9 @@ struct AttnDebug {
   // for every call it takes, =0 for none. For a group of 4 it issues 26% fewer
   // instructions, 4K kernel 12.5 -> 11.7 us, 128K decode 8.93-8.97 -> 8.82-8.88 ms/token (H200).
   int decode_keys_m = -1;
+  // HEADINFER_CUDA_Q_REUSE=1: the cuDNN path keeps a call's converted queries for the
+  // next call that promises q_unchanged (off until a GPU run has checked and timed it).
+  bool q_reuse = false;
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -96,6 +99,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_Q_REUSE")) d.q_reuse = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -561,6 +565,16 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
   std::string cudnn_why_;
   bool attention_cudnn(const AttnArgs& a, const std::vector<const KvPiece*>& pieces);
+  // The queries the cuDNN path last converted: from where, into where, which shape.
+  struct ConvertedQ {
+    const float* src = nullptr;
+    const void* dst = nullptr;
+    int64_t stride = 0;
+    int rows = 0, width = 0;
+    DType dtype = DType::F32;
+    bool operator==(const ConvertedQ&) const = default;
+  };
+  ConvertedQ converted_q_;
   std::vector<FreqTable> freq_tables_;
   // Offloading (declared last: destroyed first, after the streams drained).
   static constexpr size_t kPartialsReserve = size_t{16} << 20;
