@@ -466,6 +466,36 @@ Backend& gpu_own() {
 // backend. On own kernels the two are the same work and must agree bit for bit; on
 // cuDNN one batched call may pick another engine than the per-head calls, so they
 // must agree to BF16 tolerance (bit equality is reported).
+// A chunk of n_q queries at position `prefix` over H KV heads (GQA qpk, BF16 KV, K and V
+// of head j kv_stride elements after head j - 1's): pieces the prefix block and the
+// chunk itself right after it, rows of all heads side by side.
+struct HeadsCall {
+  int H, qpk, hd, n_q;
+  int64_t prefix, kv_stride, lse_head_stride;
+  int64_t q_w() const { return int64_t{H} * qpk * hd; }
+  AttnArgs args(const float* q, const void* k, const void* v, float* out, float* lse) const {
+    AttnArgs a;
+    a.q = q;
+    a.q_stride = q_w();
+    a.n_q = n_q;
+    a.n_qh = qpk;
+    a.head_dim = hd;
+    a.q_pos0 = prefix;
+    a.scale = 1.0f / std::sqrt(float(hd));
+    a.kv_dtype = DType::BF16;
+    const auto* kc = static_cast<const uint8_t*>(k);
+    const auto* vc = static_cast<const uint8_t*>(v);
+    a.pieces = {KvPiece{kc, vc, prefix, 0, kv_stride},
+                KvPiece{kc + prefix * hd * 2, vc + prefix * hd * 2, n_q, prefix, kv_stride}};
+    a.out = out;
+    a.out_stride = q_w();
+    a.lse = lse;
+    a.n_kv_heads = H;
+    a.lse_head_stride = lse_head_stride;
+    return a;
+  }
+};
+
 TEST(CudaAttentionHeads, SeveralKvHeadsInOneCall) {
   HI_REQUIRE_CUDA();
   const int H = 8, qpk = 4, hd = 128, n_q = 512;
@@ -480,26 +510,9 @@ TEST(CudaAttentionHeads, SeveralKvHeadsInOneCall) {
   DevBuf dq = to_device(q), dk(kb.size()), dv(vb.size());
   gpu().upload(dk.get(), kb.data(), kb.size());
   gpu().upload(dv.get(), vb.data(), vb.size());
+  const HeadsCall call{H, qpk, hd, n_q, prefix, kv_stride, lse_stride};
   auto args = [&](const void* kp, const void* vp, float* out, float* lse) {
-    AttnArgs a;
-    a.q = dq.f();
-    a.q_stride = q_w;
-    a.n_q = n_q;
-    a.n_qh = qpk;
-    a.head_dim = hd;
-    a.q_pos0 = prefix;
-    a.scale = 1.0f / std::sqrt(float(hd));
-    a.kv_dtype = DType::BF16;
-    const auto* kc = static_cast<const uint8_t*>(kp);
-    const auto* vc = static_cast<const uint8_t*>(vp);
-    a.pieces = {KvPiece{kc, vc, prefix, 0, kv_stride},
-                KvPiece{kc + prefix * hd * 2, vc + prefix * hd * 2, n_q, prefix, kv_stride}};
-    a.out = out;
-    a.out_stride = q_w;
-    a.lse = lse;
-    a.n_kv_heads = H;
-    a.lse_head_stride = lse_stride;
-    return a;
+    return call.args(dq.f(), kp, vp, out, lse);
   };
   const size_t out_n = static_cast<size_t>(n_q) * q_w, lse_n = static_cast<size_t>(H) * lse_stride;
   auto run = [&](Backend& be, bool batched) {
@@ -585,30 +598,17 @@ TEST(CudaAttentionHeads, QUnchangedKeepsConvertedQueries) {
   auto run = [&](bool unchanged, const std::vector<float>* between) {
     DevBuf out = poisoned(out_n), lse = poisoned(lse_n);
     be.upload(dq.get(), q.data(), q.size() * 4);
-    AttnArgs a;
-    a.q = dq.f();
-    a.q_stride = q_w;
-    a.n_q = n_q;
-    a.n_qh = qpk;
-    a.head_dim = hd;
-    a.q_pos0 = prefix;
-    a.scale = 1.0f / std::sqrt(float(hd));
-    a.kv_dtype = DType::BF16;
-    a.out = out.f();
-    a.out_stride = q_w;
-    a.lse = lse.f();
-    a.n_kv_heads = H;
-    a.lse_head_stride = int64_t{n_q} * qpk;
+    AttnArgs a = HeadsCall{H, qpk, hd, n_q, prefix, kv_stride, int64_t{n_q} * qpk}.args(dq.f(), dk.get(), dv.get(),
+                                                                                       out.f(), lse.f());
+    const KvPiece chunk = a.pieces[1];
+    a.pieces.pop_back();
     a.scratch = scratch.f();
-    const auto* kc = static_cast<const uint8_t*>(dk.get());
-    const auto* vc = static_cast<const uint8_t*>(dv.get());
-    a.pieces = {KvPiece{kc, vc, prefix, 0, kv_stride}};
     be.attention(a);
     if (between) {
       be.synchronize();
       be.upload(dq.get(), between->data(), between->size() * 4);
     }
-    a.pieces = {KvPiece{kc + prefix * hd * 2, vc + prefix * hd * 2, n_q, prefix, kv_stride}};
+    a.pieces = {chunk};
     a.accumulate = true;
     a.q_unchanged = unchanged;
     be.attention(a);

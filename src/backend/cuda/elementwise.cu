@@ -2,6 +2,7 @@
 // f32 -> F16/BF16 activation conversion and the bias fill used by matmul.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -82,27 +83,17 @@ __global__ void convert_rows_kernel(const float* __restrict__ x, int rows, int64
 // Prefill-sized rows, four columns a thread: blockIdx.y strides over the rows, so no
 // 64-bit division per element (the scalar kernels above are bound by it, not by memory).
 // Callers check vec4_rows_ok: columns and strides multiples of 4, 16-byte aligned rows.
+// Four values in one store: 16 bytes of f32, or 8 of F16 / BF16 (from_f32's rounding).
 template <typename T>
-__device__ __forceinline__ void store4(T* dst, float4 v);
-template <>
-__device__ __forceinline__ void store4<float>(float* dst, float4 v) {
-  *reinterpret_cast<float4*>(dst) = v;
-}
-template <>
-__device__ __forceinline__ void store4<__nv_bfloat16>(__nv_bfloat16* dst, float4 v) {
-  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-  uint2 u;
-  u.x = *reinterpret_cast<uint32_t*>(&lo);
-  u.y = *reinterpret_cast<uint32_t*>(&hi);
-  *reinterpret_cast<uint2*>(dst) = u;
-}
-template <>
-__device__ __forceinline__ void store4<__half>(__half* dst, float4 v) {
-  __half2 lo = __floats2half2_rn(v.x, v.y), hi = __floats2half2_rn(v.z, v.w);
-  uint2 u;
-  u.x = *reinterpret_cast<uint32_t*>(&lo);
-  u.y = *reinterpret_cast<uint32_t*>(&hi);
-  *reinterpret_cast<uint2*>(dst) = u;
+__device__ __forceinline__ void store4(T* dst, float4 v) {
+  if constexpr (sizeof(T) == 4) {
+    *reinterpret_cast<float4*>(dst) = v;
+  } else {
+    const T h[4] = {from_f32<T>(v.x), from_f32<T>(v.y), from_f32<T>(v.z), from_f32<T>(v.w)};
+    uint2 u;
+    memcpy(&u, h, sizeof(u));
+    *reinterpret_cast<uint2*>(dst) = u;
+  }
 }
 
 template <typename T>
