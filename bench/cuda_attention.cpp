@@ -329,7 +329,8 @@ void bench_cudnn_alone(Backend& be, const char* label, int n_q, int64_t n_kv, bo
           BENCH_CHECK(cudaStreamSynchronize(stream));
         },
         quick ? 0.2 : 1.0, quick ? 2 : 5);
-    const double pairs = causal ? 0.5 * n_q * (n_q + 1.0) : static_cast<double>(n_q) * n_kv;
+    // Causal: the chunk itself (queries at the keys' positions); otherwise keys before it.
+    const double pairs = visible_pairs(n_q, causal ? 0 : n_kv, {KvPiece{nullptr, nullptr, n_kv, 0, 0}});
     const double tf = 4.0 * pairs * kHeadDim * kQHeads / s / 1e12;
     std::printf("%-44s %9.2f ms   %7.1f TFLOP/s   (%.0f%% of the GEMM ceiling)\n", label, s * 1e3, tf,
                 100.0 * tf / ceiling);

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
 
 namespace headinfer::cuda {
@@ -15,58 +16,11 @@ namespace {
 
 constexpr int kWarps = 4;
 
-__device__ __forceinline__ float load_f(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ float load_f(const __half* p) { return __half2float(*p); }
-
 // One warp per (token, query head) row, query heads of all KV heads side by side
 // (hq = j * n_qh + h for KV head j); lane l owns columns [l * E, l * E + E) (E = 4 for
 // head_dim 128, 2 for 64: whole 8- or 4-byte loads; 1 for any other width or an
 // unaligned out row). first: the run's result is the answer so far; otherwise it
 // merges into (out, lse) exactly as merge_kernel does.
-template <int E>
-struct Lanes {
-  float v[E];
-};
-template <int E, typename T>
-__device__ __forceinline__ Lanes<E> load_lanes(const T* p) {
-  Lanes<E> r;
-  if constexpr (E == 4) {
-    const uint2 u = *reinterpret_cast<const uint2*>(p);
-    const T* h = reinterpret_cast<const T*>(&u);
-    for (int i = 0; i < 4; ++i) r.v[i] = load_f(h + i);
-  } else if constexpr (E == 2) {
-    const uint32_t u = *reinterpret_cast<const uint32_t*>(p);
-    const T* h = reinterpret_cast<const T*>(&u);
-    for (int i = 0; i < 2; ++i) r.v[i] = load_f(h + i);
-  } else {
-    r.v[0] = load_f(p);
-  }
-  return r;
-}
-template <int E>
-__device__ __forceinline__ Lanes<E> load_lanes(const float* p) {
-  Lanes<E> r;
-  if constexpr (E == 4) {
-    const float4 u = *reinterpret_cast<const float4*>(p);
-    r.v[0] = u.x, r.v[1] = u.y, r.v[2] = u.z, r.v[3] = u.w;
-  } else if constexpr (E == 2) {
-    const float2 u = *reinterpret_cast<const float2*>(p);
-    r.v[0] = u.x, r.v[1] = u.y;
-  } else {
-    r.v[0] = *p;
-  }
-  return r;
-}
-template <int E>
-__device__ __forceinline__ void store_lanes(float* p, const Lanes<E>& r) {
-  if constexpr (E == 4)
-    *reinterpret_cast<float4*>(p) = make_float4(r.v[0], r.v[1], r.v[2], r.v[3]);
-  else if constexpr (E == 2)
-    *reinterpret_cast<float2*>(p) = make_float2(r.v[0], r.v[1]);
-  else
-    *p = r.v[0];
-}
-
 template <typename T, int E>
 __global__ void __launch_bounds__(kWarps * 32)
     sdpa_merge_kernel(const T* __restrict__ o, const float* __restrict__ stats, int n_q, int n_qh, int n_heads,
@@ -84,9 +38,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (!first && lb == -INFINITY) return;
   if (la == -INFINITY) {
     for (int d = lane * E; d < head_dim; d += 32 * E) {
-      Lanes<E> b = load_lanes<E>(src + d);
-      for (int i = 0; i < E; ++i) b.v[i] = lb == -INFINITY ? 0.f : b.v[i];
-      store_lanes<E>(orow + d, b);
+      float b[E];
+      load_f32(src + d, b);
+      for (int i = 0; i < E; ++i) b[i] = lb == -INFINITY ? 0.f : b[i];
+      store_f32(orow + d, b);
     }
     __syncwarp();
     if (lane == 0) *lp = lb;
@@ -96,10 +51,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   const float wa = expf(la - m), wb = expf(lb - m);
   const float inv = 1.0f / (wa + wb);
   for (int d = lane * E; d < head_dim; d += 32 * E) {
-    Lanes<E> a = load_lanes<E>(orow + d);
-    const Lanes<E> b = load_lanes<E>(src + d);
-    for (int i = 0; i < E; ++i) a.v[i] = (a.v[i] * wa + b.v[i] * wb) * inv;
-    store_lanes<E>(orow + d, a);
+    float a[E], b[E];
+    load_f32(orow + d, a);
+    load_f32(src + d, b);
+    for (int i = 0; i < E; ++i) a[i] = (a[i] * wa + b[i] * wb) * inv;
+    store_f32(orow + d, a);
   }
   __syncwarp();
   if (lane == 0) *lp = m + logf(wa + wb);

@@ -60,10 +60,8 @@ std::string load_cudnn() {
         return;
       }
     }
-    for (const char* name : {"libcudnn.so.9", "libcudnn.so"}) {
-      if (cudnn_frontend::cudnn_dlhandle) break;
-      cudnn_frontend::cudnn_dlhandle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    }
+    for (const char* name : {"libcudnn.so.9", "libcudnn.so"})
+      if (!cudnn_frontend::cudnn_dlhandle) cudnn_frontend::cudnn_dlhandle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (!cudnn_frontend::cudnn_dlhandle) {
       const char* e = dlerror();
       error = std::string("libcudnn.so.9 could not be loaded (") + (e ? e : "not found") + ")";

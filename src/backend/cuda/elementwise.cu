@@ -2,7 +2,6 @@
 // f32 -> F16/BF16 activation conversion and the bias fill used by matmul.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <initializer_list>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -83,39 +82,28 @@ __global__ void convert_rows_kernel(const float* __restrict__ x, int rows, int64
 // Prefill-sized rows, four columns a thread: blockIdx.y strides over the rows, so no
 // 64-bit division per element (the scalar kernels above are bound by it, not by memory).
 // Callers check vec4_rows_ok: columns and strides multiples of 4, 16-byte aligned rows.
-// Four values in one store: 16 bytes of f32, or 8 of F16 / BF16 (from_f32's rounding).
-template <typename T>
-__device__ __forceinline__ void store4(T* dst, float4 v) {
-  if constexpr (sizeof(T) == 4) {
-    *reinterpret_cast<float4*>(dst) = v;
-  } else {
-    const T h[4] = {from_f32<T>(v.x), from_f32<T>(v.y), from_f32<T>(v.z), from_f32<T>(v.w)};
-    uint2 u;
-    memcpy(&u, h, sizeof(u));
-    *reinterpret_cast<uint2*>(dst) = u;
-  }
-}
-
 template <typename T>
 __global__ void convert_rows_vec4_kernel(const float* __restrict__ x, int rows, int64_t cols, int64_t x_stride,
                                          T* __restrict__ dst, int64_t dst_stride) {
   const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
   if (c >= cols) return;
-  for (int r = blockIdx.y; r < rows; r += gridDim.y)
-    store4(dst + r * dst_stride + c, *reinterpret_cast<const float4*>(x + r * x_stride + c));
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    float v[4];
+    load_f32(x + r * x_stride + c, v);
+    store_f32(dst + r * dst_stride + c, v);
+  }
 }
-
-__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 __global__ void swiglu_vec4_kernel(const float* gate, const float* __restrict__ up, int rows, int64_t cols,
                                    int64_t in_stride, float* out, int64_t out_stride) {
   const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
   if (c >= cols) return;
   for (int r = blockIdx.y; r < rows; r += gridDim.y) {
-    const float4 g = *reinterpret_cast<const float4*>(gate + r * in_stride + c);
-    const float4 u = *reinterpret_cast<const float4*>(up + r * in_stride + c);
-    *reinterpret_cast<float4*>(out + r * out_stride + c) =
-        make_float4(silu_mul(g.x, u.x), silu_mul(g.y, u.y), silu_mul(g.z, u.z), silu_mul(g.w, u.w));
+    float g[4], u[4];
+    load_f32(gate + r * in_stride + c, g);
+    load_f32(up + r * in_stride + c, u);
+    for (int i = 0; i < 4; ++i) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];  // swiglu_kernel's expression
+    store_f32(out + r * out_stride + c, g);
   }
 }
 
