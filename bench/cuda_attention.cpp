@@ -2,15 +2,17 @@
 // and the own tensor-core flash attention) against a cuBLAS BF16 GEMM ceiling measured
 // in the same run, and split-KV decode GB/s.
 // Llama-3-8B-like heads: head_dim 128, 32 query heads over 8 KV heads, BF16 KV.
-// Usage: cuda_attention [--quick] [--decode | --cudnn]   (--quick: fewer repetitions;
-// --decode: decode cases only; --cudnn: the default path's prefill cases only)
+// Usage: cuda_attention [--quick] [--decode | --cudnn | --own WARPS] [--case N]
+//   --quick: fewer repetitions; --decode: decode cases only; --cudnn: the default
+//   path's prefill cases only; --own WARPS: one own block shape's prefill cases only;
+//   --case N: the Nth prefill shape only (1 causal 16K, 2 causal 32K, 3 8K after 128K,
+//   4 8K x one 8K block). Times are the best of three rounds of back-to-back calls.
 #ifdef HEADINFER_HAVE_CUDA
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -38,22 +40,70 @@ constexpr int kHeadDim = 128, kQHeads = 32, kKvHeads = 8, kGroup = kQHeads / kKv
     if (static_cast<int>(bench_rc_) != 0) HI_FAIL(#call << " failed with status " << static_cast<int>(bench_rc_)); \
   } while (0)
 
-// Seconds per call of fn (after one warm-up call), timed over at least min_s seconds.
-double time_per_call(Backend& be, const std::function<void()>& fn, double min_s, int min_iters) {
+// Seconds per call of fn as the engine issues calls: back to back, the device never
+// waiting on the host between them (a synchronize after each call would add the host's
+// launch work to every call's time). After a warm-up call, three rounds of calls, each
+// about min_s / 3 long, timed on the device between two timestamps on the calls' stream;
+// the best round's average, as bench/peers/torch_sdpa.py times PyTorch's calls.
+template <typename Clock>
+double time_per_call(Clock& clock, const std::function<void()>& fn, double min_s, int min_iters) {
   fn();
-  be.synchronize();
-  int iters = 0;
-  auto t0 = std::chrono::steady_clock::now();
-  double el = 0;
-  do {
-    fn();
-    ++iters;
-    if (iters >= min_iters) {
-      be.synchronize();
-      el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    }
-  } while (iters < min_iters || el < min_s);
-  return el / iters;
+  clock.start();
+  fn();
+  const double one = std::max(clock.stop(), 1e-7);
+  const int n = std::max(min_iters, static_cast<int>(std::ceil(min_s / 3 / one)));
+  double best = 1e30;
+  for (int round = 0; round < 3; ++round) {
+    clock.start();
+    for (int i = 0; i < n; ++i) fn();
+    best = std::min(best, clock.stop() / n);
+  }
+  return best;
+}
+
+// Timestamps on the backend's compute stream.
+struct BackendClock {
+  explicit BackendClock(Backend& b) : be(b), from(b.create_timing_event()), to(b.create_timing_event()) {
+    HI_CHECK(from && to, "cuda_attention: the backend has no timing events");
+  }
+  ~BackendClock() {
+    be.destroy_event(from);
+    be.destroy_event(to);
+  }
+  void start() { be.record(from, Stream::Compute); }
+  double stop() {
+    be.record(to, Stream::Compute);
+    return be.elapsed_seconds(from, to);
+  }
+  Backend& be;
+  Event from, to;
+};
+
+// Timestamps on a stream of our own (cuDNN called directly).
+struct StreamClock {
+  explicit StreamClock(cudaStream_t s) : stream(s) {
+    BENCH_CHECK(cudaEventCreate(&from));
+    BENCH_CHECK(cudaEventCreate(&to));
+  }
+  ~StreamClock() {
+    cudaEventDestroy(from);
+    cudaEventDestroy(to);
+  }
+  void start() { BENCH_CHECK(cudaEventRecord(from, stream)); }
+  double stop() {
+    BENCH_CHECK(cudaEventRecord(to, stream));
+    BENCH_CHECK(cudaEventSynchronize(to));
+    float ms = 0;
+    BENCH_CHECK(cudaEventElapsedTime(&ms, from, to));
+    return ms * 1e-3;
+  }
+  cudaStream_t stream;
+  cudaEvent_t from = nullptr, to = nullptr;
+};
+
+double time_per_call(Backend& be, const std::function<void()>& fn, double min_s, int min_iters) {
+  BackendClock clock(be);
+  return time_per_call(clock, fn, min_s, min_iters);
 }
 
 // Random BF16 values uploaded into a fresh backend buffer (slices of one host pool,
@@ -322,13 +372,8 @@ void bench_cudnn_alone(Backend& be, const char* label, int n_q, int64_t n_kv, bo
   void* o = be.alloc(qn * 2);
   auto* stats = static_cast<float*>(be.alloc(static_cast<size_t>(n_q) * kQHeads * 4));
   if (sdpa->supports(sh)) {
-    const double s = time_per_call(
-        be,
-        [&] {
-          sdpa->run(sh, q, k, v, o, stats);
-          BENCH_CHECK(cudaStreamSynchronize(stream));
-        },
-        quick ? 0.2 : 1.0, quick ? 2 : 5);
+    StreamClock clock(stream);
+    const double s = time_per_call(clock, [&] { sdpa->run(sh, q, k, v, o, stats); }, quick ? 0.2 : 1.0, quick ? 2 : 5);
     // Causal: the chunk itself (queries at the keys' positions); otherwise keys before it.
     const double pairs = visible_pairs(n_q, causal ? 0 : n_kv, {KvPiece{nullptr, nullptr, n_kv, 0, 0}});
     const double tf = 4.0 * pairs * kHeadDim * kQHeads / s / 1e12;
@@ -342,11 +387,29 @@ void bench_cudnn_alone(Backend& be, const char* label, int n_q, int64_t n_kv, bo
   BENCH_CHECK(cudaStreamDestroy(stream));
 }
 
+// The issue's three prefill shapes and the engine's chunk x block call, through one
+// backend (a call per KV head); `only` (1-4; 0: all) keeps one, so a profiler sees
+// that shape's launches alone.
+void prefill_cases(Backend& be, const std::string& tag, int only, bool quick, double ceiling) {
+  if (only == 0 || only == 1)
+    bench_attention(be, ("  causal 16K" + tag).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
+  if (only == 0 || only == 2)
+    bench_attention(be, ("  causal 32K" + tag).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
+  if (only == 0 || only == 3)
+    bench_attention(be, ("  8K chunk after 128K cached keys" + tag).c_str(), 8192, 131072,
+                    {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
+  if (only == 0 || only == 4)
+    bench_attention(be, ("  8K chunk x one earlier 8K block" + tag).c_str(), 8192, 131072, {{8192, 0}}, false, quick,
+                    ceiling);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bool quick = false, decode_only = false, once = false;  // --once: one 128K decode case (for profilers)
   bool default_only = false;
+  std::string own_only;  // --own WARPS: that own block shape's prefill cases alone
+  int only_case = 0;     // --case N: the Nth prefill shape alone (1-4)
   // Lines reach a log as they are printed, so a run cut short keeps what it measured.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   for (int i = 1; i < argc; ++i) {
@@ -354,6 +417,8 @@ int main(int argc, char** argv) {
     decode_only = decode_only || std::strcmp(argv[i], "--decode") == 0;
     default_only = default_only || std::strcmp(argv[i], "--cudnn") == 0;
     once = once || std::strcmp(argv[i], "--once") == 0;
+    if (i + 1 < argc && std::strcmp(argv[i], "--own") == 0) own_only = argv[++i];
+    if (i + 1 < argc && std::strcmp(argv[i], "--case") == 0) only_case = std::atoi(argv[++i]);
   }
   if (!headinfer::cuda_available()) {
     std::puts("cuda_attention: no usable CUDA device or driver");
@@ -373,48 +438,40 @@ int main(int argc, char** argv) {
       std::puts("prefill (FLOPs = 4 * visible q-k pairs * head_dim * 32 heads; causal counts about half):");
       // The default path: cuDNN's fused attention where the backend found it.
       std::printf("attention path: %s\n", headinfer::cuda_attention_path(*be).c_str());
-      {
-        const std::string w = " [default path]";
-        bench_attention(*be, ("  causal 16K" + w).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
-        bench_attention(*be, ("  causal 32K" + w).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
-        bench_attention(*be, ("  8K chunk after 128K cached keys" + w).c_str(), 8192, 131072,
-                        {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
-        bench_attention(*be, ("  8K chunk x one earlier 8K block" + w).c_str(), 8192, 131072, {{8192, 0}}, false,
-                        quick, ceiling);
-        const std::string h = " [default, 8 KV heads/call]";
-        bench_attention_heads(*be, ("  causal 16K" + h).c_str(), 16384, 0, {{16384, 0}}, quick, ceiling);
-        bench_attention_heads(*be, ("  causal 32K" + h).c_str(), 32768, 0, {{32768, 0}}, quick, ceiling);
-        bench_attention_heads(*be, ("  8K chunk after 128K cached keys" + h).c_str(), 8192, 131072,
-                              {{131072, 0}, {8192, 131072}}, quick, ceiling);
-        bench_attention_heads(*be, ("  8K chunk x one earlier 8K block" + h).c_str(), 8192, 131072, {{8192, 0}},
-                              quick, ceiling);
-        const std::string c = " [cuDNN call alone, BF16 in/out]";
-        bench_cudnn_alone(*be, ("  causal 16K" + c).c_str(), 16384, 16384, true, quick, ceiling);
-        bench_cudnn_alone(*be, ("  causal 32K" + c).c_str(), 32768, 32768, true, quick, ceiling);
-        bench_cudnn_alone(*be, ("  8K chunk x 128K earlier keys" + c).c_str(), 8192, 131072, false, quick, ceiling);
-        bench_cudnn_alone(*be, ("  8K chunk x one earlier 8K block" + c).c_str(), 8192, 8192, false, quick, ceiling);
+      if (own_only.empty()) {
+        prefill_cases(*be, " [default path]", only_case, quick, ceiling);
+        const std::string h = " [default, 8 KV heads/call]", c = " [cuDNN call alone, BF16 in/out]";
+        auto heads_and_alone = [&](int i, const char* name, int n_q, int64_t q_pos0,
+                                   const std::vector<std::pair<int64_t, int64_t>>& segments, int64_t n_kv, bool causal) {
+          if (only_case != 0 && only_case != i) return;
+          bench_attention_heads(*be, (name + h).c_str(), n_q, q_pos0, segments, quick, ceiling);
+          bench_cudnn_alone(*be, (name + c).c_str(), n_q, n_kv, causal, quick, ceiling);
+        };
+        heads_and_alone(1, "  causal 16K", 16384, 0, {{16384, 0}}, 16384, true);
+        heads_and_alone(2, "  causal 32K", 32768, 0, {{32768, 0}}, 32768, true);
+        // cuDNN alone: the 128K earlier keys without the chunk's own causal part.
+        heads_and_alone(3, "  8K chunk after 128K cached keys", 8192, 131072, {{131072, 0}, {8192, 131072}}, 131072,
+                        false);
+        heads_and_alone(4, "  8K chunk x one earlier 8K block", 8192, 131072, {{8192, 0}}, 8192, false);
       }
       if (default_only) return 0;
       // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and
       // HEADINFER_CUDA_ATTN_PATH; the backend reads them when made).
       setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);
-      for (const char* warps : {"4", "8", "4x2", "wg", "wg2"}) {
+      const std::vector<std::string> shapes =
+          own_only.empty() ? std::vector<std::string>{"auto", "4", "8", "4x2", "wg", "wg2"} : std::vector<std::string>{own_only};
+      for (const std::string& warps : shapes) {
         if (warps[0] == 'w' && !headinfer::cuda::attention_wgmma_available()) {
-          std::printf("  [own, %s]: skipped, the warpgroup-MMA kernel needs compute capability 9.0\n", warps);
+          std::printf("  [own, %s]: skipped, the warpgroup-MMA kernel needs compute capability 9.0\n", warps.c_str());
           continue;
         }
-        setenv("HEADINFER_CUDA_ATTN_WARPS", warps, 1);
+        setenv("HEADINFER_CUDA_ATTN_WARPS", warps.c_str(), 1);
         auto pb = headinfer::make_cuda_backend(0);
-        const std::string w = std::string(" [own, ") + warps + " warps]";
-        bench_attention(*pb, ("  causal 16K" + w).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
-        bench_attention(*pb, ("  causal 32K" + w).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
-        bench_attention(*pb, ("  8K chunk after 128K cached keys" + w).c_str(), 8192, 131072,
-                        {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
-        bench_attention(*pb, ("  8K chunk x one earlier 8K block" + w).c_str(), 8192, 131072, {{8192, 0}}, false,
-                        quick, ceiling);
+        prefill_cases(*pb, " [own, " + warps + " warps]", only_case, quick, ceiling);
       }
       unsetenv("HEADINFER_CUDA_ATTN_WARPS");
       unsetenv("HEADINFER_CUDA_ATTN_PATH");
+      if (!own_only.empty() || only_case != 0) return 0;
     }
     std::printf("%-44s %7.1f GB/s (read + write)\n", "device-to-device copy, 1 GiB (ceiling)", copy_gbps(quick));
     std::puts("decode (1 token, all 8 KV heads = 8 calls; GB/s = K+V bytes read / time):");

@@ -31,9 +31,9 @@
 #            and 4 steps ahead into L2 (HEADINFER_CUDA_DECODE_PREFETCH)
 #   sample   generate 128 tokens after a 4K prompt: greedy, top-k 40 (on the device), top-k off
 #   attn     cuda_attention --quick once: cuDNN and every own block shape, warpgroup MMA included
-#   q-reuse  the engine's tests with HEADINFER_CUDA_Q_REUSE=1 (the cuDNN path keeping a
-#            chunk's converted queries from block to block), then all-resident prefill at
-#            64K and 128K with it off and on, twice, alternating
+#   q-reuse  the engine's tests with HEADINFER_CUDA_Q_REUSE=0 (the cuDNN path converting
+#            a chunk's queries in every block's call; keeping them is the default), then
+#            all-resident prefill at 64K and 128K with it off and on, twice, alternating
 #   torch-sdpa   PyTorch's fused attention on the same shapes (bench/peers/torch_sdpa.py):
 #            cuDNN with and without the softmax statistics, FlashAttention
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
@@ -52,6 +52,7 @@
 #   ncu      Nsight Compute (clocks left alone): every kernel's device time in a 4K
 #            decode (the last step's kernels are one decode step), then the 128K decode
 #            attention kernel and the own prefill kernel's first launch in full detail
+#   ncu-wide the 4 x 32-row own block's first launch on the 8K x one 8K block call, in full
 # SESSION_LIMIT (seconds, default 540) bounds the whole; a step gets what is left, at
 # most its own limit. TABLES (default OUT/tables) is where the table parts write rows:
 # point two calls (engine, then hf) at one folder so hf finds engine's longest context.
@@ -256,9 +257,9 @@ for s in "$@"; do
       grep -h 'TFLOP/s' "$out/attn.log" >>"$out/summary.txt"
       ;;
     q-reuse)
-      step q-reuse-attention 90 env HEADINFER_CUDA_Q_REUSE=1 "$bin/test_cuda_attention" --gtest_filter='*QUnchanged*'
+      step q-reuse-attention 90 env HEADINFER_CUDA_Q_REUSE=0 "$bin/test_cuda_attention" --gtest_filter='*QUnchanged*'
       for t in test_cuda_engine test_cuda_offload; do
-        step "q-reuse-$t" 150 env HEADINFER_CUDA_Q_REUSE=1 "$bin/$t"
+        step "q-reuse-$t" 150 env HEADINFER_CUDA_Q_REUSE=0 "$bin/$t"
       done
       for t in q-reuse-attention q-reuse-test_cuda_engine q-reuse-test_cuda_offload; do
         grep -hE '^\[  (PASSED|FAILED) |FAILED  \]|SKIPPED' "$out/$t.log" | sed "s/^/$t: /" >>"$out/summary.txt"
@@ -303,6 +304,14 @@ for s in "$@"; do
       step ncu-prefill 240 "$ncu" --clock-control none --kernel-name regex:attn_mma_kernel --launch-count 1 \
         --set full "$bin/cuda_attention" --quick
       ;;
+    ncu-wide)
+      # The 4 x 32-row own block on the engine's chunk x block call (8K queries x one
+      # earlier 8K block), its first launch in full, against its rate on causal 16K.
+      step ncu-wide 240 env HEADINFER_CUDA_ATTN_PATH=own "$ncu" --clock-control none --kernel-name regex:attn_mma_wide \
+        --launch-count 1 --set full --import-source no -o "$out/wide" "$bin/cuda_attention" --quick --own 4x2 --case 4
+      step ncu-wide-details 60 "$ncu" -i "$out/wide.ncu-rep" --page details
+      step ncu-wide-sass 60 "$ncu" -i "$out/wide.ncu-rep" --page source --csv --print-source sass
+      ;;
     hf512) step hf512 240 env CONTEXTS=512K scripts/bench_tables.sh hf-offloaded "$tables" "$h" ;;
     engine | engine-* | hf | hf-dynamic | hf-offloaded | hf-longest | maxctx)
       step "$s" 540 scripts/bench_tables.sh "$s" "$tables" "$h"
@@ -311,7 +320,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

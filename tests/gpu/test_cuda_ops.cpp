@@ -50,10 +50,13 @@ TEST(CudaBackend, MemoryRoundTrip) {
   EXPECT_EQ(gpu().alloc(0), nullptr) << "alloc(0) should give a null pointer";
 }
 
-TEST(CudaOps, Embed) {
+// Rows narrower than a block and spanning several (a partial last one).
+class CudaOpsEmbed : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(CudaOpsEmbed, MatchesTheTable) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(2);
-  const int64_t rows = 50, cols = 67;
+  const int64_t rows = 50, cols = GetParam();
   const int n = 13;
   std::vector<float> table = randn(rows * cols, rng);
   std::vector<int32_t> ids(n);
@@ -84,6 +87,8 @@ TEST(CudaOps, Embed) {
     EXPECT_THROW(gpu().embed(bad.data(), 2, m, out2.f()), Error) << "host id past the vocabulary";
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Cols, CudaOpsEmbed, ::testing::Values(int64_t{67}, int64_t{600}));
 
 TEST(CudaOps, RmsNorm) {
   HI_REQUIRE_CUDA();
@@ -721,7 +726,7 @@ TEST(CudaOps, RopeStoreKvHeadsEqualsRopeThenStore) {
 }
 
 // The device argmax against the host's first-maximum scan: vocabulary-sized rows with
-// the maximum repeated (ties), rows of -inf, short and odd lengths.
+// the maximum repeated (ties), rows of -inf, short and odd lengths, aligned and not.
 TEST(CudaOps, ArgmaxIsTheFirstMaximum) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(14);
@@ -736,6 +741,10 @@ TEST(CudaOps, ArgmaxIsTheFirstMaximum) {
         for (auto& x : v) x = -INFINITY;
       DevBuf d = to_device(v);
       EXPECT_EQ(gpu().argmax(d.f(), n), argmax(v)) << "n " << n << " trial " << trial;
+      if (n > 1) {  // a row starting off the 16-byte grid (the kernel's vector loads)
+        const std::vector<float> tail(v.begin() + 1, v.end());
+        EXPECT_EQ(gpu().argmax(d.f() + 1, n - 1), argmax(tail)) << "n " << n << " trial " << trial << ", unaligned";
+      }
     }
   }
 }

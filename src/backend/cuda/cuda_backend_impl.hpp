@@ -64,7 +64,9 @@ struct AttnDebug {
   // 10.5 -> 6.2 ms/token at 4K together with the GEMV); HEADINFER_CUDA_DECODE_HEADS=0 turns it off.
   bool decode_heads = true;
   int64_t max_splits = 0;  // 0: no limit
-  int mma_warps = 4;
+  // The tensor-core prefill block: 0 (default) picks by the call's rows (see
+  // attn_kernel); HEADINFER_CUDA_ATTN_WARPS=4, 8, 4x2, wg or wg2 fixes one.
+  int mma_warps = 0;
   int decode_blocks_per_sm = 0;  // 0: the kernel's occupancy
   // HEADINFER_CUDA_ATTN_DECODE=simt: few rows with BF16/F16 KV on the CUDA-core decode
   // kernel (f32 math) instead of the tensor-core one.
@@ -78,9 +80,10 @@ struct AttnDebug {
   // for every call it takes, =0 for none. For a group of 4 it issues 26% fewer
   // instructions, 4K kernel 12.5 -> 11.7 us, 128K decode 8.93-8.97 -> 8.82-8.88 ms/token (H200).
   int decode_keys_m = -1;
-  // HEADINFER_CUDA_Q_REUSE=1: the cuDNN path keeps a call's converted queries for the
-  // next call that promises q_unchanged (off until a GPU run has checked and timed it).
-  bool q_reuse = false;
+  // The cuDNN path keeps a call's converted queries for the next call that promises
+  // q_unchanged (the same bits; prefill +1% at 64K and 128K, H200);
+  // HEADINFER_CUDA_Q_REUSE=0 converts them in every call.
+  bool q_reuse = true;
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -89,7 +92,8 @@ struct AttnDebug {
                     : std::strcmp(e, "wg") == 0  ? cuda::kMmaWarpgroup
                     : std::strcmp(e, "wg2") == 0 ? cuda::kMmaWarpgroup2
                     : std::atoi(e) == 8          ? 8
-                                                 : 4;
+                    : std::atoi(e) == 4          ? 4
+                                                 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_PATH")) {
       d.force_simt = std::strcmp(e, "simt") == 0;
       d.no_cudnn = d.force_simt || std::strcmp(e, "own") == 0;
@@ -99,7 +103,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_Q_REUSE")) d.q_reuse = std::strcmp(e, "1") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_Q_REUSE")) d.q_reuse = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -464,7 +468,12 @@ class CudaBackend final : public Backend {
       else if (R <= cuda::kSimtRows && cuda::attention_decode_supported(kv, D))
         k.path = Path::kDecode;
     }
-    k.mma_warps = debug_.mma_warps;
+    // The 4 x 32-row block where its 128-row blocks still fill every SM at head_dim
+    // 128 (311-334 TFLOP/s against 262-279 for the 4-warp block on the issue's shapes,
+    // H200); the 4-warp block (64 rows) for fewer rows and head_dim 64.
+    k.mma_warps = debug_.mma_warps != 0 ? debug_.mma_warps
+                  : D == 128 && R >= cuda::attention_mma_wide_rows() * sm_count_ ? cuda::kMmaWide
+                                                                                 : 4;
     k.keys_as_m = k.path == Path::kDecodeMma &&
                   (debug_.decode_keys_m == 1 || (debug_.decode_keys_m < 0 && R <= cuda::attention_decode_mma_rows(true)));
     return k;
@@ -511,7 +520,8 @@ class CudaBackend final : public Backend {
   }
 
   // Splits of `keys` keys for `row_blocks` row tiles: enough blocks for blocks_per_sm
-  // on every SM, at least min_keys keys each, split sizes a multiple of the tile.
+  // on every SM (where that fills the slots better than no split), at least min_keys
+  // keys each, split sizes a multiple of the tile.
   // With balance_waves (blocks of about equal work, more of them than fit at once),
   // the keys may still be split (up to 8 ways, >= kMinKeysBalance keys each) so the
   // blocks fill whole waves: 512 equal blocks on 396 slots run as 2 waves at 65% use,
@@ -523,13 +533,18 @@ class CudaBackend final : public Backend {
       return 1;
     }
     const int64_t target = static_cast<int64_t>(blocks_per_sm) * sm_count_;
+    // The share of the resident-block slots the blocks of c splits keep busy, over
+    // their waves.
+    auto use = [&](int64_t c) {
+      const int64_t blocks = row_blocks * c;
+      return static_cast<double>(blocks) / static_cast<double>(ceil_div(blocks, target) * target);
+    };
     const int64_t want = row_blocks >= target ? 1 : ceil_div(target, row_blocks);
     int64_t s = std::max<int64_t>(1, std::min(want, ceil_div(keys, min_keys)));
+    // A split costs a combine pass, so only where it fills the slots better: 256 row
+    // blocks on 264 slots run at 97% unsplit, and split in two as well.
+    if (s > 1 && use(s) <= use(1) + 0.02) s = 1;
     if (balance_waves && row_blocks >= target) {
-      auto use = [&](int64_t c) {
-        const int64_t blocks = row_blocks * c;
-        return static_cast<double>(blocks) / static_cast<double>(ceil_div(blocks, target) * target);
-      };
       double best = use(1);
       for (int64_t c = 2; c <= 8 && ceil_div(keys, c) >= kMinKeysBalance; ++c)
         if (use(c) > best + 0.02) {

@@ -1,4 +1,4 @@
-// Embedding lookup: one block per token, the row converted to f32.
+// Embedding lookup: each row converted to f32.
 #include <cmath>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -10,16 +10,16 @@ namespace {
 
 constexpr int kBlock = 256;
 
+// Block (token, kBlock columns): one load per thread, so a decode step's single row is
+// one memory latency, not cols / kBlock of them in a row.
 __global__ void embed_kernel(const int32_t* __restrict__ ids, const void* __restrict__ table, DType dt,
                              int64_t rows, int64_t cols, float* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.y) * kBlock + threadIdx.x;
+  if (i >= cols) return;
   const int32_t id = ids[blockIdx.x];
   float* o = out + blockIdx.x * cols;
-  if (id < 0 || id >= rows) {  // cannot throw from a kernel: poison the row instead
-    for (int64_t i = threadIdx.x; i < cols; i += kBlock) o[i] = __int_as_float(0x7fc00000);
-    return;
-  }
-  const int64_t base = static_cast<int64_t>(id) * cols;
-  for (int64_t i = threadIdx.x; i < cols; i += kBlock) o[i] = load_as_f32(table, dt, base + i);
+  // Cannot throw from a kernel: an id out of range poisons the row instead.
+  o[i] = id < 0 || id >= rows ? __int_as_float(0x7fc00000) : load_as_f32(table, dt, static_cast<int64_t>(id) * cols + i);
 }
 
 }  // namespace
@@ -27,7 +27,8 @@ __global__ void embed_kernel(const int32_t* __restrict__ ids, const void* __rest
 void launch_embed(const int32_t* ids, int n, const void* table, DType dt, int64_t rows, int64_t cols, float* out,
                   cudaStream_t s) {
   if (n <= 0 || cols <= 0) return;
-  embed_kernel<<<n, kBlock, 0, s>>>(ids, table, dt, rows, cols, out);
+  const dim3 grid(n, static_cast<unsigned>((cols + kBlock - 1) / kBlock));
+  embed_kernel<<<grid, kBlock, 0, s>>>(ids, table, dt, rows, cols, out);
   HI_CUDA_CHECK_LAUNCH("embed_kernel");
 }
 

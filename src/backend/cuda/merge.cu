@@ -155,6 +155,50 @@ __global__ void __launch_bounds__(kCombineThreads)
   }
 }
 
+// Combine of many rows (prefill calls split over keys): one warp per row, lane l owning
+// columns [l * E, l * E + E). The block-per-(row, dims) kernel above spends its block
+// launches and barriers on a few slots per row; for tens of thousands of rows that
+// took as long as the attention kernel it followed (2 slots x 32768 rows: 0.5 ms).
+template <int E>
+__global__ void __launch_bounds__(kWarps * 32)
+    combine_rows_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse, int n_slots, int n_rows,
+                        int n_qh, int head_dim, float* __restrict__ out, int64_t out_stride, float* __restrict__ lse) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (r >= n_rows) return;
+  float m = -INFINITY;
+  for (int s = 0; s < n_slots; ++s) m = fmaxf(m, part_lse[static_cast<int64_t>(s) * n_rows + r]);
+  float sum = 0.f;
+  if (m != -INFINITY)
+    for (int s = 0; s < n_slots; ++s) {
+      const float l = part_lse[static_cast<int64_t>(s) * n_rows + r];
+      sum += l == -INFINITY ? 0.f : expf(l - m);
+    }
+  const bool any = m != -INFINITY && sum > 0.f;
+  const float inv = any ? 1.0f / sum : 0.f;
+  float* orow = out + (r / n_qh) * out_stride + static_cast<int64_t>(r % n_qh) * head_dim;
+  for (int d = lane * E; d < head_dim; d += 32 * E) {
+    float acc[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[e] = 0.f;
+    for (int s = 0; any && s < n_slots; ++s) {
+      const float l = part_lse[static_cast<int64_t>(s) * n_rows + r];
+      if (l == -INFINITY) continue;  // an empty slot's values are never read
+      const float w = expf(l - m);
+      float v[E];
+      load_f32(part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d, v);
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[e] = fmaf(w, v[e], acc[e]);
+    }
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[e] *= inv;
+    store_f32(orow + d, acc);
+  }
+  if (lse && lane == 0) lse[r] = any ? m + logf(sum) : -INFINITY;
+}
+
 }  // namespace
 
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
@@ -170,20 +214,19 @@ void launch_attention_combine(const float* part_o, const float* part_lse, int n_
                               int head_dim, float* out, int64_t out_stride, float* lse, cudaStream_t s) {
   if (n_rows <= 0) return;
   HI_CHECK(head_dim <= kSimtMaxHeadDim, "cuda attention: head_dim " << head_dim << " exceeds " << kSimtMaxHeadDim);
-  // Few rows (decode): narrow dim chunks, so many blocks share the slots; many rows
-  // (prefill splits): wide chunks.
+  // Few rows (decode): a block per (row, 8 dims), so many blocks share the slots; many
+  // rows (prefill splits): a warp per row.
   if (head_dim % 4 == 0 && n_rows <= 64) {
     const dim3 grid(n_rows, (head_dim + 7) / 8);
     launch_maybe_pdl(combine_kernel<4, 8>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows, n_qh,
                      head_dim, out, out_stride, lse);
-  } else if (head_dim % 4 == 0) {
-    const dim3 grid(n_rows, (head_dim + 31) / 32);
-    launch_maybe_pdl(combine_kernel<4, 32>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows,
-                     n_qh, head_dim, out, out_stride, lse);
   } else {
-    const dim3 grid(n_rows, (head_dim + 31) / 32);
-    launch_maybe_pdl(combine_kernel<1, 32>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows,
-                     n_qh, head_dim, out, out_stride, lse);
+    // Whole float4s need every row start 16-byte aligned (part_o's rows are head_dim apart).
+    const bool vec = head_dim % 4 == 0 && out_stride % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(part_o) % 16 == 0;
+    const dim3 grid((n_rows + kWarps - 1) / kWarps);
+    launch_maybe_pdl(vec ? combine_rows_kernel<4> : combine_rows_kernel<1>, grid, dim3(kWarps * 32), 0, s, part_o,
+                     part_lse, n_slots, n_rows, n_qh, head_dim, out, out_stride, lse);
   }
   HI_CUDA_CHECK_LAUNCH("combine_kernel");
 }
