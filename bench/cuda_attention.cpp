@@ -373,7 +373,8 @@ void bench_cudnn_alone(Backend& be, const char* label, int n_q, int64_t n_kv, bo
   auto* stats = static_cast<float*>(be.alloc(static_cast<size_t>(n_q) * kQHeads * 4));
   if (sdpa->supports(sh)) {
     StreamClock clock(stream);
-    const double s = time_per_call(clock, [&] { sdpa->run(sh, q, k, v, o, stats); }, quick ? 0.2 : 1.0, quick ? 2 : 5);
+    const double s = time_per_call(
+        clock, [&] { sdpa->run(sh, q, k, v, o, stats); }, quick ? 0.2 : 1.0, quick ? 2 : 5);
     // Causal: the chunk itself (queries at the keys' positions); otherwise keys before it.
     const double pairs = visible_pairs(n_q, causal ? 0 : n_kv, {KvPiece{nullptr, nullptr, n_kv, 0, 0}});
     const double tf = 4.0 * pairs * kHeadDim * kQHeads / s / 1e12;
@@ -442,7 +443,8 @@ int main(int argc, char** argv) {
         prefill_cases(*be, " [default path]", only_case, quick, ceiling);
         const std::string h = " [default, 8 KV heads/call]", c = " [cuDNN call alone, BF16 in/out]";
         auto heads_and_alone = [&](int i, const char* name, int n_q, int64_t q_pos0,
-                                   const std::vector<std::pair<int64_t, int64_t>>& segments, int64_t n_kv, bool causal) {
+                                   const std::vector<std::pair<int64_t, int64_t>>& segments, int64_t n_kv,
+                                   bool causal) {
           if (only_case != 0 && only_case != i) return;
           bench_attention_heads(*be, (name + h).c_str(), n_q, q_pos0, segments, quick, ceiling);
           bench_cudnn_alone(*be, (name + c).c_str(), n_q, n_kv, causal, quick, ceiling);
@@ -458,8 +460,9 @@ int main(int argc, char** argv) {
       // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and
       // HEADINFER_CUDA_ATTN_PATH; the backend reads them when made).
       setenv("HEADINFER_CUDA_ATTN_PATH", "own", 1);
-      const std::vector<std::string> shapes =
-          own_only.empty() ? std::vector<std::string>{"auto", "4", "8", "4x2", "wg", "wg2"} : std::vector<std::string>{own_only};
+      const std::vector<std::string> shapes = own_only.empty()
+                                                  ? std::vector<std::string>{"auto", "4", "8", "4x2", "wg", "wg2"}
+                                                  : std::vector<std::string>{own_only};
       for (const std::string& warps : shapes) {
         if (warps[0] == 'w' && !headinfer::cuda::attention_wgmma_available()) {
           std::printf("  [own, %s]: skipped, the warpgroup-MMA kernel needs compute capability 9.0\n", warps.c_str());

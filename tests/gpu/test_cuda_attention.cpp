@@ -574,9 +574,9 @@ TEST(CudaAttentionHeads, SeveralKvHeadsInOneCall) {
 
 // A chunk attending block after block (the engine's prefill): a call promising
 // q_unchanged reuses the queries the cuDNN path converted in the call before (the
-// default; HEADINFER_CUDA_Q_REUSE=0 turns it off, so it is set here explicitly). The same bits as converting again, and the reuse
-// is real: with q overwritten between the calls (a broken promise) the second call
-// still sees the old queries.
+// default; HEADINFER_CUDA_Q_REUSE=0 turns it off, so it is set here explicitly). The
+// same bits as converting again, and the reuse is real: with q overwritten between the
+// calls (a broken promise) the second call still sees the old queries.
 TEST(CudaAttentionHeads, QUnchangedKeepsConvertedQueries) {
   HI_REQUIRE_CUDA();
   static std::unique_ptr<Backend> reuse = gpu_with_env("HEADINFER_CUDA_Q_REUSE", "1");

@@ -3,8 +3,8 @@
 // keeps the larger value and, on ties, the smaller index, so the result is the first
 // maximum as torch.argmax and the host scan give. NaN never wins a comparison.
 #include <climits>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
@@ -40,8 +40,8 @@ __device__ __forceinline__ void take(float e, int64_t i, float& v, int64_t& idx)
 // The first n4 * 4 values as float4s, kUnroll loads in flight per thread (one load at
 // a time left a 128K-vocabulary scan waiting on L2 latency: 13-14 us of a decode step),
 // then the tail one by one.
-__global__ void __launch_bounds__(kBlock) argmax_kernel(const float* __restrict__ x, int64_t n, int64_t n4,
-                                                        int32_t* out) {
+__global__ void __launch_bounds__(kBlock)
+    argmax_kernel(const float* __restrict__ x, int64_t n, int64_t n4, int32_t* out) {
   constexpr int kUnroll = 8;
   __shared__ float best_v[kBlock / 32];
   __shared__ int64_t best_i[kBlock / 32];

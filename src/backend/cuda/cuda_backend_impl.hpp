@@ -471,7 +471,7 @@ class CudaBackend final : public Backend {
     // The 4 x 32-row block where its 128-row blocks still fill every SM at head_dim
     // 128 (311-334 TFLOP/s against 262-279 for the 4-warp block on the shapes,
     // H200); the 4-warp block (64 rows) for fewer rows and head_dim 64.
-    k.mma_warps = debug_.mma_warps != 0 ? debug_.mma_warps
+    k.mma_warps = debug_.mma_warps != 0                                          ? debug_.mma_warps
                   : D == 128 && R >= cuda::attention_mma_wide_rows() * sm_count_ ? cuda::kMmaWide
                                                                                  : 4;
     k.keys_as_m = k.path == Path::kDecodeMma &&

@@ -19,7 +19,8 @@ __global__ void embed_kernel(const int32_t* __restrict__ ids, const void* __rest
   const int32_t id = ids[blockIdx.x];
   float* o = out + blockIdx.x * cols;
   // Cannot throw from a kernel: an id out of range poisons the row instead.
-  o[i] = id < 0 || id >= rows ? __int_as_float(0x7fc00000) : load_as_f32(table, dt, static_cast<int64_t>(id) * cols + i);
+  o[i] =
+      id < 0 || id >= rows ? __int_as_float(0x7fc00000) : load_as_f32(table, dt, static_cast<int64_t>(id) * cols + i);
 }
 
 }  // namespace

@@ -46,6 +46,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 // meet in shared memory.
 constexpr int kCombineThreads = 256;
 constexpr int kPre = 4;
+constexpr int kCd = 8;  // dims a block
+constexpr int kV = 4;   // dims a thread (one float4)
 
 __device__ __forceinline__ void online_pair(float& m, float& s, float m2, float s2) {
   const float mn = fmaxf(m, m2);
@@ -54,11 +56,10 @@ __device__ __forceinline__ void online_pair(float& m, float& s, float m2, float 
   m = mn;
 }
 
-template <int V, int kCd>
 __global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse, int n_slots, int n_rows,
                    int n_qh, int head_dim, float* __restrict__ out, int64_t out_stride, float* __restrict__ lse) {
-  constexpr int kTps = kCd / V;                     // threads per slot
+  constexpr int kTps = kCd / kV;                   // threads per slot
   constexpr int kGroups = kCombineThreads / kTps;  // slots in parallel
   constexpr int kParts = kCombineThreads / kCd;
   __shared__ float red_m[kCombineThreads / 32], red_s[kCombineThreads / 32];
@@ -68,31 +69,27 @@ __global__ void __launch_bounds__(kCombineThreads)
   pdl_launch_dependents();
   const int r = blockIdx.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int g = tid / kTps, c = (tid % kTps) * V;
+  const int g = tid / kTps, c = (tid % kTps) * kV;
   const int d = blockIdx.y * kCd + c;
   const bool dim_ok = d < head_dim;
 
   // Outputs and lse of this thread's first kPre slots, in flight during the reduction.
-  float pre_o[kPre][V], pre_l[kPre];
+  float pre_o[kPre][kV], pre_l[kPre];
 #pragma unroll
   for (int i = 0; i < kPre; ++i) {
     const int s = g + i * kGroups;
     pre_l[i] = -INFINITY;
 #pragma unroll
-    for (int e = 0; e < V; ++e) pre_o[i][e] = 0.f;
+    for (int e = 0; e < kV; ++e) pre_o[i][e] = 0.f;
     if (s < n_slots) {
       pre_l[i] = part_lse[static_cast<int64_t>(s) * n_rows + r];
       if (dim_ok) {
         const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d;
-        if constexpr (V == 4) {
-          const float4 v = *reinterpret_cast<const float4*>(po);
-          pre_o[i][0] = v.x;
-          pre_o[i][1] = v.y;
-          pre_o[i][2] = v.z;
-          pre_o[i][3] = v.w;
-        } else {
-          pre_o[i][0] = *po;
-        }
+        const float4 v = *reinterpret_cast<const float4*>(po);
+        pre_o[i][0] = v.x;
+        pre_o[i][1] = v.y;
+        pre_o[i][2] = v.z;
+        pre_o[i][3] = v.w;
       }
     }
   }
@@ -113,15 +110,15 @@ __global__ void __launch_bounds__(kCombineThreads)
   sum = red_s[0];
   for (int w = 1; w < kCombineThreads / 32; ++w) online_pair(m, sum, red_m[w], red_s[w]);
 
-  float acc[V];
+  float acc[kV];
 #pragma unroll
-  for (int e = 0; e < V; ++e) acc[e] = 0.f;
+  for (int e = 0; e < kV; ++e) acc[e] = 0.f;
   if (m != -INFINITY) {
 #pragma unroll
     for (int i = 0; i < kPre; ++i) {
       const float w = pre_l[i] == -INFINITY ? 0.f : expf(pre_l[i] - m);
 #pragma unroll
-      for (int e = 0; e < V; ++e) acc[e] = fmaf(w, pre_o[i][e], acc[e]);
+      for (int e = 0; e < kV; ++e) acc[e] = fmaf(w, pre_o[i][e], acc[e]);
     }
     if (dim_ok) {
       for (int s = g + kPre * kGroups; s < n_slots; s += kGroups) {
@@ -129,12 +126,12 @@ __global__ void __launch_bounds__(kCombineThreads)
         const float w = l == -INFINITY ? 0.f : expf(l - m);
         const float* po = part_o + (static_cast<int64_t>(s) * n_rows + r) * head_dim + d;
 #pragma unroll
-        for (int e = 0; e < V; ++e) acc[e] = fmaf(w, po[e], acc[e]);
+        for (int e = 0; e < kV; ++e) acc[e] = fmaf(w, po[e], acc[e]);
       }
     }
   }
 #pragma unroll
-  for (int e = 0; e < V; ++e) acc_s[g][c + e] = acc[e];
+  for (int e = 0; e < kV; ++e) acc_s[g][c + e] = acc[e];
   __syncthreads();
   {
     const int cc = tid % kCd, part = tid / kCd;
@@ -217,8 +214,8 @@ void launch_attention_combine(const float* part_o, const float* part_lse, int n_
   // Few rows (decode): a block per (row, 8 dims), so many blocks share the slots; many
   // rows (prefill splits): a warp per row.
   if (head_dim % 4 == 0 && n_rows <= 64) {
-    const dim3 grid(n_rows, (head_dim + 7) / 8);
-    launch_maybe_pdl(combine_kernel<4, 8>, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows, n_qh,
+    const dim3 grid(n_rows, (head_dim + kCd - 1) / kCd);
+    launch_maybe_pdl(combine_kernel, grid, dim3(kCombineThreads), 0, s, part_o, part_lse, n_slots, n_rows, n_qh,
                      head_dim, out, out_stride, lse);
   } else {
     // Whole float4s need every row start 16-byte aligned (part_o's rows are head_dim apart).
