@@ -4,7 +4,6 @@
 // maximum as torch.argmax and the host scan give. NaN never wins a comparison.
 #include <climits>
 #include <cmath>
-#include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
@@ -87,7 +86,7 @@ __global__ void __launch_bounds__(kBlock)
 }  // namespace
 
 void launch_argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s) {
-  const int64_t n4 = reinterpret_cast<uintptr_t>(x) % 16 == 0 ? n / 4 : 0;
+  const int64_t n4 = aligned_to(x, 16) ? n / 4 : 0;
   launch_maybe_pdl(argmax_kernel, dim3(1), dim3(kBlock), 0, s, x, n, n4, out);
   HI_CUDA_CHECK_LAUNCH("argmax_kernel");
 }

@@ -66,10 +66,8 @@ void launch_merge(const T* o, const float* stats, int n_q, int n_qh, int n_heads
                   int head_dim, float* out, int64_t out_stride, float* lse, bool first, cudaStream_t s) {
   const int rows = n_q * n_qh * n_heads;
   const dim3 grid((rows + kWarps - 1) / kWarps);
-  // Whole vectors need every row start aligned: out and o 16-byte aligned, out's
-  // stride a multiple of 4 (o's rows are head_dim apart).
-  const bool aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0 && reinterpret_cast<uintptr_t>(o) % 16 == 0 &&
-                       out_stride % 4 == 0;
+  // Whole vectors need every row start aligned (o's rows are head_dim apart).
+  const bool aligned = vector_rows(4, head_dim, {out_stride}, {out, o}, 16);
   const int e = !aligned ? 1 : head_dim % 128 == 0 ? 4 : head_dim % 64 == 0 ? 2 : 1;
   auto go = [&](auto kernel) {
     kernel<<<grid, kWarps * 32, 0, s>>>(o, stats, n_q, n_qh, n_heads, lse_head_stride, head_dim, out, out_stride, lse,

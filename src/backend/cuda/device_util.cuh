@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <utility>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -141,6 +142,22 @@ void allow_dynamic_smem(size_t bytes) {
   if (known && done[dev]) return;
   HI_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   if (known) done[dev] = true;
+}
+
+// Whether p is a multiple of `bytes` (a vector load's size).
+inline bool aligned_to(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// Whether rows of `cols` elements, each start `strides` elements after the last, split
+// into whole vectors of `vec` elements from every pointer given: cols and every stride
+// multiples of vec, every pointer aligned to `bytes`.
+inline bool vector_rows(int vec, int64_t cols, std::initializer_list<int64_t> strides,
+                        std::initializer_list<const void*> ptrs, uintptr_t bytes) {
+  if (cols % vec != 0) return false;
+  for (int64_t st : strides)
+    if (st % vec != 0) return false;
+  for (const void* p : ptrs)
+    if (!aligned_to(p, bytes)) return false;
+  return true;
 }
 
 // Grid size for a grid-stride loop over n items.

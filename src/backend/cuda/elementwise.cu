@@ -119,16 +119,9 @@ constexpr int kBlock = 256;
 // Rows from which the four-column kernels are used: prefill; decode keeps its kernels.
 constexpr int kVecMinRows = 64;
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 bool vec4_rows_ok(int rows, int64_t cols, std::initializer_list<int64_t> strides,
                   std::initializer_list<const void*> ptrs) {
-  if (rows < kVecMinRows || cols % 4 != 0) return false;
-  for (int64_t st : strides)
-    if (st % 4 != 0) return false;
-  for (const void* p : ptrs)
-    if (!aligned16(p)) return false;
-  return true;
+  return rows >= kVecMinRows && vector_rows(4, cols, strides, ptrs, 16);
 }
 
 dim3 vec4_grid(int rows, int64_t cols) {

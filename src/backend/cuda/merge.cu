@@ -2,7 +2,6 @@
 // combine of split-KV partials. A side whose lse is -inf (all keys masked) has no
 // weight and its values are never read into the result (they may be garbage).
 #include <cmath>
-#include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
@@ -165,16 +164,13 @@ void launch_attention_combine(const float* part_o, const float* part_lse, int n_
   HI_CHECK(head_dim <= kSimtMaxHeadDim, "cuda attention: head_dim " << head_dim << " exceeds " << kSimtMaxHeadDim);
   // Few rows (decode): warps of 64 columns; many rows (prefill splits), or rows whose
   // column pairs are not 8-byte aligned: a warp per row.
-  const bool pairs = head_dim % 2 == 0 && out_stride % 2 == 0 && reinterpret_cast<uintptr_t>(out) % 8 == 0 &&
-                     reinterpret_cast<uintptr_t>(part_o) % 8 == 0;
-  if (pairs && n_rows <= 64) {
+  // part_o's rows are head_dim apart.
+  if (n_rows <= 64 && vector_rows(2, head_dim, {out_stride}, {out, part_o}, 8)) {
     const int warps = n_rows * ((head_dim + 63) / 64);
     launch_maybe_pdl(combine_warps_kernel, dim3((warps + kWarps - 1) / kWarps), dim3(kWarps * 32), 0, s, part_o,
                      part_lse, n_slots, n_rows, n_qh, head_dim, out, out_stride, lse);
   } else {
-    // Whole float4s need every row start 16-byte aligned (part_o's rows are head_dim apart).
-    const bool vec = head_dim % 4 == 0 && out_stride % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
-                     reinterpret_cast<uintptr_t>(part_o) % 16 == 0;
+    const bool vec = vector_rows(4, head_dim, {out_stride}, {out, part_o}, 16);
     const dim3 grid((n_rows + kWarps - 1) / kWarps);
     launch_maybe_pdl(vec ? combine_rows_kernel<4> : combine_rows_kernel<1>, grid, dim3(kWarps * 32), 0, s, part_o,
                      part_lse, n_slots, n_rows, n_qh, head_dim, out, out_stride, lse);

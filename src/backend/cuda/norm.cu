@@ -119,9 +119,8 @@ __global__ void __launch_bounds__(1024) rmsnorm_reg_kernel(float* x, const float
 void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
                         cudaStream_t s) {
   if (n <= 0 || cols <= 0) return;
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   const int64_t chunks = cols / 4;
-  if (cols % 4 == 0 && chunks <= 4096 && aligned(x) && aligned(out) && (add == nullptr || aligned(add))) {
+  if (chunks <= 4096 && vector_rows(4, cols, {}, {x, out, add ? add : x}, 16)) {
     // Fewest float4s per thread that fit 1024 threads; threads a whole number of warps.
     const int v = chunks <= 1024 ? 1 : chunks <= 2048 ? 2 : 4;
     const unsigned threads = static_cast<unsigned>(((chunks + v - 1) / v + 31) / 32 * 32);
