@@ -260,12 +260,16 @@ void launch_glu_typed(const T* w, int R, int C, const float* x, int64_t x_stride
   }
 }
 
+// 16-byte loads need every W row (C 2-byte values) and every x row 16-byte aligned.
+bool vector_loads(const void* w, int C, const float* x, int64_t x_stride) {
+  return vector_rows(8, C, {}, {w}, 16) && vector_rows(4, x_stride, {}, {x}, 16);
+}
+
 }  // namespace
 
 bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
                         int64_t out_stride, cudaStream_t s) {
-  const bool vec = C % 8 == 0 && x_stride % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const bool vec = vector_loads(w, C, x, x_stride);
   if (!vec || n < 1 || n > 2 || R % 2 != 0 || (wdt != DType::BF16 && wdt != DType::F16)) return false;
   if (wdt == DType::BF16)
     launch_glu_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, out, out_stride, s);
@@ -299,9 +303,7 @@ void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType w
   HI_CHECK(C > 0 && x_stride >= C, "cuda gemv: input rows " << x_stride << " floats apart for " << C << " columns");
   HI_CHECK(!bias || bias_dt == DType::F32 || bias_dt == DType::BF16 || bias_dt == DType::F16,
            "cuda gemv: bias dtype " << dtype_name(bias_dt));
-  // 16-byte loads need every W row and every x row 16-byte aligned.
-  const bool vec = C % 8 == 0 && x_stride % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const bool vec = vector_loads(w, C, x, x_stride);
   if (wdt == DType::BF16)
     launch_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, tune, s);
   else
