@@ -34,6 +34,9 @@
 #   q-reuse  the engine's tests with HEADINFER_CUDA_Q_REUSE=0 (the cuDNN path converting
 #            a chunk's queries in every block's call; keeping them is the default), then
 #            all-resident prefill at 64K and 128K with it off and on, twice, alternating
+#   kv-prefetch  the decode-path tests with the QKV GEMV asking L2 for the layer's KV
+#            (HEADINFER_CUDA_KV_PREFETCH=end, =start), then decode at 4K, 8K and 32K off,
+#            end and start, twice, alternating (KV_PREFETCH_MODES picks the settings)
 #   torch-sdpa   PyTorch's fused attention on the same shapes (bench/peers/torch_sdpa.py):
 #            cuDNN with and without the softmax statistics, FlashAttention
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
@@ -271,6 +274,21 @@ for s in "$@"; do
         done
       done
       ;;
+    kv-prefetch)
+      for mode in end start; do
+        for t in test_cuda_ops test_cuda_engine test_cuda_offload test_cuda_decode_splits; do
+          step "kv-prefetch-$mode-$t" 150 env HEADINFER_CUDA_KV_PREFETCH=$mode "$bin/$t"
+          grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/kv-prefetch-$mode-$t.log" | sed "s/^/kv-prefetch-$mode-$t: /" \
+            >>"$out/summary.txt"
+        done
+      done
+      for pass in 1 2; do
+        for mode in ${KV_PREFETCH_MODES:-0 end start}; do
+          step "decode-kv-prefetch-$mode-$pass" 90 env HEADINFER_CUDA_KV_PREFETCH=$mode "$h" bench "${model[@]}" \
+            --context 4K,8K,32K --decode-tokens 16 --reps 2 --offload none -o json
+        done
+      done
+      ;;
     torch-sdpa)
       step torch-sdpa 150 python3 bench/peers/torch_sdpa.py --json "$out/torch-sdpa.json"
       grep -h 'TFLOP/s\|failed\|torch ' "$out/torch-sdpa.log" >>"$out/summary.txt"
@@ -320,7 +338,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, kv-prefetch, cudnn, staged, ncu-wide, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

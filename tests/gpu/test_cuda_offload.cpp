@@ -27,6 +27,7 @@
 #include "kv/plan.hpp"
 #include "runtime/executor.hpp"
 #include "offload_runs.hpp"
+#include "forwarding_backend.hpp"
 #ifdef HEADINFER_HAVE_CUDA
 #include "backend/cuda/cuda_backend.hpp"
 #endif
@@ -62,69 +63,14 @@ std::unique_ptr<Backend> gpu(int copy_delay_us = 0, int compute_delay_us = 0) {
 
 // Forwards everything to another backend but drops every wait() issued for one
 // stream: a schedule run through it is missing those orderings (the control).
-class DropWaits final : public Backend {
+class DropWaits final : public test::ForwardingBackend {
  public:
-  DropWaits(Backend& inner, Stream dropped) : b_(inner), dropped_(dropped) {}
-  std::string name() const override { return b_.name(); }
-  void* alloc(size_t n) override { return b_.alloc(n); }
-  void free(void* p) override { b_.free(p); }
-  void upload(void* d, const void* s, size_t n) override { b_.upload(d, s, n); }
-  void download(void* d, const void* s, size_t n) override { b_.download(d, s, n); }
-  void copy(void* d, const void* s, size_t n) override { b_.copy(d, s, n); }
-  Mat prepare(const Tensor& t, std::vector<std::shared_ptr<const void>>& k) override { return b_.prepare(t, k); }
-  void embed(const int32_t* ids, int n, const Mat& t, float* out) override { b_.embed(ids, n, t, out); }
-  void rmsnorm(const float* x, const Mat& w, float eps, int n, float* out) override { b_.rmsnorm(x, w, eps, n, out); }
-  void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
-    b_.matmul(x, n, w, bias, out);
-  }
-  void matmul_strided(const float* x, int64_t xs, int n, const Mat& w, const Mat* bias, float* out) override {
-    b_.matmul_strided(x, xs, n, w, bias, out);
-  }
-  void rope(const RopeArgs& a) override { b_.rope(a); }
-  void attention(const AttnArgs& a) override { b_.attention(a); }
-  void merge_attention(float* oa, float* la, const float* ob, const float* lb, int nq, int nqh, int hd, int64_t sa,
-                       int64_t sb) override {
-    b_.merge_attention(oa, la, ob, lb, nq, nqh, hd, sa, sb);
-  }
-  void combine_attention(const float* po, const float* pl, int ns, int nq, int nqh, int hd, float* out, int64_t os,
-                         float* lse) override {
-    b_.combine_attention(po, pl, ns, nq, nqh, hd, out, os, lse);
-  }
-  void swiglu(const float* g, const float* u, int rows, int64_t cols, int64_t is, float* out, int64_t os) override {
-    b_.swiglu(g, u, rows, cols, is, out, os);
-  }
-  void add(float* x, const float* y, int64_t n) override { b_.add(x, y, n); }
-  void store_kv(const float* s, int64_t st, int n, int hd, DType dt, void* d) override {
-    b_.store_kv(s, st, n, hd, dt, d);
-  }
-  void store_kv_heads(const float* k, const float* v, int64_t st, int n, int nh, int hd, DType dt, void* const* dk,
-                      void* const* dv) override {
-    b_.store_kv_heads(k, v, st, n, nh, hd, dt, dk, dv);
-  }
-  void synchronize() override { b_.synchronize(); }
-  void* alloc_host(size_t n) override { return b_.alloc_host(n); }
-  void free_host(void* p) override { b_.free_host(p); }
-  Event create_event() override { return b_.create_event(); }
-  void destroy_event(Event e) override { b_.destroy_event(e); }
-  void record(Event e, Stream s) override { b_.record(e, s); }
+  DropWaits(Backend& inner, Stream dropped) : ForwardingBackend(inner), dropped_(dropped) {}
   void wait(Stream s, Event e) override {
     if (s != dropped_) b_.wait(s, e);
   }
-  void sync(Event e) override { b_.sync(e); }
-  void copy_h2d_async(void* d, const void* s, size_t n) override { b_.copy_h2d_async(d, s, n); }
-  void copy_d2h_async(void* d, const void* s, size_t n) override { b_.copy_d2h_async(d, s, n); }
-  void copy_h2d_2d_async(void* d, size_t dp, const void* s, size_t sp, size_t w, size_t r) override {
-    b_.copy_h2d_2d_async(d, dp, s, sp, w, r);
-  }
-  void copy_d2h_2d_async(void* d, size_t dp, const void* s, size_t sp, size_t w, size_t r) override {
-    b_.copy_d2h_2d_async(d, dp, s, sp, w, r);
-  }
-  void set_device_limit(int64_t bytes) override { b_.set_device_limit(bytes); }
-  DeviceMemoryInfo device_memory() const override { return b_.device_memory(); }
-  void reset_device_peak() override { b_.reset_device_peak(); }
 
  private:
-  Backend& b_;
   Stream dropped_;
 };
 
