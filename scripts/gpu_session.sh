@@ -43,6 +43,9 @@
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable (16 GiB with 1024-token chunks
 #            pins about a third of it), staged and through the driver
+#   prefill-chunks  all-resident prefill at 64K and 128K with the plan's chunk and chunks of
+#            10240, 32768 and 65536 tokens, the plan's with MLP passes of 8192 rows, then HF
+#            transformers' prefill in the same call
 #   prefill  all-resident prefill at 64K and 128K with chunks of 8K, 16K and 32K tokens
 #            (--profile): does a larger chunk move prefill toward 1.1x HF?
 #   hf512    HF transformers' offloaded cache at 512K (bench_tables.sh hf-offloaded)
@@ -313,6 +316,17 @@ for s in "$@"; do
           --chunk-size "$c" --profile -o json
       done
       ;;
+    prefill-chunks)  # the plan's chunk (0) against fixed ones, MLP passes of 8192 rows, then HF in the same call
+      for c in 0 10240 32768 65536; do
+        step "prefill-chunk-$c" 120 "$h" bench "${model[@]}" --context 64K,128K --decode-tokens 0 --reps 2 \
+          --offload none --chunk-size "$c" -o json
+      done
+      step prefill-chunk-0-mlp8192 120 env HEADINFER_MLP_CHUNK=8192 "$h" bench "${model[@]}" --context 64K,128K \
+        --decode-tokens 0 --reps 2 --offload none -o json
+      step prefill-hf 240 python3 bench/peers/hf_bench.py "${model[@]}" --headinfer "$h" --context 64K,128K \
+        --decode-tokens 1 --reps 2 --cache dynamic -o json
+      grep -h 'prefill' "$out/prefill-hf.log" | grep -v '^\[' >>"$out/summary.txt"
+      ;;
     ncu)
       m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size,launch__registers_per_thread
       step ncu-decode4k 240 "$ncu" --clock-control none --metrics "$m" --csv "$h" bench "${model[@]}" --context 4K \
@@ -338,7 +352,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, kv-prefetch, cudnn, staged, ncu-wide, prefill, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, kv-prefetch, cudnn, staged, ncu-wide, prefill, prefill-chunks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

@@ -12,6 +12,10 @@ namespace headinfer {
 namespace {
 
 constexpr int kMinChunk = 512, kMaxChunk = 16384;
+// With every slab resident nothing streams, so the roofline's reason for a chunk is
+// gone and a larger one is faster (fewer, larger attention calls; docs/gpu.md,
+// 2026-12-04 second session): up to the whole context, at most this many tokens.
+constexpr int kMaxResidentChunk = 131072;
 
 // With the earlier KV offloaded, a chunk of C tokens does about C * q_per_kv
 // attention FLOPs per byte it moves (4 * head_dim FLOPs per key and query head over
@@ -193,6 +197,13 @@ Plan make_plan(const PlanInputs& in) {
     for (int ch = roofline_chunk(in); ch >= kMinChunk; ch /= 2) chunks.push_back(ch);
   }
   for (int& ch : chunks) ch = static_cast<int>(std::min<int64_t>(ch, in.context));
+  // All-resident plans on a GPU try larger chunks first, halving down to the
+  // roofline's (on the CPU backend they would only take host RAM).
+  std::vector<int> resident_chunks;
+  if (in.chunk == 0 && in.host_backed_weights < 0)
+    for (int64_t ch = std::min<int64_t>(in.context, kMaxResidentChunk); ch > chunks.front(); ch /= 2)
+      resident_chunks.push_back(static_cast<int>(ch));
+  resident_chunks.insert(resident_chunks.end(), chunks.begin(), chunks.end());
 
   Plan p;
   p.in = in;
@@ -221,14 +232,17 @@ Plan make_plan(const PlanInputs& in) {
 
   bool fits = false;
   if (in.mode == OffloadMode::None || (in.mode == OffloadMode::Auto && budget < 0)) {
-    for (int ch : chunks)
+    for (int ch : resident_chunks)
       if ((fits = evaluate(ch, total_slabs, 2))) break;
     HI_CHECK(fits || in.mode == OffloadMode::Auto,
              "--gpu-memory " << format_bytes(budget) << " cannot hold every slab of a " << in.context
                              << "-token context (--offload none): " << breakdown(in, p.gpu, p.host_map)
                              << "; use --offload auto or a shorter --max-context");
   }
-  if (!fits && in.mode == OffloadMode::Auto && evaluate(chunks.front(), total_slabs, 2)) fits = true;
+  // Auto: every slab resident at the roofline's chunk or a larger one, else offload.
+  const size_t larger = resident_chunks.size() - chunks.size();
+  for (size_t i = 0; !fits && in.mode == OffloadMode::Auto && i <= larger; ++i)
+    fits = evaluate(resident_chunks[i], total_slabs, 2);
   if (!fits) {
     // The smallest plan first: every slab offloaded, then the largest chunk and
     // buffer count that fit. Still too big: the pinned pool's page tables are the
