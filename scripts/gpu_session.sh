@@ -34,18 +34,15 @@
 #   q-reuse  the engine's tests with HEADINFER_CUDA_Q_REUSE=0 (the cuDNN path converting
 #            a chunk's queries in every block's call; keeping them is the default), then
 #            all-resident prefill at 64K and 128K with it off and on, twice, alternating
-#   kv-prefetch  the decode-path tests with the QKV GEMV asking L2 for the layer's KV
-#            (HEADINFER_CUDA_KV_PREFETCH=end, =start), then decode at 4K, 8K and 32K off,
-#            end and start, twice, alternating (KV_PREFETCH_MODES picks the settings)
 #   torch-sdpa   PyTorch's fused attention on the same shapes (bench/peers/torch_sdpa.py):
 #            cuDNN with and without the softmax statistics, FlashAttention
 #   cudnn    cuDNN's candidate plans for the attention shapes (HEADINFER_CUDNN_PLAN)
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable (16 GiB with 1024-token chunks
 #            pins about a third of it), staged and through the driver
+#   prefill-main  all-resident prefill at 16K, 64K and 128K with the plan's chunk, --profile
 #   prefill-chunks  all-resident prefill at 64K and 128K with the plan's chunk and chunks of
-#            10240, 32768 and 65536 tokens, the plan's with MLP passes of 8192 rows, then HF
-#            transformers' prefill in the same call
+#            10240, 32768, 65536 and 131072 tokens, then HF transformers' in the same call
 #   prefill  all-resident prefill at 64K and 128K with chunks of 8K, 16K and 32K tokens
 #            (--profile): does a larger chunk move prefill toward 1.1x HF?
 #   hf512    HF transformers' offloaded cache at 512K (bench_tables.sh hf-offloaded)
@@ -277,21 +274,6 @@ for s in "$@"; do
         done
       done
       ;;
-    kv-prefetch)
-      for mode in end start; do
-        for t in test_cuda_ops test_cuda_engine test_cuda_offload test_cuda_decode_splits; do
-          step "kv-prefetch-$mode-$t" 150 env HEADINFER_CUDA_KV_PREFETCH=$mode "$bin/$t"
-          grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/kv-prefetch-$mode-$t.log" | sed "s/^/kv-prefetch-$mode-$t: /" \
-            >>"$out/summary.txt"
-        done
-      done
-      for pass in 1 2; do
-        for mode in ${KV_PREFETCH_MODES:-0 end start}; do
-          step "decode-kv-prefetch-$mode-$pass" 90 env HEADINFER_CUDA_KV_PREFETCH=$mode "$h" bench "${model[@]}" \
-            --context 4K,8K,32K --decode-tokens 16 --reps 2 --offload none -o json
-        done
-      done
-      ;;
     torch-sdpa)
       step torch-sdpa 150 python3 bench/peers/torch_sdpa.py --json "$out/torch-sdpa.json"
       grep -h 'TFLOP/s\|failed\|torch ' "$out/torch-sdpa.log" >>"$out/summary.txt"
@@ -316,13 +298,15 @@ for s in "$@"; do
           --chunk-size "$c" --profile -o json
       done
       ;;
-    prefill-chunks)  # the plan's chunk (0) against fixed ones, MLP passes of 8192 rows, then HF in the same call
-      for c in 0 10240 32768 65536; do
+    prefill-main)  # the plan's chunk, device-timed phases
+      step prefill-main 120 "$h" bench "${model[@]}" --context 16K,64K,128K --decode-tokens 0 --reps 2 --offload none \
+        --profile -o json
+      ;;
+    prefill-chunks)  # the plan's chunk (0) against fixed ones, then HF in the same call
+      for c in 0 10240 32768 65536 131072; do
         step "prefill-chunk-$c" 120 "$h" bench "${model[@]}" --context 64K,128K --decode-tokens 0 --reps 2 \
           --offload none --chunk-size "$c" -o json
       done
-      step prefill-chunk-0-mlp8192 120 env HEADINFER_MLP_CHUNK=8192 "$h" bench "${model[@]}" --context 64K,128K \
-        --decode-tokens 0 --reps 2 --offload none -o json
       step prefill-hf 240 python3 bench/peers/hf_bench.py "${model[@]}" --headinfer "$h" --context 64K,128K \
         --decode-tokens 1 --reps 2 --cache dynamic -o json
       grep -h 'prefill' "$out/prefill-hf.log" | grep -v '^\[' >>"$out/summary.txt"
@@ -352,7 +336,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, kv-prefetch, cudnn, staged, ncu-wide, prefill, prefill-chunks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, prefill-main, prefill-chunks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

@@ -26,7 +26,6 @@ class ForwardingBackend : public Backend {
     b_.matmul(x, n, w, bias, out);
   }
   void begin_forward(int n) override { b_.begin_forward(n); }
-  void prefetch_after_next_matmul(const ByteRange* r, int n) override { b_.prefetch_after_next_matmul(r, n); }
   void matmul_strided(const float* x, int64_t xs, int n, const Mat& w, const Mat* bias, float* out) override {
     b_.matmul_strided(x, xs, n, w, bias, out);
   }

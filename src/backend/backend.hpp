@@ -144,12 +144,6 @@ std::vector<LogitCandidate> largest_logits(const float* x, size_t n, size_t k);
 // The most candidates Backend::top_k returns (larger k: read the whole row back).
 constexpr int kMaxTopK = 4096;
 
-// Bytes at p (backend memory).
-struct ByteRange {
-  const void* p = nullptr;
-  size_t bytes = 0;
-};
-
 // Wrappers (ProfilingBackend) forward every virtual: a new one must be added there too.
 class Backend {
  public:
@@ -176,15 +170,6 @@ class Backend {
   // passes of fewer rows (the MLP). A backend that picks kernels by row count picks
   // by this, so how a forward is split never changes a bit (ARCHITECTURE invariant 1).
   virtual void begin_forward(int n_tokens) { (void)n_tokens; }
-  // A hint, changing no value: the n ranges (backend memory) will be read soon after
-  // the next matmul. A backend with a shared cache may have that matmul's kernel ask
-  // the cache for them once its own reads are issued (decode: the KV a layer's
-  // attention reads, requested by the QKV projection, whose weight stream leaves
-  // memory bandwidth over). The ranges are read before the call returns.
-  virtual void prefetch_after_next_matmul(const ByteRange* ranges, int n) {
-    (void)ranges;
-    (void)n;
-  }
   // The same with input rows x_stride floats apart (x_stride >= W.cols; x[t * x_stride + k]):
   // the numbers of matmul on the packed rows.
   virtual void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) = 0;

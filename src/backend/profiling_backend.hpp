@@ -132,9 +132,6 @@ class ProfilingBackend final : public Backend {
   DeviceMemoryInfo device_memory() const override { return inner_.device_memory(); }
   void reset_device_peak() override { inner_.reset_device_peak(); }
   void begin_forward(int n_tokens) override { inner_.begin_forward(n_tokens); }
-  void prefetch_after_next_matmul(const ByteRange* ranges, int n) override {
-    inner_.prefetch_after_next_matmul(ranges, n);
-  }
 
  private:
   // Runs `op` and, when enabled, charges its compute-stream time to `phase` and `name`

@@ -1,7 +1,6 @@
 #include "kv/footprint.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 #include <unordered_set>
 
@@ -45,16 +44,7 @@ int64_t prepared_weight_bytes(const ModelWeights& w) { return weight_bytes(w, fa
 
 int64_t in_place_weight_bytes(const ModelWeights& w) { return weight_bytes(w, true); }
 
-int default_mlp_chunk(int max_chunk) {
-  // HEADINFER_MLP_CHUNK: another pass size, for benchmarks (the plan and the executor
-  // both read it here, so the footprint follows).
-  static const int rows = [] {
-    const char* e = std::getenv("HEADINFER_MLP_CHUNK");
-    const int v = e ? std::atoi(e) : 0;
-    return v > 0 ? v : 2048;
-  }();
-  return std::min(max_chunk, rows);
-}
+int default_mlp_chunk(int max_chunk) { return std::min(max_chunk, 2048); }
 
 std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, int mlp_chunk) {
   const int64_t c = max_chunk, m = mlp_chunk;

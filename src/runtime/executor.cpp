@@ -117,7 +117,6 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   // Layers after the first get their attention norm from the previous layer's last
   // residual add (add_rmsnorm below).
   if (layer == 0) be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
-  if (n == 1) attn_->hint_decode_reads(layer);
   be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
   // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row,
   // done by the attention's first op together with the KV store.

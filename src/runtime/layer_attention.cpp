@@ -296,20 +296,6 @@ void LayerAttention::for_each_fill_run(int layer, F fn) {
   }
 }
 
-void LayerAttention::hint_decode_reads(int layer) {
-  if (n_ != 1 || pos0_ == 0) return;
-  ranges_tmp_.clear();
-  const size_t bytes = kv_.row_bytes() * static_cast<size_t>(pos0_);
-  // Every K, then every V: adjacent heads' rows meet when the slabs are full, so the
-  // backend can join them.
-  for (const bool keys : {true, false})
-    for (int h = 0; h < cfg_.n_kv_heads; ++h) {
-      const Slab& s = kv_.slab(layer, h);
-      if (s.home == Home::Device) ranges_tmp_.push_back({keys ? s.k : s.v, bytes});
-    }
-  if (!ranges_tmp_.empty()) be_.prefetch_after_next_matmul(ranges_tmp_.data(), static_cast<int>(ranges_tmp_.size()));
-}
-
 void LayerAttention::run_decode(int layer, const LayerQkv& io) {
   // Resident heads: one call per run of adjacent heads over every key. Whole blocks
   // are one piece (block starts are split starts, so no split sees the difference);

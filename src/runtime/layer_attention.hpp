@@ -62,9 +62,6 @@ class LayerAttention {
   // Plans the fills of a forward over n tokens at pos0 and issues the first ones.
   void begin(int64_t pos0, int n);
   void run(int layer, const LayerQkv& io);
-  // Decode: tells the backend that this layer's attention will read the earlier tokens'
-  // K/V of its resident heads soon after the next matmul (the layer's QKV projection).
-  void hint_decode_reads(int layer);
   void end();
   const TransferStats& stats() const { return stats_; }
 
@@ -124,7 +121,6 @@ class LayerAttention {
   std::vector<Event*> all_events_;
   std::vector<int> heads_tmp_;
   std::vector<HeadRun> runs_tmp_;
-  std::vector<ByteRange> ranges_tmp_;
 
   int64_t pos0_ = 0;
   int n_ = 0;

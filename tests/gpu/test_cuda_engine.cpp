@@ -15,7 +15,6 @@
 #include "test_assets.hpp"
 #ifdef HEADINFER_HAVE_CUDA
 #include "backend/cuda/cuda_backend.hpp"
-#include "gpu/cuda_test_util.hpp"
 #endif
 
 namespace headinfer {
@@ -128,42 +127,6 @@ TEST(CudaEngine, ProfilerTimesOpsOnTheDeviceWithoutChangingBits) {
     calls += o.calls;
   }
   EXPECT_EQ(calls, t.calls_of(Phase::Gemm) + t.calls_of(Phase::Attention) + t.calls_of(Phase::Other));
-}
-
-// Decode with the QKV GEMV asking L2 for the layer's KV (HEADINFER_CUDA_KV_PREFETCH,
-// at the end of its blocks or before their grid dependency wait): every logit bit of
-// the default, BF16 weights (the GEMV path) with BF16 KV, every head resident.
-TEST(CudaEngine, KvPrefetchChangesNoBit) {
-  HI_REQUIRE_GPU();
-#ifdef HEADINFER_HAVE_CUDA
-  LoadedModel m = load_model("synthetic:tiny-gqa,dtype=bf16");
-  std::vector<int32_t> ids;
-  for (int i = 0; i < 100; ++i) ids.push_back(3 + (i * 37) % (m.config.vocab_size - 3));
-  auto run = [&](Backend& be) {
-    ExecutorOptions eo;
-    eo.capacity = 110;
-    eo.max_chunk = 64;
-    eo.kv_dtype = DType::BF16;
-    Executor exec(be, m, eo);
-    std::vector<float> logits = exec.forward(ids.data(), 64);
-    logits = exec.forward(ids.data() + 64, 36);
-    std::vector<float> all;
-    for (int s = 0; s < 5; ++s) {
-      const int32_t t = 5 + s;
-      logits = exec.forward(&t, 1);
-      all.insert(all.end(), logits.begin(), logits.end());
-    }
-    return all;
-  };
-  auto plain = gpu();
-  const auto want = run(*plain);
-  for (const char* mode : {"end", "start"}) {
-    auto be = test::make_cuda_backend_with_env("HEADINFER_CUDA_KV_PREFETCH", mode);
-    const auto got = run(*be);
-    ASSERT_EQ(want.size(), got.size());
-    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << mode;
-  }
-#endif
 }
 
 }  // namespace

@@ -327,23 +327,6 @@ TEST(CudaOps, GemvTuningsGiveTheSameBits) {
           ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
           outs.push_back(to_host(out, n * rows));
         }
-        // The default tuning with a prefetch hint (Backend::prefetch_after_next_matmul),
-        // asked for at the end and at the start: ranges off the 128-byte grid, one in the
-        // middle of W, x, and an empty one.
-        const char* wc = static_cast<const char*>(dw.get());
-        const ByteRange ranges[] = {{wc + 40, static_cast<size_t>(rows * cols)},
-                                    {dx.get(), 4 * static_cast<size_t>(cols) + 12},
-                                    {wc, 0}};
-        for (bool before_wait : {false, true}) {
-          gemm.set_gemv_tuning(cuda::GemvTuning{});
-          const cuda::L2Prefetch pf = cuda::make_l2_prefetch(ranges, 3, int64_t{1} << 30, before_wait);
-          ASSERT_EQ(pf.n, 2);
-          gemm.set_next_prefetch(pf);
-          DevBuf out = poisoned(n * rows);
-          gemm.matmul(dx.f(), n, m, nullptr, out.f());
-          ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-          outs.push_back(to_host(out, n * rows));
-        }
         for (size_t i = 1; i < outs.size(); ++i)
           EXPECT_EQ(0, std::memcmp(outs[0].data(), outs[i].data(), outs[0].size() * sizeof(float))) << "tuning " << i;
         EXPECT_FALSE(std::isnan(outs[0][0]));
@@ -351,28 +334,6 @@ TEST(CudaOps, GemvTuningsGiveTheSameBits) {
     }
   }
   cudaStreamDestroy(s);
-}
-
-// The hint's ranges as the GEMV gets them (host only): adjacent ranges joined, lines
-// counted from each joined range's start, nothing when over the budget or the slots.
-TEST(CudaL2Prefetch, JoinsAdjacentRangesWithinTheBudget) {
-  static char mem[1 << 16];
-  const ByteRange r[] = {{mem, 1000}, {mem + 1000, 300}, {mem + 4096, 128}, {mem + 8192, 0}, {nullptr, 64}};
-  cuda::L2Prefetch pf = cuda::make_l2_prefetch(r, 5, 1428, false);
-  ASSERT_EQ(pf.n, 2);
-  EXPECT_EQ(pf.base[0], mem);
-  EXPECT_EQ(pf.base[1], mem + 4096);
-  EXPECT_EQ(pf.first_line[0], 0);
-  EXPECT_EQ(pf.first_line[1], 11);  // 1300 bytes: 11 lines of 128
-  EXPECT_EQ(pf.first_line[2], 12);
-  EXPECT_FALSE(pf.before_wait);
-  EXPECT_EQ(cuda::make_l2_prefetch(r, 5, 1427, true).n, 0) << "1428 bytes over a 1427-byte budget";
-  std::vector<ByteRange> many;
-  for (int i = 0; i <= cuda::L2Prefetch::kMaxRanges; ++i) many.push_back({mem + 256 * i, 128});
-  EXPECT_EQ(cuda::make_l2_prefetch(many.data(), static_cast<int>(many.size()) - 1, 1 << 20, true).n,
-            cuda::L2Prefetch::kMaxRanges);
-  EXPECT_EQ(cuda::make_l2_prefetch(many.data(), static_cast<int>(many.size()), 1 << 20, true).n, 0)
-      << "more separate ranges than the parameter holds";
 }
 
 TEST(CudaOps, SwigluOverFusedRowsInPlace) {

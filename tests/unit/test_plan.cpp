@@ -161,18 +161,18 @@ TEST(Plan, RooflineChunkForLlama8bIsAbout10K) {
 }
 
 // Every slab resident on a GPU: the largest chunk that fits, up to the whole context
-// (at most 128K), instead of the roofline's ~10K; the roofline's when offloading or on
+// (at most 64K), instead of the roofline's ~10K; the roofline's when offloading or on
 // the CPU backend (host RAM).
 TEST(Plan, AllResidentTakesTheLargestChunkThatFits) {
-  EXPECT_EQ(make_plan(llama8b(128 * 1024, 140 * GiB, OffloadMode::None)).chunk, 131072);
+  EXPECT_EQ(make_plan(llama8b(128 * 1024, 140 * GiB, OffloadMode::None)).chunk, 65536);
   EXPECT_EQ(make_plan(llama8b(64 * 1024, -1, OffloadMode::None)).chunk, 65536);
-  EXPECT_EQ(make_plan(llama8b(100000, -1, OffloadMode::Auto)).chunk, 100000);
+  EXPECT_EQ(make_plan(llama8b(50000, -1, OffloadMode::Auto)).chunk, 50000);
   const Plan auto_fits = make_plan(llama8b(128 * 1024, 140 * GiB, OffloadMode::Auto));
   EXPECT_EQ(auto_fits.offloaded_slabs, 0);
-  EXPECT_EQ(auto_fits.chunk, 131072);
+  EXPECT_EQ(auto_fits.chunk, 65536);
   // 36 GiB holds the weights and the KV (31 GiB) with a smaller chunk only.
   const Plan tight = make_plan(llama8b(128 * 1024, 36 * GiB, OffloadMode::None));
-  EXPECT_LT(tight.chunk, 131072);
+  EXPECT_LT(tight.chunk, 65536);
   EXPECT_GT(tight.chunk, 12288);
   EXPECT_LE(tight.gpu_total, 36 * GiB);
   const int roofline = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::All)).chunk;

@@ -33,7 +33,6 @@ class RecordingBackend final : public Backend {
   void rmsnorm(const float*, const Mat&, float, int, float*) override { hit("rmsnorm"); }
   void matmul(const float*, int, const Mat&, const Mat*, float*) override { hit("matmul"); }
   void matmul_strided(const float*, int64_t, int, const Mat&, const Mat*, float*) override { hit("matmul_strided"); }
-  void prefetch_after_next_matmul(const ByteRange*, int) override { hit("prefetch_after_next_matmul"); }
   void rope(const RopeArgs&) override { hit("rope"); }
   void attention(const AttnArgs&) override { hit("attention"); }
   void merge_attention(float*, float*, const float*, const float*, int, int, int, int64_t, int64_t) override {
@@ -106,7 +105,6 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   p.rmsnorm(nullptr, m, 0, 0, &f);
   p.matmul(nullptr, 0, m, nullptr, &f);
   p.matmul_strided(nullptr, 0, 0, m, nullptr, &f);
-  p.prefetch_after_next_matmul(nullptr, 0);
   p.rope(RopeArgs{});
   p.attention(AttnArgs{});
   p.merge_attention(&f, &f, &f, &f, 0, 0, 0, 0, 0);
@@ -137,7 +135,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   EXPECT_EQ(p.name(), "recording");
   for (const char* method :
        {"alloc", "free", "upload", "download", "copy", "prepare", "embed", "rmsnorm", "matmul", "rope", "attention",
-        "merge_attention", "combine_attention", "matmul_strided", "prefetch_after_next_matmul", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "argmax", "synchronize", "alloc_host", "free_host", "create_event",
+        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "argmax", "synchronize", "alloc_host", "free_host", "create_event",
         "destroy_event", "create_timing_event", "elapsed_seconds", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
         "copy_d2h_2d_async", "set_device_limit", "reset_device_peak"})
     EXPECT_EQ(rec.calls[method], 1) << method;

@@ -84,11 +84,6 @@ struct AttnDebug {
   // q_unchanged (the same bits; prefill +1% at 64K and 128K, H200);
   // HEADINFER_CUDA_Q_REUSE=0 converts them in every call.
   bool q_reuse = true;
-  // Decode: the QKV GEMV's blocks ask L2 for the KV the layer's attention reads
-  // (Backend::prefetch_after_next_matmul) when it fits in half the L2.
-  // HEADINFER_CUDA_KV_PREFETCH=0: never; =end: once a block's rows are done; =start:
-  // before its grid dependency wait.
-  int kv_prefetch = 0;  // 0 off, 1 end, 2 start
   static AttnDebug from_env() {
     AttnDebug d;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_HEADS")) d.decode_heads = std::strcmp(e, "0") != 0;
@@ -109,8 +104,6 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_Q_REUSE")) d.q_reuse = std::strcmp(e, "0") != 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_KV_PREFETCH"))
-      d.kv_prefetch = std::strcmp(e, "end") == 0 ? 1 : std::strcmp(e, "start") == 0 ? 2 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
       d.decode_blocks_per_sm = std::min(64, std::max(1, std::atoi(e)));
     return d;
@@ -146,7 +139,6 @@ class CudaBackend final : public Backend {
     HI_CHECK(prop.major >= 8, "cuda backend: device " << device << " (" << prop.name << ") is sm_" << prop.major
                                                       << prop.minor << "; sm_80 or newer is required");
     sm_count_ = prop.multiProcessorCount;
-    l2_bytes_ = prop.l2CacheSize;
     debug_ = AttnDebug::from_env();
     device_name_ = prop.name;
     HI_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -308,12 +300,6 @@ class CudaBackend final : public Backend {
   }
 
   void begin_forward(int n_tokens) override { gemm_->set_forward_rows(n_tokens); }
-
-  void prefetch_after_next_matmul(const ByteRange* ranges, int n) override {
-    if (debug_.kv_prefetch == 0) return;
-    // Half the L2: what the next kernels stream through it must not evict the lines first.
-    gemm_->set_next_prefetch(cuda::make_l2_prefetch(ranges, n, l2_bytes_ / 2, debug_.kv_prefetch == 2));
-  }
 
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
     use();
@@ -587,7 +573,6 @@ class CudaBackend final : public Backend {
   std::vector<std::pair<int64_t, int>> occupancy_;
   std::string device_name_;
   int sm_count_ = 1;
-  int64_t l2_bytes_ = 0;
   AttnDebug debug_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasGemm> gemm_;

@@ -27,10 +27,6 @@ class ScratchBuffer {
   size_t size_ = 0;
 };
 
-// The ranges, adjacent ones joined, as an L2Prefetch; empty when they total more than
-// budget_bytes or stay more than L2Prefetch::kMaxRanges after joining (a hint only).
-L2Prefetch make_l2_prefetch(const ByteRange* ranges, int n, int64_t budget_bytes, bool before_wait);
-
 // x @ W^T through cuBLAS: F32 weights as a plain f32 GEMM (no TF32); F16 / BF16
 // weights with the activations converted to the weight dtype, f32 accumulation and
 // f32 output. Bias is pre-filled into the output and added with beta = 1.
@@ -52,9 +48,6 @@ class CublasGemm {
   // rows): GEMV or cuBLAS give different bits, so the choice follows the forward.
   void set_forward_rows(int n) { forward_rows_ = n; }
   void set_gemv_tuning(GemvTuning t) { tuning_ = t; }
-  // What the next matmul's GEMV blocks ask L2 for (Backend::prefetch_after_next_matmul);
-  // any next matmul consumes it, one on cuBLAS drops it.
-  void set_next_prefetch(const L2Prefetch& pf) { next_prefetch_ = pf; }
   // The gate/up GEMV with the SwiGLU in its epilogue (launch_gemv_swiglu) where matmul
   // would take the GEMV for these rows and the shape allows; false, nothing launched,
   // otherwise. gu: rows of w.rows floats, the SwiGLU in their first half.
@@ -68,7 +61,6 @@ class CublasGemm {
   int gemv_max_rows_ = 0;  // inputs of at most this many rows take the GEMV kernel
   int forward_rows_ = 0;
   GemvTuning tuning_ = gemv_tuning_from_env();
-  L2Prefetch next_prefetch_;
 
   cudaStream_t stream_;
   cublasHandle_t handle_ = nullptr;

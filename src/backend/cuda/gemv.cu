@@ -50,18 +50,6 @@ __device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
   }
 }
 
-// This block's share of pf's lines (blocks take equal runs of them in order).
-__device__ __forceinline__ void ask_l2(const L2Prefetch& pf) {
-  const int64_t total = pf.first_line[pf.n];
-  const int64_t per = (total + gridDim.x - 1) / gridDim.x;
-  const int64_t l0 = blockIdx.x * per, l1 = l0 + per < total ? l0 + per : total;
-  int i = 0;
-  for (int64_t l = l0 + threadIdx.x; l < l1; l += blockDim.x) {
-    while (l >= pf.first_line[i + 1]) ++i;  // l only grows: the range index only moves on
-    prefetch_l2(pf.base[i] + (l - pf.first_line[i]) * kLine);
-  }
-}
-
 // Vector path: C % 8 == 0, W and x 16-byte aligned, x_stride % 4 == 0 (checked by the
 // launcher). Lane l handles the 8-element chunks l, l + 32, ... of every row it owns,
 // in that order whatever kUnroll (16-byte loads per W row in flight per step) and RW
@@ -74,18 +62,13 @@ template <typename T, int N, int kUnroll, int RW, bool kGlu = false>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_vec_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
                     const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int64_t out_stride,
-                    int prefetch_lines, const L2Prefetch pf) {
+                    int prefetch_lines) {
   static_assert(!kGlu || RW == 2, "a SwiGLU warp owns one gate row and its up row");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int half = R / 2;
   const int64_t r0 = kGlu ? static_cast<int64_t>(blockIdx.x) * kWarps + warp
                           : (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * RW;
-  const bool ask_at_end = pf.n > 0 && !pf.before_wait;
-  if (pf.n > 0 && pf.before_wait) ask_l2(pf);
-  if (r0 >= (kGlu ? half : R)) {  // warp-uniform: the shuffles below see the whole warp
-    if (ask_at_end) ask_l2(pf);
-    return;
-  }
+  if (r0 >= (kGlu ? half : R)) return;  // warp-uniform: the shuffles below see the whole warp
   // Rows past R (the last warp) repeat row R - 1: loads stay in bounds, stores skip them.
   const uint4* wr[RW];
 #pragma unroll
@@ -172,7 +155,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int t = 0; t < N; ++t) out[t * static_cast<int64_t>(R) + r] = acc[t][j] + b;
     }
   }
-  if (ask_at_end) ask_l2(pf);
 }
 
 // Any shape and alignment (odd C, x_stride not a multiple of 4): one row per warp,
@@ -212,31 +194,30 @@ int prefetch_lines(int64_t R, int C, int64_t bytes) {
 
 template <typename T, int N, int U, int RW>
 void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, const void* bias, DType bias_dt, float* out,
-                int64_t prefetch_bytes, const L2Prefetch& pf, cudaStream_t s) {
+                int64_t prefetch_bytes, cudaStream_t s) {
   constexpr int rows_per_block = kWarps * RW;
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
   launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
-                   bias_dt, out, int64_t{0}, prefetch_lines<T>(R, C, prefetch_bytes), pf);
+                   bias_dt, out, int64_t{0}, prefetch_lines<T>(R, C, prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
 }
 
 template <typename T, int N>
 void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const void* bias, DType bias_dt, float* out,
-              bool vec, GemvTuning tune, const L2Prefetch& l2, cudaStream_t s) {
+              bool vec, GemvTuning tune, cudaStream_t s) {
   if (vec) {
     // Decode (n <= 2) has the tunings; more rows keep the default.
     const int64_t pf = tune.prefetch_bytes;
     if constexpr (N <= 2) {
       if (tune.by_shape) tune = N == 1 && R < 16384 ? GemvTuning{4, 1, false} : GemvTuning{2, 2, false};
-      if (tune.unroll == 8) return launch_vec<T, N, 8, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, l2, s);
+      if (tune.unroll == 8) return launch_vec<T, N, 8, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
       if (tune.unroll == 4 && tune.rows_per_warp == 1)
-        return launch_vec<T, N, 4, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, l2, s);
+        return launch_vec<T, N, 4, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
       if (tune.unroll == 4)
-        return launch_vec<T, N, 4, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, pf, l2, s);
-      if (tune.rows_per_warp == 1)
-        return launch_vec<T, N, 2, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, l2, s);
+        return launch_vec<T, N, 4, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
+      if (tune.rows_per_warp == 1) return launch_vec<T, N, 2, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
     }
-    launch_vec<T, N, 2, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, pf, l2, s);
+    launch_vec<T, N, 2, rows_per_warp<N>()>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
   } else {
     const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + kWarps - 1) / kWarps);
     launch_maybe_pdl(gemv_scalar_kernel<T, N>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
@@ -247,17 +228,17 @@ void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const 
 
 template <typename T>
 void launch_typed(const T* w, int R, int C, const float* x, int64_t x_stride, int n, const void* bias, DType bias_dt,
-                  float* out, bool vec, GemvTuning t, const L2Prefetch& l2, cudaStream_t s) {
+                  float* out, bool vec, GemvTuning t, cudaStream_t s) {
   static_assert(kGemvMaxRows == 8, "the switch below covers n = 1..8");
   switch (n) {
-    case 1: launch_n<T, 1>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, l2, s); break;
-    case 2: launch_n<T, 2>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, l2, s); break;
-    case 3: launch_n<T, 3>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, l2, s); break;
-    case 4: launch_n<T, 4>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, l2, s); break;
-    case 5: launch_n<T, 5>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, l2, s); break;
-    case 6: launch_n<T, 6>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, l2, s); break;
-    case 7: launch_n<T, 7>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, l2, s); break;
-    default: launch_n<T, 8>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, l2, s); break;
+    case 1: launch_n<T, 1>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 2: launch_n<T, 2>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 3: launch_n<T, 3>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 4: launch_n<T, 4>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 5: launch_n<T, 5>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 6: launch_n<T, 6>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    case 7: launch_n<T, 7>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
+    default: launch_n<T, 8>(w, R, C, x, x_stride, bias, bias_dt, out, vec, t, s); break;
   }
 }
 
@@ -266,8 +247,7 @@ void launch_glu_n(const T* w, int R, int C, const float* x, int64_t x_stride, fl
                   cudaStream_t s) {
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R / 2) + kWarps - 1) / kWarps);
   launch_maybe_pdl(gemv_vec_kernel<T, N, 2, 2, true>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride,
-                   nullptr, DType::F32, out, out_stride, prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes),
-                   L2Prefetch{});
+                   nullptr, DType::F32, out, out_stride, prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel (SwiGLU)");
 }
 
@@ -316,7 +296,7 @@ GemvTuning gemv_tuning_from_env() {
 }
 
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
-                 DType bias_dt, float* out, cudaStream_t s, GemvTuning tune, const L2Prefetch* pf) {
+                 DType bias_dt, float* out, cudaStream_t s, GemvTuning tune) {
   if (n <= 0 || R <= 0) return;
   HI_CHECK(n <= kGemvMaxRows, "cuda gemv: " << n << " input rows (at most " << kGemvMaxRows << ")");
   HI_CHECK(wdt == DType::BF16 || wdt == DType::F16, "cuda gemv: weight dtype " << dtype_name(wdt));
@@ -324,11 +304,10 @@ void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType w
   HI_CHECK(!bias || bias_dt == DType::F32 || bias_dt == DType::BF16 || bias_dt == DType::F16,
            "cuda gemv: bias dtype " << dtype_name(bias_dt));
   const bool vec = vector_loads(w, C, x, x_stride);
-  const L2Prefetch l2 = pf ? *pf : L2Prefetch{};
   if (wdt == DType::BF16)
-    launch_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, tune, l2, s);
+    launch_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, tune, s);
   else
-    launch_typed(static_cast<const __half*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, tune, l2, s);
+    launch_typed(static_cast<const __half*>(w), R, C, x, x_stride, n, bias, bias_dt, out, vec, tune, s);
 }
 
 }  // namespace headinfer::cuda

@@ -80,21 +80,8 @@ struct GemvTuning {
 };
 // HEADINFER_CUDA_GEMV_TUNE=U,RW (fixed, else by shape); HEADINFER_CUDA_GEMV_PREFETCH_MB
 GemvTuning gemv_tuning_from_env();
-// Bytes a later kernel reads, which a GEMV's blocks ask L2 for (Backend::
-// prefetch_after_next_matmul), the lines spread evenly over the blocks. Passed by value
-// as a kernel parameter, so it holds a few ranges only.
-struct L2Prefetch {
-  static constexpr int kMaxRanges = 32;
-  const char* base[kMaxRanges] = {};
-  int64_t first_line[kMaxRanges + 1] = {};  // range i: its 128-byte lines [first_line[i], first_line[i + 1])
-  int n = 0;                                // ranges; 0: nothing to ask for
-  // Asked for before the block's grid dependency wait (while the kernel before it
-  // runs), not after its own rows are done.
-  bool before_wait = false;
-};
-// pf (may be null): asked for by the vector path's blocks; other paths drop it.
 void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, const void* bias,
-                 DType bias_dt, float* out, cudaStream_t s, GemvTuning tune = {}, const L2Prefetch* pf = nullptr);
+                 DType bias_dt, float* out, cudaStream_t s, GemvTuning tune = {});
 // W = [gate; up] (R = 2 * ffn rows), n = 1 or 2 rows of x: out[t * out_stride + g] =
 // silu(gate_g) * up_g for g < ffn, each dot product with the bits launch_gemv gives it
 // and the SwiGLU with launch_swiglu's. False (nothing launched) where the vector path's

@@ -31,28 +31,6 @@ void* ScratchBuffer::get(size_t bytes, cudaStream_t stream) {
   return ptr_;
 }
 
-L2Prefetch make_l2_prefetch(const ByteRange* ranges, int n, int64_t budget_bytes, bool before_wait) {
-  constexpr int64_t kLine = 128;
-  L2Prefetch pf;
-  pf.before_wait = before_wait;
-  const char* end = nullptr;  // of the range being built
-  int64_t total = 0;
-  for (int i = 0; i < n; ++i) {
-    if (!ranges[i].p || ranges[i].bytes == 0) continue;
-    const auto* p = static_cast<const char*>(ranges[i].p);
-    const auto bytes = static_cast<int64_t>(ranges[i].bytes);
-    total += bytes;
-    if (total > budget_bytes) return {};
-    if (p != end) {
-      if (pf.n == L2Prefetch::kMaxRanges) return {};
-      pf.base[pf.n++] = p;
-    }
-    end = p + bytes;
-    pf.first_line[pf.n] = (end - pf.base[pf.n - 1] + kLine - 1) / kLine + pf.first_line[pf.n - 1];
-  }
-  return pf;
-}
-
 CublasGemm::CublasGemm(cudaStream_t stream) : stream_(stream) {
   HI_CUBLAS_CHECK(cublasCreate(&handle_));
   HI_CUBLAS_CHECK(cublasSetStream(handle_, stream_));
@@ -76,7 +54,6 @@ void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, fl
 }
 
 bool CublasGemm::matmul_swiglu(const float* x, int n, const Mat& w, float* gu) {
-  next_prefetch_.n = 0;
   const bool gemv = (forward_rows_ > 0 ? forward_rows_ : n) <= gemv_max_rows_ && n >= 1 && n <= 2;
   if (!gemv || w.empty() || w.rows % 2 != 0 || w.rows > INT32_MAX || w.cols > INT32_MAX) return false;
   // Bits as matmul's GEMV gives them: its tunings change the speed, never a row's sum.
@@ -90,8 +67,6 @@ void CublasGemm::matmul_cublas(const float* x, int n, const Mat& w, const Mat* b
 
 void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride,
                              bool allow_gemv) {
-  const L2Prefetch pf = next_prefetch_;
-  next_prefetch_.n = 0;
   if (n <= 0) return;
   HI_CHECK(!w.empty(), "cuda matmul: weight matrix is empty");
   HI_CHECK(w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
@@ -108,7 +83,7 @@ void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bia
     // Decode-sized n: reading W once bounds the time, and cuBLAS's kernels for n = 1
     // (plus the activation conversion launch) fall well short of that.
     launch_gemv(x, x_stride, n, w.data, w.dtype, R, C, has_bias ? bias->data : nullptr,
-                has_bias ? bias->dtype : DType::F32, out, stream_, tuning_, pf.n > 0 ? &pf : nullptr);
+                has_bias ? bias->dtype : DType::F32, out, stream_, tuning_);
     return;
   }
   if (w.dtype == DType::BF16 || w.dtype == DType::F16) {
