@@ -40,6 +40,8 @@
 #   staged   the pageable path: its measured rate (plan at 4M) and a 512K decode under a
 #            budget that leaves part of the pool pageable (16 GiB with 1024-token chunks
 #            pins about a third of it), staged and through the driver
+#   clocks   nvidia-smi's SM clock and power every 200 ms (read only) during a 128K prefill and
+#            during cuda_attention --quick: whether sustained work runs below the short runs' clock
 #   prefill-main  all-resident prefill at 16K, 64K and 128K with the plan's chunk, --profile
 #   prefill-chunks  all-resident prefill at 64K and 128K with the plan's chunk and chunks of
 #            10240, 32768, 65536 and 131072 tokens, then HF transformers' in the same call
@@ -302,6 +304,25 @@ for s in "$@"; do
       step prefill-main 120 "$h" bench "${model[@]}" --context 16K,64K,128K --decode-tokens 0 --reps 2 --offload none \
         --profile -o json
       ;;
+    clocks)  # the SM clock and power while prefill and the attention bench run (queried, not set)
+      for what in prefill attn; do
+        nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu,utilization.gpu \
+          --format=csv,noheader,nounits -lms 200 >"$out/clocks-$what.csv" 2>&1 &
+        smi=$!
+        if [ "$what" = prefill ]; then
+          step clocks-prefill 120 "$h" bench "${model[@]}" --context 128K --decode-tokens 0 --reps 2 --offload none -o json
+        else
+          step clocks-attn 120 "$bin/cuda_attention" --quick
+        fi
+        kill "$smi" 2>/dev/null
+        wait "$smi" 2>/dev/null
+        # While busy (utilization >= 90%): SM clock and power, mean and range.
+        awk -F', *' -v w="$what" '$7 >= 90 { n++; c += $2; p += $4; if (!mn || $2 < mn) mn = $2; if ($2 > mx) mx = $2;
+            max = $3; lim = $5 } END { if (n) printf "clocks-%s: %d samples busy, SM clock mean %.0f MHz (%d-%d, max %d), power mean %.0f W of %.0f\n",
+            w, n, c / n, mn, mx, max, p / n, lim }' "$out/clocks-$what.csv" | tee -a "$out/summary.txt"
+      done
+      grep -h 'TFLOP/s' "$out/clocks-attn.log" | head -12 >>"$out/summary.txt"
+      ;;
     prefill-chunks)  # the plan's chunk (0) against fixed ones, then HF in the same call
       for c in 0 10240 32768 65536 131072; do
         step "prefill-chunk-$c" 120 "$h" bench "${model[@]}" --context 64K,128K --decode-tokens 0 --reps 2 \
@@ -336,7 +357,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, prefill-main, prefill-chunks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, prefill-main, prefill-chunks, clocks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"
