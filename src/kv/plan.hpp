@@ -44,7 +44,7 @@ struct PlanInputs {
   // the device allocations beyond these weight bytes (used in place) and the pool must
   // fit host_available together.
   int64_t host_backed_weights = -1;
-  int chunk = 0;                 // prefill chunk (0: from the roofline, larger when every slab is resident)
+  int chunk = 0;  // prefill chunk (0: from the roofline, larger when every slab is resident)
   DeviceSpeeds speeds;
   int64_t min_copy_bytes = int64_t{4} << 20;  // smallest copy that runs at full link speed
 };

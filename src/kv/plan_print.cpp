@@ -45,9 +45,10 @@ std::string Plan::to_string() const {
   os << "  model        " << c.n_layers << " layers x " << c.n_kv_heads << " KV heads = " << c.n_layers * c.n_kv_heads
      << " slabs of " << format_bytes(slab) << " (" << dtype_name(in.kv_dtype) << ", head_dim " << c.head_dim
      << ", " << c.q_per_kv() << " query heads per KV head)\n";
-  os << "  chunk        " << chunk << " tokens" << (in.chunk > 0            ? " (--chunk-size)"
-                                                           : offloaded_slabs == 0 ? " (all resident: the largest that fits)"
-                                                                                  : " (roofline)")
+  os << "  chunk        " << chunk << " tokens"
+     << (in.chunk > 0           ? " (--chunk-size)"
+         : offloaded_slabs == 0 ? " (all resident: the largest that fits)"
+                                : " (roofline)")
      << ", MLP in passes of " << mlp_chunk << "\n";
   os << "  blocks       " << schedule.block_tokens << " tokens (" << format_bytes(2 * row * schedule.block_tokens)
      << " of K+V per head): attention calls, host layout and copies\n";

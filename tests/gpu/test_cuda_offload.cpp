@@ -23,11 +23,11 @@
 #include "backend/backend.hpp"
 #include "common/units.hpp"
 #include "format/model_loader.hpp"
+#include "forwarding_backend.hpp"
 #include "headinfer/error.hpp"
 #include "kv/plan.hpp"
-#include "runtime/executor.hpp"
 #include "offload_runs.hpp"
-#include "forwarding_backend.hpp"
+#include "runtime/executor.hpp"
 #ifdef HEADINFER_HAVE_CUDA
 #include "backend/cuda/cuda_backend.hpp"
 #endif
