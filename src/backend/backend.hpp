@@ -144,7 +144,7 @@ std::vector<LogitCandidate> largest_logits(const float* x, size_t n, size_t k);
 // The most candidates Backend::top_k returns (larger k: read the whole row back).
 constexpr int kMaxTopK = 4096;
 
-// Wrappers (ProfilingBackend) forward every virtual: a new one must be added there too.
+// Wrappers derive from ForwardingBackend (forwarding_backend.hpp): a new virtual must be forwarded there.
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -20,7 +20,7 @@ std::string op_name(const char* name, const Mat* w) {
 
 }  // namespace
 
-ProfilingBackend::ProfilingBackend(Backend& inner) : inner_(inner) {}
+ProfilingBackend::ProfilingBackend(Backend& inner) : ForwardingBackend(inner) {}
 
 ProfilingBackend::~ProfilingBackend() {
   if (compute_done_) inner_.destroy_event(compute_done_);

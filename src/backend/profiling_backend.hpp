@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/forwarding_backend.hpp"
 
 namespace headinfer {
 
@@ -45,7 +46,7 @@ struct OpTime {
   int64_t calls = 0;
 };
 
-class ProfilingBackend final : public Backend {
+class ProfilingBackend final : public ForwardingBackend {
  public:
   // `inner` must outlive the wrapper. Profiling starts disabled.
   explicit ProfilingBackend(Backend& inner);
@@ -65,20 +66,11 @@ class ProfilingBackend final : public Backend {
   // Seconds the host has waited in upload / download / synchronize / sync since construction.
   double wait_seconds() const { return wait_seconds_; }
 
-  // The inner backend's name: plans, speed tables and link caches key on it.
-  std::string name() const override { return inner_.name(); }
-
-  void* alloc(size_t bytes) override { return inner_.alloc(bytes); }
-  void free(void* p) override { inner_.free(p); }
   void upload(void* dst, const void* src, size_t bytes) override {
     waited([&] { inner_.upload(dst, src, bytes); });
   }
   void download(void* dst, const void* src, size_t bytes) override {
     waited([&] { inner_.download(dst, src, bytes); });
-  }
-  void copy(void* dst, const void* src, size_t bytes) override { inner_.copy(dst, src, bytes); }
-  Mat prepare(const Tensor& t, std::vector<std::shared_ptr<const void>>& keep_alive) override {
-    return inner_.prepare(t, keep_alive);
   }
 
   void embed(const int32_t* ids, int n, const Mat& table, float* out) override;
@@ -107,31 +99,9 @@ class ProfilingBackend final : public Backend {
     waited([&] { inner_.synchronize(); });
   }
 
-  void* alloc_host(size_t bytes) override { return inner_.alloc_host(bytes); }
-  void free_host(void* p) override { inner_.free_host(p); }
-  Event create_event() override { return inner_.create_event(); }
-  void destroy_event(Event e) override { inner_.destroy_event(e); }
-  Event create_timing_event() override { return inner_.create_timing_event(); }
-  double elapsed_seconds(Event from, Event to) override { return inner_.elapsed_seconds(from, to); }
-  void record(Event e, Stream s) override { inner_.record(e, s); }
-  void wait(Stream s, Event e) override { inner_.wait(s, e); }
   void sync(Event e) override {
     waited([&] { inner_.sync(e); });
   }
-  void copy_h2d_async(void* dst, const void* src, size_t bytes) override { inner_.copy_h2d_async(dst, src, bytes); }
-  void copy_d2h_async(void* dst, const void* src, size_t bytes) override { inner_.copy_d2h_async(dst, src, bytes); }
-  void copy_h2d_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
-                         size_t rows) override {
-    inner_.copy_h2d_2d_async(dst, dst_pitch, src, src_pitch, width, rows);
-  }
-  void copy_d2h_2d_async(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
-                         size_t rows) override {
-    inner_.copy_d2h_2d_async(dst, dst_pitch, src, src_pitch, width, rows);
-  }
-  void set_device_limit(int64_t bytes) override { inner_.set_device_limit(bytes); }
-  DeviceMemoryInfo device_memory() const override { return inner_.device_memory(); }
-  void reset_device_peak() override { inner_.reset_device_peak(); }
-  void begin_forward(int n_tokens) override { inner_.begin_forward(n_tokens); }
 
  private:
   // Runs `op` and, when enabled, charges its compute-stream time to `phase` and `name`
@@ -149,7 +119,6 @@ class ProfilingBackend final : public Backend {
     wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
-  Backend& inner_;
   bool enabled_ = false;
   Event compute_done_;  // created on first use, on the inner backend
   bool device_timed_ = false;

@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/forwarding_backend.hpp"
 #include "common/units.hpp"
 #include "format/model_loader.hpp"
-#include "forwarding_backend.hpp"
 #include "headinfer/error.hpp"
 #include "kv/plan.hpp"
 #include "offload_runs.hpp"
@@ -63,11 +63,11 @@ std::unique_ptr<Backend> gpu(int copy_delay_us = 0, int compute_delay_us = 0) {
 
 // Forwards everything to another backend but drops every wait() issued for one
 // stream: a schedule run through it is missing those orderings (the control).
-class DropWaits final : public test::ForwardingBackend {
+class DropWaits final : public ForwardingBackend {
  public:
   DropWaits(Backend& inner, Stream dropped) : ForwardingBackend(inner), dropped_(dropped) {}
   void wait(Stream s, Event e) override {
-    if (s != dropped_) b_.wait(s, e);
+    if (s != dropped_) inner_.wait(s, e);
   }
 
  private:
