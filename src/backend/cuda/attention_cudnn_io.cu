@@ -61,6 +61,54 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (lane == 0) *lp = m + logf(wa + wb);
 }
 
+// The same for head_dim == 32 * E (every lane one E-wide piece of a row), kRows
+// consecutive rows a warp with every row's loads issued before any is used: a warp per
+// row kept too few bytes in flight to reach the memory's rate (each warp waited out
+// one round trip for 256 bytes). The same arithmetic per value as sdpa_merge_kernel.
+constexpr int kRows = 4;
+template <typename T, int E>
+__global__ void __launch_bounds__(kWarps * 32)
+    sdpa_merge_rows_kernel(const T* __restrict__ o, const float* __restrict__ stats, int n_q, int n_qh, int n_heads,
+                           int64_t lse_head_stride, float* out, int64_t out_stride, float* lse, int first) {
+  constexpr int D = 32 * E;
+  const int hq_all = n_qh * n_heads, rows = n_q * hq_all;
+  const int r0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * kRows;
+  const int lane = threadIdx.x & 31;
+  if (r0 >= rows) return;
+  float a[kRows][E], b[kRows][E], la[kRows], lb[kRows];
+  float* orow[kRows];
+  float* lp[kRows];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    const int r = min(r0 + i, rows - 1);  // past the end: the last row again, not stored
+    const int t = r / hq_all, hq = r % hq_all;
+    orow[i] = out + t * out_stride + static_cast<int64_t>(hq) * D + lane * E;
+    lp[i] = lse + (hq / n_qh) * lse_head_stride + static_cast<int64_t>(t) * n_qh + hq % n_qh;
+    lb[i] = stats[static_cast<int64_t>(hq) * n_q + t];
+    load_f32(o + static_cast<int64_t>(r) * D + lane * E, b[i]);
+    la[i] = first ? -INFINITY : *lp[i];
+    if (!first) load_f32(orow[i], a[i]);
+  }
+  __syncwarp();  // every lane has read the lse lane 0 overwrites below
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    if (r0 + i >= rows) break;
+    if (!first && lb[i] == -INFINITY) continue;
+    if (la[i] == -INFINITY) {
+      for (int e = 0; e < E; ++e) b[i][e] = lb[i] == -INFINITY ? 0.f : b[i][e];
+      store_f32(orow[i], b[i]);
+      if (lane == 0) *lp[i] = lb[i];
+      continue;
+    }
+    const float m = fmaxf(la[i], lb[i]);
+    const float wa = expf(la[i] - m), wb = expf(lb[i] - m);
+    const float inv = 1.0f / (wa + wb);
+    for (int e = 0; e < E; ++e) a[i][e] = (a[i][e] * wa + b[i][e] * wb) * inv;
+    store_f32(orow[i], a[i]);
+    if (lane == 0) *lp[i] = m + logf(wa + wb);
+  }
+}
+
 template <typename T>
 void launch_merge(const T* o, const float* stats, int n_q, int n_qh, int n_heads, int64_t lse_head_stride,
                   int head_dim, float* out, int64_t out_stride, float* lse, bool first, cudaStream_t s) {
@@ -73,7 +121,16 @@ void launch_merge(const T* o, const float* stats, int n_q, int n_qh, int n_heads
     kernel<<<grid, kWarps * 32, 0, s>>>(o, stats, n_q, n_qh, n_heads, lse_head_stride, head_dim, out, out_stride, lse,
                                         first ? 1 : 0);
   };
-  if (e == 4)
+  auto go_rows = [&](auto kernel) {
+    const dim3 g((rows + kWarps * kRows - 1) / (kWarps * kRows));
+    kernel<<<g, kWarps * 32, 0, s>>>(o, stats, n_q, n_qh, n_heads, lse_head_stride, out, out_stride, lse,
+                                     first ? 1 : 0);
+  };
+  if (e == 4 && head_dim == 128)
+    go_rows(sdpa_merge_rows_kernel<T, 4>);
+  else if (e == 2 && head_dim == 64)
+    go_rows(sdpa_merge_rows_kernel<T, 2>);
+  else if (e == 4)
     go(sdpa_merge_kernel<T, 4>);
   else if (e == 2)
     go(sdpa_merge_kernel<T, 2>);

@@ -79,18 +79,25 @@ __global__ void convert_rows_kernel(const float* __restrict__ x, int rows, int64
   }
 }
 
-// Prefill-sized rows, four columns a thread: blockIdx.y strides over the rows, so no
-// 64-bit division per element (the scalar kernels above are bound by it, not by memory).
+// Prefill-sized rows, four columns a thread: blockIdx.y strides over groups of kVecRows
+// rows, so no 64-bit division per element (the scalar kernels above are bound by it,
+// not by memory), and a thread's loads of all its rows are issued before any is used
+// (one row's 16 bytes a thread kept too little in flight for the memory's rate).
 // Callers check vec4_rows_ok: columns and strides multiples of 4, 16-byte aligned rows.
+constexpr int kVecRows = 4;
 template <typename T>
 __global__ void convert_rows_vec4_kernel(const float* __restrict__ x, int rows, int64_t cols, int64_t x_stride,
                                          T* __restrict__ dst, int64_t dst_stride) {
   const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
   if (c >= cols) return;
-  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
-    float v[4];
-    load_f32(x + r * x_stride + c, v);
-    store_f32(dst + r * dst_stride + c, v);
+  for (int r0 = blockIdx.y * kVecRows; r0 < rows; r0 += gridDim.y * kVecRows) {
+    float v[kVecRows][4];
+#pragma unroll
+    for (int i = 0; i < kVecRows; ++i)
+      if (r0 + i < rows) load_f32(x + (r0 + i) * x_stride + c, v[i]);
+#pragma unroll
+    for (int i = 0; i < kVecRows; ++i)
+      if (r0 + i < rows) store_f32(dst + (r0 + i) * dst_stride + c, v[i]);
   }
 }
 
@@ -98,12 +105,21 @@ __global__ void swiglu_vec4_kernel(const float* gate, const float* __restrict__ 
                                    int64_t in_stride, float* out, int64_t out_stride) {
   const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
   if (c >= cols) return;
-  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
-    float g[4], u[4];
-    load_f32(gate + r * in_stride + c, g);
-    load_f32(up + r * in_stride + c, u);
-    for (int i = 0; i < 4; ++i) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];  // swiglu_kernel's expression
-    store_f32(out + r * out_stride + c, g);
+  for (int r0 = blockIdx.y * kVecRows; r0 < rows; r0 += gridDim.y * kVecRows) {
+    float g[kVecRows][4], u[kVecRows][4];
+#pragma unroll
+    for (int i = 0; i < kVecRows; ++i)
+      if (r0 + i < rows) {
+        load_f32(gate + (r0 + i) * in_stride + c, g[i]);
+        load_f32(up + (r0 + i) * in_stride + c, u[i]);
+      }
+#pragma unroll
+    for (int i = 0; i < kVecRows; ++i)
+      if (r0 + i < rows) {
+        // swiglu_kernel's expression
+        for (int e = 0; e < 4; ++e) g[i][e] = g[i][e] / (1.0f + expf(-g[i][e])) * u[i][e];
+        store_f32(out + (r0 + i) * out_stride + c, g[i]);
+      }
   }
 }
 
@@ -125,7 +141,8 @@ bool vec4_rows_ok(int rows, int64_t cols, std::initializer_list<int64_t> strides
 }
 
 dim3 vec4_grid(int rows, int64_t cols) {
-  return dim3(static_cast<unsigned>((cols / 4 + kBlock - 1) / kBlock), static_cast<unsigned>(std::min(rows, 65535)));
+  return dim3(static_cast<unsigned>((cols / 4 + kBlock - 1) / kBlock),
+              static_cast<unsigned>(std::min((rows + kVecRows - 1) / kVecRows, 65535)));
 }
 
 template <typename T>
