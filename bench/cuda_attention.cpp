@@ -388,20 +388,34 @@ void bench_cudnn_alone(Backend& be, const char* label, int n_q, int64_t n_kv, bo
   BENCH_CHECK(cudaStreamDestroy(stream));
 }
 
-// The three prefill shapes and the engine's chunk x block call, through one
-// backend (a call per KV head); `only` (1-4; 0: all) keeps one, so a profiler sees
-// that shape's launches alone.
+// The three prefill shapes and the engine's chunk x block call (--case N: the
+// Nth). For cuDNN's call alone: its keys (the 128K earlier keys without the chunk's
+// own causal part) and whether it is causal.
+struct PrefillShape {
+  const char* name;
+  int n_q;
+  int64_t q_pos0;
+  std::vector<std::pair<int64_t, int64_t>> segments;
+  int64_t alone_kv;
+  bool alone_causal;
+};
+const std::vector<PrefillShape>& prefill_shapes() {
+  static const std::vector<PrefillShape> shapes = {
+      {"  causal 16K", 16384, 0, {{16384, 0}}, 16384, true},
+      {"  causal 32K", 32768, 0, {{32768, 0}}, 32768, true},
+      {"  8K chunk after 128K cached keys", 8192, 131072, {{131072, 0}, {8192, 131072}}, 131072, false},
+      {"  8K chunk x one earlier 8K block", 8192, 131072, {{8192, 0}}, 8192, false},
+  };
+  return shapes;
+}
+
+// Every prefill shape through one backend (a call per KV head); `only` (1-4; 0: all)
+// keeps one, so a profiler sees that shape's launches alone.
 void prefill_cases(Backend& be, const std::string& tag, int only, bool quick, double ceiling) {
-  if (only == 0 || only == 1)
-    bench_attention(be, ("  causal 16K" + tag).c_str(), 16384, 0, {{16384, 0}}, false, quick, ceiling);
-  if (only == 0 || only == 2)
-    bench_attention(be, ("  causal 32K" + tag).c_str(), 32768, 0, {{32768, 0}}, false, quick, ceiling);
-  if (only == 0 || only == 3)
-    bench_attention(be, ("  8K chunk after 128K cached keys" + tag).c_str(), 8192, 131072,
-                    {{131072, 0}, {8192, 131072}}, false, quick, ceiling);
-  if (only == 0 || only == 4)
-    bench_attention(be, ("  8K chunk x one earlier 8K block" + tag).c_str(), 8192, 131072, {{8192, 0}}, false, quick,
-                    ceiling);
+  int i = 0;
+  for (const PrefillShape& p : prefill_shapes())
+    if (++i == only || only == 0)
+      bench_attention(be, (p.name + tag).c_str(), p.n_q, p.q_pos0, p.segments, false, quick, ceiling);
 }
 
 }  // namespace
@@ -442,19 +456,12 @@ int main(int argc, char** argv) {
       if (own_only.empty()) {
         prefill_cases(*be, " [default path]", only_case, quick, ceiling);
         const std::string h = " [default, 8 KV heads/call]", c = " [cuDNN call alone, BF16 in/out]";
-        auto heads_and_alone = [&](int i, const char* name, int n_q, int64_t q_pos0,
-                                   const std::vector<std::pair<int64_t, int64_t>>& segments, int64_t n_kv,
-                                   bool causal) {
-          if (only_case != 0 && only_case != i) return;
-          bench_attention_heads(*be, (name + h).c_str(), n_q, q_pos0, segments, quick, ceiling);
-          bench_cudnn_alone(*be, (name + c).c_str(), n_q, n_kv, causal, quick, ceiling);
-        };
-        heads_and_alone(1, "  causal 16K", 16384, 0, {{16384, 0}}, 16384, true);
-        heads_and_alone(2, "  causal 32K", 32768, 0, {{32768, 0}}, 32768, true);
-        // cuDNN alone: the 128K earlier keys without the chunk's own causal part.
-        heads_and_alone(3, "  8K chunk after 128K cached keys", 8192, 131072, {{131072, 0}, {8192, 131072}}, 131072,
-                        false);
-        heads_and_alone(4, "  8K chunk x one earlier 8K block", 8192, 131072, {{8192, 0}}, 8192, false);
+        int i = 0;
+        for (const PrefillShape& p : prefill_shapes()) {
+          if (++i != only_case && only_case != 0) continue;
+          bench_attention_heads(*be, (p.name + h).c_str(), p.n_q, p.q_pos0, p.segments, quick, ceiling);
+          bench_cudnn_alone(*be, (p.name + c).c_str(), p.n_q, p.alone_kv, p.alone_causal, quick, ceiling);
+        }
       }
       if (default_only) return 0;
       // Own kernels, both tensor-core block shapes (HEADINFER_CUDA_ATTN_WARPS and

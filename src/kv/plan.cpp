@@ -199,10 +199,9 @@ Plan make_plan(const PlanInputs& in) {
     for (int ch = roofline_chunk(in); ch >= kMinChunk; ch /= 2) chunks.push_back(ch);
   }
   for (int& ch : chunks) ch = static_cast<int>(std::min<int64_t>(ch, in.context));
-  // All-resident plans on a GPU try larger chunks first, halving down to the
-  // roofline's (on the CPU backend they would only take host RAM).
+  // All-resident plans try larger chunks first, halving down to the roofline's.
   std::vector<int> resident_chunks;
-  if (in.chunk == 0 && in.host_backed_weights < 0)
+  if (in.larger_resident_chunks())
     for (int64_t ch = std::min<int64_t>(in.context, kMaxResidentChunk); ch > chunks.front(); ch /= 2)
       resident_chunks.push_back(static_cast<int>(ch));
   resident_chunks.insert(resident_chunks.end(), chunks.begin(), chunks.end());

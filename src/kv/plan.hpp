@@ -47,6 +47,10 @@ struct PlanInputs {
   int chunk = 0;  // prefill chunk (0: from the roofline, larger when every slab is resident)
   DeviceSpeeds speeds;
   int64_t min_copy_bytes = int64_t{4} << 20;  // smallest copy that runs at full link speed
+
+  // Whether a plan with every slab resident takes a chunk larger than the roofline's:
+  // no --chunk-size and a GPU (on the CPU backend a larger chunk would only take RAM).
+  bool larger_resident_chunks() const { return chunk == 0 && host_backed_weights < 0; }
 };
 
 struct Plan {

@@ -46,9 +46,9 @@ std::string Plan::to_string() const {
      << " slabs of " << format_bytes(slab) << " (" << dtype_name(in.kv_dtype) << ", head_dim " << c.head_dim
      << ", " << c.q_per_kv() << " query heads per KV head)\n";
   os << "  chunk        " << chunk << " tokens"
-     << (in.chunk > 0           ? " (--chunk-size)"
-         : offloaded_slabs == 0 ? " (all resident: the largest that fits)"
-                                : " (roofline)")
+     << (in.chunk > 0                                          ? " (--chunk-size)"
+         : offloaded_slabs == 0 && in.larger_resident_chunks() ? " (all resident: the largest that fits)"
+                                                               : " (roofline)")
      << ", MLP in passes of " << mlp_chunk << "\n";
   os << "  blocks       " << schedule.block_tokens << " tokens (" << format_bytes(2 * row * schedule.block_tokens)
      << " of K+V per head): attention calls, host layout and copies\n";

@@ -79,7 +79,9 @@ Runner add_plan(CLI::App& app) {
   add_plan_options(*cmd, o->plan);
   cmd->add_option("--context", o->context, "context to plan for, in tokens (16K, 1M, ...)")->capture_default_str();
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: auto, f32, bf16, f16")->capture_default_str();
-  cmd->add_option("--chunk-size", o->chunk_size, "prefill chunk in tokens (0: from the roofline)")
+  cmd->add_option("--chunk-size", o->chunk_size,
+                  "prefill chunk in tokens (0: from the roofline; with every slab resident on a GPU, the largest that "
+                  "fits, to 64K)")
       ->capture_default_str();
   cmd->add_option("--for", o->target,
                   "plan for: backend (the --backend device here, link measured) or gpu (the reference H100: "
