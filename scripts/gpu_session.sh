@@ -42,6 +42,9 @@
 #            pins about a third of it), staged and through the driver
 #   clocks   nvidia-smi's SM clock and power every 200 ms (read only) during a 128K prefill and
 #            during cuda_attention --quick: whether sustained work runs below the short runs' clock
+#   gemm     cuda_gemm: each prefill projection's GEMM under sustained load (the engine's path,
+#            cublasGemmEx with f32 and BF16 out, cuBLASLt's heuristic algorithms), each line
+#            with the mean SM clock and power nvidia-smi read (every 100 ms) while it ran
 #   prefill-main  all-resident prefill at 16K, 64K and 128K with the plan's chunk, --profile
 #   prefill-chunks  all-resident prefill at 64K and 128K with the plan's chunk and chunks of
 #            10240, 32768, 65536 and 131072 tokens, then HF transformers' in the same call
@@ -322,6 +325,16 @@ for s in "$@"; do
             w, n, c / n, mn, mx, max, p / n, lim }' "$out/clocks-$what.csv" | tee -a "$out/summary.txt"
       done
       grep -h 'TFLOP/s' "$out/clocks-attn.log" | head -12 >>"$out/summary.txt"
+      ;;
+    gemm)  # sustained GEMM rates, each joined to the clock and power read while it ran
+      nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv,noheader,nounits -lms 100 \
+        >"$out/gemm-clocks.csv" 2>&1 &
+      smi=$!
+      step gemm 360 "$bin/cuda_gemm"
+      kill "$smi" 2>/dev/null
+      wait "$smi" 2>/dev/null
+      python3 scripts/join_clocks.py "$out/gemm.log" "$out/gemm-clocks.csv" >"$out/gemm-joined.txt" 2>&1
+      cat "$out/gemm-joined.txt" >>"$out/summary.txt"
       ;;
     prefill-chunks)  # the plan's chunk (0) against fixed ones, then HF in the same call
       for c in 0 10240 32768 65536 131072; do

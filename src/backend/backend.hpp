@@ -200,6 +200,20 @@ class Backend {
     matmul(x, n, w_gate_up, nullptr, gu);
     swiglu(gu, gu + ffn, n, ffn, 2 * ffn, gu, 2 * ffn);
   }
+  // The MLP of n rows: out = (silu(x @ gate^T) * (x @ up^T)) @ w_down^T, with w_gate_up =
+  // [gate; up] and gu scratch of n rows of w_gate_up.rows floats (left undefined). By
+  // default matmul_swiglu, then matmul_strided over the gate half. A backend may run it
+  // its own way where mlp_fused says so (the CUDA one: gate/up and the SwiGLU in the
+  // weight dtype, HEADINFER_CUDA_BF16_MLP=1), rounding differently from the default.
+  virtual void mlp(const float* x, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out) {
+    matmul_swiglu(x, n, w_gate_up, gu);
+    matmul_strided(gu, w_gate_up.rows, n, w_down, nullptr, out);
+  }
+  // Whether mlp for these rows runs as one op of the backend's own rather than the two above.
+  virtual bool mlp_fused(int n, const Mat& w_gate_up, const Mat& w_down) const {
+    (void)n, (void)w_gate_up, (void)w_down;
+    return false;
+  }
   // x += y
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // x += y over n rows of w's width, then out = rmsnorm(x): the residual add and the

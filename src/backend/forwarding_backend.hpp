@@ -47,6 +47,10 @@ class ForwardingBackend : public Backend {
     inner_.swiglu(g, u, rows, cols, is, out, os);
   }
   void matmul_swiglu(const float* x, int n, const Mat& w, float* gu) override { inner_.matmul_swiglu(x, n, w, gu); }
+  void mlp(const float* x, int n, const Mat& wgu, const Mat& wd, float* gu, float* out) override {
+    inner_.mlp(x, n, wgu, wd, gu, out);
+  }
+  bool mlp_fused(int n, const Mat& wgu, const Mat& wd) const override { return inner_.mlp_fused(n, wgu, wd); }
   void add(float* x, const float* y, int64_t n) override { inner_.add(x, y, n); }
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {
     inner_.add_rmsnorm(x, y, w, eps, n, out);

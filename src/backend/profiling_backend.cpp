@@ -142,6 +142,16 @@ void ProfilingBackend::matmul_swiglu(const float* x, int n, const Mat& w_gate_up
   timed(Phase::Gemm, "matmul_swiglu", [&] { inner_.matmul_swiglu(x, n, w_gate_up, gu); }, &w_gate_up);
 }
 
+// One op where the inner backend fuses the MLP; otherwise its two ops, each timed
+// (Backend::mlp calls them on this wrapper).
+void ProfilingBackend::mlp(const float* x, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out) {
+  if (inner_.mlp_fused(n, w_gate_up, w_down))
+    timed(
+        Phase::Gemm, "mlp", [&] { inner_.mlp(x, n, w_gate_up, w_down, gu, out); }, &w_gate_up);
+  else
+    Backend::mlp(x, n, w_gate_up, w_down, gu, out);
+}
+
 void ProfilingBackend::combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,
                                          int head_dim, float* out, int64_t out_stride, float* lse) {
   timed(Phase::Attention, "combine_attention",

@@ -125,17 +125,13 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
 
   be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
   be_.add_rmsnorm(x, buf(kTmp), L.ffn_norm, cfg_.rms_eps, n, h);
-  // The ffn-wide intermediates exist for mlp_chunk rows at a time; every output
+  // The ffn-wide intermediates (gu) exist for mlp_chunk rows at a time; every output
   // row is computed alone, so the passes change no value.
-  // Rows of [gate | up]; SwiGLU writes over the gate half, which the down projection
-  // then reads as rows 2 * ffn apart.
-  const int64_t ffn = cfg_.ffn_hidden;
   float* gu = buf(kGateUp);
   for (int r0 = 0; r0 < n; r0 += opts_.mlp_chunk) {
     const int m = std::min(opts_.mlp_chunk, n - r0);
     const float* hr = h + static_cast<int64_t>(r0) * cfg_.hidden;
-    be_.matmul_swiglu(hr, m, L.w_gate_up, gu);
-    be_.matmul_strided(gu, 2 * ffn, m, L.w_down, nullptr, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
+    be_.mlp(hr, m, L.w_gate_up, L.w_down, gu, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
   }
   if (static_cast<size_t>(layer) + 1 < layers_.size())
     be_.add_rmsnorm(x, buf(kTmp), layers_[static_cast<size_t>(layer) + 1].attn_norm, cfg_.rms_eps, n, h);

@@ -421,6 +421,58 @@ TEST(CudaOps, MatmulSwigluEqualsMatmulThenSwiglu) {
   }
 }
 
+// A backend whose prefill MLP keeps gate/up and the SwiGLU in the weight dtype (opt-in).
+Backend& gpu_bf16_mlp() {
+  static std::unique_ptr<Backend> b = make_cuda_backend_with_env("HEADINFER_CUDA_BF16_MLP", "1");
+  return *b;
+}
+
+// The MLP with gate/up and the SwiGLU rounded to the weight dtype: taken for the rows
+// cuBLAS takes (not the GEMV's), against the CPU backend and the default CUDA path at the
+// weight dtype's tolerance. Shapes: Llama-3-8B's, a small one, and ffn % 4 != 0 with
+// 2 * ffn barely above hidden (the scalar kernels; the converted input filling the
+// scratch's second half).
+TEST(CudaOps, MlpInTheWeightDtypeMatchesCpu) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(31);
+  struct Shape {
+    int64_t hidden, ffn;
+    std::vector<int> ns;
+  };
+  const Shape shapes[] = {{4096, 14336, {2, 67}}, {256, 704, {1, 9, 300}}, {200, 101, {3, 70}}};
+  for (DType dt : {DType::BF16, DType::F16}) {
+    const double tol = dt == DType::F16 ? 5e-3 : 2e-2;
+    for (const Shape& sh : shapes) {
+      const int64_t R = 2 * sh.ffn;
+      std::vector<float> wgu = randn(R * sh.hidden, rng, 0.05f), wd = randn(sh.hidden * sh.ffn, rng, 0.05f);
+      std::vector<uint8_t> gub = encode(dt, wgu), db = encode(dt, wd);
+      std::vector<std::shared_ptr<const void>> keep;
+      const Mat ggu = gpu().prepare(Tensor{"gu", dt, {R, sh.hidden}, gub.data()}, keep);
+      const Mat gd = gpu().prepare(Tensor{"d", dt, {sh.hidden, sh.ffn}, db.data()}, keep);
+      const Mat cgu = cpu().prepare(Tensor{"gu", dt, {R, sh.hidden}, gub.data()}, keep);
+      const Mat cd = cpu().prepare(Tensor{"d", dt, {sh.hidden, sh.ffn}, db.data()}, keep);
+      for (int n : sh.ns) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " n=" + std::to_string(n) + " hidden=" + std::to_string(sh.hidden) +
+                     " ffn=" + std::to_string(sh.ffn));
+        EXPECT_EQ(gpu_bf16_mlp().mlp_fused(n, ggu, gd), n > cuda::kGemvMaxRows);
+        EXPECT_FALSE(gpu().mlp_fused(n, ggu, gd));
+        std::vector<float> x = randn(n * sh.hidden, rng);
+        DevBuf dx = to_device(x), gu = poisoned(n * R), out = poisoned(n * sh.hidden), gu2 = poisoned(n * R),
+               out2 = poisoned(n * sh.hidden);
+        gpu_bf16_mlp().mlp(dx.f(), n, ggu, gd, gu.f(), out.f());
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        gpu().mlp(dx.f(), n, ggu, gd, gu2.f(), out2.f());
+        const std::vector<float> got = to_host(out, n * sh.hidden), plain = to_host(out2, n * sh.hidden);
+        std::vector<float> want(n * sh.hidden, kNaN), cgu_scratch(n * R, kNaN);
+        cpu().mlp(x.data(), n, cgu, cd, cgu_scratch.data(), want.data());
+        EXPECT_TRUE(close(got, widen(want), tol)) << "vs CPU backend";
+        EXPECT_TRUE(close(got, widen(plain), tol)) << "vs the default CUDA path";
+        if (n <= cuda::kGemvMaxRows) EXPECT_EQ(0, std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)));
+      }
+    }
+  }
+}
+
 // Input rows further apart than the weight's columns (the down projection reading
 // the gate half of fused rows): the numbers of the packed input.
 TEST(CudaOps, MatmulStridedInputEqualsPacked) {

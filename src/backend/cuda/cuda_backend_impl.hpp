@@ -75,6 +75,10 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
+  // HEADINFER_CUDA_BF16_MLP=1: prefill's MLP keeps gate/up and the SwiGLU in the weight
+  // dtype (mlp), as HF does, instead of f32 rows converted again for the down projection.
+  // Off until a GPU run has checked and timed it.
+  bool bf16_mlp = false;
   // The tensor-core decode kernel with the keys on the MMA's M side: -1 (default) for
   // calls of at most 8 rows (a GQA group; one 8-row tile), HEADINFER_CUDA_DECODE_KEYS_M=1
   // for every call it takes, =0 for none. For a group of 4 it issues 26% fewer
@@ -102,6 +106,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_BF16_MLP")) d.bf16_mlp = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_Q_REUSE")) d.q_reuse = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
@@ -353,6 +358,28 @@ class CudaBackend final : public Backend {
   void matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) override {
     use();
     if (!debug_.fuse_swiglu || !gemm_->matmul_swiglu(x, n, w_gate_up, gu)) Backend::matmul_swiglu(x, n, w_gate_up, gu);
+  }
+
+  // The weight dtype's rows reach the down projection straight from the SwiGLU. Within
+  // gu's bytes: [0, half) gate/up rows in the weight dtype, [half, end) first x's rows
+  // converted for the gate/up GEMM, then, over them, the SwiGLU's rows of ffn values.
+  bool mlp_fused(int n, const Mat& w_gate_up, const Mat& w_down) const override {
+    const DType dt = w_gate_up.dtype;
+    return debug_.bf16_mlp && n > 0 && gemm_->takes_cublas(n) && (dt == DType::BF16 || dt == DType::F16) &&
+           w_down.dtype == dt && w_gate_up.rows == 2 * w_down.cols && w_gate_up.cols == w_down.rows &&
+           w_gate_up.rows >= w_gate_up.cols;  // the second half holds x's converted rows
+  }
+  void mlp(const float* x, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out) override {
+    if (!mlp_fused(n, w_gate_up, w_down)) return Backend::mlp(x, n, w_gate_up, w_down, gu, out);
+    use();
+    const DType dt = w_gate_up.dtype;
+    const int64_t ffn = w_down.cols, hidden = w_gate_up.cols;
+    uint16_t* rows16 = reinterpret_cast<uint16_t*>(gu);
+    uint16_t* second = rows16 + static_cast<int64_t>(n) * 2 * ffn;
+    cuda::launch_convert_f32_rows(x, n, hidden, hidden, dt, second, stream_);
+    gemm_->matmul_16(second, hidden, n, w_gate_up, rows16, dt);
+    cuda::launch_swiglu_16(rows16, rows16 + ffn, dt, n, ffn, 2 * ffn, second, ffn, stream_);
+    gemm_->matmul_16(second, ffn, n, w_down, out, DType::F32);
   }
 
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {

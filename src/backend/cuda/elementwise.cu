@@ -11,17 +11,20 @@
 namespace headinfer::cuda {
 namespace {
 
-// out may alias gate: every element is read before it is written, by one thread.
-__global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, int rows, int64_t cols,
-                              int64_t in_stride, float* out, int64_t out_stride) {
+// The SwiGLU of one gate and up value, in f32 whatever they are stored in.
+__device__ __forceinline__ float swiglu_value(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+// out may alias gate (same T): every element is read before it is written, by one thread.
+template <typename T>
+__global__ void swiglu_kernel(const T* gate, const T* __restrict__ up, int rows, int64_t cols, int64_t in_stride,
+                              T* out, int64_t out_stride) {
   pdl_wait();
   pdl_launch_dependents();
   const int64_t n = static_cast<int64_t>(rows) * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, c = i - r * cols;
-    const float g = gate[r * in_stride + c];
-    out[r * out_stride + c] = g / (1.0f + expf(-g)) * up[r * in_stride + c];
+    out[r * out_stride + c] = from_f32<T>(swiglu_value(to_f32(gate[r * in_stride + c]), to_f32(up[r * in_stride + c])));
   }
 }
 
@@ -83,7 +86,8 @@ __global__ void convert_rows_kernel(const float* __restrict__ x, int rows, int64
 // rows, so no 64-bit division per element (the scalar kernels above are bound by it,
 // not by memory), and a thread's loads of all its rows are issued before any is used
 // (one row's 16 bytes a thread kept too little in flight for the memory's rate).
-// Callers check vec4_rows_ok: columns and strides multiples of 4, 16-byte aligned rows.
+// Callers check vec4_rows_ok: columns and strides multiples of 4, 16-byte aligned rows
+// (4-element aligned for the SwiGLU over BF16 / F16 rows).
 constexpr int kVecRows = 4;
 template <typename T>
 __global__ void convert_rows_vec4_kernel(const float* __restrict__ x, int rows, int64_t cols, int64_t x_stride,
@@ -101,8 +105,9 @@ __global__ void convert_rows_vec4_kernel(const float* __restrict__ x, int rows, 
   }
 }
 
-__global__ void swiglu_vec4_kernel(const float* gate, const float* __restrict__ up, int rows, int64_t cols,
-                                   int64_t in_stride, float* out, int64_t out_stride) {
+template <typename T>
+__global__ void swiglu_vec4_kernel(const T* gate, const T* __restrict__ up, int rows, int64_t cols, int64_t in_stride,
+                                   T* out, int64_t out_stride) {
   const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 4;
   if (c >= cols) return;
   for (int r0 = blockIdx.y * kVecRows; r0 < rows; r0 += gridDim.y * kVecRows) {
@@ -116,8 +121,7 @@ __global__ void swiglu_vec4_kernel(const float* gate, const float* __restrict__ 
 #pragma unroll
     for (int i = 0; i < kVecRows; ++i)
       if (r0 + i < rows) {
-        // swiglu_kernel's expression
-        for (int e = 0; e < 4; ++e) g[i][e] = g[i][e] / (1.0f + expf(-g[i][e])) * u[i][e];
+        for (int e = 0; e < 4; ++e) g[i][e] = swiglu_value(g[i][e], u[i][e]);
         store_f32(out + (r0 + i) * out_stride + c, g[i]);
       }
   }
@@ -151,20 +155,40 @@ void convert_rows_vec4(const float* x, int rows, int64_t cols, int64_t x_stride,
   HI_CUDA_CHECK_LAUNCH("convert_rows_vec4_kernel");
 }
 
-}  // namespace
-
-void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
-                   int64_t out_stride, cudaStream_t s) {
+template <typename T>
+void swiglu_rows(const T* gate, const T* up, int rows, int64_t cols, int64_t in_stride, T* out, int64_t out_stride,
+                 cudaStream_t s) {
   const int64_t n = static_cast<int64_t>(rows) * cols;
   if (n <= 0) return;
-  if (vec4_rows_ok(rows, cols, {in_stride, out_stride}, {gate, up, out})) {
+  if (rows >= kVecMinRows && vector_rows(4, cols, {in_stride, out_stride}, {gate, up, out}, 4 * sizeof(T))) {
     swiglu_vec4_kernel<<<vec4_grid(rows, cols), kBlock, 0, s>>>(gate, up, rows, cols, in_stride, out, out_stride);
     HI_CUDA_CHECK_LAUNCH("swiglu_vec4_kernel");
     return;
   }
-  launch_maybe_pdl(swiglu_kernel, dim3(grid_for(n, kBlock)), dim3(kBlock), 0, s, gate, up, rows, cols, in_stride, out,
-                   out_stride);
+  launch_maybe_pdl(swiglu_kernel<T>, dim3(grid_for(n, kBlock)), dim3(kBlock), 0, s, gate, up, rows, cols, in_stride,
+                   out, out_stride);
   HI_CUDA_CHECK_LAUNCH("swiglu_kernel");
+}
+
+}  // namespace
+
+void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
+                   int64_t out_stride, cudaStream_t s) {
+  swiglu_rows(gate, up, rows, cols, in_stride, out, out_stride, s);
+}
+
+void launch_swiglu_16(const void* gate, const void* up, DType dt, int rows, int64_t cols, int64_t in_stride, void* out,
+                      int64_t out_stride, cudaStream_t s) {
+  if (dt == DType::BF16) {
+    using T = __nv_bfloat16;
+    swiglu_rows(static_cast<const T*>(gate), static_cast<const T*>(up), rows, cols, in_stride, static_cast<T*>(out),
+                out_stride, s);
+  } else {
+    HI_CHECK(dt == DType::F16, "cuda swiglu: rows of " << dtype_name(dt) << ", expected BF16 or F16");
+    using T = __half;
+    swiglu_rows(static_cast<const T*>(gate), static_cast<const T*>(up), rows, cols, in_stride, static_cast<T*>(out),
+                out_stride, s);
+  }
 }
 
 void launch_add(float* x, const float* y, int64_t n, cudaStream_t s) {

@@ -26,6 +26,9 @@ void launch_rope(float* x, int64_t stride, int n_tokens, int n_heads, int head_d
 // out[r * out_stride + i] = silu(gate[r * in_stride + i]) * up[r * in_stride + i], r < rows, i < cols
 void launch_swiglu(const float* gate, const float* up, int rows, int64_t cols, int64_t in_stride, float* out,
                    int64_t out_stride, cudaStream_t s);
+// launch_swiglu over rows of BF16 / F16 (dt) values, the result rounded to dt
+void launch_swiglu_16(const void* gate, const void* up, DType dt, int rows, int64_t cols, int64_t in_stride, void* out,
+                      int64_t out_stride, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
 // *out (device) = the index of the first maximum of x[0, n) (0 when no value beats -inf)
 void launch_argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s);

@@ -123,4 +123,22 @@ void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bia
                                out, CUDA_R_32F, R, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+void CublasGemm::matmul_16(const void* x, int64_t x_stride, int n, const Mat& w, void* out, DType out_dtype) {
+  if (n <= 0) return;
+  HI_CHECK(w.dtype == DType::BF16 || w.dtype == DType::F16,
+           "cuda matmul_16: weight dtype " << dtype_name(w.dtype) << ", expected BF16 or F16");
+  HI_CHECK(out_dtype == DType::F32 || out_dtype == w.dtype,
+           "cuda matmul_16: output dtype " << dtype_name(out_dtype) << ", expected F32 or " << dtype_name(w.dtype));
+  HI_CHECK(
+      w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX && x_stride >= w.cols &&
+          x_stride <= INT32_MAX,
+      "cuda matmul_16: weight [" << w.rows << ", " << w.cols << "] with input rows " << x_stride << " elements apart");
+  const int R = static_cast<int>(w.rows), C = static_cast<int>(w.cols);
+  const cudaDataType_t type = w.dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float alpha = 1.f, beta = 0.f;
+  HI_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, R, n, C, &alpha, w.data, type, C, x, type,
+                               static_cast<int>(x_stride), &beta, out, out_dtype == DType::F32 ? CUDA_R_32F : type, R,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 }  // namespace headinfer::cuda
