@@ -1,11 +1,11 @@
 // The whole engine on the CUDA backend against the references: stories260K (F32)
 // gives HF transformers' 199 greedy ids; tiny models' logits match the CPU backend.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
-#include <fstream>
 
 #include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
 
 #include "backend/backend.hpp"
 #include "backend/profiling_backend.hpp"
@@ -87,6 +87,55 @@ TEST_P(CudaTiny, LogitsMatchCpuBackendAfterChunkedPrefillAndDecode) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Attention, CudaTiny, ::testing::Values("tiny-mha", "tiny-gqa", "tiny-mqa"));
+
+// HEADINFER_CUDA_BF16_MLP=1 (gate/up and the SwiGLU rounded to BF16, as HF does): a BF16
+// model's logits after chunked prefill and decode stay within BF16's reach of the CPU
+// backend's and of the default CUDA path's, and the prefill MLPs did take the fused op
+// (the profiler names it).
+TEST(CudaEngine, Bf16MlpLogitsStayCloseToCpu) {
+  HI_REQUIRE_GPU();
+  LoadedModel m = load_model("synthetic:tiny-gqa,dtype=bf16");
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 300; ++i) ids.push_back(3 + (i * 37) % (m.config.vocab_size - 3));
+  auto run = [&](Backend& be) {
+    ExecutorOptions eo;
+    eo.capacity = 310;
+    eo.max_chunk = 64;
+    Executor exec(be, m, eo);
+    std::vector<float> logits;
+    for (size_t i = 0; i < ids.size(); i += 64) logits = exec.forward(ids.data() + i, std::min<int>(64, 300 - i));
+    for (int s = 0; s < 3; ++s) {
+      const int32_t t = 5 + s;
+      logits = exec.forward(&t, 1);
+    }
+    return logits;
+  };
+  setenv("HEADINFER_CUDA_BF16_MLP", "1", 1);
+  auto fused = gpu();
+  unsetenv("HEADINFER_CUDA_BF16_MLP");
+  ProfilingBackend prof(*fused);
+  prof.set_enabled(true);
+  const auto got = run(prof);
+  prof.set_enabled(false);
+  int64_t mlp_calls = 0;
+  for (const auto& [name, o] : prof.op_times())
+    if (name.rfind("mlp", 0) == 0) mlp_calls += o.calls;
+  EXPECT_EQ(mlp_calls, 5 * m.config.n_layers) << "one fused MLP a layer in each of the 5 prefill chunks";
+  auto cpu = make_cpu_backend(2);
+  auto plain = gpu();
+  const auto want = run(*cpu), base = run(*plain);
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (std::isnan(a[i])) return std::numeric_limits<double>::infinity();
+      num = std::max(num, static_cast<double>(std::abs(a[i] - b[i])));
+      den = std::max(den, static_cast<double>(std::abs(b[i])));
+    }
+    return num / den;
+  };
+  EXPECT_LT(rel(got, want), 3e-2) << "vs the CPU backend";
+  EXPECT_LT(rel(got, base), 3e-2) << "vs the default CUDA path";
+}
 
 // The profiler on CUDA times ops with device timestamps: no op waits, every op that
 // ran is charged, and the logits keep every bit.

@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/lse_merge.cuh"
 
 namespace headinfer::cuda {
 namespace {
@@ -20,7 +21,7 @@ constexpr int kWarps = 4;
 // (hq = j * n_qh + h for KV head j); lane l owns columns [l * E, l * E + E) (E = 4 for
 // head_dim 128, 2 for 64: whole 8- or 4-byte loads; 1 for any other width or an
 // unaligned out row). first: the run's result is the answer so far; otherwise it
-// merges into (out, lse) exactly as merge_kernel does.
+// merges into (out, lse) as merge_kernel does (lse_merge).
 template <typename T, int E>
 __global__ void __launch_bounds__(kWarps * 32)
     sdpa_merge_kernel(const T* __restrict__ o, const float* __restrict__ stats, int n_q, int n_qh, int n_heads,
@@ -34,31 +35,17 @@ __global__ void __launch_bounds__(kWarps * 32)
   const T* src = o + static_cast<int64_t>(r) * head_dim;
   const float lb = stats[static_cast<int64_t>(hq) * n_q + t];
   float* lp = lse + (hq / n_qh) * lse_head_stride + static_cast<int64_t>(t) * n_qh + hq % n_qh;
-  const float la = first ? -INFINITY : *lp;
-  if (!first && lb == -INFINITY) return;
-  if (la == -INFINITY) {
-    for (int d = lane * E; d < head_dim; d += 32 * E) {
-      float b[E];
-      load_f32(src + d, b);
-      for (int i = 0; i < E; ++i) b[i] = lb == -INFINITY ? 0.f : b[i];
-      store_f32(orow + d, b);
-    }
-    __syncwarp();
-    if (lane == 0) *lp = lb;
-    return;
-  }
-  const float m = fmaxf(la, lb);
-  const float wa = expf(la - m), wb = expf(lb - m);
-  const float inv = 1.0f / (wa + wb);
+  const LseMerge w = lse_merge(first ? -INFINITY : *lp, lb, first);
+  if (w.keep_a) return;
   for (int d = lane * E; d < head_dim; d += 32 * E) {
-    float a[E], b[E];
-    load_f32(orow + d, a);
+    float a[E] = {}, b[E];
+    if (!w.take_b) load_f32(orow + d, a);
     load_f32(src + d, b);
-    for (int i = 0; i < E; ++i) a[i] = (a[i] * wa + b[i] * wb) * inv;
+    for (int i = 0; i < E; ++i) a[i] = w.value(a[i], b[i]);
     store_f32(orow + d, a);
   }
   __syncwarp();
-  if (lane == 0) *lp = m + logf(wa + wb);
+  if (lane == 0) *lp = w.lse;
 }
 
 // The same for head_dim == 32 * E (every lane one E-wide piece of a row), kRows
@@ -93,19 +80,11 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int i = 0; i < kRows; ++i) {
     if (r0 + i >= rows) break;
-    if (!first && lb[i] == -INFINITY) continue;
-    if (la[i] == -INFINITY) {
-      for (int e = 0; e < E; ++e) b[i][e] = lb[i] == -INFINITY ? 0.f : b[i][e];
-      store_f32(orow[i], b[i]);
-      if (lane == 0) *lp[i] = lb[i];
-      continue;
-    }
-    const float m = fmaxf(la[i], lb[i]);
-    const float wa = expf(la[i] - m), wb = expf(lb[i] - m);
-    const float inv = 1.0f / (wa + wb);
-    for (int e = 0; e < E; ++e) a[i][e] = (a[i][e] * wa + b[i][e] * wb) * inv;
+    const LseMerge w = lse_merge(la[i], lb[i], first);
+    if (w.keep_a) continue;
+    for (int e = 0; e < E; ++e) a[i][e] = w.value(a[i][e], b[i][e]);
     store_f32(orow[i], a[i]);
-    if (lane == 0) *lp[i] = m + logf(wa + wb);
+    if (lane == 0) *lp[i] = w.lse;
   }
 }
 

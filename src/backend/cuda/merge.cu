@@ -6,6 +6,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/lse_merge.cuh"
 
 namespace headinfer::cuda {
 namespace {
@@ -22,20 +23,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int t = r / n_qh, h = r % n_qh;
   float* oa = o_a + t * stride_a + static_cast<int64_t>(h) * head_dim;
   const float* ob = o_b + t * stride_b + static_cast<int64_t>(h) * head_dim;
-  const float la = lse_a[r], lb = lse_b[r];
-  if (lb == -INFINITY) return;  // b adds nothing (also when both are -inf)
-  if (la == -INFINITY) {
-    for (int d = lane; d < head_dim; d += 32) oa[d] = ob[d];
-    __syncwarp();
-    if (lane == 0) lse_a[r] = lb;
-    return;
-  }
-  const float m = fmaxf(la, lb);
-  const float wa = expf(la - m), wb = expf(lb - m);
-  const float inv = 1.0f / (wa + wb);
-  for (int d = lane; d < head_dim; d += 32) oa[d] = (oa[d] * wa + ob[d] * wb) * inv;
+  const LseMerge w = lse_merge(lse_a[r], lse_b[r], /*a_empty=*/false);
+  if (w.keep_a) return;
+  for (int d = lane; d < head_dim; d += 32) oa[d] = w.value(w.take_b ? 0.f : oa[d], ob[d]);
   __syncwarp();
-  if (lane == 0) lse_a[r] = m + logf(wa + wb);
+  if (lane == 0) lse_a[r] = w.lse;
 }
 
 // Combine of many rows (prefill calls split over keys): one warp per row, lane l owning
