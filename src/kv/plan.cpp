@@ -190,6 +190,12 @@ Plan make_plan(const PlanInputs& in) {
   while (block > 16 && block / 2 >= in.context) block /= 2;
   // One buffer holds a block of a whole layer's heads: fixed, whatever the context.
   const int64_t buffer_bytes = int64_t{c.n_kv_heads} * 2 * block * row;
+  // With every slab resident a block sizes nothing but the prefill's attention calls:
+  // a chunk attends each earlier block in a call of its own, each merged into the
+  // chunk's f32 output (2.5 GiB of traffic a layer at a 64K chunk). One block over the
+  // whole context leaves two calls a chunk, the earlier keys and the chunk itself.
+  int64_t whole_block = block;
+  while (whole_block < in.context) whole_block *= 2;
   const int64_t total_slabs = int64_t{c.n_layers} * c.n_kv_heads;
 
   std::vector<int> chunks;
@@ -201,7 +207,7 @@ Plan make_plan(const PlanInputs& in) {
   for (int& ch : chunks) ch = static_cast<int>(std::min<int64_t>(ch, in.context));
   // All-resident plans try larger chunks first, halving down to the roofline's.
   std::vector<int> resident_chunks;
-  if (in.larger_resident_chunks())
+  if (in.resident_may_grow())
     for (int64_t ch = std::min<int64_t>(in.context, kMaxResidentChunk); ch > chunks.front(); ch /= 2)
       resident_chunks.push_back(static_cast<int>(ch));
   resident_chunks.insert(resident_chunks.end(), chunks.begin(), chunks.end());
@@ -213,7 +219,8 @@ Plan make_plan(const PlanInputs& in) {
   auto evaluate = [&](int chunk, int64_t resident, int n_buffers, bool partial_pin = false) {
     p.chunk = chunk;
     p.mlp_chunk = default_mlp_chunk(chunk);
-    p.schedule = schedule_for(in, block, resident, n_buffers, buffer_bytes);
+    const bool grown = resident == total_slabs && in.resident_may_grow();
+    p.schedule = schedule_for(in, grown ? whole_block : block, resident, n_buffers, buffer_bytes);
     p.gpu = engine_footprint(c, in.kv_dtype, p.schedule, in.context, p.chunk, p.mlp_chunk);
     p.host_bytes = host_pool_bytes(in, p.schedule);
     const double ratio = in.speeds.pinned_map_ratio;

@@ -48,9 +48,11 @@ struct PlanInputs {
   DeviceSpeeds speeds;
   int64_t min_copy_bytes = int64_t{4} << 20;  // smallest copy that runs at full link speed
 
-  // Whether a plan with every slab resident takes a chunk larger than the roofline's:
-  // no --chunk-size and a GPU (on the CPU backend a larger chunk would only take RAM).
-  bool larger_resident_chunks() const { return chunk == 0 && host_backed_weights < 0; }
+  // Whether a plan with every slab resident drops the offload roofline's sizes: a chunk
+  // larger than the roofline's and one attention block over the whole context (no
+  // copies to size it for). No --chunk-size (a fixed chunk compares plans: blocks stay
+  // too) and a GPU (on the CPU backend a larger chunk would only take RAM).
+  bool resident_may_grow() const { return chunk == 0 && host_backed_weights < 0; }
 };
 
 struct Plan {

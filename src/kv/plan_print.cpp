@@ -46,12 +46,15 @@ std::string Plan::to_string() const {
      << " slabs of " << format_bytes(slab) << " (" << dtype_name(in.kv_dtype) << ", head_dim " << c.head_dim
      << ", " << c.q_per_kv() << " query heads per KV head)\n";
   os << "  chunk        " << chunk << " tokens"
-     << (in.chunk > 0                                          ? " (--chunk-size)"
-         : offloaded_slabs == 0 && in.larger_resident_chunks() ? " (all resident: the largest that fits)"
-                                                               : " (roofline)")
+     << (in.chunk > 0                                     ? " (--chunk-size)"
+         : offloaded_slabs == 0 && in.resident_may_grow() ? " (all resident: the largest that fits)"
+                                                          : " (roofline)")
      << ", MLP in passes of " << mlp_chunk << "\n";
   os << "  blocks       " << schedule.block_tokens << " tokens (" << format_bytes(2 * row * schedule.block_tokens)
-     << " of K+V per head): attention calls, host layout and copies\n";
+     << " of K+V per head)"
+     << (offloaded_slabs == 0 && in.resident_may_grow() ? ": all resident, one over the whole context"
+                                                        : ": attention calls, host layout and copies")
+     << "\n";
   os << "  resident     " << resident_slabs << " slabs (" << format_bytes(gpu.resident_kv)
      << " on the device), per layer: " << runs(per_layer_resident) << "\n";
   os << "  offloaded    " << offloaded_slabs << " slabs (" << format_bytes(host_bytes) << " host pool"

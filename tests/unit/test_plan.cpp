@@ -185,6 +185,31 @@ TEST(Plan, AllResidentTakesTheLargestChunkThatFits) {
   EXPECT_EQ(make_plan(fixed).chunk, 4096) << "--chunk-size";
 }
 
+// With every slab on a GPU, a block sizes only the prefill's attention calls (one per
+// earlier block, each merged into the chunk's output): one block covers the whole
+// context. Offloading plans, a fixed --chunk-size (plans compared bit for bit) and the
+// CPU backend keep the copy-sized block; decode's splits stay as they were.
+TEST(Plan, AllResidentOnAGpuAttendsTheContextAsOneBlock) {
+  const Plan off = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::Auto));
+  ASSERT_GT(off.offloaded_slabs, 0);
+  const int64_t copy_block = off.schedule.block_tokens;
+  EXPECT_LT(copy_block, 128 * 1024);
+  const Plan all = make_plan(llama8b(128 * 1024, 140 * GiB, OffloadMode::None));
+  EXPECT_EQ(all.schedule.block_tokens, 128 * 1024);
+  EXPECT_EQ(make_plan(llama8b(100000, -1, OffloadMode::Auto)).schedule.block_tokens, 128 * 1024);
+  EXPECT_EQ(decode_split_tokens(128 * 1024, all.schedule.block_tokens), decode_split_tokens(128 * 1024, copy_block));
+  PlanInputs fixed = llama8b(128 * 1024, -1, OffloadMode::None);
+  fixed.chunk = 4096;
+  EXPECT_EQ(make_plan(fixed).schedule.block_tokens, copy_block) << "--chunk-size";
+  fixed.mode = OffloadMode::All;
+  fixed.gpu_budget = 24 * GiB;
+  EXPECT_EQ(make_plan(fixed).schedule.block_tokens, copy_block) << "the offloading plan it compares with";
+  PlanInputs cpu = llama8b(128 * 1024, -1, OffloadMode::None);
+  cpu.host_backed_weights = cpu.weight_bytes / 2;
+  EXPECT_EQ(make_plan(cpu).schedule.block_tokens, copy_block) << "the CPU backend";
+  EXPECT_NE(all.to_string().find("one over the whole context"), std::string::npos) << all.to_string();
+}
+
 TEST(Plan, AutoFillsTheBudgetWithResidentSlabs) {
   const Plan p = make_plan(llama8b(128 * 1024, 24 * GiB, OffloadMode::Auto));
   EXPECT_GT(p.resident_slabs, 0);
