@@ -42,7 +42,8 @@
 #            pins about a third of it), staged and through the driver
 #   clocks   nvidia-smi's SM clock and power every 200 ms (read only) during a 128K prefill and
 #            during cuda_attention --quick: whether sustained work runs below the short runs' clock
-#   bf16-mlp HEADINFER_CUDA_BF16_MLP=1 (gate/up and the SwiGLU in the weight dtype): hf_parity.py
+#   bf16-rows HEADINFER_CUDA_BF16_ROWS=1 (GEMM inputs in BF16 from the norms, gate/up and the
+#            SwiGLU in the weight dtype): hf_parity.py
 #            on 4 layers at 8K with it on, then prefill (16K, 64K, 128K, --profile) off and on,
 #            alternating, twice
 #   gemm     cuda_gemm: each prefill projection's GEMM under sustained load (the engine's path,
@@ -121,10 +122,10 @@ tests() {
     step "$t-fused-swiglu" 150 env HEADINFER_CUDA_FUSE_SWIGLU=1 "$bin/$t"
     grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t-fused-swiglu.log" >>"$out/summary.txt" 2>/dev/null
   done
-  # The offload path with the prefill MLP in the weight dtype (opt-in until measured;
-  # test_cuda_ops and test_cuda_engine test it in their own cases).
-  step test_cuda_offload-bf16-mlp 150 env HEADINFER_CUDA_BF16_MLP=1 "$bin/test_cuda_offload"
-  grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-bf16-mlp.log" >>"$out/summary.txt" 2>/dev/null
+  # The offload path with prefill's GEMM inputs in the weight dtype (opt-in until
+  # measured; test_cuda_ops and test_cuda_engine test it in their own cases).
+  step test_cuda_offload-bf16-rows 150 env HEADINFER_CUDA_BF16_ROWS=1 "$bin/test_cuda_offload"
+  grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-bf16-rows.log" >>"$out/summary.txt" 2>/dev/null
   # The decode-path kernels without programmatic dependent launch (on by default).
   for t in test_cuda_ops test_cuda_engine test_cuda_offload; do
     step "$t-nopdl" 150 env HEADINFER_CUDA_PDL=0 "$bin/$t"
@@ -333,14 +334,14 @@ for s in "$@"; do
       done
       grep -h 'TFLOP/s' "$out/clocks-attn.log" | head -12 >>"$out/summary.txt"
       ;;
-    bf16-mlp)  # the MLP in the weight dtype: HF parity with it on, then prefill off / on, alternating, twice
-      step bf16-mlp-parity 300 env HEADINFER_CUDA_BF16_MLP=1 python3 scripts/reference/hf_parity.py \
+    bf16-rows)  # GEMM inputs in the weight dtype: HF parity with it on, then prefill off / on, alternating, twice
+      step bf16-rows-parity 300 env HEADINFER_CUDA_BF16_ROWS=1 python3 scripts/reference/hf_parity.py \
         -m synthetic:llama-3-8b,layers=4 --prompt-tokens 8192 --steps 32 --dtype bf16 --device cuda --backend cuda \
         --headinfer "$h"
-      tail -4 "$out/bf16-mlp-parity.log" >>"$out/summary.txt"
+      tail -4 "$out/bf16-rows-parity.log" >>"$out/summary.txt"
       for rep in 1 2; do
         for v in 0 1; do
-          step "prefill-bf16-mlp$v-$rep" 150 env HEADINFER_CUDA_BF16_MLP=$v "$h" bench "${model[@]}" \
+          step "prefill-bf16-rows$v-$rep" 150 env HEADINFER_CUDA_BF16_ROWS=$v "$h" bench "${model[@]}" \
             --context 16K,64K,128K --decode-tokens 0 --reps 2 --offload none --profile -o json
         done
       done

@@ -28,6 +28,25 @@ void* Backend::alloc_host(size_t bytes) {
 
 void Backend::free_host(void* p) { std::free(p); }
 
+void Backend::norm_rows(float* x, const float* y, const Mat& w, float eps, int n, void* out, DType out_dtype) {
+  HI_CHECK(out_dtype == DType::F32, name() << " norm_rows: rows of " << dtype_name(out_dtype) << ", expected F32");
+  if (y)
+    add_rmsnorm(x, y, w, eps, n, static_cast<float*>(out));
+  else
+    rmsnorm(x, w, eps, n, static_cast<float*>(out));
+}
+
+void Backend::matmul_rows(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias, float* out) {
+  HI_CHECK(x_dtype == DType::F32, name() << " matmul_rows: rows of " << dtype_name(x_dtype) << ", expected F32");
+  matmul(static_cast<const float*>(x), n, w, bias, out);
+}
+
+void Backend::mlp(const void* x, DType x_dtype, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out) {
+  HI_CHECK(x_dtype == DType::F32, name() << " mlp: rows of " << dtype_name(x_dtype) << ", expected F32");
+  matmul_swiglu(static_cast<const float*>(x), n, w_gate_up, gu);
+  matmul_strided(gu, w_gate_up.rows, n, w_down, nullptr, out);
+}
+
 int32_t Backend::argmax(const float* x, int64_t n) {
   HI_CHECK(n > 0, name() << " argmax: " << n << " values");
   std::vector<float> v(static_cast<size_t>(n));

@@ -200,19 +200,29 @@ class Backend {
     matmul(x, n, w_gate_up, nullptr, gu);
     swiglu(gu, gu + ffn, n, ffn, 2 * ffn, gu, 2 * ffn);
   }
-  // The MLP of n rows: out = (silu(x @ gate^T) * (x @ up^T)) @ w_down^T, with w_gate_up =
-  // [gate; up] and gu scratch of n rows of w_gate_up.rows floats (left undefined). By
-  // default matmul_swiglu, then matmul_strided over the gate half. A backend may run it
-  // its own way where mlp_fused says so (the CUDA one: gate/up and the SwiGLU in the
-  // weight dtype, HEADINFER_CUDA_BF16_MLP=1), rounding differently from the default.
-  virtual void mlp(const float* x, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out) {
-    matmul_swiglu(x, n, w_gate_up, gu);
-    matmul_strided(gu, w_gate_up.rows, n, w_down, nullptr, out);
+  // GEMM inputs handed over in the weight dtype. A backend whose matmul rounds its f32
+  // input rows to w's dtype anyway may take them already rounded, written so by the op
+  // that produces them (norm_rows), skipping a pass over f32 rows. gemm_rows_dtype: the
+  // dtype matmul_rows over w takes rows in for a forward of n rows (F32 by default);
+  // mlp_rows_dtype: the same for mlp.
+  virtual DType gemm_rows_dtype(const Mat& w, int n) const {
+    (void)w, (void)n;
+    return DType::F32;
   }
-  // Whether mlp for these rows runs as one op of the backend's own rather than the two above.
-  virtual bool mlp_fused(int n, const Mat& w_gate_up, const Mat& w_down) const {
+  // out = rmsnorm(x) after x += y (no add when y is null), as rows of out_dtype (F32, or
+  // the dtype gemm_rows_dtype / mlp_rows_dtype gave): rmsnorm / add_rmsnorm by default.
+  virtual void norm_rows(float* x, const float* y, const Mat& w, float eps, int n, void* out, DType out_dtype);
+  // matmul over rows of x_dtype (F32, or gemm_rows_dtype's for w): matmul by default.
+  virtual void matmul_rows(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias, float* out);
+  // The MLP of n rows: out = (silu(x @ gate^T) * (x @ up^T)) @ w_down^T, with w_gate_up =
+  // [gate; up], x rows of x_dtype and gu scratch of n rows of w_gate_up.rows floats (left
+  // undefined). By default (F32 rows) matmul_swiglu, then matmul_strided over the gate
+  // half. Where mlp_rows_dtype is not F32 the backend runs it as one op of its own (the
+  // CUDA one keeps gate/up and the SwiGLU in the weight dtype, rounding as HF does).
+  virtual void mlp(const void* x, DType x_dtype, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out);
+  virtual DType mlp_rows_dtype(int n, const Mat& w_gate_up, const Mat& w_down) const {
     (void)n, (void)w_gate_up, (void)w_down;
-    return false;
+    return DType::F32;
   }
   // x += y
   virtual void add(float* x, const float* y, int64_t n) = 0;

@@ -47,10 +47,19 @@ class ForwardingBackend : public Backend {
     inner_.swiglu(g, u, rows, cols, is, out, os);
   }
   void matmul_swiglu(const float* x, int n, const Mat& w, float* gu) override { inner_.matmul_swiglu(x, n, w, gu); }
-  void mlp(const float* x, int n, const Mat& wgu, const Mat& wd, float* gu, float* out) override {
-    inner_.mlp(x, n, wgu, wd, gu, out);
+  DType gemm_rows_dtype(const Mat& w, int n) const override { return inner_.gemm_rows_dtype(w, n); }
+  void norm_rows(float* x, const float* y, const Mat& w, float eps, int n, void* out, DType dt) override {
+    inner_.norm_rows(x, y, w, eps, n, out, dt);
   }
-  bool mlp_fused(int n, const Mat& wgu, const Mat& wd) const override { return inner_.mlp_fused(n, wgu, wd); }
+  void matmul_rows(const void* x, DType dt, int n, const Mat& w, const Mat* bias, float* out) override {
+    inner_.matmul_rows(x, dt, n, w, bias, out);
+  }
+  void mlp(const void* x, DType dt, int n, const Mat& wgu, const Mat& wd, float* gu, float* out) override {
+    inner_.mlp(x, dt, n, wgu, wd, gu, out);
+  }
+  DType mlp_rows_dtype(int n, const Mat& wgu, const Mat& wd) const override {
+    return inner_.mlp_rows_dtype(n, wgu, wd);
+  }
   void add(float* x, const float* y, int64_t n) override { inner_.add(x, y, n); }
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {
     inner_.add_rmsnorm(x, y, w, eps, n, out);

@@ -142,14 +142,25 @@ void ProfilingBackend::matmul_swiglu(const float* x, int n, const Mat& w_gate_up
   timed(Phase::Gemm, "matmul_swiglu", [&] { inner_.matmul_swiglu(x, n, w_gate_up, gu); }, &w_gate_up);
 }
 
-// One op where the inner backend fuses the MLP; otherwise its two ops, each timed
-// (Backend::mlp calls them on this wrapper).
-void ProfilingBackend::mlp(const float* x, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out) {
-  if (inner_.mlp_fused(n, w_gate_up, w_down))
+// Under the names of the ops they stand for (F32 rows run exactly those).
+void ProfilingBackend::norm_rows(float* x, const float* y, const Mat& w, float eps, int n, void* out, DType out_dtype) {
+  timed(Phase::Other, y ? "add_rmsnorm" : "rmsnorm", [&] { inner_.norm_rows(x, y, w, eps, n, out, out_dtype); });
+}
+
+void ProfilingBackend::matmul_rows(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias, float* out) {
+  timed(
+      Phase::Gemm, "matmul", [&] { inner_.matmul_rows(x, x_dtype, n, w, bias, out); }, &w);
+}
+
+// One op where the inner backend runs the MLP its own way; otherwise its two ops, each
+// timed (Backend::mlp calls them on this wrapper).
+void ProfilingBackend::mlp(const void* x, DType x_dtype, int n, const Mat& w_gate_up, const Mat& w_down, float* gu,
+                           float* out) {
+  if (inner_.mlp_rows_dtype(n, w_gate_up, w_down) != DType::F32)
     timed(
-        Phase::Gemm, "mlp", [&] { inner_.mlp(x, n, w_gate_up, w_down, gu, out); }, &w_gate_up);
+        Phase::Gemm, "mlp", [&] { inner_.mlp(x, x_dtype, n, w_gate_up, w_down, gu, out); }, &w_gate_up);
   else
-    Backend::mlp(x, n, w_gate_up, w_down, gu, out);
+    Backend::mlp(x, x_dtype, n, w_gate_up, w_down, gu, out);
 }
 
 void ProfilingBackend::combine_attention(const float* part_o, const float* part_lse, int n_slots, int n_q, int n_qh,

@@ -78,7 +78,10 @@ class ProfilingBackend final : public ForwardingBackend {
   void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override;
   void matmul_strided(const float* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, float* out) override;
   void matmul_swiglu(const float* x, int n, const Mat& w_gate_up, float* gu) override;
-  void mlp(const float* x, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out) override;
+  void norm_rows(float* x, const float* y, const Mat& w, float eps, int n, void* out, DType out_dtype) override;
+  void matmul_rows(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias, float* out) override;
+  void mlp(const void* x, DType x_dtype, int n, const Mat& w_gate_up, const Mat& w_down, float* gu,
+           float* out) override;
   void rope(const RopeArgs& a) override;
   void attention(const AttnArgs& a) override;
   void merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,

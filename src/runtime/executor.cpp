@@ -115,28 +115,34 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   float *x = buf(kX), *h = buf(kH), *qkv = buf(kQkv), *attn = buf(kAttn);
 
   // Layers after the first get their attention norm from the previous layer's last
-  // residual add (add_rmsnorm below).
-  if (layer == 0) be_.rmsnorm(x, L.attn_norm, cfg_.rms_eps, n, h);
-  be_.matmul(h, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
+  // residual add (norm_rows below). h holds the GEMM inputs in the dtype the backend
+  // takes them in (gemm_rows_dtype: f32, or the weights' where it rounds them anyway).
+  const DType qkv_rows = be_.gemm_rows_dtype(L.wqkv, n);
+  if (layer == 0) be_.norm_rows(x, nullptr, L.attn_norm, cfg_.rms_eps, n, h, qkv_rows);
+  be_.matmul_rows(h, qkv_rows, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
   // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row,
   // done by the attention's first op together with the KV store.
   const RopeArgs rope{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()};
   attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope});
 
   be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
-  be_.add_rmsnorm(x, buf(kTmp), L.ffn_norm, cfg_.rms_eps, n, h);
+  const DType mlp_rows = be_.mlp_rows_dtype(n, L.w_gate_up, L.w_down);
+  be_.norm_rows(x, buf(kTmp), L.ffn_norm, cfg_.rms_eps, n, h, mlp_rows);
   // The ffn-wide intermediates (gu) exist for mlp_chunk rows at a time; every output
   // row is computed alone, so the passes change no value.
   float* gu = buf(kGateUp);
+  const size_t row_bytes = dtype_bytes(mlp_rows, cfg_.hidden);
   for (int r0 = 0; r0 < n; r0 += opts_.mlp_chunk) {
     const int m = std::min(opts_.mlp_chunk, n - r0);
-    const float* hr = h + static_cast<int64_t>(r0) * cfg_.hidden;
-    be_.mlp(hr, m, L.w_gate_up, L.w_down, gu, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
+    const void* hr = reinterpret_cast<const uint8_t*>(h) + static_cast<size_t>(r0) * row_bytes;
+    be_.mlp(hr, mlp_rows, m, L.w_gate_up, L.w_down, gu, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
   }
-  if (static_cast<size_t>(layer) + 1 < layers_.size())
-    be_.add_rmsnorm(x, buf(kTmp), layers_[static_cast<size_t>(layer) + 1].attn_norm, cfg_.rms_eps, n, h);
-  else
+  if (static_cast<size_t>(layer) + 1 < layers_.size()) {
+    const Layer& next = layers_[static_cast<size_t>(layer) + 1];
+    be_.norm_rows(x, buf(kTmp), next.attn_norm, cfg_.rms_eps, n, h, be_.gemm_rows_dtype(next.wqkv, n));
+  } else {
     be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
+  }
 }
 
 const float* Executor::forward_logits(const int32_t* tokens, int n) {

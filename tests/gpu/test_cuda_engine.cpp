@@ -88,11 +88,11 @@ TEST_P(CudaTiny, LogitsMatchCpuBackendAfterChunkedPrefillAndDecode) {
 
 INSTANTIATE_TEST_SUITE_P(Attention, CudaTiny, ::testing::Values("tiny-mha", "tiny-gqa", "tiny-mqa"));
 
-// HEADINFER_CUDA_BF16_MLP=1 (gate/up and the SwiGLU rounded to BF16, as HF does): a BF16
-// model's logits after chunked prefill and decode stay within BF16's reach of the CPU
-// backend's and of the default CUDA path's, and the prefill MLPs did take the fused op
-// (the profiler names it).
-TEST(CudaEngine, Bf16MlpLogitsStayCloseToCpu) {
+// HEADINFER_CUDA_BF16_ROWS=1 (GEMM inputs in BF16 from the norms; gate/up and the SwiGLU
+// rounded to BF16, as HF does): a BF16 model's logits after chunked prefill and decode
+// stay within BF16's reach of the CPU backend's and of the default CUDA path's, and the
+// prefill MLPs did take the fused op (the profiler names it).
+TEST(CudaEngine, Bf16RowsLogitsStayCloseToCpu) {
   HI_REQUIRE_GPU();
   LoadedModel m = load_model("synthetic:tiny-gqa,dtype=bf16");
   std::vector<int32_t> ids;
@@ -110,9 +110,9 @@ TEST(CudaEngine, Bf16MlpLogitsStayCloseToCpu) {
     }
     return logits;
   };
-  setenv("HEADINFER_CUDA_BF16_MLP", "1", 1);
+  setenv("HEADINFER_CUDA_BF16_ROWS", "1", 1);
   auto fused = gpu();
-  unsetenv("HEADINFER_CUDA_BF16_MLP");
+  unsetenv("HEADINFER_CUDA_BF16_ROWS");
   ProfilingBackend prof(*fused);
   prof.set_enabled(true);
   const auto got = run(prof);

@@ -421,17 +421,61 @@ TEST(CudaOps, MatmulSwigluEqualsMatmulThenSwiglu) {
   }
 }
 
-// A backend whose prefill MLP keeps gate/up and the SwiGLU in the weight dtype (opt-in).
-Backend& gpu_bf16_mlp() {
-  static std::unique_ptr<Backend> b = make_cuda_backend_with_env("HEADINFER_CUDA_BF16_MLP", "1");
+// A backend that hands prefill's GEMM inputs over in the weight dtype (opt-in).
+Backend& gpu_bf16_rows() {
+  static std::unique_ptr<Backend> b = make_cuda_backend_with_env("HEADINFER_CUDA_BF16_ROWS", "1");
   return *b;
 }
 
+// The norm writing a GEMM's rows in the weight dtype: each value is the f32 norm's,
+// rounded (the same bits as the f32 rows converted), and x gets the same sum. Then the
+// GEMM over those rows gives matmul's bits over the f32 rows (the same cuBLAS call on
+// the same BF16 rows: n within one of matmul's slices). Few rows keep f32 (the GEMV).
+TEST(CudaOps, NormRowsInTheWeightDtypeFeedTheGemmUnchanged) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(32);
+  for (DType dt : {DType::BF16, DType::F16}) {
+    for (int64_t cols : {int64_t{4096}, int64_t{200}, int64_t{30}}) {
+      for (bool with_add : {false, true}) {
+        const int n = 67, rows_out = 96;
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " cols=" + std::to_string(cols) + (with_add ? " +add" : ""));
+        std::vector<float> x = randn(n * cols, rng), y = randn(n * cols, rng), nw = randn(cols, rng),
+                           w = randn(rows_out * cols, rng, 0.05f), bias = randn(rows_out, rng);
+        std::vector<uint8_t> nwb = encode(DType::F32, nw), wb = encode(dt, w), bb = encode(dt, bias);
+        std::vector<std::shared_ptr<const void>> keep;
+        const Mat mn = gpu().prepare(Tensor{"norm", DType::F32, {cols}, nwb.data()}, keep);
+        const Mat mw = gpu().prepare(Tensor{"w", dt, {rows_out, cols}, wb.data()}, keep);
+        const Mat mb = gpu().prepare(Tensor{"b", dt, {rows_out}, bb.data()}, keep);
+        EXPECT_EQ(gpu_bf16_rows().gemm_rows_dtype(mw, n), dt);
+        EXPECT_EQ(gpu_bf16_rows().gemm_rows_dtype(mw, 1), DType::F32);
+        EXPECT_EQ(gpu().gemm_rows_dtype(mw, n), DType::F32);
+        DevBuf x1 = to_device(x), x2 = to_device(x), dy = to_device(y), h32 = poisoned(n * cols),
+               h16 = poisoned(n * cols), o32 = poisoned(n * rows_out), o16 = poisoned(n * rows_out);
+        gpu().norm_rows(x1.f(), with_add ? dy.f() : nullptr, mn, 1e-5f, n, h32.f(), DType::F32);
+        gpu_bf16_rows().norm_rows(x2.f(), with_add ? dy.f() : nullptr, mn, 1e-5f, n, h16.get(), dt);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::vector<float> a = to_host(h32, n * cols), sx1 = to_host(x1, n * cols), sx2 = to_host(x2, n * cols);
+        EXPECT_EQ(0, std::memcmp(sx1.data(), sx2.data(), sx1.size() * sizeof(float))) << "x after the add";
+        std::vector<uint16_t> b(n * cols);
+        ASSERT_EQ(cudaMemcpy(b.data(), h16.get(), b.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+        for (size_t i = 0; i < b.size(); ++i) {
+          const uint16_t want = dt == DType::BF16 ? f32_to_bf16(a[i]) : f32_to_f16(a[i]);
+          ASSERT_EQ(b[i], want) << "value " << i << " (f32 " << a[i] << ")";
+        }
+        gpu().matmul_rows(h32.get(), DType::F32, n, mw, &mb, o32.f());
+        gpu_bf16_rows().matmul_rows(h16.get(), dt, n, mw, &mb, o16.f());
+        const std::vector<float> p = to_host(o32, n * rows_out), q = to_host(o16, n * rows_out);
+        EXPECT_EQ(0, std::memcmp(p.data(), q.data(), p.size() * sizeof(float))) << "the GEMM over the rows";
+      }
+    }
+  }
+}
+
 // The MLP with gate/up and the SwiGLU rounded to the weight dtype: taken for the rows
-// cuBLAS takes (not the GEMV's), against the CPU backend and the default CUDA path at the
-// weight dtype's tolerance. Shapes: Llama-3-8B's, a small one, and ffn % 4 != 0 with
-// 2 * ffn barely above hidden (the scalar kernels; the converted input filling the
-// scratch's second half).
+// cuBLAS takes (not the GEMV's), from f32 rows or the weight dtype's, against the CPU
+// backend and the default CUDA path at the weight dtype's tolerance. Shapes:
+// Llama-3-8B's, a small one, and ffn % 4 != 0 with 2 * ffn barely above hidden (the
+// scalar kernels; f32 input converted into the scratch's second half).
 TEST(CudaOps, MlpInTheWeightDtypeMatchesCpu) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(31);
@@ -454,20 +498,30 @@ TEST(CudaOps, MlpInTheWeightDtypeMatchesCpu) {
       for (int n : sh.ns) {
         SCOPED_TRACE(std::string(dtype_name(dt)) + " n=" + std::to_string(n) + " hidden=" + std::to_string(sh.hidden) +
                      " ffn=" + std::to_string(sh.ffn));
-        EXPECT_EQ(gpu_bf16_mlp().mlp_fused(n, ggu, gd), n > cuda::kGemvMaxRows);
-        EXPECT_FALSE(gpu().mlp_fused(n, ggu, gd));
+        const bool fused = n > cuda::kGemvMaxRows;
+        EXPECT_EQ(gpu_bf16_rows().mlp_rows_dtype(n, ggu, gd), fused ? dt : DType::F32);
+        EXPECT_EQ(gpu().mlp_rows_dtype(n, ggu, gd), DType::F32);
         std::vector<float> x = randn(n * sh.hidden, rng);
-        DevBuf dx = to_device(x), gu = poisoned(n * R), out = poisoned(n * sh.hidden), gu2 = poisoned(n * R),
-               out2 = poisoned(n * sh.hidden);
-        gpu_bf16_mlp().mlp(dx.f(), n, ggu, gd, gu.f(), out.f());
+        std::vector<uint8_t> x16 = encode(dt, x);
+        DevBuf dx = to_device(x), dx16(x16.size()), gu = poisoned(n * R), out = poisoned(n * sh.hidden),
+               gu2 = poisoned(n * R), out2 = poisoned(n * sh.hidden), out3 = poisoned(n * sh.hidden);
+        ASSERT_EQ(cudaMemcpy(dx16.get(), x16.data(), x16.size(), cudaMemcpyHostToDevice), cudaSuccess);
+        gpu_bf16_rows().mlp(dx.f(), DType::F32, n, ggu, gd, gu.f(), out.f());
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        gpu().mlp(dx.f(), n, ggu, gd, gu2.f(), out2.f());
+        gpu().mlp(dx.f(), DType::F32, n, ggu, gd, gu2.f(), out2.f());
         const std::vector<float> got = to_host(out, n * sh.hidden), plain = to_host(out2, n * sh.hidden);
         std::vector<float> want(n * sh.hidden, kNaN), cgu_scratch(n * R, kNaN);
-        cpu().mlp(x.data(), n, cgu, cd, cgu_scratch.data(), want.data());
+        cpu().mlp(x.data(), DType::F32, n, cgu, cd, cgu_scratch.data(), want.data());
         EXPECT_TRUE(close(got, widen(want), tol)) << "vs CPU backend";
         EXPECT_TRUE(close(got, widen(plain), tol)) << "vs the default CUDA path";
-        if (n <= cuda::kGemvMaxRows) EXPECT_EQ(0, std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)));
+        if (!fused) {
+          EXPECT_EQ(0, std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)));
+          continue;
+        }
+        // Rows already in the weight dtype: what the f32 rows are converted to.
+        gpu_bf16_rows().mlp(dx16.get(), dt, n, ggu, gd, gu.f(), out3.f());
+        const std::vector<float> got16 = to_host(out3, n * sh.hidden);
+        EXPECT_EQ(0, std::memcmp(got.data(), got16.data(), got.size() * sizeof(float))) << "from rows of the dtype";
       }
     }
   }

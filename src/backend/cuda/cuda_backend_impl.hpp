@@ -75,10 +75,11 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
-  // HEADINFER_CUDA_BF16_MLP=1: prefill's MLP keeps gate/up and the SwiGLU in the weight
-  // dtype (mlp), as HF does, instead of f32 rows converted again for the down projection.
-  // Off until a GPU run has checked and timed it.
-  bool bf16_mlp = false;
+  // HEADINFER_CUDA_BF16_ROWS=1: prefill's GEMM inputs handed over in the weight dtype
+  // (the norms write them so; the MLP keeps gate/up and the SwiGLU in it, as HF does)
+  // instead of f32 rows converted before each GEMM. Off until a GPU run has checked and
+  // timed it.
+  bool bf16_rows = false;
   // The tensor-core decode kernel with the keys on the MMA's M side: -1 (default) for
   // calls of at most 8 rows (a GQA group; one 8-row tile), HEADINFER_CUDA_DECODE_KEYS_M=1
   // for every call it takes, =0 for none. For a group of 4 it issues 26% fewer
@@ -106,7 +107,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_BF16_MLP")) d.bf16_mlp = std::strcmp(e, "1") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_BF16_ROWS")) d.bf16_rows = std::strcmp(e, "1") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_Q_REUSE")) d.q_reuse = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
@@ -360,26 +361,52 @@ class CudaBackend final : public Backend {
     if (!debug_.fuse_swiglu || !gemm_->matmul_swiglu(x, n, w_gate_up, gu)) Backend::matmul_swiglu(x, n, w_gate_up, gu);
   }
 
-  // The weight dtype's rows reach the down projection straight from the SwiGLU. Within
-  // gu's bytes: [0, half) gate/up rows in the weight dtype, [half, end) first x's rows
-  // converted for the gate/up GEMM, then, over them, the SwiGLU's rows of ffn values.
-  bool mlp_fused(int n, const Mat& w_gate_up, const Mat& w_down) const override {
-    const DType dt = w_gate_up.dtype;
-    return debug_.bf16_mlp && n > 0 && gemm_->takes_cublas(n) && (dt == DType::BF16 || dt == DType::F16) &&
-           w_down.dtype == dt && w_gate_up.rows == 2 * w_down.cols && w_gate_up.cols == w_down.rows &&
-           w_gate_up.rows >= w_gate_up.cols;  // the second half holds x's converted rows
+  // Prefill's GEMM inputs in the weight dtype (HEADINFER_CUDA_BF16_ROWS): what cuBLAS
+  // takes anyway, so the norms' rows feed it unconverted.
+  DType gemm_rows_dtype(const Mat& w, int n) const override {
+    return debug_.bf16_rows && gemm_->takes_cublas(n) && (w.dtype == DType::BF16 || w.dtype == DType::F16) ? w.dtype
+                                                                                                           : DType::F32;
   }
-  void mlp(const float* x, int n, const Mat& w_gate_up, const Mat& w_down, float* gu, float* out) override {
-    if (!mlp_fused(n, w_gate_up, w_down)) return Backend::mlp(x, n, w_gate_up, w_down, gu, out);
+  void norm_rows(float* x, const float* y, const Mat& w, float eps, int n, void* out, DType out_dtype) override {
+    if (out_dtype == DType::F32) return Backend::norm_rows(x, y, w, eps, n, out, out_dtype);
     use();
-    const DType dt = w_gate_up.dtype;
+    cuda::launch_add_rmsnorm_16(x, y, w.data, w.dtype, eps, n, w.rows * w.cols, out, out_dtype, stream_);
+  }
+  void matmul_rows(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias, float* out) override {
+    if (x_dtype == DType::F32) return Backend::matmul_rows(x, x_dtype, n, w, bias, out);
+    HI_CHECK(x_dtype == w.dtype,
+             "cuda matmul_rows: rows of " << dtype_name(x_dtype) << " for " << dtype_name(w.dtype) << " weights");
+    use();
+    gemm_->matmul_16(x, w.cols, n, w, bias, out, DType::F32);
+  }
+  // The MLP in the weight dtype: gate/up rows rounded to it, the SwiGLU's rows straight
+  // into the down projection. Within gu's bytes: [0, half) the gate/up rows, [half, end)
+  // the SwiGLU's rows of ffn values (and, before them, f32 x converted, were x F32).
+  DType mlp_rows_dtype(int n, const Mat& w_gate_up, const Mat& w_down) const override {
+    const DType dt = gemm_rows_dtype(w_gate_up, n);
+    return dt != DType::F32 && w_down.dtype == dt && w_gate_up.rows == 2 * w_down.cols &&
+                   w_gate_up.cols == w_down.rows && w_gate_up.rows >= w_gate_up.cols
+               ? dt
+               : DType::F32;
+  }
+  void mlp(const void* x, DType x_dtype, int n, const Mat& w_gate_up, const Mat& w_down, float* gu,
+           float* out) override {
+    const DType dt = mlp_rows_dtype(n, w_gate_up, w_down);
+    if (dt == DType::F32) return Backend::mlp(x, x_dtype, n, w_gate_up, w_down, gu, out);
+    HI_CHECK(x_dtype == DType::F32 || x_dtype == dt,
+             "cuda mlp: rows of " << dtype_name(x_dtype) << " for " << dtype_name(dt) << " weights");
+    use();
     const int64_t ffn = w_down.cols, hidden = w_gate_up.cols;
     uint16_t* rows16 = reinterpret_cast<uint16_t*>(gu);
     uint16_t* second = rows16 + static_cast<int64_t>(n) * 2 * ffn;
-    cuda::launch_convert_f32_rows(x, n, hidden, hidden, dt, second, stream_);
-    gemm_->matmul_16(second, hidden, n, w_gate_up, rows16, dt);
+    const void* x16 = x;
+    if (x_dtype == DType::F32) {
+      cuda::launch_convert_f32_rows(static_cast<const float*>(x), n, hidden, hidden, dt, second, stream_);
+      x16 = second;
+    }
+    gemm_->matmul_16(x16, hidden, n, w_gate_up, nullptr, rows16, dt);
     cuda::launch_swiglu_16(rows16, rows16 + ffn, dt, n, ffn, 2 * ffn, second, ffn, stream_);
-    gemm_->matmul_16(second, ffn, n, w_down, out, DType::F32);
+    gemm_->matmul_16(second, ffn, n, w_down, nullptr, out, DType::F32);
   }
 
   void add_rmsnorm(float* x, const float* y, const Mat& w, float eps, int n, float* out) override {

@@ -58,9 +58,10 @@ class CublasGemm {
   bool takes_cublas(int n) const {
     return (forward_rows_ > 0 ? forward_rows_ : n) > gemv_max_rows_ || n > kGemvMaxRows;
   }
-  // out (n rows of w.rows, out_dtype F32 or w's F16 / BF16) = x @ W^T, with x already rows
-  // in w's dtype, x_stride elements apart: one cuBLAS call, no conversion, no GEMV.
-  void matmul_16(const void* x, int64_t x_stride, int n, const Mat& w, void* out, DType out_dtype);
+  // out (n rows of w.rows, out_dtype F32 or w's F16 / BF16) = x @ W^T (+ bias, F32 out
+  // only), with x already rows in w's dtype, x_stride elements apart: one cuBLAS call,
+  // no conversion, no GEMV.
+  void matmul_16(const void* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, void* out, DType out_dtype);
 
  private:
   void matmul_impl(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride,

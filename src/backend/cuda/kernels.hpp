@@ -20,6 +20,10 @@ void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, fl
                         cudaStream_t s);
 void launch_rmsnorm(const float* x, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
                     cudaStream_t s);
+// launch_add_rmsnorm (add may be null) writing rows of BF16 / F16 (out_dt), each value
+// rounded from the f32 the float rows would hold
+void launch_add_rmsnorm_16(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols,
+                           void* out, DType out_dt, cudaStream_t s);
 // rotate-half RoPE in place; inv_freq is a device table of head_dim / 2 doubles
 void launch_rope(float* x, int64_t stride, int n_tokens, int n_heads, int head_dim, int64_t pos0,
                  const double* inv_freq, cudaStream_t s);

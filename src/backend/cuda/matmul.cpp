@@ -123,7 +123,8 @@ void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bia
                                out, CUDA_R_32F, R, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-void CublasGemm::matmul_16(const void* x, int64_t x_stride, int n, const Mat& w, void* out, DType out_dtype) {
+void CublasGemm::matmul_16(const void* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, void* out,
+                           DType out_dtype) {
   if (n <= 0) return;
   HI_CHECK(w.dtype == DType::BF16 || w.dtype == DType::F16,
            "cuda matmul_16: weight dtype " << dtype_name(w.dtype) << ", expected BF16 or F16");
@@ -133,9 +134,17 @@ void CublasGemm::matmul_16(const void* x, int64_t x_stride, int n, const Mat& w,
       w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX && x_stride >= w.cols &&
           x_stride <= INT32_MAX,
       "cuda matmul_16: weight [" << w.rows << ", " << w.cols << "] with input rows " << x_stride << " elements apart");
+  const bool has_bias = bias && !bias->empty();
+  HI_CHECK(!has_bias || (out_dtype == DType::F32 && bias->rows * bias->cols == w.rows),
+           "cuda matmul_16: a bias needs F32 output of " << w.rows << " values a row");
   const int R = static_cast<int>(w.rows), C = static_cast<int>(w.cols);
+  float beta = 0.f;
+  if (has_bias) {
+    launch_fill_bias(static_cast<float*>(out), n, R, bias->data, bias->dtype, stream_);
+    beta = 1.f;
+  }
   const cudaDataType_t type = w.dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
-  const float alpha = 1.f, beta = 0.f;
+  const float alpha = 1.f;
   HI_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, R, n, C, &alpha, w.data, type, C, x, type,
                                static_cast<int>(x_stride), &beta, out, out_dtype == DType::F32 ? CUDA_R_32F : type, R,
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

@@ -19,14 +19,17 @@ namespace {
 
 constexpr int kBlock = 256;
 
+// TOut: float, or the BF16 / F16 rows a GEMM takes (each value rounded once from the
+// same f32 the float rows hold).
+template <typename TOut>
 __global__ void __launch_bounds__(kBlock) rmsnorm_kernel(float* x, const float* add, const void* __restrict__ w,
-                                                         DType wdt, float eps, int64_t cols, float* out) {
+                                                         DType wdt, float eps, int64_t cols, TOut* out) {
   __shared__ float warp_sums[kBlock / 32];
   __shared__ float inv_rms;
   pdl_wait();
   pdl_launch_dependents();
   float* xr = x + blockIdx.x * cols;
-  float* yr = out + blockIdx.x * cols;
+  TOut* yr = out + blockIdx.x * cols;
   float ss = 0.f;
   if (add != nullptr) {
     const float* ar = add + blockIdx.x * cols;
@@ -52,12 +55,12 @@ __global__ void __launch_bounds__(kBlock) rmsnorm_kernel(float* x, const float* 
   __syncthreads();
   const float r = inv_rms;
   // Each thread rewrites only the elements it read, so out may alias x.
-  for (int64_t i = threadIdx.x; i < cols; i += kBlock) yr[i] = xr[i] * r * load_as_f32(w, wdt, i);
+  for (int64_t i = threadIdx.x; i < cols; i += kBlock) yr[i] = from_f32<TOut>(xr[i] * r * load_as_f32(w, wdt, i));
 }
 
-template <int V>  // float4s per thread
+template <int V, typename TOut>  // float4s per thread
 __global__ void __launch_bounds__(1024) rmsnorm_reg_kernel(float* x, const float* add, const void* __restrict__ w,
-                                                           DType wdt, float eps, int64_t cols, float* out) {
+                                                           DType wdt, float eps, int64_t cols, TOut* out) {
   __shared__ float warp_sums[32];
   __shared__ float inv_rms;
   const int chunks = static_cast<int>(cols / 4);
@@ -72,7 +75,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_reg_kernel(float* x, const float
   pdl_wait();
   pdl_launch_dependents();
   float4* xr = reinterpret_cast<float4*>(x + blockIdx.x * cols);
-  float4* yr = reinterpret_cast<float4*>(out + blockIdx.x * cols);
+  TOut* yr = out + blockIdx.x * cols;
   float4 v[V];
   float ss = 0.f;
 #pragma unroll
@@ -109,15 +112,16 @@ __global__ void __launch_bounds__(1024) rmsnorm_reg_kernel(float* x, const float
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     const int c = threadIdx.x + j * T;
-    if (c < chunks)
-      yr[c] = make_float4(v[j].x * r * wv[j][0], v[j].y * r * wv[j][1], v[j].z * r * wv[j][2], v[j].w * r * wv[j][3]);
+    if (c < chunks) {
+      const float y[4] = {v[j].x * r * wv[j][0], v[j].y * r * wv[j][1], v[j].z * r * wv[j][2], v[j].w * r * wv[j][3]};
+      store_f32(yr + int64_t{c} * 4, y);
+    }
   }
 }
 
-}  // namespace
-
-void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
-                        cudaStream_t s) {
+template <typename TOut>
+void norm_rows(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols, TOut* out,
+               cudaStream_t s) {
   if (n <= 0 || cols <= 0) return;
   const int64_t chunks = cols / 4;
   if (chunks <= 4096 && vector_rows(4, cols, {}, {x, out, add ? add : x}, 16)) {
@@ -125,17 +129,38 @@ void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, fl
     const int v = chunks <= 1024 ? 1 : chunks <= 2048 ? 2 : 4;
     const unsigned threads = static_cast<unsigned>(((chunks + v - 1) / v + 31) / 32 * 32);
     switch (v) {
-      case 1: launch_maybe_pdl(rmsnorm_reg_kernel<1>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out); break;
-      case 2: launch_maybe_pdl(rmsnorm_reg_kernel<2>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out); break;
+      case 1:
+        launch_maybe_pdl(rmsnorm_reg_kernel<1, TOut>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out);
+        break;
+      case 2:
+        launch_maybe_pdl(rmsnorm_reg_kernel<2, TOut>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out);
+        break;
       default:
-        launch_maybe_pdl(rmsnorm_reg_kernel<4>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out);
+        launch_maybe_pdl(rmsnorm_reg_kernel<4, TOut>, dim3(n), dim3(threads), 0, s, x, add, w, wdt, eps, cols, out);
         break;
     }
     HI_CUDA_CHECK_LAUNCH("rmsnorm_reg_kernel");
     return;
   }
-  launch_maybe_pdl(rmsnorm_kernel, dim3(n), dim3(kBlock), 0, s, x, add, w, wdt, eps, cols, out);
+  launch_maybe_pdl(rmsnorm_kernel<TOut>, dim3(n), dim3(kBlock), 0, s, x, add, w, wdt, eps, cols, out);
   HI_CUDA_CHECK_LAUNCH("rmsnorm_kernel");
+}
+
+}  // namespace
+
+void launch_add_rmsnorm(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols,
+                        float* out, cudaStream_t s) {
+  norm_rows(x, add, w, wdt, eps, n, cols, out, s);
+}
+
+void launch_add_rmsnorm_16(float* x, const float* add, const void* w, DType wdt, float eps, int n, int64_t cols,
+                           void* out, DType out_dt, cudaStream_t s) {
+  if (out_dt == DType::BF16) {
+    norm_rows(x, add, w, wdt, eps, n, cols, static_cast<__nv_bfloat16*>(out), s);
+  } else {
+    HI_CHECK(out_dt == DType::F16, "cuda rmsnorm: rows of " << dtype_name(out_dt) << ", expected BF16 or F16");
+    norm_rows(x, add, w, wdt, eps, n, cols, static_cast<__half*>(out), s);
+  }
 }
 
 void launch_rmsnorm(const float* x, const void* w, DType wdt, float eps, int n, int64_t cols, float* out,
