@@ -90,37 +90,26 @@ void CublasGemm::matmul_impl(const float* x, int n, const Mat& w, const Mat* bia
     // Rows past the fixed activation buffer run as slices; each output row is
     // still computed alone.
     const int max_rows = static_cast<int>(std::max<size_t>(1, kActBytes / (static_cast<size_t>(C) * 2)));
-    if (n > max_rows) {
-      for (int r0 = 0; r0 < n; r0 += max_rows)
-        matmul_impl(x + static_cast<int64_t>(r0) * x_stride, std::min(max_rows, n - r0), w, bias,
-                    out + static_cast<int64_t>(r0) * R, x_stride, allow_gemv);
-      return;
+    for (int r0 = 0; r0 < n; r0 += max_rows) {
+      const int rows = std::min(max_rows, n - r0);
+      void* act = act_.get(static_cast<size_t>(rows) * C * 2, stream_);
+      launch_convert_f32_rows(x + static_cast<int64_t>(r0) * x_stride, rows, C, x_stride, w.dtype, act,
+                              stream_);  // packed: ldb = C
+      matmul_16(act, C, rows, w, bias, out + static_cast<int64_t>(r0) * R, DType::F32);
     }
+    return;
   }
+  HI_CHECK(w.dtype == DType::F32,
+           "cuda matmul: weight dtype " << dtype_name(w.dtype) << " is not supported (F32, F16, BF16)");
   float beta = 0.f;
   if (has_bias) {
     launch_fill_bias(out, n, R, bias->data, bias->dtype, stream_);
     beta = 1.f;
   }
   const float alpha = 1.f;
-  const void* b = x;
-  int ldb = static_cast<int>(x_stride);
-  cudaDataType_t type = CUDA_R_32F;
-  switch (w.dtype) {
-    case DType::F32: break;
-    case DType::BF16:
-    case DType::F16: {
-      type = w.dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
-      void* act = act_.get(static_cast<size_t>(n) * C * 2, stream_);
-      launch_convert_f32_rows(x, n, C, x_stride, w.dtype, act, stream_);  // packed: ldb = C
-      b = act;
-      ldb = C;
-      break;
-    }
-    default: HI_FAIL("cuda matmul: weight dtype " << dtype_name(w.dtype) << " is not supported (F32, F16, BF16)");
-  }
-  HI_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, R, n, C, &alpha, w.data, type, C, b, type, ldb, &beta,
-                               out, CUDA_R_32F, R, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  HI_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, R, n, C, &alpha, w.data, CUDA_R_32F, C, x, CUDA_R_32F,
+                               static_cast<int>(x_stride), &beta, out, CUDA_R_32F, R, CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT));
 }
 
 void CublasGemm::matmul_16(const void* x, int64_t x_stride, int n, const Mat& w, const Mat* bias, void* out,
