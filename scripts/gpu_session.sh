@@ -46,6 +46,8 @@
 #            SwiGLU in the weight dtype): hf_parity.py
 #            on 4 layers at 8K with it on, then prefill (16K, 64K, 128K, --profile) off and on,
 #            alternating, twice
+#   prefill-vs-hf  all-resident prefill at 16K, 64K and 128K, 5 reps (medians), as is and with
+#            HEADINFER_CUDA_BF16_ROWS=1, then hf_bench.py on the same contexts: the acceptance ratio
 #   gemm     cuda_gemm: each prefill projection's GEMM under sustained load (the engine's path,
 #            cublasGemmEx with f32 and BF16 out, cuBLASLt's heuristic algorithms), each line
 #            with the mean SM clock and power nvidia-smi read (every 100 ms) while it ran
@@ -345,6 +347,15 @@ for s in "$@"; do
             --context 16K,64K,128K --decode-tokens 0 --reps 2 --offload none --profile -o json
         done
       done
+      ;;
+    prefill-vs-hf)  # the acceptance comparison: 5 reps each (medians), the engine as is and with BF16 rows, then HF
+      for v in 0 1; do
+        step "prefill-hf-cmp-rows$v" 150 env HEADINFER_CUDA_BF16_ROWS=$v "$h" bench "${model[@]}" \
+          --context 16K,64K,128K --decode-tokens 0 --reps 5 --offload none -o json
+      done
+      step prefill-hf-cmp-hf 300 python3 bench/peers/hf_bench.py "${model[@]}" --headinfer "$h" \
+        --context 16K,64K,128K --decode-tokens 1 --reps 5 --cache dynamic -o json
+      grep -h 'prefill' "$out/prefill-hf-cmp-hf.log" | grep -v '^\[' >>"$out/summary.txt"
       ;;
     gemm)  # sustained GEMM rates, each joined to the clock and power read while it ran
       nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv,noheader,nounits -lms 100 \
