@@ -2,11 +2,12 @@
 // and the own tensor-core flash attention) against a cuBLAS BF16 GEMM ceiling measured
 // in the same run, and split-KV decode GB/s.
 // Llama-3-8B-like heads: head_dim 128, 32 query heads over 8 KV heads, BF16 KV.
-// Usage: cuda_attention [--quick] [--decode | --cudnn | --own WARPS] [--case N]
+// Usage: cuda_attention [--quick] [--decode | --cudnn | --own WARPS] [--case N] [--sustained S]
 //   --quick: fewer repetitions; --decode: decode cases only; --cudnn: the default
 //   path's prefill cases only; --own WARPS: one own block shape's prefill cases only;
 //   --case N: the Nth prefill shape only (1 causal 16K, 2 causal 32K, 3 8K after 128K,
-//   4 8K x one 8K block). Times are the best of three rounds of back-to-back calls.
+//   4 8K x one 8K block); --sustained S: S seconds of each case's calls before its
+//   timed rounds. Times are the best of three rounds of back-to-back calls.
 #ifdef HEADINFER_HAVE_CUDA
 
 #include <cublas_v2.h>
@@ -45,12 +46,20 @@ constexpr int kHeadDim = 128, kQHeads = 32, kKvHeads = 8, kGroup = kQHeads / kKv
 // launch work to every call's time). After a warm-up call, three rounds of calls, each
 // about min_s / 3 long, timed on the device between two timestamps on the calls' stream;
 // the best round's average, as bench/peers/torch_sdpa.py times PyTorch's calls.
+// --sustained S: S seconds of the same calls first, so the rounds run at the clock a
+// whole prefill runs at (power-bound on the H200) rather than the short-run one.
+double g_sustained_s = 0;
 template <typename Clock>
 double time_per_call(Clock& clock, const std::function<void()>& fn, double min_s, int min_iters) {
   fn();
   clock.start();
   fn();
   const double one = std::max(clock.stop(), 1e-7);
+  if (g_sustained_s > 0) {
+    clock.start();
+    for (int i = static_cast<int>(std::ceil(g_sustained_s / one)); i > 0; --i) fn();
+    clock.stop();
+  }
   const int n = std::max(min_iters, static_cast<int>(std::ceil(min_s / 3 / one)));
   double best = 1e30;
   for (int round = 0; round < 3; ++round) {
@@ -434,6 +443,7 @@ int main(int argc, char** argv) {
     once = once || std::strcmp(argv[i], "--once") == 0;
     if (i + 1 < argc && std::strcmp(argv[i], "--own") == 0) own_only = argv[++i];
     if (i + 1 < argc && std::strcmp(argv[i], "--case") == 0) only_case = std::atoi(argv[++i]);
+    if (i + 1 < argc && std::strcmp(argv[i], "--sustained") == 0) g_sustained_s = std::atof(argv[++i]);
   }
   if (!headinfer::cuda_available()) {
     std::puts("cuda_attention: no usable CUDA device or driver");

@@ -48,6 +48,8 @@
 #            alternating, twice
 #   prefill-vs-hf  all-resident prefill at 16K, 64K and 128K, 5 reps (medians), as is and with
 #            HEADINFER_CUDA_BF16_ROWS=1, then hf_bench.py on the same contexts: the acceptance ratio
+#   cudnn-sustained  cuda_attention --cudnn with each HEADINFER_CUDNN_PLAN (and the default) on causal
+#            16K and 8K after 128K, each after 2 s of the same calls: the plan under the power limit
 #   gemm     cuda_gemm: each prefill projection's GEMM under sustained load (the engine's path,
 #            cublasGemmEx with f32 and BF16 out, cuBLASLt's heuristic algorithms), each line
 #            with the mean SM clock and power nvidia-smi read (every 100 ms) while it ran
@@ -295,6 +297,15 @@ for s in "$@"; do
       ;;
     cudnn)
       for p in A:1 A:2 A:3 B:0 B:1 B:2; do step "cudnn-$p" 60 env HEADINFER_CUDNN_PLAN="$p" "$bin/cuda_attention" --quick; done
+      ;;
+    cudnn-sustained)  # each cuDNN plan on causal 16K and 8K after 128K after 2 s of the same calls
+      for p in default A:1 A:2 A:3 B:0 B:1 B:2; do
+        for c in 1 3; do
+          step "cudnn-sustained-$p-$c" 60 env HEADINFER_CUDNN_PLAN="${p#default}" "$bin/cuda_attention" --cudnn \
+            --case "$c" --sustained 2
+          grep -h 'TFLOP/s' "$out/cudnn-sustained-$p-$c.log" | grep -v ceiling | sed "s/^/$p: /" >>"$out/summary.txt"
+        done
+      done
       ;;
     staged)
       # The pageable rate is measured once per cache folder: one folder per way of copying.
