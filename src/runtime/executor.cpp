@@ -123,25 +123,32 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row,
   // done by the attention's first op together with the KV store.
   const RopeArgs rope{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()};
-  attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope});
+  // The last layer's outputs reach nothing but the logits of the forward's last
+  // position: past its K/V (stored for every token), it runs for that row alone.
+  const bool last = static_cast<size_t>(layer) + 1 == layers_.size();
+  const int rows = last ? 1 : n;
+  const int64_t first = n - rows;
+  float* x_rows = x + first * cfg_.hidden;
+  float* tmp = buf(kTmp) + first * cfg_.hidden;
+  attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope, rows});
 
-  be_.matmul(attn, n, L.wo, nullptr, buf(kTmp));
-  const DType mlp_rows = be_.mlp_rows_dtype(n, L.w_gate_up, L.w_down);
-  be_.norm_rows(x, buf(kTmp), L.ffn_norm, cfg_.rms_eps, n, h, mlp_rows);
+  be_.matmul(attn + first * q_w, rows, L.wo, nullptr, tmp);
+  const DType mlp_rows = be_.mlp_rows_dtype(rows, L.w_gate_up, L.w_down);
+  be_.norm_rows(x_rows, tmp, L.ffn_norm, cfg_.rms_eps, rows, h, mlp_rows);
   // The ffn-wide intermediates (gu) exist for mlp_chunk rows at a time; every output
   // row is computed alone, so the passes change no value.
   float* gu = buf(kGateUp);
   const size_t row_bytes = dtype_bytes(mlp_rows, cfg_.hidden);
-  for (int r0 = 0; r0 < n; r0 += opts_.mlp_chunk) {
-    const int m = std::min(opts_.mlp_chunk, n - r0);
+  for (int r0 = 0; r0 < rows; r0 += opts_.mlp_chunk) {
+    const int m = std::min(opts_.mlp_chunk, rows - r0);
     const void* hr = reinterpret_cast<const uint8_t*>(h) + static_cast<size_t>(r0) * row_bytes;
-    be_.mlp(hr, mlp_rows, m, L.w_gate_up, L.w_down, gu, buf(kTmp) + static_cast<int64_t>(r0) * cfg_.hidden);
+    be_.mlp(hr, mlp_rows, m, L.w_gate_up, L.w_down, gu, tmp + static_cast<int64_t>(r0) * cfg_.hidden);
   }
-  if (static_cast<size_t>(layer) + 1 < layers_.size()) {
+  if (!last) {
     const Layer& next = layers_[static_cast<size_t>(layer) + 1];
-    be_.norm_rows(x, buf(kTmp), next.attn_norm, cfg_.rms_eps, n, h, be_.gemm_rows_dtype(next.wqkv, n));
+    be_.norm_rows(x, tmp, next.attn_norm, cfg_.rms_eps, n, h, be_.gemm_rows_dtype(next.wqkv, n));
   } else {
-    be_.add(x, buf(kTmp), static_cast<int64_t>(n) * cfg_.hidden);
+    be_.add(x_rows, tmp, static_cast<int64_t>(rows) * cfg_.hidden);
   }
 }
 

@@ -3,8 +3,8 @@
 // call) -> attention of every KV head over
 // its slab (LayerAttention: resident slabs in place, offloaded ones streamed) ->
 // output projection -> MLP (gate and up one fused GEMM, in row passes of mlp_chunk),
-// and logits for the last
-// position only. Prefill calls it chunk by chunk; decode calls it with one token.
+// and logits for the last position only; so the last layer, past its K/V store, runs
+// for that row alone. Prefill calls it chunk by chunk; decode calls it with one token.
 #pragma once
 
 #include <cstdint>

@@ -203,18 +203,19 @@ KvPiece LayerAttention::chunk_piece(int layer, HeadRun r) const {
 
 void LayerAttention::attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io, bool again) {
   const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
-  a.q = io.q + static_cast<int64_t>(r.head) * qpk * hd;
+  const int skip = io.queries > 0 ? n_ - io.queries : 0;  // rows whose attention is not wanted
+  a.q = io.q + skip * io.stride + static_cast<int64_t>(r.head) * qpk * hd;
   a.q_stride = io.stride;
-  a.n_q = n_;
+  a.n_q = n_ - skip;
   a.n_qh = qpk;
   a.head_dim = hd;
-  a.q_pos0 = pos0_;
+  a.q_pos0 = pos0_ + skip;
   a.causal = true;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   a.kv_dtype = kv_.kv_dtype();
   a.n_kv_heads = r.heads;
-  a.out = io.out + static_cast<int64_t>(r.head) * qpk * hd;
   a.out_stride = int64_t{cfg_.n_heads} * hd;
+  a.out = io.out + skip * a.out_stride + static_cast<int64_t>(r.head) * qpk * hd;
   a.lse = lse_acc_ + static_cast<int64_t>(r.head) * max_chunk_ * qpk;
   a.lse_head_stride = int64_t{max_chunk_} * qpk;
   // Later blocks merge into what the earlier ones left, in block order.
@@ -344,6 +345,8 @@ void LayerAttention::run_decode(int layer, const LayerQkv& io) {
 }
 
 void LayerAttention::run(int layer, const LayerQkv& io) {
+  HI_CHECK(io.queries >= 0 && io.queries <= n_,
+           "layer attention: " << io.queries << " query rows wanted of a forward of " << n_);
   store_new_kv(layer, io);
   if (n_ == 1) {
     run_decode(layer, io);

@@ -50,6 +50,10 @@ struct LayerQkv {
   // When set: q and k are not rotated yet; this RoPE (over their heads) runs together
   // with the store of the new K/V, before any attention.
   const RopeArgs* rope = nullptr;
+  // The rows whose attention is wanted: the forward's last `queries` (0: all of them);
+  // the K/V of every row are stored and attended to all the same. Their output rows
+  // are where they would be among all (out + row * n_heads * head_dim).
+  int queries = 0;
 };
 
 class LayerAttention {

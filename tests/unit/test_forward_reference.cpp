@@ -7,6 +7,7 @@
 #include <random>
 
 #include "backend/backend.hpp"
+#include "backend/forwarding_backend.hpp"
 #include "format/model_loader.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/sampler.hpp"
@@ -171,6 +172,51 @@ TEST_P(TinyModels, ChunkedPrefillAgreesWithWholePrompt) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Attention, TinyModels, ::testing::Values("tiny-mha", "tiny-gqa", "tiny-mqa"));
+
+// Records the rows of the calls the executor makes past each layer's K/V store.
+class RowsSeen final : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  std::vector<int> matmul_rows_, mlp_rows_, attention_rows_;
+  void matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out) override {
+    matmul_rows_.push_back(n);
+    ForwardingBackend::matmul(x, n, w, bias, out);
+  }
+  void mlp(const void* x, DType dt, int n, const Mat& wgu, const Mat& wd, float* gu, float* out) override {
+    mlp_rows_.push_back(n);
+    ForwardingBackend::mlp(x, dt, n, wgu, wd, gu, out);
+  }
+  void attention(const AttnArgs& a) override {
+    attention_rows_.push_back(a.n_q);
+    ForwardingBackend::attention(a);
+  }
+};
+
+// The last layer's outputs reach only the logits of the forward's last position, so
+// past its K/V it runs for that row alone: its attention, O projection and MLP see
+// one row, every other layer the whole chunk (the logits against the naive reference
+// and across chunkings are the tests above).
+TEST(Executor, LastLayerRunsForTheLastRowOnly) {
+  LoadedModel m = load_model("synthetic:tiny-gqa,dtype=f32");
+  auto cpu = make_cpu_backend(2);
+  RowsSeen be(*cpu);
+  ExecutorOptions eo;
+  eo.capacity = 64;
+  eo.max_chunk = 40;
+  Executor exec(be, m, eo);
+  const auto ids = random_prompt(40, m.config.vocab_size, 3);
+  exec.forward(ids.data(), 40);
+  const int layers = m.config.n_layers;
+  std::vector<int> want(static_cast<size_t>(layers), 40);
+  want.back() = 1;
+  EXPECT_EQ(be.mlp_rows_, want);
+  want.push_back(1);  // the LM head
+  EXPECT_EQ(be.matmul_rows_, want) << "O projections, then the LM head";
+  ASSERT_FALSE(be.attention_rows_.empty());
+  EXPECT_EQ(be.attention_rows_.back(), 1);
+  EXPECT_EQ(be.attention_rows_.front(), 40);
+  EXPECT_EQ(exec.position(), 40) << "every row's K/V stored";
+}
 
 }  // namespace
 }  // namespace headinfer
