@@ -8,6 +8,7 @@ AttnArgs attention_head(const AttnArgs& a, int j) {
   HI_CHECK(!a.lse || a.n_kv_heads == 1 || a.lse_head_stride >= static_cast<int64_t>(a.n_q) * a.n_qh,
            "attention: lse_head_stride " << a.lse_head_stride << " is less than one head's " << a.n_q * a.n_qh
                                          << " values");
+  HI_CHECK(!a.out_rows, "attention: a call writing rows of every head (out_rows) is not split into heads");
   AttnArgs h = a;
   h.n_kv_heads = 1;
   h.lse_head_stride = 0;

@@ -70,6 +70,12 @@ struct AttnArgs {
   // what the backend kept in scratch from q then (queries converted to the KV dtype)
   // still holds. A backend may ignore it.
   bool q_unchanged = false;
+  // Optional, where the backend's gemm_rows_dtype is kv_dtype (the CUDA backend's BF16
+  // rows): the result as rows of kv_dtype here, laid out as out, which must then hold
+  // every head's columns (out_stride == n_kv_heads * n_qh * head_dim); out becomes
+  // scratch and lse is left undefined. For a call that is the only one over its
+  // queries (no accumulate): the next GEMM takes the rows as they are.
+  void* out_rows = nullptr;
 
   // Split mode (split_keys > 0; decode): the keys are cut at absolute positions that
   // are multiples of split_keys, and split s (positions [s * split_keys, (s + 1) *

@@ -130,9 +130,17 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   const int64_t first = n - rows;
   float* x_rows = x + first * cfg_.hidden;
   float* tmp = buf(kTmp) + first * cfg_.hidden;
-  attn_->run(layer, LayerQkv{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope, rows});
-
-  be_.matmul(attn + first * q_w, rows, L.wo, nullptr, tmp);
+  // The attention's result may reach the O projection as rows of the KV dtype where the
+  // backend takes that dtype anyway; they go to h, free from the QKV GEMM on.
+  const DType o_rows = be_.gemm_rows_dtype(L.wo, rows);
+  const bool rows_fit =
+      o_rows != DType::F32 && o_rows == opts_.kv_dtype && dtype_bytes(o_rows, q_w) <= sizeof(float) * cfg_.hidden;
+  const LayerQkv io{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope, rows, rows_fit ? h : nullptr};
+  if (attn_->run(layer, io))
+    be_.matmul_rows(reinterpret_cast<const uint8_t*>(h) + dtype_bytes(o_rows, first * q_w), o_rows, rows, L.wo, nullptr,
+                    tmp);
+  else
+    be_.matmul(attn + first * q_w, rows, L.wo, nullptr, tmp);
   const DType mlp_rows = be_.mlp_rows_dtype(rows, L.w_gate_up, L.w_down);
   be_.norm_rows(x_rows, tmp, L.ffn_norm, cfg_.rms_eps, rows, h, mlp_rows);
   // The ffn-wide intermediates (gu) exist for mlp_chunk rows at a time; every output

@@ -201,7 +201,7 @@ KvPiece LayerAttention::chunk_piece(int layer, HeadRun r) const {
                  2 * int64_t{n_} * cfg_.head_dim};
 }
 
-void LayerAttention::attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io, bool again) {
+void LayerAttention::attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io, bool again, bool to_rows) {
   const int hd = cfg_.head_dim, qpk = cfg_.q_per_kv();
   const int skip = io.queries > 0 ? n_ - io.queries : 0;  // rows whose attention is not wanted
   a.q = io.q + skip * io.stride + static_cast<int64_t>(r.head) * qpk * hd;
@@ -216,6 +216,8 @@ void LayerAttention::attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& 
   a.n_kv_heads = r.heads;
   a.out_stride = int64_t{cfg_.n_heads} * hd;
   a.out = io.out + skip * a.out_stride + static_cast<int64_t>(r.head) * qpk * hd;
+  a.out_rows =
+      to_rows ? static_cast<uint8_t*>(io.out_rows) + dtype_bytes(kv_.kv_dtype(), skip * a.out_stride) : nullptr;
   a.lse = lse_acc_ + static_cast<int64_t>(r.head) * max_chunk_ * qpk;
   a.lse_head_stride = int64_t{max_chunk_} * qpk;
   // Later blocks merge into what the earlier ones left, in block order.
@@ -344,17 +346,26 @@ void LayerAttention::run_decode(int layer, const LayerQkv& io) {
                         io.out, int64_t{cfg_.n_heads} * cfg_.head_dim, nullptr);
 }
 
-void LayerAttention::run(int layer, const LayerQkv& io) {
+bool LayerAttention::run(int layer, const LayerQkv& io) {
   HI_CHECK(io.queries >= 0 && io.queries <= n_,
            "layer attention: " << io.queries << " query rows wanted of a forward of " << n_);
   store_new_kv(layer, io);
   if (n_ == 1) {
     run_decode(layer, io);
-    return;
+    return false;
+  }
+  home_heads(kv_, layer, cfg_.n_kv_heads, Home::Device, heads_tmp_);
+  if (io.out_rows && pos0_ == 0 && static_cast<int>(heads_tmp_.size()) == cfg_.n_kv_heads) {
+    // No earlier keys and every head resident: the chunk alone, one call over every
+    // head (what the loops below would make of it), its result as rows.
+    const HeadRun all{0, cfg_.n_kv_heads};
+    AttnArgs a;
+    a.pieces.push_back(chunk_piece(layer, all));
+    attend(all, a, true, io, false, true);
+    return true;
   }
   // Resident heads first (each run of adjacent ones in one call per block): their
   // work covers the first fills' transfers.
-  home_heads(kv_, layer, cfg_.n_kv_heads, Home::Device, heads_tmp_);
   head_runs(heads_tmp_, runs_tmp_);
   for (const HeadRun& r : runs_tmp_)
     for (int64_t b = 0; b < blocks_before_; ++b)
@@ -373,6 +384,7 @@ void LayerAttention::run(int layer, const LayerQkv& io) {
       for (const HeadRun& r : runs_tmp_) attend_chunk_only(layer, r, io);
     }
   }
+  return false;
 }
 
 void LayerAttention::end() {

@@ -54,6 +54,10 @@ struct LayerQkv {
   // the K/V of every row are stored and attended to all the same. Their output rows
   // are where they would be among all (out + row * n_heads * head_dim).
   int queries = 0;
+  // Optional: where the result may go as rows of the KV dtype instead (laid out as out),
+  // for a backend whose next GEMM takes them so (AttnArgs::out_rows). run() says
+  // whether it went there.
+  void* out_rows = nullptr;
 };
 
 class LayerAttention {
@@ -65,7 +69,9 @@ class LayerAttention {
 
   // Plans the fills of a forward over n tokens at pos0 and issues the first ones.
   void begin(int64_t pos0, int n);
-  void run(int layer, const LayerQkv& io);
+  // True when the result went to io.out_rows (a chunk with no earlier keys whose heads
+  // are all resident: one call over every head), false when to io.out.
+  bool run(int layer, const LayerQkv& io);
   void end();
   const TransferStats& stats() const { return stats_; }
 
@@ -91,7 +97,7 @@ class LayerAttention {
   void attend_block(int layer, HeadRun r, int64_t b, const void* k, const void* v, int64_t stride,
                     const LayerQkv& io, bool again);
   void attend_chunk_only(int layer, HeadRun r, const LayerQkv& io);
-  void attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io, bool again = false);
+  void attend(HeadRun r, AttnArgs& a, bool first, const LayerQkv& io, bool again = false, bool to_rows = false);
   // For each of the layer's fills, once its copies have landed: fn(fill, run, k, stride)
   // per run of adjacent heads in it (k: the run's first head in the fill's first block;
   // block i is i * fill.heads host head blocks further), then the buffer is released.

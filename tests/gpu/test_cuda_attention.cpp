@@ -625,6 +625,54 @@ TEST(CudaAttentionHeads, QUnchangedKeepsConvertedQueries) {
       << "a call not promising it kept the old queries";
 }
 
+// The result as rows of the KV dtype (AttnArgs::out_rows, what the O projection takes
+// with HEADINFER_CUDA_BF16_ROWS): a chunk with no earlier keys on cuDNN (its output is
+// the rows: no epilogue), then the chunk after a prefix (merged in f32, then rounded),
+// on the default path and the own kernels: every value the f32 result's, rounded.
+TEST(CudaAttentionHeads, ResultAsRowsIsTheF32ResultRounded) {
+  HI_REQUIRE_CUDA();
+  const int H = 8, qpk = 4, hd = 128, n_q = 512;
+  const int64_t prefix = 1024, kv_stride = (prefix + n_q) * hd, q_w = int64_t{H} * qpk * hd;
+  std::mt19937 rng(17);
+  const std::vector<float> q = randn(static_cast<size_t>(n_q) * q_w, rng);
+  std::vector<float> k = randn(static_cast<size_t>(H) * kv_stride, rng), v = randn(k.size(), rng);
+  std::vector<uint8_t> kb = encode(DType::BF16, k), vb = encode(DType::BF16, v);
+  DevBuf dq = to_device(q), dk(kb.size()), dv(vb.size());
+  gpu().upload(dk.get(), kb.data(), kb.size());
+  gpu().upload(dv.get(), vb.data(), vb.size());
+  const size_t out_n = static_cast<size_t>(n_q) * q_w, lse_n = static_cast<size_t>(H) * n_q * qpk;
+  for (Backend* be : {&gpu(), &gpu_own()}) {
+    for (bool with_prefix : {false, true}) {
+      SCOPED_TRACE(std::string(be == &gpu_own() ? "own kernels" : cuda_attention_path(*be)) +
+                   (with_prefix ? ", after a prefix" : ", the chunk alone"));
+      AttnArgs a = HeadsCall{H, qpk, hd, n_q, prefix, kv_stride, int64_t{n_q} * qpk}.args(dq.f(), dk.get(), dv.get(),
+                                                                                          nullptr, nullptr);
+      if (!with_prefix) {  // the chunk at position 0: its own keys only
+        a.pieces = {a.pieces[1]};
+        a.pieces[0].pos0 = 0;
+        a.q_pos0 = 0;
+      }
+      DevBuf out = poisoned(out_n), lse = poisoned(lse_n), out2 = poisoned(out_n), lse2 = poisoned(lse_n),
+             rows(out_n * 2);
+      a.out = out.f();
+      a.lse = lse.f();
+      be->attention(a);
+      AttnArgs r = a;
+      r.out = out2.f();
+      r.lse = lse2.f();
+      r.out_rows = rows.get();
+      be->attention(r);
+      be->synchronize();
+      const std::vector<float> f = to_host(out, out_n);
+      std::vector<uint16_t> got(out_n);
+      ASSERT_EQ(cudaMemcpy(got.data(), rows.get(), out_n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+      size_t bad = 0;
+      for (size_t i = 0; i < out_n; ++i) bad += got[i] != f32_to_bf16(f[i]);
+      EXPECT_EQ(bad, 0u) << "of " << out_n << " values differ from the f32 result rounded";
+    }
+  }
+}
+
 // Says which prefill path ran the cases above; on the GPU machine the check script sets
 // HEADINFER_EXPECT_CUDNN=1 so a missing cuDNN is a failure there, not a silent fallback.
 TEST(CudaAttentionPath, CudnnWhereExpected) {

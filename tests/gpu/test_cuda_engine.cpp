@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.hpp"
+#include "backend/forwarding_backend.hpp"
 #include "backend/profiling_backend.hpp"
 #include "format/model_loader.hpp"
 #include "runtime/executor.hpp"
@@ -88,10 +89,26 @@ TEST_P(CudaTiny, LogitsMatchCpuBackendAfterChunkedPrefillAndDecode) {
 
 INSTANTIATE_TEST_SUITE_P(Attention, CudaTiny, ::testing::Values("tiny-mha", "tiny-gqa", "tiny-mqa"));
 
-// HEADINFER_CUDA_BF16_ROWS=1 (GEMM inputs in BF16 from the norms; gate/up and the SwiGLU
-// rounded to BF16, as HF does): a BF16 model's logits after chunked prefill and decode
-// stay within BF16's reach of the CPU backend's and of the default CUDA path's, and the
-// prefill MLPs did take the fused op (the profiler names it).
+// Counts the calls that hand rows over in the weight dtype.
+class RowsCalls final : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  int mlp_16 = 0, attention_rows = 0;
+  void mlp(const void* x, DType dt, int n, const Mat& wgu, const Mat& wd, float* gu, float* out) override {
+    mlp_16 += dt != DType::F32;
+    ForwardingBackend::mlp(x, dt, n, wgu, wd, gu, out);
+  }
+  void attention(const AttnArgs& a) override {
+    attention_rows += a.out_rows != nullptr;
+    ForwardingBackend::attention(a);
+  }
+};
+
+// HEADINFER_CUDA_BF16_ROWS=1 (GEMM inputs in BF16: from the norms, from the attention of
+// a chunk with no earlier keys; gate/up and the SwiGLU rounded to BF16, as HF does): a
+// BF16 model with BF16 KV through chunked prefill and decode stays within BF16's reach
+// of the CPU backend's logits and of the default CUDA path's, and the rows were handed
+// over (every prefill MLP; every layer's attention in the first chunk).
 TEST(CudaEngine, Bf16RowsLogitsStayCloseToCpu) {
   HI_REQUIRE_GPU();
   LoadedModel m = load_model("synthetic:tiny-gqa,dtype=bf16");
@@ -101,6 +118,7 @@ TEST(CudaEngine, Bf16RowsLogitsStayCloseToCpu) {
     ExecutorOptions eo;
     eo.capacity = 310;
     eo.max_chunk = 64;
+    eo.kv_dtype = DType::BF16;
     Executor exec(be, m, eo);
     std::vector<float> logits;
     for (size_t i = 0; i < ids.size(); i += 64) logits = exec.forward(ids.data() + i, std::min<int>(64, 300 - i));
@@ -113,14 +131,10 @@ TEST(CudaEngine, Bf16RowsLogitsStayCloseToCpu) {
   setenv("HEADINFER_CUDA_BF16_ROWS", "1", 1);
   auto fused = gpu();
   unsetenv("HEADINFER_CUDA_BF16_ROWS");
-  ProfilingBackend prof(*fused);
-  prof.set_enabled(true);
-  const auto got = run(prof);
-  prof.set_enabled(false);
-  int64_t mlp_calls = 0;
-  for (const auto& [name, o] : prof.op_times())
-    if (name.rfind("mlp", 0) == 0) mlp_calls += o.calls;
-  EXPECT_EQ(mlp_calls, 5 * m.config.n_layers) << "one fused MLP a layer in each of the 5 prefill chunks";
+  RowsCalls watch(*fused);
+  const auto got = run(watch);
+  EXPECT_EQ(watch.mlp_16, 5 * m.config.n_layers) << "one MLP in BF16 a layer in each of the 5 prefill chunks";
+  EXPECT_EQ(watch.attention_rows, m.config.n_layers) << "every layer's attention of the first chunk";
   auto cpu = make_cpu_backend(2);
   auto plain = gpu();
   const auto want = run(*cpu), base = run(*plain);

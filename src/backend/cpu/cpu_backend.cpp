@@ -126,6 +126,7 @@ class CpuBackend final : public Backend {
 
   void attention(const AttnArgs& a) override {
     HI_CHECK(a.n_kv_heads >= 1, "attention: " << a.n_kv_heads << " KV heads");
+    HI_CHECK(!a.out_rows, "attention: the CPU backend writes f32 rows only (gemm_rows_dtype is F32)");
     for (int j = 0; j < a.n_kv_heads; ++j) {
       const AttnArgs h = a.n_kv_heads == 1 ? a : attention_head(a, j);
       if (!a.accumulate) {

@@ -23,6 +23,11 @@ void CudaBackend::attention(const AttnArgs& a) {
     return;
   }
   HI_CHECK(a.q && a.out, "cuda attention: q or out is null");
+  if (a.out_rows) {
+    HI_CHECK(!a.accumulate && (a.kv_dtype == DType::BF16 || a.kv_dtype == DType::F16) &&
+                 a.out_stride == static_cast<int64_t>(a.n_kv_heads) * a.n_qh * D,
+             "cuda attention: out_rows needs a call of its own over every head's columns, BF16 or F16 KV");
+  }
 
   std::vector<const KvPiece*> pieces;
   bool aligned = true;
@@ -33,6 +38,13 @@ void CudaBackend::attention(const AttnArgs& a) {
     pieces.push_back(&p);
   }
   if (attention_cudnn(a, pieces)) return;
+  if (a.out_rows) {  // the own kernels' f32 result, then the rows
+    AttnArgs f = a;
+    f.out_rows = nullptr;
+    attention(f);
+    cuda::launch_convert_f32_rows(a.out, a.n_q, a.out_stride, a.out_stride, a.kv_dtype, a.out_rows, stream_);
+    return;
+  }
   converted_q_ = {};  // the own kernels may use the scratch the queries were kept in
   if (a.n_kv_heads > 1) {  // own kernels: one KV head at a time
     for (int j = 0; j < a.n_kv_heads; ++j) attention(attention_head(a, j));
@@ -179,11 +191,20 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
   if (!(debug_.q_reuse && a.q_unchanged && converted_q_ == conv))
     cuda::launch_store_kv(a.q, a.q_stride, a.n_q, heads * a.head_dim, a.kv_dtype, q, stream_);
   converted_q_ = conv;
+  if (a.out_rows && pieces.size() == 1) {
+    // cuDNN's output is the rows (its layout is theirs: all heads of a token side by
+    // side): no epilogue, and the values the f32 rows would have held, rounded back.
+    HI_CHECK(reinterpret_cast<uintptr_t>(a.out_rows) % 16 == 0, "cuda attention: out_rows is not 16-byte aligned");
+    cudnn_->run(shapes[0], q, pieces[0]->k, pieces[0]->v, a.out_rows, stats);
+    return true;
+  }
   for (size_t i = 0; i < pieces.size(); ++i) {
     cudnn_->run(shapes[i], q, pieces[i]->k, pieces[i]->v, o, stats);
     cuda::launch_sdpa_merge(o, a.kv_dtype, stats, a.n_q, a.n_qh, a.n_kv_heads, lse_head_stride, a.head_dim, a.out,
                             a.out_stride, lse, i == 0 && !a.accumulate, stream_);
   }
+  if (a.out_rows)
+    cuda::launch_convert_f32_rows(a.out, a.n_q, a.out_stride, a.out_stride, a.kv_dtype, a.out_rows, stream_);
   return true;
 }
 
