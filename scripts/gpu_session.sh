@@ -42,9 +42,9 @@
 #            pins about a third of it), staged and through the driver
 #   clocks   nvidia-smi's SM clock and power every 200 ms (read only) during a 128K prefill and
 #            during cuda_attention --quick: whether sustained work runs below the short runs' clock
-#   bf16-rows HEADINFER_CUDA_BF16_ROWS=1 (GEMM inputs in BF16 from the norms, gate/up and the
-#            SwiGLU in the weight dtype): hf_parity.py
-#            on 4 layers at 8K with it on, then prefill (16K, 64K, 128K, --profile) off and on,
+#   bf16-rows HEADINFER_CUDA_BF16_ROWS=1 (GEMM inputs in BF16 from the norms and the first
+#            chunk's attention, gate/up and the SwiGLU in the weight dtype): hf_parity.py on 4
+#            layers at 8K with it on, then prefill (16K, 64K, 128K, --profile) off and on,
 #            alternating, twice
 #   prefill-vs-hf  all-resident prefill at 16K, 64K and 128K, 5 reps (medians), as is and with
 #            HEADINFER_CUDA_BF16_ROWS=1, then hf_bench.py on the same contexts: the acceptance ratio
