@@ -19,13 +19,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <string>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/cudnn_attention.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "bench_check.hpp"
 #include "common/half.hpp"
 #include "headinfer/error.hpp"
 
@@ -34,12 +35,6 @@ namespace {
 using namespace headinfer;
 
 constexpr int kHeadDim = 128, kQHeads = 32, kKvHeads = 8, kGroup = kQHeads / kKvHeads;
-
-#define BENCH_CHECK(call)                                                                                \
-  do {                                                                                                   \
-    auto bench_rc_ = (call);                                                                             \
-    if (static_cast<int>(bench_rc_) != 0) HI_FAIL(#call << " failed with status " << static_cast<int>(bench_rc_)); \
-  } while (0)
 
 // Seconds per call of fn as the engine issues calls: back to back, the device never
 // waiting on the host between them (a synchronize after each call would add the host's

@@ -24,18 +24,13 @@
 #include <vector>
 
 #include "backend/cuda/cuda_internal.hpp"
+#include "bench_check.hpp"
 #include "common/half.hpp"
 #include "headinfer/error.hpp"
 
 namespace {
 
 using namespace headinfer;
-
-#define BENCH_CHECK(call)                                                                                          \
-  do {                                                                                                             \
-    auto bench_rc_ = (call);                                                                                       \
-    if (static_cast<int>(bench_rc_) != 0) HI_FAIL(#call << " failed with status " << static_cast<int>(bench_rc_)); \
-  } while (0)
 
 long long now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())

@@ -22,18 +22,13 @@
 
 #include "backend/cuda/cuda_internal.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "bench_check.hpp"
 #include "common/half.hpp"
 #include "headinfer/error.hpp"
 
 namespace {
 
 using namespace headinfer;
-
-#define BENCH_CHECK(call)                                                                                          \
-  do {                                                                                                             \
-    auto bench_rc_ = (call);                                                                                       \
-    if (static_cast<int>(bench_rc_) != 0) HI_FAIL(#call << " failed with status " << static_cast<int>(bench_rc_)); \
-  } while (0)
 
 // Device-to-device copy rate (bytes read + bytes written per second) of a 1 GiB buffer.
 double copy_gbps(cudaStream_t s, bool quick) {

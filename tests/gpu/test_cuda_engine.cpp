@@ -30,6 +30,13 @@ std::unique_ptr<Backend> gpu() { return make_cuda_backend(0); }
 std::unique_ptr<Backend> gpu() { return nullptr; }
 #endif
 
+// n prompt ids spread over the vocabulary (past the first three, the special ones).
+std::vector<int32_t> prompt_ids(const LoadedModel& m, int n) {
+  std::vector<int32_t> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(3 + (i * 37) % (m.config.vocab_size - 3));
+  return ids;
+}
+
 TEST(CudaEngine, Stories260KGreedyMatchesTransformers) {
   HI_REQUIRE_GPU();
   HI_REQUIRE_ASSET("models/stories260K/model.safetensors");
@@ -57,8 +64,7 @@ class CudaTiny : public ::testing::TestWithParam<std::string> {};
 TEST_P(CudaTiny, LogitsMatchCpuBackendAfterChunkedPrefillAndDecode) {
   HI_REQUIRE_GPU();
   LoadedModel m = load_model("synthetic:" + GetParam() + ",dtype=f32");
-  std::vector<int32_t> ids;
-  for (int i = 0; i < 300; ++i) ids.push_back(3 + (i * 37) % (m.config.vocab_size - 3));
+  const std::vector<int32_t> ids = prompt_ids(m, 300);
   auto run = [&](Backend& be) {
     ExecutorOptions eo;
     eo.capacity = 310;
@@ -112,8 +118,7 @@ class RowsCalls final : public ForwardingBackend {
 TEST(CudaEngine, Bf16RowsLogitsStayCloseToCpu) {
   HI_REQUIRE_GPU();
   LoadedModel m = load_model("synthetic:tiny-gqa,dtype=bf16");
-  std::vector<int32_t> ids;
-  for (int i = 0; i < 300; ++i) ids.push_back(3 + (i * 37) % (m.config.vocab_size - 3));
+  const std::vector<int32_t> ids = prompt_ids(m, 300);
   auto run = [&](Backend& be) {
     ExecutorOptions eo;
     eo.capacity = 310;
@@ -156,8 +161,7 @@ TEST(CudaEngine, Bf16RowsLogitsStayCloseToCpu) {
 TEST(CudaEngine, ProfilerTimesOpsOnTheDeviceWithoutChangingBits) {
   HI_REQUIRE_GPU();
   LoadedModel m = load_model("synthetic:tiny-gqa");
-  std::vector<int32_t> ids;
-  for (int i = 0; i < 100; ++i) ids.push_back(3 + (i * 37) % (m.config.vocab_size - 3));
+  const std::vector<int32_t> ids = prompt_ids(m, 100);
   auto run = [&](Backend& be) {
     ExecutorOptions eo;
     eo.capacity = 110;
