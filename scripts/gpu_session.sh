@@ -175,7 +175,7 @@ for s in "$@"; do
       cuobjdump -sass -arch sm_90 "$bin/cuda_attention" 2>/dev/null |
         awk '/Function : /{p = /attn_decode_mma/} p' >"$out/decode-mma.sass"
       ;;
-    decode-splits)  # decode at 4K and 32K with splits of at least 128, 512 and 1024 keys (default 256)
+    decode-splits)  # decode at 4K and 32K with splits of at least 128 (the default), 512 and 1024 keys
       for m in 128 512 1024; do
         step "decode-split-min$m" 120 env HEADINFER_DECODE_SPLIT_MIN=$m "$h" bench "${model[@]}" --context 4K,32K \
           --decode-tokens 16 --reps 2 --offload none -o json
@@ -360,12 +360,13 @@ for s in "$@"; do
       done
       ;;
     prefill-vs-hf)  # the acceptance comparison: 5 reps each (medians), the engine as is and with BF16 rows, then HF
+      # 16K last: its half-second prefills then run on a GPU already at its working clock.
       for v in 0 1; do
         step "prefill-hf-cmp-rows$v" 150 env HEADINFER_CUDA_BF16_ROWS=$v "$h" bench "${model[@]}" \
-          --context 16K,64K,128K --decode-tokens 0 --reps 5 --offload none -o json
+          --context 128K,64K,16K --decode-tokens 0 --reps 5 --offload none -o json
       done
       step prefill-hf-cmp-hf 300 python3 bench/peers/hf_bench.py "${model[@]}" --headinfer "$h" \
-        --context 16K,64K,128K --decode-tokens 1 --reps 5 --cache dynamic -o json
+        --context 128K,64K,16K --decode-tokens 1 --reps 5 --cache dynamic -o json
       grep -h 'prefill' "$out/prefill-hf-cmp-hf.log" | grep -v '^\[' >>"$out/summary.txt"
       ;;
     gemm)  # sustained GEMM rates, each joined to the clock and power read while it ran
