@@ -38,7 +38,7 @@ void CudaBackend::attention(const AttnArgs& a) {
     pieces.push_back(&p);
   }
   if (attention_cudnn(a, pieces)) return;
-  if (a.out_rows) {  // the own kernels' f32 result, then the rows
+  if (a.out_rows) {  // the f32 result (cuDNN's merged pieces or the own kernels'), then the rows
     AttnArgs f = a;
     f.out_rows = nullptr;
     attention(f);
@@ -151,6 +151,9 @@ void CudaBackend::attention(const AttnArgs& a) {
 bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvPiece*>& pieces) {
   constexpr int kMinQueries = 256;  // below this a plan build per shape is not worth it
   if (!cudnn_ || pieces.empty() || a.n_q < kMinQueries) return false;
+  // Rows of the KV dtype come straight from cuDNN only for a call of one piece; more
+  // pieces merge in f32 first (attention() calls again without the rows).
+  if (a.out_rows && pieces.size() != 1) return false;
   if (a.kv_dtype != DType::BF16 && a.kv_dtype != DType::F16) return false;
   if (a.head_dim != 64 && a.head_dim != 128) return false;
   std::vector<cuda::SdpaShape> shapes;
@@ -191,7 +194,7 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
   if (!(debug_.q_reuse && a.q_unchanged && converted_q_ == conv))
     cuda::launch_store_kv(a.q, a.q_stride, a.n_q, heads * a.head_dim, a.kv_dtype, q, stream_);
   converted_q_ = conv;
-  if (a.out_rows && pieces.size() == 1) {
+  if (a.out_rows) {
     // cuDNN's output is the rows (its layout is theirs: all heads of a token side by
     // side): no epilogue, and the values the f32 rows would have held, rounded back.
     HI_CHECK(reinterpret_cast<uintptr_t>(a.out_rows) % 16 == 0, "cuda attention: out_rows is not 16-byte aligned");
@@ -203,8 +206,6 @@ bool CudaBackend::attention_cudnn(const AttnArgs& a, const std::vector<const KvP
     cuda::launch_sdpa_merge(o, a.kv_dtype, stats, a.n_q, a.n_qh, a.n_kv_heads, lse_head_stride, a.head_dim, a.out,
                             a.out_stride, lse, i == 0 && !a.accumulate, stream_);
   }
-  if (a.out_rows)
-    cuda::launch_convert_f32_rows(a.out, a.n_q, a.out_stride, a.out_stride, a.kv_dtype, a.out_rows, stream_);
   return true;
 }
 

@@ -50,7 +50,7 @@ CublasGemm::~CublasGemm() {
 }
 
 void CublasGemm::matmul(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
-  matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/(forward_rows_ > 0 ? forward_rows_ : n) <= gemv_max_rows_);
+  matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/!takes_cublas(n));
 }
 
 bool CublasGemm::matmul_swiglu(const float* x, int n, const Mat& w, float* gu) {
