@@ -55,6 +55,25 @@ inline std::vector<std::vector<float>> run(Backend& be, const LoadedModel& m, co
   return out;
 }
 
+// Greedy ids after a prompt, `steps` of them (the first from the prompt's logits):
+// each step waiting for the id before it (forward_greedy), or queued before it is read
+// back (Executor::issue_greedy).
+inline std::vector<int32_t> greedy_ids(Backend& be, const LoadedModel& m, const ExecutorOptions& eo,
+                                       const std::vector<int32_t>& prompt, int steps, bool ahead) {
+  Executor e(be, m, eo);
+  std::vector<int32_t> ids{e.forward_greedy(prompt.data(), static_cast<int>(prompt.size()))};
+  if (!ahead) {
+    while (static_cast<int>(ids.size()) < steps) ids.push_back(e.forward_greedy(&ids.back(), 1));
+    return ids;
+  }
+  if (steps > 1) e.issue_greedy(&ids.back());
+  while (static_cast<int>(ids.size()) < steps) {
+    if (static_cast<int>(ids.size()) + 1 < steps) e.issue_greedy(nullptr);
+    ids.push_back(e.take_greedy());
+  }
+  return ids;
+}
+
 inline KvSchedule random_schedule(const ModelConfig& cfg, DType kv, int64_t block, std::mt19937& rng, int kind) {
   KvSchedule s = KvSchedule::all_resident(cfg, kv);
   s.block_tokens = block;

@@ -54,6 +54,11 @@ int32_t Backend::argmax(const float* x, int64_t n) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
+void Backend::argmax_to(const float* x, int64_t n, int32_t* dst) {
+  const int32_t r = argmax(x, n);
+  upload(dst, &r, sizeof r);
+}
+
 std::vector<LogitCandidate> Backend::top_k(const float* x, int64_t n, int k) {
   HI_CHECK(n > 0 && k >= 1 && k <= kMaxTopK, name() << " top_k: k " << k << " of " << n << " values (1 to " << kMaxTopK
                                                     << ")");

@@ -257,6 +257,10 @@ class Backend {
   // The index of the largest of n floats at x (backend memory): the first on ties, as
   // torch.argmax; returns once known. The default reads them back and scans.
   virtual int32_t argmax(const float* x, int64_t n);
+  // The same index written to backend memory at dst (one int32), in stream order and
+  // without waiting: a later forward can embed it before the host has seen it. The
+  // default finds it as argmax() does and uploads it.
+  virtual void argmax_to(const float* x, int64_t n, int32_t* dst);
   // The min(k, n) largest of n floats at x (backend memory), 1 <= k <= kMaxTopK, sorted
   // by value, larger first, equal values by smaller index (the order the sampler's
   // top-k keeps; -0 equals +0, NaN is the smallest). Returns once they are on the host.

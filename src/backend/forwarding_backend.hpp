@@ -76,6 +76,7 @@ class ForwardingBackend : public Backend {
     inner_.rope_store_kv_heads(r, k, v, st, n, nh, hd, dt, dk, dv);
   }
   int32_t argmax(const float* x, int64_t n) override { return inner_.argmax(x, n); }
+  void argmax_to(const float* x, int64_t n, int32_t* dst) override { inner_.argmax_to(x, n, dst); }
   std::vector<LogitCandidate> top_k(const float* x, int64_t n, int k) override { return inner_.top_k(x, n, k); }
   void synchronize() override { inner_.synchronize(); }
   void* alloc_host(size_t n) override { return inner_.alloc_host(n); }

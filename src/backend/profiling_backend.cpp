@@ -189,6 +189,10 @@ int32_t ProfilingBackend::argmax(const float* x, int64_t n) {
   return r;
 }
 
+void ProfilingBackend::argmax_to(const float* x, int64_t n, int32_t* dst) {
+  timed(Phase::Other, "argmax", [&] { inner_.argmax_to(x, n, dst); });
+}
+
 std::vector<LogitCandidate> ProfilingBackend::top_k(const float* x, int64_t n, int k) {
   std::vector<LogitCandidate> r;
   waited([&] { timed(Phase::Other, "top_k", [&] { r = inner_.top_k(x, n, k); }); });

@@ -98,6 +98,7 @@ class ProfilingBackend final : public ForwardingBackend {
   void rope_store_kv_heads(const RopeArgs& r, const float* k, const float* v, int64_t src_stride, int n, int n_heads,
                            int head_dim, DType kv_dtype, void* const* dst_k, void* const* dst_v) override;
   int32_t argmax(const float* x, int64_t n) override;
+  void argmax_to(const float* x, int64_t n, int32_t* dst) override;
   std::vector<LogitCandidate> top_k(const float* x, int64_t n, int k) override;
   void synchronize() override {
     waited([&] { inner_.synchronize(); });

@@ -53,6 +53,8 @@ std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, in
           int64_t{cfg.vocab_size}};
 }
 
+int64_t token_id_slots(int max_chunk) { return std::max(max_chunk, 2); }
+
 std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk) {
   const int64_t c = max_chunk;
   // Scratch of attention calls over all heads (AttnArgs::scratch), and the running
@@ -88,7 +90,7 @@ DeviceFootprint engine_footprint(const ModelConfig& cfg, DType kv_dtype, const K
   for (int64_t n : activation_floats(cfg, max_chunk, mlp_chunk)) f.activations += alloc_rounded(n * 4);
   for (int64_t n : attention_scratch_floats(cfg, max_chunk)) f.activations += alloc_rounded(n * 4);
   for (int64_t n : decode_partials_floats(cfg, capacity, s.block_tokens)) f.activations += alloc_rounded(n * 4);
-  f.activations += alloc_rounded(int64_t{4} * max_chunk);  // token ids
+  f.activations += alloc_rounded(4 * token_id_slots(max_chunk));
   return f;
 }
 

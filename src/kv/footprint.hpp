@@ -36,6 +36,9 @@ int default_mlp_chunk(int max_chunk);
 // Executor activations in floats, in this order: x, h, qkv (fused [q | k | v] rows), attn,
 // gate_up ([gate | up] rows of the MLP pass), tmp, logits.
 std::vector<int64_t> activation_floats(const ModelConfig& cfg, int max_chunk, int mlp_chunk);
+// Token ids a forward reads from device memory: a chunk's, and at least the two slots
+// greedy steps issued ahead of the host alternate between (Executor::issue_greedy).
+int64_t token_id_slots(int max_chunk);
 // Attention scratch in floats: one block's output, accumulated log-sum-exp, one block's log-sum-exp.
 std::vector<int64_t> attention_scratch_floats(const ModelConfig& cfg, int max_chunk);
 // Decode attention partials in floats: outputs [slots][n_heads][head_dim], then

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <random>
+#include <string>
 
 #include "headinfer/error.hpp"
 #include "runtime/kv_fill.hpp"
@@ -38,6 +41,45 @@ const std::vector<float>& prefill(Executor& exec, const std::vector<int32_t>& pr
     if (hooks.progress) hooks.progress("prefill", rep, i + m, n);
   }
   return *logits;
+}
+
+// HEADINFER_GREEDY_LOCKSTEP=1: each decode step waits for the one before it to reach
+// the host (forward_greedy), as before steps were issued ahead (for A/B runs).
+bool lock_step() {
+  static const bool on = [] {
+    const char* e = std::getenv("HEADINFER_GREEDY_LOCKSTEP");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
+// `steps` greedy decode steps after `id`, each issued before the one before it is read
+// back (Executor::issue_greedy); returns the last id. A step's time runs from the
+// previous step's id reaching the host to its own.
+int32_t decode_greedy(Executor& exec, int32_t id, int steps, std::vector<double>* step_ms,
+                      const std::function<void(int)>& on_step = {}) {
+  auto t0 = Clock::now();
+  int done = 0;
+  auto lap = [&] {
+    const auto t = Clock::now();
+    if (step_ms) step_ms->push_back(std::chrono::duration<double, std::milli>(t - t0).count());
+    t0 = t;
+    if (on_step) on_step(++done);
+  };
+  if (lock_step()) {
+    for (int i = 0; i < steps; ++i) {
+      id = exec.forward_greedy(&id, 1);
+      lap();
+    }
+    return id;
+  }
+  if (steps > 0) exec.issue_greedy(&id);
+  for (int i = 0; i < steps; ++i) {
+    if (i + 1 < steps) exec.issue_greedy(nullptr);
+    id = exec.take_greedy();
+    lap();
+  }
+  return id;
 }
 
 }  // namespace
@@ -80,18 +122,14 @@ BenchTimes run_bench_case(Backend& be, Executor& exec, const ModelConfig& cfg, c
       t.prefill_seconds.push_back(since(t0));
     }
     accumulate(t.prefill_transfer, exec.transfer_stats() - s0);
-    for (int i = 0; i < warmup; ++i) next = exec.forward_greedy(&next, 1);
+    next = decode_greedy(exec, next, warmup, nullptr);
     const TransferStats s1 = exec.transfer_stats();
     const double waited0 = hooks.waits ? hooks.waits->wait_seconds() : 0;
-    double decode_s = 0;
-    for (int i = 0; i < c.decode_tokens; ++i) {
-      const auto t0 = Clock::now();
-      next = exec.forward_greedy(&next, 1);
-      const double s = since(t0);
-      decode_s += s;
-      t.step_ms.push_back(s * 1e3);
-      if (hooks.progress) hooks.progress("decode", rep, i + 1, c.decode_tokens);
-    }
+    const auto t0 = Clock::now();
+    next = decode_greedy(exec, next, c.decode_tokens, &t.step_ms, [&](int done) {
+      if (hooks.progress) hooks.progress("decode", rep, done, c.decode_tokens);
+    });
+    const double decode_s = since(t0);
     accumulate(t.decode_transfer, exec.transfer_stats() - s1);
     if (hooks.waits) t.decode_wait_seconds += hooks.waits->wait_seconds() - waited0;
     t.decode_steps += c.decode_tokens;

@@ -1,9 +1,11 @@
 // The measurement loop of the benchmarks (`headinfer bench`, bench/offload_bench):
 // on an Executor already made for the plan, per repetition a real chunked prefill of
 // random token ids (or a synthetic KV fill, kv_fill.hpp) then greedy decode steps,
-// each timed on the host around forward_greedy() (which returns once the next token's
-// id is on the host, so every step is complete; the argmax runs on the backend, as
-// HF's greedy decoding does on the GPU). Optionally one more prefill under a
+// as the generator runs them: each queued behind the one before it
+// (Executor::issue_greedy), its id found on the backend (as HF's greedy decoding does
+// on the GPU) and timed from the previous id's arrival on the host to its own.
+// HEADINFER_GREEDY_LOCKSTEP=1 waits for each id before the next step (forward_greedy).
+// Optionally one more prefill under a
 // ProfilingBackend for the per-phase breakdown, outside the timed repetitions.
 #pragma once
 

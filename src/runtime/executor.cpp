@@ -35,8 +35,11 @@ Executor::Executor(Backend& backend, const LoadedModel& model, const ExecutorOpt
     attn_ = std::make_unique<LayerAttention>(be_, *kv_, cfg_, opts_.max_chunk);
     for (int64_t n : activation_floats(cfg_, opts_.max_chunk, opts_.mlp_chunk))
       bufs_.push_back(static_cast<float*>(be_.alloc(static_cast<size_t>(n) * sizeof(float))));
-    // The token ids of a forward (the footprint's 4 * max_chunk bytes), kept for its life.
-    ids_ = static_cast<int32_t*>(be_.alloc(sizeof(int32_t) * static_cast<size_t>(opts_.max_chunk)));
+    // The token ids of a forward (the footprint's token_id_slots), kept for its life.
+    ids_ = static_cast<int32_t*>(be_.alloc(sizeof(int32_t) * static_cast<size_t>(token_id_slots(opts_.max_chunk))));
+    host_ids_ = static_cast<int32_t*>(be_.alloc_host(2 * sizeof(int32_t)));
+    found_ = be_.create_event();
+    for (Event& e : copied_) e = be_.create_event();
   } catch (...) {
     release();
     throw;
@@ -95,6 +98,14 @@ Mat Executor::upload_fused(const FusedVector& v) {
 }
 
 void Executor::release() {
+  // Steps still in flight write ids_ and host_ids_.
+  if (greedy_in_flight() > 0) be_.synchronize();
+  for (Event* e : {&found_, &copied_[0], &copied_[1]}) {
+    if (*e) be_.destroy_event(*e);
+    *e = Event{};
+  }
+  if (host_ids_) be_.free_host(host_ids_);
+  host_ids_ = nullptr;
   attn_.reset();
   kv_.reset();
   for (float* p : bufs_) be_.free(p);
@@ -160,8 +171,22 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   }
 }
 
+void Executor::check_token(int32_t id) const {
+  HI_CHECK(id >= 0 && id < cfg_.vocab_size,
+           "token id " << id << " is outside the vocabulary (0.." << cfg_.vocab_size - 1 << ")");
+}
+
 const float* Executor::forward_logits(const int32_t* tokens, int n) {
   HI_CHECK(n > 0 && n <= opts_.max_chunk, "forward: " << n << " tokens, expected 1.." << opts_.max_chunk);
+  HI_CHECK(greedy_in_flight() == 0,
+           "forward: " << greedy_in_flight() << " greedy steps are still in flight (take or drop them first)");
+  for (int i = 0; i < n; ++i) check_token(tokens[i]);
+  chain_ = false;  // the upload overwrites the ids a chained step would embed
+  be_.upload(ids_, tokens, sizeof(int32_t) * static_cast<size_t>(n));
+  return forward_ids(ids_, n);
+}
+
+const float* Executor::forward_ids(const int32_t* ids, int n) {
   const int64_t pos0 = kv_->length();
   HI_CHECK(pos0 + n <= kv_->capacity(), "context full: " << pos0 + n << " tokens exceed the KV capacity of "
                                                           << kv_->capacity() << " (--max-context)");
@@ -172,12 +197,8 @@ const float* Executor::forward_logits(const int32_t* tokens, int n) {
     inv_freq_ = rope_inv_freq(cfg_, pos0 + n);
     inv_freq_len_ = seq;
   }
-  for (int i = 0; i < n; ++i)
-    HI_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size,
-             "token id " << tokens[i] << " is outside the vocabulary (0.." << cfg_.vocab_size - 1 << ")");
   be_.begin_forward(n);
-  be_.upload(ids_, tokens, sizeof(int32_t) * static_cast<size_t>(n));
-  be_.embed(ids_, n, tok_embd_, buf(kX));
+  be_.embed(ids, n, tok_embd_, buf(kX));
   attn_->begin(pos0, n);
   for (size_t l = 0; l < layers_.size(); ++l) run_layer(layers_[l], static_cast<int>(l), n, pos0, inv_freq_);
   attn_->end();

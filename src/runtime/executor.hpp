@@ -43,9 +43,27 @@ class Executor {
   int32_t forward_greedy(const int32_t* tokens, int n);
   // The same forward, returning only the k largest last logits (Backend::top_k's order).
   std::vector<LogitCandidate> forward_top_k(const int32_t* tokens, int n, int k);
+
+  // Greedy decoding with the host one step behind the device (executor_greedy.cpp).
+  // issue_greedy(&t) queues the forward of token t; issue_greedy(nullptr) queues the
+  // forward of the id the last issued step finds, which stays on the device, so the
+  // host need not have read it: the device goes from one step to the next with no
+  // round trip through the host between them. take_greedy() waits for the oldest
+  // issued step not yet taken and returns its id (argmax of its logits, as
+  // forward_greedy). At most two steps are in flight. drop_greedy() waits for those
+  // not taken and forgets them: their positions are free again. position() counts
+  // every issued step. forward*() and reset() need none in flight.
+  void issue_greedy(const int32_t* token);
+  int32_t take_greedy();
+  void drop_greedy();
+  int greedy_in_flight() const { return static_cast<int>(greedy_issued_ - greedy_taken_); }
+
   int64_t position() const { return kv_->length(); }
   int64_t capacity() const { return kv_->capacity(); }
-  void reset() { kv_->set_length(0); }
+  void reset() {
+    drop_greedy();
+    kv_->set_length(0);
+  }
   // Makes room for a context of `tokens` (the KV cache grows; never shrinks).
   void reserve(int64_t tokens) { kv_->reserve(tokens); }
   const KvStore& kv() const { return *kv_; }
@@ -60,6 +78,8 @@ class Executor {
   Mat upload_fused(const FusedVector& v);
   void run_layer(const Layer& L, int layer, int n, int64_t pos0, const std::vector<double>& inv_freq);
   const float* forward_logits(const int32_t* tokens, int n);  // the last position's logits, backend memory
+  const float* forward_ids(const int32_t* ids, int n);        // the same, the ids already in backend memory
+  void check_token(int32_t id) const;
   void release();
   float* buf(size_t i) { return bufs_[i]; }
 
@@ -74,7 +94,13 @@ class Executor {
   std::unique_ptr<LayerAttention> attn_;
   // Activation buffers (kv/footprint.hpp): x, h, qkv, attn, gate_up, tmp, logits
   std::vector<float*> bufs_;
-  int32_t* ids_ = nullptr;  // device copy of a forward's token ids (max_chunk)
+  int32_t* ids_ = nullptr;  // device copy of a forward's token ids (token_id_slots(max_chunk))
+  // Greedy steps ahead of the host: step k writes its id to ids_[k % 2] (which step
+  // k + 1 embeds) and copies it to host_ids_[k % 2]; copied_[k % 2] marks that copy.
+  int32_t* host_ids_ = nullptr;
+  Event found_, copied_[2];
+  int64_t greedy_issued_ = 0, greedy_taken_ = 0;
+  bool chain_ = false;  // the last issued step's id is in ids_ (nothing overwrote it since)
   std::vector<float> logits_;
   std::vector<double> inv_freq_;
   int64_t inv_freq_len_ = -1;

@@ -121,13 +121,21 @@ GenerateResult Generator::run(const GenerateRequest& req) {
     if (!s.empty() && req.on_text) req.on_text(s);
   };
   // Greedy without a penalty needs no logits on the host: the backend finds the next
-  // id (the same first maximum the sampler would take) and only it comes back.
+  // id (the same first maximum the sampler would take) and only it comes back. Its
+  // steps run one ahead of the host (Executor::issue_greedy): the step after a token
+  // is queued before the host has read that token, and dropped if the token ends the
+  // generation, so the device never waits for the host between tokens.
   const bool on_device = req.sampling.temperature <= 0.f && req.sampling.repeat_penalty == 1.0f;
-  int32_t next = -1;  // the id forward_greedy() found, while on_device
+  // Whether a decode step may follow the first `produced` tokens: within max_tokens, and
+  // its position (the prompt plus the steps before it) within max_context.
+  auto may_step = [&](int64_t produced) {
+    return (req.max_tokens < 0 || produced < req.max_tokens) && n_prompt + produced - 1 < req.max_context;
+  };
   // Top-k sampling needs only the largest logits: the backend finds them and only those
   // come back (the same draw as from the whole row; Sampler::candidates_needed).
   std::vector<LogitCandidate> top;
   bool from_top = false;
+  int32_t next = -1;  // the id forward_greedy() found (on_device, in lock step)
   const auto t_decode = Clock::now();
   for (;;) {
     if (cancelled()) {
@@ -138,7 +146,10 @@ GenerateResult Generator::run(const GenerateRequest& req) {
       res.stop_reason = "length";
       break;
     }
-    const int32_t id = next >= 0 ? next : from_top ? sampler.sample_top(std::move(top)) : sampler.sample(*logits);
+    const int32_t id = exec_.greedy_in_flight() > 0 ? exec_.take_greedy()
+                       : next >= 0                  ? next
+                       : from_top                   ? sampler.sample_top(std::move(top))
+                                                    : sampler.sample(*logits);
     sampler.accept(id);
     res.tokens.push_back(id);
     if (req.on_token) req.on_token(id);
@@ -151,23 +162,29 @@ GenerateResult Generator::run(const GenerateRequest& req) {
       break;
     }
     emit(stops.take_safe());
-    if (req.max_tokens >= 0 && static_cast<int64_t>(res.tokens.size()) >= req.max_tokens) {
-      res.stop_reason = "length";
+    const int64_t produced = static_cast<int64_t>(res.tokens.size());
+    if (!may_step(produced)) {
+      res.stop_reason = req.max_tokens >= 0 && produced >= req.max_tokens ? "length" : "context";
       break;
     }
-    if (exec_.position() >= req.max_context) {
-      res.stop_reason = "context";
-      break;
+    if (on_device && req.greedy_ahead) {
+      if (exec_.greedy_in_flight() == 0) exec_.issue_greedy(&id);  // the first step, from the host
+      // The step after the one in flight, from the id that one leaves on the device.
+      if (may_step(produced + 1)) exec_.issue_greedy(nullptr);
+      continue;
     }
-    const int want_top = on_device || host_sampling() ? 0 : sampler.candidates_needed();
-    from_top = want_top > 0;
-    if (on_device)
+    if (on_device) {
       next = exec_.forward_greedy(&id, 1);
-    else if (from_top)
+      continue;
+    }
+    const int want_top = host_sampling() ? 0 : sampler.candidates_needed();
+    from_top = want_top > 0;
+    if (from_top)
       top = exec_.forward_top_k(&id, 1, want_top);
     else
       logits = &exec_.forward(&id, 1);
   }
+  exec_.drop_greedy();  // the step after the last token, queued before it was read
   if (res.stop_reason != "stop") stops.append(stream.flush());
   emit(stops.take_rest());
   res.text = stops.text();

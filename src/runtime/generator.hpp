@@ -23,6 +23,9 @@ struct GenerateRequest {
   bool ignore_eos = false;
   int chunk_size = 512;
   int64_t max_context = 0;        // hard limit on prompt + generated tokens
+  // Greedy decoding queues each step before the host has read the token before it
+  // (Executor::issue_greedy); false waits for every token first (lock step: A/B runs).
+  bool greedy_ahead = true;
   const std::atomic<bool>* cancel = nullptr;
   std::function<void(const std::string&)> on_text;              // streamed text pieces
   std::function<void(int32_t)> on_token;                         // every generated id

@@ -18,6 +18,7 @@
 #include <functional>
 #include <random>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -193,6 +194,61 @@ TEST(CudaOffloadExact, DroppingAnyStreamsWaitsChangesTheBits) {
     EXPECT_FALSE(same_bits(want, run(broken, m, prompt, 3, off), nullptr))
         << "dropping the " << stream_name(k.dropped) << " stream's waits went unnoticed";
   }
+}
+
+// Greedy steps queued ahead of the host (Executor::issue_greedy) give the lock-step ids,
+// resident and offloaded, with slow copies and with slow compute.
+TEST(CudaOffloadExact, GreedyStepsIssuedAheadGiveTheLockStepIds) {
+  HI_REQUIRE_GPU();
+  const LoadedModel m = load_model("synthetic:tiny-gqa");
+  const auto prompt = prompt_for(24, m.config.vocab_size, 4);
+  std::mt19937 rng(7);
+  for (const auto& [copy_us, compute_us] : {std::pair{0, 0}, std::pair{2000, 0}, std::pair{0, 2000}}) {
+    auto be = gpu(copy_us, compute_us);
+    for (int kind : {1, 0, 2}) {
+      ExecutorOptions eo;
+      eo.capacity = 48;
+      eo.max_chunk = 24;
+      eo.schedule = random_schedule(m.config, eo.kv_dtype, 8, rng, kind);
+      EXPECT_EQ(offload_test::greedy_ids(*be, m, eo, prompt, 12, true),
+                offload_test::greedy_ids(*be, m, eo, prompt, 12, false))
+          << "schedule kind " << kind << ", delays " << copy_us << "/" << compute_us << " us";
+    }
+  }
+}
+
+// Every argmax_to starts late: the backend's compute delay follows a wait on the
+// compute stream (for an event never recorded, so it waits for nothing else).
+class SlowArgmax final : public ForwardingBackend {
+ public:
+  explicit SlowArgmax(Backend& inner) : ForwardingBackend(inner), never_(inner.create_event()) {}
+  ~SlowArgmax() override { inner_.destroy_event(never_); }
+  void argmax_to(const float* x, int64_t n, int32_t* dst) override {
+    inner_.wait(Stream::Compute, never_);
+    inner_.argmax_to(x, n, dst);
+  }
+
+ private:
+  Event never_;
+};
+
+// The control: with the argmax late and the id's copy to the host not waiting for it
+// (all slabs resident, so the D2H stream carries nothing else), the host reads the
+// slot before the id is in it.
+TEST(CudaOffloadExact, GreedyIdCopiedBeforeItsArgmaxIsNoticed) {
+  HI_REQUIRE_GPU();
+  const LoadedModel m = load_model("synthetic:tiny-gqa");
+  const auto prompt = prompt_for(24, m.config.vocab_size, 4);
+  auto be = gpu(0, 2000);
+  SlowArgmax slow(*be);
+  ExecutorOptions eo;
+  eo.capacity = 48;
+  eo.max_chunk = 24;
+  const auto want = offload_test::greedy_ids(*be, m, eo, prompt, 12, false);
+  EXPECT_EQ(offload_test::greedy_ids(slow, m, eo, prompt, 12, true), want);
+  DropWaits broken(slow, Stream::D2H);
+  EXPECT_NE(offload_test::greedy_ids(broken, m, eo, prompt, 12, true), want)
+      << "the id copied back before its step's argmax went unnoticed";
 }
 
 // ---- Llama-3-8B shapes (4 layers, BF16) at 32K.

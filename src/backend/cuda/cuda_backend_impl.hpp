@@ -217,6 +217,12 @@ class CudaBackend final : public Backend {
     return r;
   }
 
+  void argmax_to(const float* x, int64_t n, int32_t* dst) override {
+    HI_CHECK(n > 0, "cuda argmax: " << n << " values");
+    use();
+    cuda::launch_argmax(x, n, dst, stream_);
+  }
+
   // k pairs come back instead of the row (the scratch holds kMaxTopK of them; it is
   // reserved at construction), sorted here.
   std::vector<LogitCandidate> top_k(const float* x, int64_t n, int k) override {
