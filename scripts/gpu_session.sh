@@ -44,8 +44,10 @@
 #            during cuda_attention --quick: whether sustained work runs below the short runs' clock
 #   bf16-rows HEADINFER_CUDA_BF16_ROWS=1 (GEMM inputs in BF16 from the norms and the first
 #            chunk's attention, gate/up and the SwiGLU in the weight dtype): hf_parity.py on 4
-#            layers at 8K with it on, then prefill (16K, 64K, 128K, --profile) off and on,
-#            alternating, twice
+#            layers at 8K with it on (prefill-vs-hf times it)
+#   bf16-rows-ab  prefill (16K, 64K, 128K, --profile) with it off and on, alternating, twice
+#   greedy-ahead  decode at 4K and 32K with each step waiting for the id before it
+#            (HEADINFER_GREEDY_LOCKSTEP=1) and queued ahead (the default), alternating, twice
 #   prefill-vs-hf  all-resident prefill at 16K, 64K and 128K, 5 reps (medians), as is and with
 #            HEADINFER_CUDA_BF16_ROWS=1, then hf_bench.py on the same contexts: the acceptance ratio
 #   cudnn-sustained  cuda_attention --cudnn with each HEADINFER_CUDNN_PLAN (and the default) on causal
@@ -347,11 +349,21 @@ for s in "$@"; do
       done
       grep -h 'TFLOP/s' "$out/clocks-attn.log" | head -12 >>"$out/summary.txt"
       ;;
-    bf16-rows)  # GEMM inputs in the weight dtype: HF parity with it on, then prefill off / on, alternating, twice
+    bf16-rows)  # GEMM inputs in the weight dtype: HF parity with it on
       step bf16-rows-parity 300 env HEADINFER_CUDA_BF16_ROWS=1 python3 scripts/reference/hf_parity.py \
         -m synthetic:llama-3-8b,layers=4 --prompt-tokens 8192 --steps 32 --dtype bf16 --device cuda --backend cuda \
         --headinfer "$h"
       tail -4 "$out/bf16-rows-parity.log" >>"$out/summary.txt"
+      ;;
+    greedy-ahead)  # decode steps in lock step (1) and queued ahead of the host (0), alternating, twice
+      for rep in 1 2; do
+        for v in 1 0; do
+          step "decode-lockstep$v-$rep" 120 env HEADINFER_GREEDY_LOCKSTEP=$v "$h" bench "${model[@]}" \
+            --context 4K,32K --decode-tokens 32 --reps 2 --offload none -o json
+        done
+      done
+      ;;
+    bf16-rows-ab)  # prefill with the GEMM inputs in f32 and in the weight dtype, alternating, twice
       for rep in 1 2; do
         for v in 0 1; do
           step "prefill-bf16-rows$v-$rep" 150 env HEADINFER_CUDA_BF16_ROWS=$v "$h" bench "${model[@]}" \
@@ -413,7 +425,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, prefill-main, prefill-chunks, clocks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, greedy-ahead, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, prefill-main, prefill-chunks, bf16-rows, bf16-rows-ab, prefill-vs-hf, gemm, cudnn-sustained, clocks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"
