@@ -783,51 +783,53 @@ TEST(CudaOps, StoreKvHeadsMatchesPerHeadStores) {
 }
 
 // The one-launch RoPE + KV store against rope() then store_kv_heads(): the rotated
-// rows and the stored K/V bytes are the same bits (decode, a chunk, GQA and MHA
-// widths, every KV dtype, more KV heads than one launch takes).
+// rows and the stored K/V bytes are the same bits (decode, chunks with a partial last
+// tile, GQA and MHA widths, every KV dtype, more KV heads than one launch takes; rows
+// of 16-byte quads, which take the tile kernel, and rows that do not).
 TEST(CudaOps, RopeStoreKvHeadsEqualsRopeThenStore) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(13);
   for (const auto& [n_q, n_kv, hd] : {std::tuple{32, 8, 128}, std::tuple{4, 4, 64}, std::tuple{70, 70, 64}}) {
-    for (const int n : {1, 37}) {
-      const int64_t q_w = int64_t{n_q} * hd, kv_w = int64_t{n_kv} * hd;
-      const int64_t stride = q_w + 2 * kv_w + 5;  // fused [q | k | v] rows and a few unused columns
-      const std::vector<float> src = randn(static_cast<size_t>(n * stride), rng);
-      const std::vector<double> inv = llama_inv_freq(hd, 500000.0);
-      for (DType dt : kWeightTypes) {
-        SCOPED_TRACE(std::string(dtype_name(dt)) + " heads " + std::to_string(n_q) + "/" + std::to_string(n_kv) +
-                     " rows " + std::to_string(n));
-        const size_t side = dtype_bytes(dt, int64_t{n} * hd);
-        auto run = [&](bool fused, std::vector<float>& rows, std::vector<uint8_t>& kv) {
-          DevBuf x = to_device(src);
-          DevBuf dst = to_device(std::vector<uint8_t>(2 * side * static_cast<size_t>(n_kv), 0xff));
-          std::vector<void*> dk, dv;
-          for (int h = 0; h < n_kv; ++h) {
-            uint8_t* base = static_cast<uint8_t*>(dst.get()) + 2 * side * static_cast<size_t>(h);
-            dk.push_back(base);
-            dv.push_back(base + side);
-          }
-          const RopeArgs r{x.f(), stride, n, n_q + n_kv, hd, 1000003, inv.data()};
-          const float* k = x.f() + q_w;
-          if (fused) {
-            gpu().rope_store_kv_heads(r, k, k + kv_w, stride, n, n_kv, hd, dt, dk.data(), dv.data());
-          } else {
-            gpu().rope(r);
-            gpu().store_kv_heads(k, k + kv_w, stride, n, n_kv, hd, dt, dk.data(), dv.data());
-          }
-          rows = to_host(x, src.size());
-          kv.resize(dst.bytes());
-          gpu().download(kv.data(), dst.get(), kv.size());
-        };
-        std::vector<float> rows_a, rows_b;
-        std::vector<uint8_t> kv_a, kv_b;
-        run(false, rows_a, kv_a);
-        run(true, rows_b, kv_b);
-        EXPECT_EQ(0, std::memcmp(rows_a.data(), rows_b.data(), rows_a.size() * sizeof(float))) << "rotated rows";
-        EXPECT_TRUE(kv_a == kv_b) << "stored K/V bytes";
-        EXPECT_NE(0, std::memcmp(rows_a.data(), src.data(), rows_a.size() * sizeof(float))) << "nothing rotated";
+    for (const int pad : {5, 4})
+      for (const int n : {1, 37, 300}) {
+        const int64_t q_w = int64_t{n_q} * hd, kv_w = int64_t{n_kv} * hd;
+        const int64_t stride = q_w + 2 * kv_w + pad;  // fused [q | k | v] rows and a few unused columns
+        const std::vector<float> src = randn(static_cast<size_t>(n * stride), rng);
+        const std::vector<double> inv = llama_inv_freq(hd, 500000.0);
+        for (DType dt : kWeightTypes) {
+          SCOPED_TRACE(std::string(dtype_name(dt)) + " heads " + std::to_string(n_q) + "/" + std::to_string(n_kv) +
+                       " rows " + std::to_string(n) + " stride " + std::to_string(stride));
+          const size_t side = dtype_bytes(dt, int64_t{n} * hd);
+          auto run = [&](bool fused, std::vector<float>& rows, std::vector<uint8_t>& kv) {
+            DevBuf x = to_device(src);
+            DevBuf dst = to_device(std::vector<uint8_t>(2 * side * static_cast<size_t>(n_kv), 0xff));
+            std::vector<void*> dk, dv;
+            for (int h = 0; h < n_kv; ++h) {
+              uint8_t* base = static_cast<uint8_t*>(dst.get()) + 2 * side * static_cast<size_t>(h);
+              dk.push_back(base);
+              dv.push_back(base + side);
+            }
+            const RopeArgs r{x.f(), stride, n, n_q + n_kv, hd, 1000003, inv.data()};
+            const float* k = x.f() + q_w;
+            if (fused) {
+              gpu().rope_store_kv_heads(r, k, k + kv_w, stride, n, n_kv, hd, dt, dk.data(), dv.data());
+            } else {
+              gpu().rope(r);
+              gpu().store_kv_heads(k, k + kv_w, stride, n, n_kv, hd, dt, dk.data(), dv.data());
+            }
+            rows = to_host(x, src.size());
+            kv.resize(dst.bytes());
+            gpu().download(kv.data(), dst.get(), kv.size());
+          };
+          std::vector<float> rows_a, rows_b;
+          std::vector<uint8_t> kv_a, kv_b;
+          run(false, rows_a, kv_a);
+          run(true, rows_b, kv_b);
+          EXPECT_EQ(0, std::memcmp(rows_a.data(), rows_b.data(), rows_a.size() * sizeof(float))) << "rotated rows";
+          EXPECT_TRUE(kv_a == kv_b) << "stored K/V bytes";
+          EXPECT_NE(0, std::memcmp(rows_a.data(), src.data(), rows_a.size() * sizeof(float))) << "nothing rotated";
+        }
       }
-    }
   }
 }
 

@@ -17,8 +17,11 @@ constexpr double kTwoPiLo = 2.4492935982947064e-16;   // 2*pi - kTwoPiHi
 constexpr double kInvTwoPi = 0.15915494309189535;
 constexpr int kPairBlock = 256;
 // Up to this many tokens a launch takes a thread per rotated pair (decode); longer
-// chunks a block per token, whose angles are taken once per token, not once per head.
+// chunks a block per kTileTokens tokens (or, where rows do not split into 16-byte
+// vectors, a block per token), whose angles are taken once per token, not per head.
 constexpr int kPairTokens = 16;
+constexpr int kTileTokens = 8;
+constexpr int kTileBlock = 256;
 
 // cos and sin of position * inv_freq, the angle reduced in double.
 __device__ __forceinline__ void rope_angle(int64_t position, double inv_freq, float& c, float& s) {
@@ -129,6 +132,67 @@ __global__ void __launch_bounds__(kPairBlock)
   out[i + half] = from_f32<T>(y1);
 }
 
+// A prefill chunk's RoPE + KV store for the fused [q | k | v] layout of the pair kernel,
+// kTileTokens tokens a block. The tile's angles go to shared memory first (one double
+// sincos per thread or two, in parallel, where the block-per-token kernel has 64 of its
+// 1024 threads take them while the rest wait); then every thread takes 16-byte quads:
+// four rotated pairs (x0 quad at i, x1 quad at i + half) of a rotated head, stored back
+// and, for a K head, to its slab; or four values of a V head to its slab. Thousands of
+// independent quads a block keep far more bytes in flight than a block per token's
+// rounds of 4-byte loads between barriers. Each pair goes through rotate_pair with the
+// same angle, so the bits are the other kernels'.
+template <typename T>
+__global__ void __launch_bounds__(kTileBlock)
+    rope_store_kv_tile_kernel(float* x, int64_t stride, int n_tokens, int n_heads, int head_dim, int64_t pos0,
+                              const double* __restrict__ inv_freq, int n_kv, KvHeadDsts dst) {
+  extern __shared__ float cs[];  // per tile token: [half] cos, then [half] sin
+  const int half = head_dim / 2;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kTileTokens;
+  const int tokens = static_cast<int>(n_tokens - t0 < kTileTokens ? n_tokens - t0 : kTileTokens);
+  for (int j = threadIdx.x; j < tokens * half; j += kTileBlock) {
+    const int tt = j / half, i = j - tt * half;
+    rope_angle(pos0 + t0 + tt, inv_freq[i], cs[tt * head_dim + i], cs[tt * head_dim + half + i]);
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+  __syncthreads();
+  const int quads = half / 4;           // quads in half a head
+  const int rotated = n_heads * quads;  // a token's rotated items, then its V heads' quads
+  const int per_token = rotated + n_kv * (head_dim / 4);
+  for (int j = threadIdx.x; j < tokens * per_token; j += kTileBlock) {
+    const int tt = j / per_token, r = j - tt * per_token;
+    const int64_t t = t0 + tt;
+    float* row = x + t * stride;
+    if (r < rotated) {
+      const int h = r / quads, i = (r - h * quads) * 4;
+      float4* p0 = reinterpret_cast<float4*>(row + static_cast<int64_t>(h) * head_dim + i);
+      float4* p1 = reinterpret_cast<float4*>(row + static_cast<int64_t>(h) * head_dim + half + i);
+      const float4 a = *p0, b = *p1;
+      const float* c = cs + tt * head_dim + i;
+      const float* sn = c + half;
+      float y0[4], y1[4];
+      rotate_pair(a.x, b.x, c[0], sn[0], y0[0], y1[0]);
+      rotate_pair(a.y, b.y, c[1], sn[1], y0[1], y1[1]);
+      rotate_pair(a.z, b.z, c[2], sn[2], y0[2], y1[2]);
+      rotate_pair(a.w, b.w, c[3], sn[3], y0[3], y1[3]);
+      *p0 = make_float4(y0[0], y0[1], y0[2], y0[3]);
+      *p1 = make_float4(y1[0], y1[1], y1[2], y1[3]);
+      const int kv = h - (n_heads - n_kv);
+      if (kv >= 0) {
+        T* out = static_cast<T*>(dst.k[kv]) + t * head_dim;
+        store_f32<4>(out + i, y0);
+        store_f32<4>(out + half + i, y1);
+      }
+    } else {
+      const int q = r - rotated, per_head = head_dim / 4;
+      const int h = q / per_head, i = (q - h * per_head) * 4;
+      const float4 a = *reinterpret_cast<const float4*>(row + static_cast<int64_t>(n_heads + h) * head_dim + i);
+      const float f[4] = {a.x, a.y, a.z, a.w};
+      store_f32<4>(static_cast<T*>(dst.v[h]) + t * head_dim + i, f);
+    }
+  }
+}
+
 }  // namespace
 
 void launch_rope(float* x, int64_t stride, int n_tokens, int n_heads, int head_dim, int64_t pos0,
@@ -161,8 +225,9 @@ void launch_rope_store_kv_heads(float* x, int64_t stride, int n_tokens, int n_he
   };
   // K the last n_kv_heads rotated heads of the row and V right after: the pair kernel.
   const int64_t k_off = static_cast<int64_t>(n_heads - n_kv_heads) * head_dim;
-  if (n_tokens <= kPairTokens && n_heads >= n_kv_heads && src_stride == stride && head_dim % 2 == 0 &&
-      k == x + k_off && v == k + static_cast<int64_t>(n_kv_heads) * head_dim) {
+  const bool fused = n_heads >= n_kv_heads && src_stride == stride && head_dim % 2 == 0 && k == x + k_off &&
+                     v == k + static_cast<int64_t>(n_kv_heads) * head_dim;
+  if (n_tokens <= kPairTokens && fused) {
     const int pairs = (n_heads + n_kv_heads) * (head_dim / 2);
     const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>((pairs + kPairBlock - 1) / kPairBlock));
     by_kv_type([&](auto tag) {
@@ -170,6 +235,21 @@ void launch_rope_store_kv_heads(float* x, int64_t stride, int n_tokens, int n_he
                        head_dim, pos0, inv_freq, n_kv_heads, d);
     });
     HI_CUDA_CHECK_LAUNCH("rope_store_kv_pairs_kernel");
+    return;
+  }
+  // The same layout, a chunk: the tile kernel where rows, heads and slabs split into
+  // 16-byte quads of f32 (and quads of the KV dtype).
+  const size_t kv_quad = dtype_bytes(dt, 4);
+  bool quads = fused && head_dim % 8 == 0 && stride % 4 == 0 && aligned_to(x, 16);
+  for (int i = 0; quads && i < n_kv_heads; ++i) quads = aligned_to(d.k[i], kv_quad) && aligned_to(d.v[i], kv_quad);
+  if (quads) {
+    const size_t smem = sizeof(float) * static_cast<size_t>(kTileTokens) * head_dim;
+    const dim3 grid(static_cast<unsigned>((n_tokens + kTileTokens - 1) / kTileTokens));
+    by_kv_type([&](auto tag) {
+      launch_maybe_pdl(rope_store_kv_tile_kernel<decltype(tag)>, grid, dim3(kTileBlock), smem, s, x, stride, n_tokens,
+                       n_heads, head_dim, pos0, inv_freq, n_kv_heads, d);
+    });
+    HI_CUDA_CHECK_LAUNCH("rope_store_kv_tile_kernel");
     return;
   }
   const size_t smem = sizeof(float) * static_cast<size_t>(head_dim / 2) * 2;
