@@ -37,7 +37,6 @@ Executor::Executor(Backend& backend, const LoadedModel& model, const ExecutorOpt
       bufs_.push_back(static_cast<float*>(be_.alloc(static_cast<size_t>(n) * sizeof(float))));
     // The token ids of a forward (the footprint's token_id_slots), kept for its life.
     ids_ = static_cast<int32_t*>(be_.alloc(sizeof(int32_t) * static_cast<size_t>(token_id_slots(opts_.max_chunk))));
-    host_ids_ = static_cast<int32_t*>(be_.alloc_host(2 * sizeof(int32_t)));
     found_ = be_.create_event();
     for (Event& e : copied_) e = be_.create_event();
   } catch (...) {

@@ -97,7 +97,7 @@ class Executor {
   int32_t* ids_ = nullptr;  // device copy of a forward's token ids (token_id_slots(max_chunk))
   // Greedy steps ahead of the host: step k writes its id to ids_[k % 2] (which step
   // k + 1 embeds) and copies it to host_ids_[k % 2]; copied_[k % 2] marks that copy.
-  int32_t* host_ids_ = nullptr;
+  int32_t* host_ids_ = nullptr;  // alloc_host, at the first issue_greedy
   Event found_, copied_[2];
   int64_t greedy_issued_ = 0, greedy_taken_ = 0;
   bool chain_ = false;  // the last issued step's id is in ids_ (nothing overwrote it since)

@@ -24,6 +24,9 @@ void Executor::issue_greedy(const int32_t* token) {
   } else {
     HI_CHECK(chain_, "issue_greedy: no issued step's id to continue from (pass the token)");
   }
+  // Pinned on a GPU (a copy into pageable memory would wait for the step); taken at
+  // the first use, so executors that never decode this way pin nothing more.
+  if (!host_ids_) host_ids_ = static_cast<int32_t*>(be_.alloc_host(2 * sizeof(int32_t)));
   int32_t* out = ids_ + k % 2;
   be_.argmax_to(forward_ids(in, 1), cfg_.vocab_size, out);
   be_.record(found_, Stream::Compute);
