@@ -40,12 +40,29 @@ def series_label(row):
     return " ".join(parts)
 
 
+def read_json_rows(path):
+    """The JSON of a row file, or of a log holding one: a run's console output, the
+    rows from the first line that starts with '[' (progress lines may come before)."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    at = 0 if text.startswith("[") else text.find("\n[") + 1
+    if at == 0 and not text.startswith("["):
+        sys.exit(f"{path}: no JSON rows (neither a JSON file nor a log with a line starting with '[')")
+    try:
+        return json.JSONDecoder().raw_decode(text[at:])[0]
+    except ValueError as e:
+        sys.exit(f"{path}: the rows from line '{text[at:at + 40]}...' are not JSON: {e}")
+
+
 def load_rows(paths, keep_failed=False):
     """Rows of the JSON files; only those whose status is "ok" unless keep_failed."""
     rows = []
     for p in paths:
-        with open(p) as f:
-            data = json.load(f)
+        data = read_json_rows(p)
         if not isinstance(data, list):
             sys.exit(f"{p}: expected a JSON list of rows, got {type(data).__name__}")
         for i, r in enumerate(data):

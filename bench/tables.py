@@ -6,6 +6,9 @@
   python3 bench/tables.py maxctx  rows*.json     # longest context under a budget, and what limits it
   python3 bench/tables.py latency rows*.json     # prefill and decode against context, floor as a column
   python3 bench/tables.py repeat first.json second.json   # the same command run twice: do they agree?
+  python3 bench/tables.py ratio hf.json engine.json...    # prefill tok/s against HF's, context by context
+
+Row files may also be logs of a run (console text, then the JSON rows).
 
 Rows are grouped into configurations by `label` if a row has one, else engine +
 offload + budget (as bench/plot_bench.py does). A row whose status is not "ok" (a
@@ -21,12 +24,11 @@ about two layers for its offloaded cache (the layer in use and the one prefetche
 workspaces, the CUDA context, page tables of pinned memory).
 """
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plot_bench import load_rows, series_label, fmt_tokens  # noqa: E402
+from plot_bench import load_rows, read_json_rows, series_label, fmt_tokens  # noqa: E402
 
 GIB = float(1 << 30)
 
@@ -192,9 +194,34 @@ def repeat_rows(first, second):
     return text + ("\n\nall agree" if agree_all else "\n\nsome do not agree"), agree_all
 
 
+def ratio_rows(hf, engines, want=1.1):
+    """Prefill tokens/s of each engine run (a list of (name, rows)) against HF's rows,
+    context by context: medians over the repetitions, their ranges, and whether the
+    ratio of medians reaches `want`. Returns the table and whether every one does."""
+    base = {r["context"]: r for r in hf if r.get("prefill_tps")}
+    out, all_ok = [], True
+    for name, rows in engines:
+        for r in sorted(rows, key=lambda r: r["context"]):
+            h = base.get(r["context"])
+            a = spread(r, "prefill_tps")
+            if h is None or a is None:
+                continue
+            b = spread(h, "prefill_tps")
+            x = a[0] / b[0]
+            all_ok &= x >= want
+            fmt = lambda t: f"{num(t[0])} ({num(t[1])}-{num(t[2])})"  # noqa: E731
+            out.append([name, fmt_tokens(r["context"]), fmt(a), fmt(b), f"{x:.3f}",
+                        "yes" if x >= want else "no"])
+    if not out:
+        sys.exit("ratio: no context has prefill rows both from HF and from an engine file")
+    text = table(["engine run", "context", "prefill tok/s: median (range)", "HF: median (range)", "ratio",
+                  f">= {want}x"], out)
+    return text, all_ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("table", choices=["memory", "maxctx", "latency", "repeat"])
+    ap.add_argument("table", choices=["memory", "maxctx", "latency", "repeat", "ratio"])
     ap.add_argument("rows", nargs="+", help="JSON row files")
     ap.add_argument("--layers", type=int, default=32,
                     help="layers of the model, for the share of HF's offloaded cache on the GPU (default 32)")
@@ -202,12 +229,18 @@ def main():
     if args.table == "maxctx":
         rows = []
         for p in args.rows:
-            with open(p) as f:
-                data = json.load(f)
+            data = read_json_rows(p)
             if not isinstance(data, list):
                 sys.exit(f"{p}: expected a JSON list of rows, got {type(data).__name__}")
             rows += [r for r in data if isinstance(r, dict)]
         print(maxctx_rows(rows))
+        return
+    if args.table == "ratio":
+        if len(args.rows) < 2:
+            sys.exit("ratio: expected HF's rows, then one or more engine row files")
+        engines = [(os.path.splitext(os.path.basename(p))[0], load_rows([p])) for p in args.rows[1:]]
+        text, _ = ratio_rows(load_rows(args.rows[:1]), engines)
+        print(text)
         return
     if args.table == "repeat":
         if len(args.rows) != 2:

@@ -380,6 +380,8 @@ for s in "$@"; do
       step prefill-hf-cmp-hf 300 python3 bench/peers/hf_bench.py "${model[@]}" --headinfer "$h" \
         --context 128K,64K,16K --decode-tokens 1 --reps 5 --cache dynamic -o json
       grep -h 'prefill' "$out/prefill-hf-cmp-hf.log" | grep -v '^\[' >>"$out/summary.txt"
+      python3 bench/tables.py ratio "$out/prefill-hf-cmp-hf.log" "$out/prefill-hf-cmp-rows0.log" \
+        "$out/prefill-hf-cmp-rows1.log" >>"$out/summary.txt" 2>&1
       ;;
     gemm)  # sustained GEMM rates, each joined to the clock and power read while it ran
       nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv,noheader,nounits -lms 100 \
@@ -399,6 +401,7 @@ for s in "$@"; do
       step prefill-hf 240 python3 bench/peers/hf_bench.py "${model[@]}" --headinfer "$h" --context 64K,128K \
         --decode-tokens 1 --reps 2 --cache dynamic -o json
       grep -h 'prefill' "$out/prefill-hf.log" | grep -v '^\[' >>"$out/summary.txt"
+      python3 bench/tables.py ratio "$out/prefill-hf.log" "$out"/prefill-chunk-*.log >>"$out/summary.txt" 2>&1
       ;;
     ncu)
       m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size,launch__registers_per_thread
