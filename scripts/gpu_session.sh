@@ -57,7 +57,8 @@
 #            with the mean SM clock and power nvidia-smi read (every 100 ms) while it ran
 #   prefill-main  all-resident prefill at 16K, 64K and 128K with the plan's chunk, --profile
 #   prefill-chunks  all-resident prefill at 64K and 128K with the plan's chunk and chunks of
-#            10240, 32768, 65536 and 131072 tokens, then HF transformers' in the same call
+#            10240, 32768, 65536 and 131072 tokens, the plan's rule with HEADINFER_RESIDENT_CHUNK_MAX=128K
+#            (128K as one chunk over one block), then HF transformers' in the same call
 #   prefill  all-resident prefill at 64K and 128K with chunks of 8K, 16K and 32K tokens
 #            (--profile): does a larger chunk move prefill toward 1.1x HF?
 #   hf512    HF transformers' offloaded cache at 512K (bench_tables.sh hf-offloaded)
@@ -398,6 +399,10 @@ for s in "$@"; do
         step "prefill-chunk-$c" 120 "$h" bench "${model[@]}" --context 64K,128K --decode-tokens 0 --reps 2 \
           --offload none --chunk-size "$c" -o json
       done
+      # The plan's rule with the cap lifted: a 128K prompt as one chunk over one block (a
+      # fixed --chunk-size keeps the copy-sized blocks, so 131072 above is not this).
+      step prefill-chunk-0-max128k 120 env HEADINFER_RESIDENT_CHUNK_MAX=128K "$h" bench "${model[@]}" \
+        --context 128K --decode-tokens 0 --reps 2 --offload none -o json
       step prefill-hf 240 python3 bench/peers/hf_bench.py "${model[@]}" --headinfer "$h" --context 64K,128K \
         --decode-tokens 1 --reps 2 --cache dynamic -o json
       grep -h 'prefill' "$out/prefill-hf.log" | grep -v '^\[' >>"$out/summary.txt"

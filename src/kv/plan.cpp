@@ -1,7 +1,9 @@
 #include "kv/plan.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -18,6 +20,17 @@ constexpr int kMinChunk = 512, kMaxChunk = 16384;
 // in 64K chunks than in 10K ones, and 2.5% slower again in one 128K chunk (docs/gpu.md,
 // 2026-12-04, second session).
 constexpr int kMaxResidentChunk = 65536;
+
+// That cap was measured when a chunk still attended every earlier copy-sized block in
+// a call of its own; HEADINFER_RESIDENT_CHUNK_MAX (tokens, "128K") sets another for
+// the A/B against one block over the whole context.
+int64_t max_resident_chunk() {
+  const char* e = std::getenv("HEADINFER_RESIDENT_CHUNK_MAX");
+  if (e == nullptr || *e == '\0') return kMaxResidentChunk;
+  const int64_t v = parse_tokens(e, "HEADINFER_RESIDENT_CHUNK_MAX");
+  HI_CHECK(v >= 1 && v <= INT32_MAX, "HEADINFER_RESIDENT_CHUNK_MAX: " << e << " tokens, expected 1 to " << INT32_MAX);
+  return v;
+}
 
 // With the earlier KV offloaded, a chunk of C tokens does about C * q_per_kv
 // attention FLOPs per byte it moves (4 * head_dim FLOPs per key and query head over
@@ -208,7 +221,7 @@ Plan make_plan(const PlanInputs& in) {
   // All-resident plans try larger chunks first, halving down to the roofline's.
   std::vector<int> resident_chunks;
   if (in.resident_may_grow())
-    for (int64_t ch = std::min<int64_t>(in.context, kMaxResidentChunk); ch > chunks.front(); ch /= 2)
+    for (int64_t ch = std::min<int64_t>(in.context, max_resident_chunk()); ch > chunks.front(); ch /= 2)
       resident_chunks.push_back(static_cast<int>(ch));
   resident_chunks.insert(resident_chunks.end(), chunks.begin(), chunks.end());
 

@@ -2,6 +2,8 @@
 // context, adaptive grouping, and the Llama-3-8B predictions the issue asks for.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "format/model_loader.hpp"
 #include "headinfer/error.hpp"
 #include "kv/footprint.hpp"
@@ -183,6 +185,15 @@ TEST(Plan, AllResidentTakesTheLargestChunkThatFits) {
   PlanInputs fixed = llama8b(128 * 1024, -1, OffloadMode::None);
   fixed.chunk = 4096;
   EXPECT_EQ(make_plan(fixed).chunk, 4096) << "--chunk-size";
+  // Another cap for A/B runs: the whole 128K prompt as one chunk over one block.
+  setenv("HEADINFER_RESIDENT_CHUNK_MAX", "128K", 1);
+  const Plan whole = make_plan(llama8b(128 * 1024, 140 * GiB, OffloadMode::None));
+  setenv("HEADINFER_RESIDENT_CHUNK_MAX", "zero", 1);
+  EXPECT_THROW(make_plan(llama8b(128 * 1024, 140 * GiB, OffloadMode::None)), Error);
+  unsetenv("HEADINFER_RESIDENT_CHUNK_MAX");
+  EXPECT_EQ(whole.chunk, 128 * 1024);
+  EXPECT_EQ(whole.schedule.block_tokens, 128 * 1024);
+  EXPECT_EQ(make_plan(llama8b(128 * 1024, 140 * GiB, OffloadMode::None)).chunk, 65536);
 }
 
 // With every slab on a GPU, a block sizes only the prefill's attention calls (one per
