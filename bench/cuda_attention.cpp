@@ -8,7 +8,6 @@
 //   --case N: the Nth prefill shape only (1 causal 16K, 2 causal 32K, 3 8K after 128K,
 //   4 8K x one 8K block); --sustained S: S seconds of each case's calls before its
 //   timed rounds. Times are the best of three rounds of back-to-back calls.
-#ifdef HEADINFER_HAVE_CUDA
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -535,14 +534,3 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
-
-#else
-
-#include <cstdio>
-
-int main() {
-  std::puts("no CUDA build");
-  return 0;
-}
-
-#endif

@@ -8,7 +8,6 @@
 // as TFLOP/s here; each line also prints its wall-clock span (ms since the epoch) so a
 // power/clock log taken beside it can be joined to it.
 // Usage: cuda_gemm [--seconds S] [--algos K] [--only NAME]
-#ifdef HEADINFER_HAVE_CUDA
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -239,14 +238,3 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
-
-#else
-
-#include <cstdio>
-
-int main() {
-  std::puts("no CUDA build");
-  return 0;
-}
-
-#endif

@@ -8,7 +8,6 @@
 // Also prints max|gemv - cublas| / max|cublas| as a sanity check (cuBLAS rounds the
 // activations to BF16, so ~1e-3 is expected).
 // Usage: cuda_gemv [--quick]
-#ifdef HEADINFER_HAVE_CUDA
 
 #include <cuda_runtime_api.h>
 
@@ -190,14 +189,3 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
-
-#else
-
-#include <cstdio>
-
-int main() {
-  std::puts("no CUDA build");
-  return 0;
-}
-
-#endif

@@ -8,7 +8,6 @@
 // memory from the virtual memory API (cuMemCreate on the host, mapped at its 2 MiB
 // granularity) and from a host memory pool, which may be mapped with large GPU pages.
 // Usage: cuda_pinned_map [GiB]   (default 8)
-#ifdef HEADINFER_HAVE_CUDA
 
 #include <cuda.h>
 #include <cuda_runtime_api.h>
@@ -236,14 +235,3 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
-
-#else
-
-#include <cstdio>
-
-int main() {
-  std::puts("no CUDA build");
-  return 0;
-}
-
-#endif
