@@ -42,14 +42,14 @@
 #            pins about a third of it), staged and through the driver
 #   clocks   nvidia-smi's SM clock and power every 200 ms (read only) during a 128K prefill and
 #            during cuda_attention --quick: whether sustained work runs below the short runs' clock
-#   bf16-rows HEADINFER_CUDA_BF16_ROWS=1 (GEMM inputs in BF16 from the norms and the first
+#   bf16-rows HEADINFER_CUDA_BF16_ROWS=1, the default (GEMM inputs in BF16 from the norms and the first
 #            chunk's attention, gate/up and the SwiGLU in the weight dtype): hf_parity.py on 4
 #            layers at 8K with it on (prefill-vs-hf times it)
 #   bf16-rows-ab  prefill (16K, 64K, 128K, --profile) with it off and on, alternating, twice
 #   greedy-ahead  decode at 4K and 32K with each step waiting for the id before it
 #            (HEADINFER_GREEDY_LOCKSTEP=1) and queued ahead (the default), alternating, twice
-#   prefill-vs-hf  all-resident prefill at 16K, 64K and 128K, 5 reps (medians), as is and with
-#            HEADINFER_CUDA_BF16_ROWS=1, then hf_bench.py on the same contexts: the acceptance ratio
+#   prefill-vs-hf  all-resident prefill at 16K, 64K and 128K, 5 reps (medians), with
+#            HEADINFER_CUDA_BF16_ROWS=0 and =1 (the default), then hf_bench.py on the same contexts: the acceptance ratio
 #   cudnn-sustained  cuda_attention --cudnn with each HEADINFER_CUDNN_PLAN (and the default) on causal
 #            16K and 8K after 128K, each after 2 s of the same calls: the plan under the power limit
 #   gemm     cuda_gemm: each prefill projection's GEMM under sustained load (the engine's path,
@@ -129,10 +129,10 @@ tests() {
     step "$t-fused-swiglu" 150 env HEADINFER_CUDA_FUSE_SWIGLU=1 "$bin/$t"
     grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/$t-fused-swiglu.log" >>"$out/summary.txt" 2>/dev/null
   done
-  # The offload path with prefill's GEMM inputs in the weight dtype (opt-in until
-  # measured; test_cuda_ops and test_cuda_engine test it in their own cases).
-  step test_cuda_offload-bf16-rows 150 env HEADINFER_CUDA_BF16_ROWS=1 "$bin/test_cuda_offload"
-  grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-bf16-rows.log" >>"$out/summary.txt" 2>/dev/null
+  # The offload path with prefill's GEMM inputs as f32 rows (BF16 rows are the default;
+  # test_cuda_ops and test_cuda_engine test both in their own cases).
+  step test_cuda_offload-f32-rows 150 env HEADINFER_CUDA_BF16_ROWS=0 "$bin/test_cuda_offload"
+  grep -hE '^\[  (PASSED|FAILED) |FAILED  \]' "$out/test_cuda_offload-f32-rows.log" >>"$out/summary.txt" 2>/dev/null
   # The decode-path kernels without programmatic dependent launch (on by default).
   for t in test_cuda_ops test_cuda_engine test_cuda_offload; do
     step "$t-nopdl" 150 env HEADINFER_CUDA_PDL=0 "$bin/$t"

@@ -91,8 +91,12 @@ DevBuf to_device(const std::vector<T>& v) {
 // A device buffer of n floats, every one NaN (so an output never written fails).
 inline DevBuf poisoned(size_t n) { return to_device(std::vector<float>(n, kNaN)); }
 
+// Waits for the whole device first: the buffer may have been written on the stream of
+// another backend than gpu() (gpu_bf16_rows(), gpu_own()), which gpu()'s download does
+// not wait for.
 inline std::vector<float> to_host(const DevBuf& b, size_t n) {
   std::vector<float> v(n);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   gpu().download(v.data(), b.get(), n * sizeof(float));
   return v;
 }
@@ -125,6 +129,27 @@ inline std::vector<uint8_t> encode(DType dt, const std::vector<float>& v) {
     }
   }
   return out;
+}
+
+// How two outputs meant to be bit-equal differ: how many values, the first, the largest gap.
+inline std::string differing(const std::vector<float>& a, const std::vector<float>& b) {
+  size_t n = 0, first = 0, worst = 0;
+  double gap = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) == 0) continue;
+    if (n++ == 0) first = i;
+    const double d = std::abs(static_cast<double>(a[i]) - b[i]);
+    if (!(d <= gap)) {
+      gap = d;
+      worst = i;
+    }
+  }
+  std::ostringstream os;
+  os << n << " of " << a.size() << " values differ";
+  if (n > 0)
+    os << ", the first at [" << first << "] (" << a[first] << " vs " << b[first] << "), the largest gap " << gap
+       << " at [" << worst << "]";
+  return os.str();
 }
 
 // Compares got with ref: fails on any NaN in got (unless ref is NaN there), on an

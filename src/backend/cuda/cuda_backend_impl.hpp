@@ -75,11 +75,11 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
-  // HEADINFER_CUDA_BF16_ROWS=1: prefill's GEMM inputs handed over in the weight dtype
-  // (the norms write them so; the MLP keeps gate/up and the SwiGLU in it, as HF does)
-  // instead of f32 rows converted before each GEMM. Off until a GPU run has checked and
-  // timed it.
-  bool bf16_rows = false;
+  // Prefill's GEMM inputs handed over in the weight dtype (the norms write them so; the
+  // MLP keeps gate/up and the SwiGLU in it, as HF does) instead of f32 rows converted
+  // before each GEMM: 1.07 -> 1.115x HF at 64K on the H200 (docs/gpu.md, 2026-12-05).
+  // HEADINFER_CUDA_BF16_ROWS=0 converts f32 rows as before.
+  bool bf16_rows = true;
   // The tensor-core decode kernel with the keys on the MMA's M side: -1 (default) for
   // calls of at most 8 rows (a GQA group; one 8-row tile), HEADINFER_CUDA_DECODE_KEYS_M=1
   // for every call it takes, =0 for none. For a group of 4 it issues 26% fewer
@@ -107,7 +107,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
-    if (const char* e = std::getenv("HEADINFER_CUDA_BF16_ROWS")) d.bf16_rows = std::strcmp(e, "1") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_BF16_ROWS")) d.bf16_rows = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_Q_REUSE")) d.q_reuse = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE_BPS"))
@@ -367,7 +367,7 @@ class CudaBackend final : public Backend {
     if (!debug_.fuse_swiglu || !gemm_->matmul_swiglu(x, n, w_gate_up, gu)) Backend::matmul_swiglu(x, n, w_gate_up, gu);
   }
 
-  // Prefill's GEMM inputs in the weight dtype (HEADINFER_CUDA_BF16_ROWS): what cuBLAS
+  // Prefill's GEMM inputs in the weight dtype (unless HEADINFER_CUDA_BF16_ROWS=0): what cuBLAS
   // takes anyway, so the norms' rows feed it unconverted.
   DType gemm_rows_dtype(const Mat& w, int n) const override {
     return debug_.bf16_rows && gemm_->takes_cublas(n) && (w.dtype == DType::BF16 || w.dtype == DType::F16) ? w.dtype
