@@ -163,6 +163,11 @@ def spread(r, key):
     return v, v if lo is None else lo, v if hi is None else hi
 
 
+def fmt_spread(t, digits=0):
+    """(median, min, max) as "median (min-max)"."""
+    return f"{num(t[0], digits)} ({num(t[1], digits)}-{num(t[2], digits)})"
+
+
 def repeat_rows(first, second):
     """Two runs of one command, row by row: each metric's median and range in both runs,
     and whether they agree. They agree when the two medians differ by no more than the
@@ -183,9 +188,9 @@ def repeat_rows(first, second):
             bound = min(a[2] - a[1], b[2] - b[1])
             agree = diff <= bound
             agree_all &= agree
-            fmt = lambda t: f"{num(t[0], digits)} ({num(t[1], digits)}-{num(t[2], digits)})"  # noqa: E731
             rel = f" ({100 * diff / a[0]:.2f}%)" if a[0] else ""
-            out.append([series_label(r1), fmt_tokens(r1["context"]), key, fmt(a), fmt(b), num(diff, digits) + rel,
+            out.append([series_label(r1), fmt_tokens(r1["context"]), key, fmt_spread(a, digits), fmt_spread(b, digits),
+                        num(diff, digits) + rel,
                         num(bound, digits), "yes" if agree else "NO"])
     if not out:
         sys.exit("repeat: no configuration and context appears in both files")
@@ -209,8 +214,7 @@ def ratio_rows(hf, engines, want=1.1):
             b = spread(h, "prefill_tps")
             x = a[0] / b[0]
             all_ok &= x >= want
-            fmt = lambda t: f"{num(t[0])} ({num(t[1])}-{num(t[2])})"  # noqa: E731
-            out.append([name, fmt_tokens(r["context"]), fmt(a), fmt(b), f"{x:.3f}",
+            out.append([name, fmt_tokens(r["context"]), fmt_spread(a), fmt_spread(b), f"{x:.3f}",
                         "yes" if x >= want else "no"])
     if not out:
         sys.exit("ratio: no context has prefill rows both from HF and from an engine file")
