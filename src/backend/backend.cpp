@@ -47,6 +47,20 @@ void Backend::mlp(const void* x, DType x_dtype, int n, const Mat& w_gate_up, con
   matmul_strided(gu, w_gate_up.rows, n, w_down, nullptr, out);
 }
 
+void Backend::matmul_rope_store_kv(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias,
+                                   const RopeArgs& r, int n_kv_heads, DType kv_dtype, void* const* dst_k,
+                                   void* const* dst_v) {
+  HI_CHECK(r.stride == w.rows && r.n_tokens == n && r.n_heads >= n_kv_heads &&
+               w.rows == static_cast<int64_t>(r.n_heads + n_kv_heads) * r.head_dim,
+           name() << " matmul_rope_store_kv: rows of " << r.stride << " floats of " << r.n_heads << " rotated and "
+                  << n_kv_heads << " V heads of " << r.head_dim << " for a projection of " << w.rows
+                  << " rows, expected [q | k | v] rows of w.rows floats");
+  matmul_rows(x, x_dtype, n, w, bias, r.x);
+  const int64_t hd = r.head_dim;
+  const float* k = r.x + (r.n_heads - n_kv_heads) * hd;
+  rope_store_kv_heads(r, k, k + n_kv_heads * hd, r.stride, n, n_kv_heads, r.head_dim, kv_dtype, dst_k, dst_v);
+}
+
 int32_t Backend::argmax(const float* x, int64_t n) {
   HI_CHECK(n > 0, name() << " argmax: " << n << " values");
   std::vector<float> v(static_cast<size_t>(n));

@@ -254,6 +254,14 @@ class Backend {
     rope(r);
     store_kv_heads(k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v);
   }
+  // A layer's fused QKV projection, then its RoPE and K/V store: matmul_rows(x, ...) into
+  // r.x (n packed rows of w.rows = r.stride floats: r.n_heads rotated heads, Q's then K's
+  // last n_kv_heads, then V's n_kv_heads), then rope_store_kv_heads(r, ...) of those K
+  // and V heads. One op, so a backend can rotate and store in the GEMV's epilogue (the
+  // CUDA backend for a decode token): the same values as the two ops.
+  virtual void matmul_rope_store_kv(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias,
+                                    const RopeArgs& r, int n_kv_heads, DType kv_dtype, void* const* dst_k,
+                                    void* const* dst_v);
   // The index of the largest of n floats at x (backend memory): the first on ties, as
   // torch.argmax; returns once known. The default reads them back and scans.
   virtual int32_t argmax(const float* x, int64_t n);

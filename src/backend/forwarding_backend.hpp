@@ -75,6 +75,10 @@ class ForwardingBackend : public Backend {
                            DType dt, void* const* dk, void* const* dv) override {
     inner_.rope_store_kv_heads(r, k, v, st, n, nh, hd, dt, dk, dv);
   }
+  void matmul_rope_store_kv(const void* x, DType xdt, int n, const Mat& w, const Mat* b, const RopeArgs& r, int nkv,
+                            DType dt, void* const* dk, void* const* dv) override {
+    inner_.matmul_rope_store_kv(x, xdt, n, w, b, r, nkv, dt, dk, dv);
+  }
   int32_t argmax(const float* x, int64_t n) override { return inner_.argmax(x, n); }
   void argmax_to(const float* x, int64_t n, int32_t* dst) override { inner_.argmax_to(x, n, dst); }
   std::vector<LogitCandidate> top_k(const float* x, int64_t n, int k) override { return inner_.top_k(x, n, k); }

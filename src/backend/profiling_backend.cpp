@@ -182,6 +182,15 @@ void ProfilingBackend::rope_store_kv_heads(const RopeArgs& r, const float* k, co
         [&] { inner_.rope_store_kv_heads(r, k, v, src_stride, n, n_heads, head_dim, kv_dtype, dst_k, dst_v); });
 }
 
+// A GEMM with a little elementwise work after it (one kernel on a GPU for a decode token).
+void ProfilingBackend::matmul_rope_store_kv(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias,
+                                            const RopeArgs& r, int n_kv_heads, DType kv_dtype, void* const* dst_k,
+                                            void* const* dst_v) {
+  timed(
+      Phase::Gemm, "matmul_rope_store_kv",
+      [&] { inner_.matmul_rope_store_kv(x, x_dtype, n, w, bias, r, n_kv_heads, kv_dtype, dst_k, dst_v); }, &w);
+}
+
 int32_t ProfilingBackend::argmax(const float* x, int64_t n) {
   // It returns once the index is on the host: that wait counts as the host's, as a download's.
   int32_t r = 0;

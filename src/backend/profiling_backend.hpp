@@ -97,6 +97,8 @@ class ProfilingBackend final : public ForwardingBackend {
                       DType kv_dtype, void* const* dst_k, void* const* dst_v) override;
   void rope_store_kv_heads(const RopeArgs& r, const float* k, const float* v, int64_t src_stride, int n, int n_heads,
                            int head_dim, DType kv_dtype, void* const* dst_k, void* const* dst_v) override;
+  void matmul_rope_store_kv(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias, const RopeArgs& r,
+                            int n_kv_heads, DType kv_dtype, void* const* dst_k, void* const* dst_v) override;
   int32_t argmax(const float* x, int64_t n) override;
   void argmax_to(const float* x, int64_t n, int32_t* dst) override;
   std::vector<LogitCandidate> top_k(const float* x, int64_t n, int k) override;

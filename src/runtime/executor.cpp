@@ -129,9 +129,9 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   // takes them in (gemm_rows_dtype: f32, or the weights' where it rounds them anyway).
   const DType qkv_rows = be_.gemm_rows_dtype(L.wqkv, n);
   if (layer == 0) be_.norm_rows(x, nullptr, L.attn_norm, cfg_.rms_eps, n, h, qkv_rows);
-  be_.matmul_rows(h, qkv_rows, n, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
-  // Q's heads then K's: one rotation over n_heads + n_kv_heads heads of each row,
-  // done by the attention's first op together with the KV store.
+  // The QKV projection, then Q's heads and K's rotated (one rotation over n_heads +
+  // n_kv_heads heads of each row) and the new K/V stored: the attention's first op.
+  const QkvProjection proj{h, qkv_rows, &L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv};
   const RopeArgs rope{qkv, qkv_w, n, cfg_.n_heads + cfg_.n_kv_heads, hd, pos0, inv_freq.data()};
   // The last layer's outputs reach nothing but the logits of the forward's last
   // position: past its K/V (stored for every token), it runs for that row alone.
@@ -145,7 +145,7 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
   const DType o_rows = be_.gemm_rows_dtype(L.wo, rows);
   const bool rows_fit =
       o_rows != DType::F32 && o_rows == opts_.kv_dtype && dtype_bytes(o_rows, q_w) <= sizeof(float) * cfg_.hidden;
-  const LayerQkv io{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope, rows, rows_fit ? h : nullptr};
+  const LayerQkv io{qkv, qkv + q_w, qkv + q_w + kv_w, qkv_w, attn, &rope, rows, rows_fit ? h : nullptr, &proj};
   if (attn_->run(layer, io))
     be_.matmul_rows(reinterpret_cast<const uint8_t*>(h) + dtype_bytes(o_rows, first * q_w), o_rows, rows, L.wo, nullptr,
                     tmp);
@@ -166,7 +166,9 @@ void Executor::run_layer(const Layer& L, int layer, int n, int64_t pos0, const s
     const Layer& next = layers_[static_cast<size_t>(layer) + 1];
     be_.norm_rows(x, tmp, next.attn_norm, cfg_.rms_eps, n, h, be_.gemm_rows_dtype(next.wqkv, n));
   } else {
-    be_.add(x_rows, tmp, static_cast<int64_t>(rows) * cfg_.hidden);
+    // The last residual add and the output norm of the forward's last row (the logits'
+    // input, into h) as one op, as the layers' boundaries are.
+    be_.add_rmsnorm(x_rows, tmp, out_norm_, cfg_.rms_eps, rows, h);
   }
 }
 
@@ -203,8 +205,7 @@ const float* Executor::forward_ids(const int32_t* ids, int n) {
   attn_->end();
   kv_->set_length(pos0 + n);
 
-  const float* last = buf(kX) + static_cast<int64_t>(n - 1) * cfg_.hidden;
-  be_.rmsnorm(last, out_norm_, cfg_.rms_eps, 1, buf(kH));
+  // The last layer left the last row's output norm in kH (every model has a layer).
   be_.matmul(buf(kH), 1, lm_head_, nullptr, buf(kLast));
   return buf(kLast);
 }

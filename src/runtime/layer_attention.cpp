@@ -155,7 +155,11 @@ void LayerAttention::store_new_kv(int layer, const LayerQkv& io) {
     store_k_[i] = sl.home == Home::Device ? kv_.k_at(layer, h, pos0_) : stg + 2 * sl.host_index * side;
     store_v_[i] = sl.home == Home::Device ? kv_.v_at(layer, h, pos0_) : stg + (2 * sl.host_index + 1) * side;
   }
-  if (io.rope)
+  if (io.proj) {
+    HI_CHECK(io.rope, "layer attention: a QKV projection to run needs its RoPE arguments");
+    be_.matmul_rope_store_kv(io.proj->x, io.proj->x_dtype, n_, *io.proj->w, io.proj->bias, *io.rope, cfg_.n_kv_heads,
+                             kv_.kv_dtype(), store_k_.data(), store_v_.data());
+  } else if (io.rope)
     be_.rope_store_kv_heads(*io.rope, io.k, io.v, io.stride, n_, cfg_.n_kv_heads, hd, kv_.kv_dtype(), store_k_.data(),
                             store_v_.data());
   else

@@ -38,6 +38,15 @@ struct TransferStats {
   int64_t h2d_copies = 0, d2h_copies = 0;
 };
 
+// The QKV projection, handed to LayerAttention so it runs together with RoPE and the
+// K/V store (Backend::matmul_rope_store_kv): x rows of x_dtype through w (+ bias).
+struct QkvProjection {
+  const void* x = nullptr;
+  DType x_dtype = DType::F32;
+  const Mat* w = nullptr;
+  const Mat* bias = nullptr;
+};
+
 // A layer's projections (after RoPE, or with `rope` to apply): token t's q, k and v rows (n_heads * head_dim,
 // n_kv_heads * head_dim and n_kv_heads * head_dim floats) at q, k and v + t * stride
 // (the fused [q | k | v] rows); out rows are n_heads * head_dim floats, packed.
@@ -58,6 +67,9 @@ struct LayerQkv {
   // for a backend whose next GEMM takes them so (AttnArgs::out_rows). run() says
   // whether it went there.
   void* out_rows = nullptr;
+  // When set (with rope): q, k and v are not computed yet; run() projects them into
+  // rope->x first (the fused [q | k | v] rows), with the rotation and the store.
+  const QkvProjection* proj = nullptr;
 };
 
 class LayerAttention {

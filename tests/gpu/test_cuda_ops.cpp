@@ -336,6 +336,88 @@ TEST(CudaOps, GemvTuningsGiveTheSameBits) {
   cudaStreamDestroy(s);
 }
 
+// A decode token's QKV GEMV with the RoPE and K/V store in its epilogue gives the bits
+// of the GEMV then the RoPE + KV store kernel: the rotated [q | k | v] row and every
+// stored K/V byte. MHA, GQA and MQA, head_dim 64 and 128, biases of two dtypes, KV in
+// every dtype, positions from 0 to past a million. The launcher must take each case
+// (false would mean the fused kernel never ran), and the backend op must give the same.
+TEST(CudaOps, QkvGemvWithRopeAndStoreEqualsTheTwoKernels) {
+  HI_REQUIRE_CUDA();
+  std::mt19937 rng(29);
+  cudaStream_t s{};
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  {
+    cuda::CublasGemm gemm(s);
+    struct Case {
+      int n_heads, n_kv, hd, cols;
+      bool has_bias;
+      DType bias, kv;
+      int64_t pos;
+    };
+    for (const Case c : {Case{32, 8, 128, 4096, false, DType::F32, DType::BF16, 4095},
+                         Case{8, 1, 64, 256, true, DType::BF16, DType::F16, 0},
+                         Case{4, 4, 128, 520, true, DType::F32, DType::F32, 1000003},
+                         Case{12, 4, 64, 1024, false, DType::F32, DType::BF16, 77}}) {
+      SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv) + " hd " +
+                   std::to_string(c.hd) + " pos " + std::to_string(c.pos));
+      const int n_rot = c.n_heads + c.n_kv;
+      const int64_t R = int64_t{n_rot + c.n_kv} * c.hd;
+      std::vector<float> w = randn(R * c.cols, rng, 0.05f), x = randn(c.cols, rng), b = randn(R, rng);
+      std::vector<uint8_t> wb = encode(DType::BF16, w);
+      DevBuf dw = to_device(wb), dx = to_device(x);
+      const bool has_bias = c.has_bias;
+      DevBuf db = has_bias ? to_device(encode(c.bias, b)) : DevBuf{};
+      const Mat m{DType::BF16, dw.get(), R, c.cols};
+      const Mat mb{c.bias, db.get(), R, 1};
+      std::vector<double> freq(static_cast<size_t>(c.hd / 2));
+      for (size_t i = 0; i < freq.size(); ++i) freq[i] = std::pow(500000.0, -2.0 * static_cast<double>(i) / c.hd);
+      DevBuf dfreq = to_device(freq);
+      const size_t side = dtype_bytes(c.kv, c.hd);  // one head's K (or V) row
+      std::vector<uint8_t> poison(2 * side * static_cast<size_t>(c.n_kv), 0xff);
+      DevBuf kv_fused = to_device(poison), kv_two = to_device(poison);
+      auto dsts = [&](const DevBuf& kv, int side_i) {  // K heads reversed, V heads in order
+        std::vector<void*> d;
+        for (int h = 0; h < c.n_kv; ++h)
+          d.push_back(static_cast<uint8_t*>(kv.get()) +
+                      side * static_cast<size_t>(side_i == 0 ? c.n_kv - 1 - h : c.n_kv + h));
+        return d;
+      };
+      const std::vector<void*> fk = dsts(kv_fused, 0), fv = dsts(kv_fused, 1), tk = dsts(kv_two, 0),
+                               tv = dsts(kv_two, 1);
+      DevBuf fused = poisoned(R), two = poisoned(R);
+      ASSERT_TRUE(gemm.matmul_rope_store(dx.f(), 1, m, has_bias ? &mb : nullptr, fused.f(), n_rot, c.n_kv, c.hd,
+                                         c.pos, static_cast<const double*>(dfreq.get()), c.kv, fk.data(), fv.data()));
+      gemm.matmul(dx.f(), 1, m, has_bias ? &mb : nullptr, two.f());
+      const int64_t k_off = int64_t{c.n_heads} * c.hd;
+      cuda::launch_rope_store_kv_heads(two.f(), R, 1, n_rot, c.hd, c.pos, static_cast<const double*>(dfreq.get()),
+                                       two.f() + k_off, two.f() + k_off + int64_t{c.n_kv} * c.hd, R, c.n_kv, c.kv,
+                                       tk.data(), tv.data(), s);
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+      const std::vector<float> got = to_host(fused, R), want = to_host(two, R);
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float))) << differing(got, want);
+      for (float v : got) ASSERT_FALSE(std::isnan(v));
+      std::vector<uint8_t> kv_got(poison.size()), kv_want(poison.size());
+      gpu().download(kv_got.data(), kv_fused.get(), kv_got.size());
+      gpu().download(kv_want.data(), kv_two.get(), kv_want.size());
+      EXPECT_EQ(kv_got, kv_want);
+      EXPECT_NE(kv_got, poison) << "no K/V stored";
+
+      // The backend op (the fused kernel where it applies) leaves the same row and K/V.
+      DevBuf via_op = poisoned(R), kv_op = to_device(poison);
+      const std::vector<void*> ok = dsts(kv_op, 0), ov = dsts(kv_op, 1);
+      const RopeArgs r{via_op.f(), R, 1, n_rot, c.hd, c.pos, freq.data()};
+      gpu().matmul_rope_store_kv(dx.get(), DType::F32, 1, m, has_bias ? &mb : nullptr, r, c.n_kv, c.kv, ok.data(),
+                                 ov.data());
+      const std::vector<float> got_op = to_host(via_op, R);
+      EXPECT_EQ(0, std::memcmp(got_op.data(), want.data(), got_op.size() * sizeof(float))) << differing(got_op, want);
+      std::vector<uint8_t> kv_got_op(poison.size());
+      gpu().download(kv_got_op.data(), kv_op.get(), kv_got_op.size());
+      EXPECT_EQ(kv_got_op, kv_want);
+    }
+  }
+  cudaStreamDestroy(s);
+}
+
 TEST(CudaOps, SwigluOverFusedRowsInPlace) {
   HI_REQUIRE_CUDA();
   std::mt19937 rng(13);

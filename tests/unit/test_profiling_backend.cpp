@@ -51,6 +51,10 @@ class RecordingBackend final : public Backend {
                            void* const*) override {
     hit("rope_store_kv_heads");
   }
+  void matmul_rope_store_kv(const void*, DType, int, const Mat&, const Mat*, const RopeArgs&, int, DType, void* const*,
+                            void* const*) override {
+    hit("matmul_rope_store_kv");
+  }
   int32_t argmax(const float*, int64_t) override {
     hit("argmax");
     return 3;
@@ -114,6 +118,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   p.store_kv(nullptr, 0, 0, 0, DType::F32, nullptr);
   p.store_kv_heads(nullptr, nullptr, 0, 0, 0, 0, DType::F32, nullptr, nullptr);
   p.rope_store_kv_heads(RopeArgs{}, nullptr, nullptr, 0, 0, 0, 0, DType::F32, nullptr, nullptr);
+  p.matmul_rope_store_kv(nullptr, DType::F32, 0, m, nullptr, RopeArgs{}, 0, DType::F32, nullptr, nullptr);
   EXPECT_EQ(p.argmax(&f, 1), 3);
   p.synchronize();
   p.free_host(p.alloc_host(4));
@@ -135,7 +140,7 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   EXPECT_EQ(p.name(), "recording");
   for (const char* method :
        {"alloc", "free", "upload", "download", "copy", "prepare", "embed", "rmsnorm", "matmul", "rope", "attention",
-        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "argmax", "synchronize", "alloc_host", "free_host", "create_event",
+        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "matmul_rope_store_kv", "argmax", "synchronize", "alloc_host", "free_host", "create_event",
         "destroy_event", "create_timing_event", "elapsed_seconds", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
         "copy_d2h_2d_async", "set_device_limit", "reset_device_peak"})
     EXPECT_EQ(rec.calls[method], 1) << method;
@@ -211,15 +216,15 @@ TEST(ProfilingBackend, PhasesOfAnExecutorRunAndSameBits) {
     EXPECT_EQ(0, std::memcmp(want[i].data(), got[i].data(), want[i].size() * sizeof(float))) << "step " << i;
 
   const PhaseTimes& t = prof.times();
-  // 3 prefill chunks and 3 decode steps: 4 matmuls per layer (fused Q/K/V, O, fused
-  // gate/up with its SwiGLU, down; the MLP in one pass at these sizes) plus the LM
-  // head, per forward.
+  // 3 prefill chunks and 3 decode steps: 4 matmuls per layer (fused Q/K/V with its RoPE
+  // and K/V store, O, fused gate/up with its SwiGLU, down; the MLP in one pass at these
+  // sizes) plus the LM head, per forward.
   const int forwards = 3 + 3;
   EXPECT_EQ(t.calls_of(Phase::Gemm), forwards * (4 * c.n_layers + 1));
   EXPECT_GT(t.calls_of(Phase::Attention), 0);
-  // embed, the first layer's norm, the final norm and the last layer's add; per layer
-  // 1 rope (Q and K) and 2 residual adds fused with the norm after them.
-  EXPECT_EQ(t.calls_of(Phase::Other), forwards * (3 + 3 * c.n_layers));
+  // embed, the first layer's norm; per layer 2 residual adds fused with the norm after
+  // them (the last layer's with the output norm).
+  EXPECT_EQ(t.calls_of(Phase::Other), forwards * (2 + 2 * c.n_layers));
   for (Phase ph : {Phase::Gemm, Phase::Attention, Phase::Other}) EXPECT_GT(t.of(ph), 0.0) << phase_name(ph);
   EXPECT_NEAR(t.total(), t.of(Phase::Gemm) + t.of(Phase::Attention) + t.of(Phase::Other), 1e-12);
 

@@ -75,6 +75,10 @@ struct AttnDebug {
   // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
   // until a GPU run has checked and timed it.
   bool fuse_swiglu = false;
+  // A decode token's QKV GEMV rotates its Q/K rows and stores the new K/V itself, one
+  // kernel fewer a layer (gemv_rope.cu); HEADINFER_CUDA_FUSE_QKV_ROPE=0: the GEMV, then
+  // the RoPE + KV store kernel (the same bits).
+  bool fuse_qkv_rope = true;
   // Prefill's GEMM inputs handed over in the weight dtype (the norms write them so; the
   // MLP keeps gate/up and the SwiGLU in it, as HF does) instead of f32 rows converted
   // before each GEMM: 1.07 -> 1.115x HF at 64K on the H200 (docs/gpu.md, 2026-12-05).
@@ -107,6 +111,7 @@ struct AttnDebug {
     if (const char* e = std::getenv("HEADINFER_CUDA_ATTN_DECODE")) d.decode_simt = std::strcmp(e, "simt") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_ROPE_STORE")) d.split_rope_store = std::strcmp(e, "0") == 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_SWIGLU")) d.fuse_swiglu = std::strcmp(e, "1") == 0;
+    if (const char* e = std::getenv("HEADINFER_CUDA_FUSE_QKV_ROPE")) d.fuse_qkv_rope = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_BF16_ROWS")) d.bf16_rows = std::strcmp(e, "0") != 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_DECODE_KEYS_M")) d.decode_keys_m = std::strcmp(e, "1") == 0 ? 1 : 0;
     if (const char* e = std::getenv("HEADINFER_CUDA_Q_REUSE")) d.q_reuse = std::strcmp(e, "0") != 0;
@@ -450,6 +455,22 @@ class CudaBackend final : public Backend {
     cuda::launch_rope_store_kv_heads(r.x, r.stride, n, r.n_heads, r.head_dim, r.pos0,
                                      freq_table(r.inv_freq, r.head_dim / 2), k, v, src_stride, n_heads, kv_dtype,
                                      dst_k, dst_v, stream_);
+  }
+
+  // One kernel for a decode token where the GEMV would run the projection (the same
+  // bits as matmul_rows, then rope_store_kv_heads); the two ops otherwise.
+  void matmul_rope_store_kv(const void* x, DType x_dtype, int n, const Mat& w, const Mat* bias, const RopeArgs& r,
+                            int n_kv_heads, DType kv_dtype, void* const* dst_k, void* const* dst_v) override {
+    const bool fits = debug_.fuse_qkv_rope && !debug_.split_rope_store && x_dtype == DType::F32 && n == 1 &&
+                      r.n_tokens == 1 && r.stride == w.rows && r.inv_freq && r.head_dim >= 2 &&
+                      static_cast<int64_t>(r.n_heads + n_kv_heads) * r.head_dim == w.rows;
+    if (fits) {
+      use();
+      if (gemm_->matmul_rope_store(static_cast<const float*>(x), n, w, bias, r.x, r.n_heads, n_kv_heads, r.head_dim,
+                                   r.pos0, freq_table(r.inv_freq, r.head_dim / 2), kv_dtype, dst_k, dst_v))
+        return;
+    }
+    Backend::matmul_rope_store_kv(x, x_dtype, n, w, bias, r, n_kv_heads, kv_dtype, dst_k, dst_v);
   }
 
   void synchronize() override {

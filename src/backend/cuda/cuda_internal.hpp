@@ -52,6 +52,12 @@ class CublasGemm {
   // would take the GEMV for these rows and the shape allows; false, nothing launched,
   // otherwise. gu: rows of w.rows floats, the SwiGLU in their first half.
   bool matmul_swiglu(const float* x, int n, const Mat& w, float* gu);
+  // One token's fused QKV projection with RoPE at pos and the K/V store in the GEMV's
+  // epilogue (launch_gemv_rope_store) where matmul would take the GEMV for it and the
+  // shape allows; false, nothing launched, otherwise. inv_freq: device memory.
+  bool matmul_rope_store(const float* x, int n, const Mat& w, const Mat* bias, float* out, int n_rot, int n_kv,
+                         int head_dim, int64_t pos, const double* inv_freq, DType kv_dt, void* const* dst_k,
+                         void* const* dst_v);
   // Always cuBLAS (benchmarks compare it with the GEMV kernel).
   void matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride = 0);
   // Whether matmul over n rows of this forward goes to cuBLAS (not the GEMV kernel).

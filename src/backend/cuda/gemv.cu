@@ -16,38 +16,18 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
+#include "backend/cuda/gemv_dot.cuh"
 #include "backend/cuda/kernels.hpp"
 
 namespace headinfer::cuda {
 namespace {
 
 constexpr int kWarps = 8;  // warps per block
-constexpr int kLine = 128;  // bytes of an L2 line
 
 // Few rows per warp for n <= 2 (more warps to hide latency), more for larger n (x reuse).
 template <int N>
 constexpr int rows_per_warp() {
   return N <= 2 ? 2 : 4;
-}
-
-// Eight consecutive BF16 / F16 values (a 16-byte load) as floats; element 2i is the
-// low half of word i (little endian).
-__device__ __forceinline__ void unpack8(const uint4& v, __nv_bfloat16*, float* f) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-__device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
-    f[2 * i] = p.x;
-    f[2 * i + 1] = p.y;
-  }
 }
 
 // Vector path: C % 8 == 0, W and x 16-byte aligned, x_stride % 4 == 0 (checked by the
@@ -82,59 +62,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   // waited for.
 #pragma unroll
   for (int j = 0; j < RW; ++j)
-    for (int l = lane; l < prefetch_lines; l += 32) prefetch_l2(reinterpret_cast<const char*>(wr[j]) + l * kLine);
+    for (int l = lane; l < prefetch_lines; l += 32) prefetch_l2(reinterpret_cast<const char*>(wr[j]) + l * kGemvLine);
   pdl_wait();
   pdl_launch_dependents();
-  float acc[N][RW] = {};
-
-  int i = lane;
-  // Main loop: kUnroll chunks per row loaded before any is used (bytes in flight).
-  for (; i + 32 * (kUnroll - 1) < chunks; i += 32 * kUnroll) {
-    uint4 wv[kUnroll][RW];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-      for (int j = 0; j < RW; ++j) wv[u][j] = __ldcs(wr[j] + i + 32 * u);  // streamed once: evict first
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t k = static_cast<int64_t>(i + 32 * u) * 8;
-      float wf[RW][8];
-#pragma unroll
-      for (int j = 0; j < RW; ++j) unpack8(wv[u][j], static_cast<T*>(nullptr), wf[j]);
-#pragma unroll
-      for (int t = 0; t < N; ++t) {
-        const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
-        const float4 a = __ldg(xp), b = __ldg(xp + 1);
-        const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int j = 0; j < RW; ++j)
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
-      }
-    }
-  }
-  // Remaining chunks of this lane, one at a time.
-  for (; i < chunks; i += 32) {
-    const int64_t k = static_cast<int64_t>(i) * 8;
-    float wf[RW][8];
-#pragma unroll
-    for (int j = 0; j < RW; ++j) unpack8(__ldcs(wr[j] + i), static_cast<T*>(nullptr), wf[j]);
-#pragma unroll
-    for (int t = 0; t < N; ++t) {
-      const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
-      const float4 a = __ldg(xp), b = __ldg(xp + 1);
-      const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-      for (int j = 0; j < RW; ++j)
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
-    }
-  }
-
-#pragma unroll
-  for (int t = 0; t < N; ++t)
-#pragma unroll
-    for (int j = 0; j < RW; ++j) acc[t][j] = warp_sum(acc[t][j]);
+  float acc[N][RW];
+  gemv_warp_dot<T, N, kUnroll, RW>(wr, chunks, x, x_stride, lane, acc);
   if (kGlu) {
     if (lane == 0) {
 #pragma unroll
@@ -184,21 +116,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// Lines of each of R rows of C elements of T to prefetch within `bytes` in all.
-template <typename T>
-int prefetch_lines(int64_t R, int C, int64_t bytes) {
-  const int64_t row_lines = (static_cast<int64_t>(C) * static_cast<int64_t>(sizeof(T)) + kLine - 1) / kLine;
-  const int64_t lines = bytes / (R * kLine);
-  return static_cast<int>(lines < row_lines ? lines : row_lines);
-}
-
 template <typename T, int N, int U, int RW>
 void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, const void* bias, DType bias_dt, float* out,
                 int64_t prefetch_bytes, cudaStream_t s) {
   constexpr int rows_per_block = kWarps * RW;
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
   launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
-                   bias_dt, out, int64_t{0}, prefetch_lines<T>(R, C, prefetch_bytes));
+                   bias_dt, out, int64_t{0}, gemv_prefetch_lines<T>(R, C, prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
 }
 
@@ -247,7 +171,7 @@ void launch_glu_n(const T* w, int R, int C, const float* x, int64_t x_stride, fl
                   cudaStream_t s) {
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R / 2) + kWarps - 1) / kWarps);
   launch_maybe_pdl(gemv_vec_kernel<T, N, 2, 2, true>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride,
-                   nullptr, DType::F32, out, out_stride, prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes));
+                   nullptr, DType::F32, out, out_stride, gemv_prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel (SwiGLU)");
 }
 

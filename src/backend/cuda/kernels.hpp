@@ -95,6 +95,15 @@ void launch_gemv(const float* x, int64_t x_stride, int n, const void* w, DType w
 // alignment or the shape does not allow it.
 bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
                         int64_t out_stride, cudaStream_t s);
+// A decode token's fused QKV projection, rotated and stored: out[r] = W x (+ bias) for
+// the R = (n_rot + n_kv) * head_dim rows [q | k | v] (each sum with launch_gemv's bits),
+// the first n_rot heads (Q's, then K's n_kv) rotated at pos as launch_rope_store_kv_heads
+// rotates them, and the K and V heads' rows stored to dst_k[i] / dst_v[i] in kv_dt.
+// False (nothing launched) where the vector path's alignment or the shape does not allow it.
+bool launch_gemv_rope_store(const float* x, const void* w, DType wdt, int R, int C, const void* bias, DType bias_dt,
+                            float* out, int n_rot, int n_kv, int head_dim, int64_t pos, const double* inv_freq,
+                            DType kv_dt, void* const* dst_k, void* const* dst_v, int64_t prefetch_bytes,
+                            cudaStream_t s);
 // merge of two partial attention results by log-sum-exp (see Backend::merge_attention)
 void launch_merge_attention(float* o_a, float* lse_a, const float* o_b, const float* lse_b, int n_q, int n_qh,
                             int head_dim, int64_t stride_a, int64_t stride_b, cudaStream_t s);

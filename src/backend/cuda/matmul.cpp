@@ -61,6 +61,17 @@ bool CublasGemm::matmul_swiglu(const float* x, int n, const Mat& w, float* gu) {
                             w.rows, stream_);
 }
 
+bool CublasGemm::matmul_rope_store(const float* x, int n, const Mat& w, const Mat* bias, float* out, int n_rot,
+                                   int n_kv, int head_dim, int64_t pos, const double* inv_freq, DType kv_dt,
+                                   void* const* dst_k, void* const* dst_v) {
+  if (n != 1 || takes_cublas(n) || w.empty() || w.rows > INT32_MAX || w.cols > INT32_MAX) return false;
+  const bool has_bias = bias && !bias->empty();
+  if (has_bias && bias->rows * bias->cols != w.rows) return false;  // matmul names the mismatch
+  return launch_gemv_rope_store(x, w.data, w.dtype, static_cast<int>(w.rows), static_cast<int>(w.cols),
+                                has_bias ? bias->data : nullptr, has_bias ? bias->dtype : DType::F32, out, n_rot, n_kv,
+                                head_dim, pos, inv_freq, kv_dt, dst_k, dst_v, tuning_.prefetch_bytes, stream_);
+}
+
 void CublasGemm::matmul_cublas(const float* x, int n, const Mat& w, const Mat* bias, float* out, int64_t x_stride) {
   matmul_impl(x, n, w, bias, out, x_stride, /*allow_gemv=*/false);
 }

@@ -4,6 +4,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_util.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/rope_math.cuh"
 
 namespace headinfer::cuda {
 namespace {
@@ -12,9 +13,6 @@ namespace {
 // thread: 1024 threads make them 3 for Llama-3-8B's 40 heads (and 2 for its K/V store)
 // where 128 made them 20 and 16.
 constexpr int kBlock = 1024;
-constexpr double kTwoPiHi = 6.283185307179586232;     // nearest double to 2*pi
-constexpr double kTwoPiLo = 2.4492935982947064e-16;   // 2*pi - kTwoPiHi
-constexpr double kInvTwoPi = 0.15915494309189535;
 constexpr int kPairBlock = 256;
 // Up to this many tokens a launch takes a thread per rotated pair (decode); longer
 // chunks a block per kTileTokens tokens (or, where rows do not split into 16-byte
@@ -22,26 +20,6 @@ constexpr int kPairBlock = 256;
 constexpr int kPairTokens = 16;
 constexpr int kTileTokens = 8;
 constexpr int kTileBlock = 256;
-
-// cos and sin of position * inv_freq, the angle reduced in double.
-__device__ __forceinline__ void rope_angle(int64_t position, double inv_freq, float& c, float& s) {
-  const double a = static_cast<double>(position) * inv_freq;
-  const double k = rint(a * kInvTwoPi);
-  double r = fma(-k, kTwoPiHi, a);
-  r = fma(-k, kTwoPiLo, r);
-  double sn, cn;
-  sincos(r, &sn, &cn);
-  c = static_cast<float>(cn);
-  s = static_cast<float>(sn);
-}
-
-// One rotated pair (x0 at i, x1 at i + half), each product and sum rounded on its own:
-// left to contraction, the compiler fuses a different product into an FMA in each
-// kernel, and the two kernels' rows then differ in the last bit.
-__device__ __forceinline__ void rotate_pair(float x0, float x1, float c, float s, float& y0, float& y1) {
-  y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-  y1 = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
-}
 
 // The token's cos (cs[0, half)) and sin (cs[half, 2 half)) per frequency.
 __device__ __forceinline__ void rope_angles(float* cs, int64_t position, const double* __restrict__ inv_freq, int half) {
