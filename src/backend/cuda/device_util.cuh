@@ -59,6 +59,10 @@ __device__ __forceinline__ void store_f32(T* p, const float (&in)[N]) {
   *reinterpret_cast<Pack<T, N>*>(p) = pk;
 }
 
+// The SwiGLU of one gate and up value, in f32 whatever they are stored in (every kernel
+// that computes one: the same bits).
+__device__ __forceinline__ float swiglu_value(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

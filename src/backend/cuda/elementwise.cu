@@ -11,9 +11,6 @@
 namespace headinfer::cuda {
 namespace {
 
-// The SwiGLU of one gate and up value, in f32 whatever they are stored in.
-__device__ __forceinline__ float swiglu_value(float g, float u) { return g / (1.0f + expf(-g)) * u; }
-
 // out may alias gate (same T): every element is read before it is written, by one thread.
 template <typename T>
 __global__ void swiglu_kernel(const T* gate, const T* __restrict__ up, int rows, int64_t cols, int64_t in_stride,

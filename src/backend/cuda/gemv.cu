@@ -34,26 +34,18 @@ constexpr int rows_per_warp() {
 // launcher). Lane l handles the 8-element chunks l, l + 32, ... of every row it owns,
 // in that order whatever kUnroll (16-byte loads per W row in flight per step) and RW
 // (rows per warp) are: the tunings differ in speed, never in bits.
-//
-// kGlu: W is [gate; up] (R = 2 * half rows) and the warp's two rows are gate row g and
-// up row g + half; it writes silu(gate) * up to out[t * out_stride + g], the SwiGLU of
-// the two rows (exactly as swiglu_kernel computes it from their separate outputs).
-template <typename T, int N, int kUnroll, int RW, bool kGlu = false>
+template <typename T, int N, int kUnroll, int RW>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_vec_kernel(const T* __restrict__ w, int R, int C, const float* __restrict__ x, int64_t x_stride,
-                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int64_t out_stride,
-                    int prefetch_lines) {
-  static_assert(!kGlu || RW == 2, "a SwiGLU warp owns one gate row and its up row");
+                    const void* __restrict__ bias, DType bias_dt, float* __restrict__ out, int prefetch_lines) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int half = R / 2;
-  const int64_t r0 = kGlu ? static_cast<int64_t>(blockIdx.x) * kWarps + warp
-                          : (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * RW;
-  if (r0 >= (kGlu ? half : R)) return;  // warp-uniform: the shuffles below see the whole warp
+  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * RW;
+  if (r0 >= R) return;  // warp-uniform: the shuffles below see the whole warp
   // Rows past R (the last warp) repeat row R - 1: loads stay in bounds, stores skip them.
   const uint4* wr[RW];
 #pragma unroll
   for (int j = 0; j < RW; ++j) {
-    const int64_t r = kGlu ? r0 + j * half : r0 + j < R ? r0 + j : R - 1;
+    const int64_t r = r0 + j < R ? r0 + j : R - 1;
     wr[j] = reinterpret_cast<const uint4*>(w + r * C);
   }
   const int chunks = C / 8;
@@ -67,16 +59,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   pdl_launch_dependents();
   float acc[N][RW];
   gemv_warp_dot<T, N, kUnroll, RW>(wr, chunks, x, x_stride, lane, acc);
-  if (kGlu) {
-    if (lane == 0) {
-#pragma unroll
-      for (int t = 0; t < N; ++t) {
-        const float g = acc[t][0];
-        out[t * out_stride + r0] = g / (1.0f + expf(-g)) * acc[t][RW - 1];
-      }
-    }
-    return;
-  }
   if (lane == 0) {
 #pragma unroll
     for (int j = 0; j < RW; ++j) {
@@ -122,7 +104,7 @@ void launch_vec(const T* w, int R, int C, const float* x, int64_t x_stride, cons
   constexpr int rows_per_block = kWarps * RW;
   const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R) + rows_per_block - 1) / rows_per_block);
   launch_maybe_pdl(gemv_vec_kernel<T, N, U, RW>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride, bias,
-                   bias_dt, out, int64_t{0}, gemv_prefetch_lines<T>(R, C, prefetch_bytes));
+                   bias_dt, out, gemv_prefetch_lines<T>(R, C, prefetch_bytes));
   HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel");
 }
 
@@ -166,41 +148,12 @@ void launch_typed(const T* w, int R, int C, const float* x, int64_t x_stride, in
   }
 }
 
-template <typename T, int N>
-void launch_glu_n(const T* w, int R, int C, const float* x, int64_t x_stride, float* out, int64_t out_stride,
-                  cudaStream_t s) {
-  const unsigned blocks = static_cast<unsigned>((static_cast<int64_t>(R / 2) + kWarps - 1) / kWarps);
-  launch_maybe_pdl(gemv_vec_kernel<T, N, 2, 2, true>, dim3(blocks), dim3(kWarps * 32), 0, s, w, R, C, x, x_stride,
-                   nullptr, DType::F32, out, out_stride, gemv_prefetch_lines<T>(R, C, GemvTuning{}.prefetch_bytes));
-  HI_CUDA_CHECK_LAUNCH("gemv_vec_kernel (SwiGLU)");
-}
-
-template <typename T>
-void launch_glu_typed(const T* w, int R, int C, const float* x, int64_t x_stride, int n, float* out,
-                      int64_t out_stride, cudaStream_t s) {
-  switch (n) {
-    case 1: launch_glu_n<T, 1>(w, R, C, x, x_stride, out, out_stride, s); break;
-    default: launch_glu_n<T, 2>(w, R, C, x, x_stride, out, out_stride, s); break;
-  }
-}
-
 // 16-byte loads need every W row (C 2-byte values) and every x row 16-byte aligned.
 bool vector_loads(const void* w, int C, const float* x, int64_t x_stride) {
   return vector_rows(8, C, {}, {w}, 16) && vector_rows(4, x_stride, {}, {x}, 16);
 }
 
 }  // namespace
-
-bool launch_gemv_swiglu(const float* x, int64_t x_stride, int n, const void* w, DType wdt, int R, int C, float* out,
-                        int64_t out_stride, cudaStream_t s) {
-  const bool vec = vector_loads(w, C, x, x_stride);
-  if (!vec || n < 1 || n > 2 || R % 2 != 0 || (wdt != DType::BF16 && wdt != DType::F16)) return false;
-  if (wdt == DType::BF16)
-    launch_glu_typed(static_cast<const __nv_bfloat16*>(w), R, C, x, x_stride, n, out, out_stride, s);
-  else
-    launch_glu_typed(static_cast<const __half*>(w), R, C, x, x_stride, n, out, out_stride, s);
-  return true;
-}
 
 GemvTuning gemv_tuning_from_env() {
   GemvTuning t;
