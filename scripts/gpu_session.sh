@@ -52,6 +52,8 @@
 #                 its epilogue (HEADINFER_CUDA_FUSE_QKV_ROPE=0 / 1), alternating, twice
 #   swiglu-fused  decode at 4K and 32K with the SwiGLU after the gate/up GEMV and in its
 #                 epilogue (HEADINFER_CUDA_FUSE_SWIGLU=0 / 1), alternating, twice
+#   gemv-long     decode at 4K and 32K with the GEMVs of W with no more rows than columns (O,
+#                 down) at (4,1) and (2,1) (HEADINFER_CUDA_GEMV_TUNE_LONG), alternating, twice
 #   prefill-vs-hf  all-resident prefill at 16K, 64K and 128K, 5 reps (medians), with
 #            HEADINFER_CUDA_BF16_ROWS=0 and =1 (the default), then hf_bench.py on the same contexts: the acceptance ratio
 #   cudnn-sustained  cuda_attention --cudnn with each HEADINFER_CUDNN_PLAN (and the default) on causal
@@ -384,6 +386,14 @@ for s in "$@"; do
         done
       done
       ;;
+    gemv-long)  # decode at 4K and 32K with the O and down GEMVs at (4,1) (the default) and (2,1), alternating, twice
+      for rep in 1 2; do
+        for v in 4,1 2,1; do
+          step "decode-gemv-long${v/,/-}-$rep" 120 env HEADINFER_CUDA_GEMV_TUNE_LONG=$v "$h" bench "${model[@]}" \
+            --context 4K,32K --decode-tokens 32 --reps 2 --offload none -o json
+        done
+      done
+      ;;
     bf16-rows-ab)  # prefill with the GEMM inputs in f32 and in the weight dtype, alternating, twice
       for rep in 1 2; do
         for v in 0 1; do
@@ -453,7 +463,7 @@ for s in "$@"; do
       step repeat 300 scripts/bench_tables.sh repeat "$tables" "$h"
       step repeat-table 30 python3 bench/tables.py repeat "$tables/repeat-1.json" "$tables/repeat-2.json"
       ;;
-    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, greedy-ahead, qkv-rope, swiglu-fused, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, prefill-main, prefill-chunks, bf16-rows, bf16-rows-ab, prefill-vs-hf, gemm, cudnn-sustained, clocks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
+    *) echo "gpu_session.sh: unknown step '$s' (expected tests, tests-attention, tests-decode, decode, decode-kernel, decode-main, greedy-ahead, qkv-rope, swiglu-fused, gemv-long, keys-m, decode-splits, decode-splits-128k, gemv-prefetch, gemv-tune, gemv, prefetch, sample, attn, torch-sdpa, q-reuse, cudnn, staged, ncu-wide, prefill, prefill-main, prefill-chunks, bf16-rows, bf16-rows-ab, prefill-vs-hf, gemm, cudnn-sustained, clocks, hf512, repeat, engine[-*], hf[-*], maxctx or ncu)" >&2 ;;
   esac
 done
 echo "total $(($(date +%s) - start)) s" >>"$out/summary.txt"

@@ -115,7 +115,12 @@ void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const 
     // Decode (n <= 2) has the tunings; more rows keep the default.
     const int64_t pf = tune.prefetch_bytes;
     if constexpr (N <= 2) {
-      if (tune.by_shape) tune = N == 1 && R < 16384 ? GemvTuning{4, 1, false} : GemvTuning{2, 2, false};
+      if (tune.by_shape) {
+        const int lu = tune.long_unroll, lrw = tune.long_rows_per_warp;
+        tune = N == 1 && R <= C   ? GemvTuning{lu, lrw, false}
+               : N == 1 && R < 16384 ? GemvTuning{4, 1, false}
+                                     : GemvTuning{2, 2, false};
+      }
       if (tune.unroll == 8) return launch_vec<T, N, 8, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
       if (tune.unroll == 4 && tune.rows_per_warp == 1)
         return launch_vec<T, N, 4, 1>(w, R, C, x, x_stride, bias, bias_dt, out, pf, s);
@@ -166,6 +171,13 @@ GemvTuning gemv_tuning_from_env() {
       t.unroll = u == 8 ? 8 : u == 4 ? 4 : 2;
       t.rows_per_warp = rw == 1 ? 1 : 2;
       t.by_shape = false;
+    }
+  }
+  if (const char* e = std::getenv("HEADINFER_CUDA_GEMV_TUNE_LONG")) {
+    int u = 0, rw = 0;
+    if (std::sscanf(e, "%d,%d", &u, &rw) == 2) {
+      t.long_unroll = u == 8 ? 8 : u == 4 ? 4 : 2;
+      t.long_rows_per_warp = rw == 1 ? 1 : 2;
     }
   }
   if (const char* e = std::getenv("HEADINFER_CUDA_GEMV_PREFETCH_MB")) t.prefetch_bytes = std::atoll(e) << 20;

@@ -79,6 +79,10 @@ struct GemvTuning {
   // the rest (2, 2): the fastest of the four on the H200 for Llama-3-8B's projections
   // (docs/gpu.md, 2026-12-02). False: the two fields above, always.
   bool by_shape = true;
+  // By the matrix, for one row of x and W with no more rows than columns (Llama-3-8B's O
+  // and down projections): (long_unroll, long_rows_per_warp), (4, 1) by default.
+  // HEADINFER_CUDA_GEMV_TUNE_LONG=U,RW sets them, for benchmarks.
+  int long_unroll = 4, long_rows_per_warp = 1;
   // Bytes of W the kernel's blocks ask L2 for before their grid dependency wait, spread
   // evenly over the rows (at most whole rows): a block resident while the kernel before
   // it runs (norms, RoPE, attention, combine: latency-bound, DRAM mostly idle) pulls in
