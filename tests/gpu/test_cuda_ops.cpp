@@ -358,8 +358,8 @@ TEST(CudaOps, QkvGemvWithRopeAndStoreEqualsTheTwoKernels) {
                          Case{8, 1, 64, 256, true, DType::BF16, DType::F16, 0},
                          Case{4, 4, 128, 520, true, DType::F32, DType::F32, 1000003},
                          Case{12, 4, 64, 1024, false, DType::F32, DType::BF16, 77}}) {
-      SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv) + " hd " +
-                   std::to_string(c.hd) + " pos " + std::to_string(c.pos));
+      SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv) + " hd " + std::to_string(c.hd) +
+                   " pos " + std::to_string(c.pos));
       const int n_rot = c.n_heads + c.n_kv;
       const int64_t R = int64_t{n_rot + c.n_kv} * c.hd;
       std::vector<float> w = randn(R * c.cols, rng, 0.05f), x = randn(c.cols, rng), b = randn(R, rng);
@@ -385,8 +385,8 @@ TEST(CudaOps, QkvGemvWithRopeAndStoreEqualsTheTwoKernels) {
       const std::vector<void*> fk = dsts(kv_fused, 0), fv = dsts(kv_fused, 1), tk = dsts(kv_two, 0),
                                tv = dsts(kv_two, 1);
       DevBuf fused = poisoned(R), two = poisoned(R);
-      ASSERT_TRUE(gemm.matmul_rope_store(dx.f(), 1, m, has_bias ? &mb : nullptr, fused.f(), n_rot, c.n_kv, c.hd,
-                                         c.pos, static_cast<const double*>(dfreq.get()), c.kv, fk.data(), fv.data()));
+      ASSERT_TRUE(gemm.matmul_rope_store(dx.f(), 1, m, has_bias ? &mb : nullptr, fused.f(), n_rot, c.n_kv, c.hd, c.pos,
+                                         static_cast<const double*>(dfreq.get()), c.kv, fk.data(), fv.data()));
       gemm.matmul(dx.f(), 1, m, has_bias ? &mb : nullptr, two.f());
       const int64_t k_off = int64_t{c.n_heads} * c.hd;
       cuda::launch_rope_store_kv_heads(two.f(), R, 1, n_rot, c.hd, c.pos, static_cast<const double*>(dfreq.get()),

@@ -138,11 +138,43 @@ TEST(ProfilingBackend, ForwardsEveryVirtual) {
   p.reset_device_peak();
   EXPECT_EQ(p.device_memory().peak, 42);
   EXPECT_EQ(p.name(), "recording");
-  for (const char* method :
-       {"alloc", "free", "upload", "download", "copy", "prepare", "embed", "rmsnorm", "matmul", "rope", "attention",
-        "merge_attention", "combine_attention", "matmul_strided", "swiglu", "add", "store_kv", "store_kv_heads", "rope_store_kv_heads", "matmul_rope_store_kv", "argmax", "synchronize", "alloc_host", "free_host", "create_event",
-        "destroy_event", "create_timing_event", "elapsed_seconds", "record", "wait", "sync", "copy_h2d_async", "copy_d2h_async", "copy_h2d_2d_async",
-        "copy_d2h_2d_async", "set_device_limit", "reset_device_peak"})
+  for (const char* method : {"alloc",
+                             "free",
+                             "upload",
+                             "download",
+                             "copy",
+                             "prepare",
+                             "embed",
+                             "rmsnorm",
+                             "matmul",
+                             "rope",
+                             "attention",
+                             "merge_attention",
+                             "combine_attention",
+                             "matmul_strided",
+                             "swiglu",
+                             "add",
+                             "store_kv",
+                             "store_kv_heads",
+                             "rope_store_kv_heads",
+                             "matmul_rope_store_kv",
+                             "argmax",
+                             "synchronize",
+                             "alloc_host",
+                             "free_host",
+                             "create_event",
+                             "destroy_event",
+                             "create_timing_event",
+                             "elapsed_seconds",
+                             "record",
+                             "wait",
+                             "sync",
+                             "copy_h2d_async",
+                             "copy_d2h_async",
+                             "copy_h2d_2d_async",
+                             "copy_d2h_2d_async",
+                             "set_device_limit",
+                             "reset_device_peak"})
     EXPECT_EQ(rec.calls[method], 1) << method;
   // Disabled: nothing timed, no extra events or waits.
   EXPECT_EQ(p.times().total(), 0.0);

@@ -117,7 +117,7 @@ void launch_n(const T* w, int R, int C, const float* x, int64_t x_stride, const 
     if constexpr (N <= 2) {
       if (tune.by_shape) {
         const int lu = tune.long_unroll, lrw = tune.long_rows_per_warp;
-        tune = N == 1 && R <= C   ? GemvTuning{lu, lrw, false}
+        tune = N == 1 && R <= C      ? GemvTuning{lu, lrw, false}
                : N == 1 && R < 16384 ? GemvTuning{4, 1, false}
                                      : GemvTuning{2, 2, false};
       }

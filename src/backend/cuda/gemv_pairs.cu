@@ -151,8 +151,8 @@ bool launch_gemv_rope_store(const float* x, const void* w, DType wdt, int R, int
                             DType kv_dt, void* const* dst_k, void* const* dst_v, int64_t prefetch_bytes,
                             cudaStream_t s) {
   constexpr int P = kSideWarps * kQkvRows;
-  const bool shape = head_dim > 0 && head_dim % (2 * P) == 0 && n_kv >= 1 && n_kv <= kStoreKvHeads &&
-                     n_rot >= n_kv && static_cast<int64_t>(n_rot + n_kv) * head_dim == R;
+  const bool shape = head_dim > 0 && head_dim % (2 * P) == 0 && n_kv >= 1 && n_kv <= kStoreKvHeads && n_rot >= n_kv &&
+                     static_cast<int64_t>(n_rot + n_kv) * head_dim == R;
   if (!shape || !vector_path(w, C, x, C)) return false;
   if (bias && bias_dt != DType::F32 && bias_dt != DType::BF16 && bias_dt != DType::F16) return false;
   if (kv_dt != DType::F32 && kv_dt != DType::F16 && kv_dt != DType::BF16) return false;
@@ -171,9 +171,12 @@ bool launch_gemv_rope_store(const float* x, const void* w, DType wdt, int R, int
       launch_pairs<T, 1, kQkvUnroll, kQkvRows>(static_cast<const T*>(w), C, x, C, bias, bias_dt, R, pr, blocks, epi,
                                                prefetch_bytes, s);
     };
-    if (kv_dt == DType::F32) go(float{});
-    else if (kv_dt == DType::F16) go(__half{});
-    else go(__nv_bfloat16{});
+    if (kv_dt == DType::F32)
+      go(float{});
+    else if (kv_dt == DType::F16)
+      go(__half{});
+    else
+      go(__nv_bfloat16{});
   });
 }
 

@@ -7,8 +7,8 @@
 
 namespace headinfer::cuda {
 
-constexpr double kTwoPiHi = 6.283185307179586232;     // nearest double to 2*pi
-constexpr double kTwoPiLo = 2.4492935982947064e-16;   // 2*pi - kTwoPiHi
+constexpr double kTwoPiHi = 6.283185307179586232;    // nearest double to 2*pi
+constexpr double kTwoPiLo = 2.4492935982947064e-16;  // 2*pi - kTwoPiHi
 constexpr double kInvTwoPi = 0.15915494309189535;
 
 // cos and sin of position * inv_freq, the angle reduced in double.
