@@ -112,6 +112,19 @@ step() {  # step NAME SECONDS COMMAND...: output into OUT/NAME.log, a line into 
 # Nsight Compute: on the PATH or where the image installs it.
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 
+# decode_ab NAME VAR VALUE...: decode at 4K and 32K (32 tokens, 2 reps) with VAR set to each
+# VALUE in turn, twice, into NAME<VALUE>-<rep>.log (a comma in VALUE becomes a dash).
+decode_ab() {
+  local name=$1 var=$2 rep v
+  shift 2
+  for rep in 1 2; do
+    for v in "$@"; do
+      step "$name${v/,/-}-$rep" 120 env "$var=$v" "$h" bench "${model[@]}" --context 4K,32K --decode-tokens 32 \
+        --reps 2 --offload none -o json
+    done
+  done
+}
+
 tests() {
   for t in "$bin"/test_cuda_*; do
     [ -x "$t" ] && step "$(basename "$t")" 150 "$t"
@@ -363,36 +376,16 @@ for s in "$@"; do
       tail -4 "$out/bf16-rows-parity.log" >>"$out/summary.txt"
       ;;
     greedy-ahead)  # decode steps in lock step (1) and queued ahead of the host (0), alternating, twice
-      for rep in 1 2; do
-        for v in 1 0; do
-          step "decode-lockstep$v-$rep" 120 env HEADINFER_GREEDY_LOCKSTEP=$v "$h" bench "${model[@]}" \
-            --context 4K,32K --decode-tokens 32 --reps 2 --offload none -o json
-        done
-      done
+      decode_ab decode-lockstep HEADINFER_GREEDY_LOCKSTEP 1 0
       ;;
     qkv-rope)  # decode at 4K and 32K with the RoPE + KV store as its own kernel (0) and in the QKV GEMV (1), alternating, twice
-      for rep in 1 2; do
-        for v in 0 1; do
-          step "decode-qkv-rope$v-$rep" 120 env HEADINFER_CUDA_FUSE_QKV_ROPE=$v "$h" bench "${model[@]}" \
-            --context 4K,32K --decode-tokens 32 --reps 2 --offload none -o json
-        done
-      done
+      decode_ab decode-qkv-rope HEADINFER_CUDA_FUSE_QKV_ROPE 0 1
       ;;
     swiglu-fused)  # decode at 4K and 32K with the SwiGLU as its own kernel (0) and in the gate/up GEMV (1), alternating, twice
-      for rep in 1 2; do
-        for v in 0 1; do
-          step "decode-swiglu-fused$v-$rep" 120 env HEADINFER_CUDA_FUSE_SWIGLU=$v "$h" bench "${model[@]}" \
-            --context 4K,32K --decode-tokens 32 --reps 2 --offload none -o json
-        done
-      done
+      decode_ab decode-swiglu-fused HEADINFER_CUDA_FUSE_SWIGLU 0 1
       ;;
     gemv-long)  # decode at 4K and 32K with the O and down GEMVs at (4,1) (the default) and (2,1), alternating, twice
-      for rep in 1 2; do
-        for v in 4,1 2,1; do
-          step "decode-gemv-long${v/,/-}-$rep" 120 env HEADINFER_CUDA_GEMV_TUNE_LONG=$v "$h" bench "${model[@]}" \
-            --context 4K,32K --decode-tokens 32 --reps 2 --offload none -o json
-        done
-      done
+      decode_ab decode-gemv-long HEADINFER_CUDA_GEMV_TUNE_LONG 4,1 2,1
       ;;
     bf16-rows-ab)  # prefill with the GEMM inputs in f32 and in the weight dtype, alternating, twice
       for rep in 1 2; do

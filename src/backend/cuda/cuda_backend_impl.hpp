@@ -72,11 +72,11 @@ struct AttnDebug {
   // kernel (f32 math) instead of the tensor-core one.
   bool decode_simt = false;
   bool split_rope_store = false;  // HEADINFER_CUDA_FUSE_ROPE_STORE=0: RoPE and the KV store as two launches
-  // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself. Off
-  // until a GPU run has checked and timed it.
+  // HEADINFER_CUDA_FUSE_SWIGLU=1: decode's gate/up GEMV writes the SwiGLU itself (the
+  // same bits). Off: 9.5% slower decode on the H200 (docs/gpu.md, 2026-12-05).
   bool fuse_swiglu = false;
   // A decode token's QKV GEMV rotates its Q/K rows and stores the new K/V itself, one
-  // kernel fewer a layer (gemv_rope.cu); HEADINFER_CUDA_FUSE_QKV_ROPE=0: the GEMV, then
+  // kernel fewer a layer (gemv_pairs.cu); HEADINFER_CUDA_FUSE_QKV_ROPE=0: the GEMV, then
   // the RoPE + KV store kernel (the same bits).
   bool fuse_qkv_rope = true;
   // Prefill's GEMM inputs handed over in the weight dtype (the norms write them so; the

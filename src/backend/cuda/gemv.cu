@@ -49,14 +49,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     wr[j] = reinterpret_cast<const uint4*>(w + r * C);
   }
   const int chunks = C / 8;
-  // W does not depend on the preceding kernel: under programmatic launch the first
-  // prefetch_lines lines of each row are requested while that kernel runs, then x is
-  // waited for.
-#pragma unroll
-  for (int j = 0; j < RW; ++j)
-    for (int l = lane; l < prefetch_lines; l += 32) prefetch_l2(reinterpret_cast<const char*>(wr[j]) + l * kGemvLine);
-  pdl_wait();
-  pdl_launch_dependents();
+  gemv_prefetch_then_wait<RW>(wr, prefetch_lines, lane);
   float acc[N][RW];
   gemv_warp_dot<T, N, kUnroll, RW>(wr, chunks, x, x_stride, lane, acc);
   if (lane == 0) {

@@ -44,6 +44,18 @@ __device__ __forceinline__ void unpack8(const uint4& v, __half*, float* f) {
   }
 }
 
+// W does not depend on the kernel before a GEMV: under programmatic launch its blocks ask
+// L2 for the first prefetch_lines lines of each of their rows while that kernel runs,
+// then wait for it (for x), then let the kernel after them launch.
+template <int RW>
+__device__ __forceinline__ void gemv_prefetch_then_wait(const uint4* const (&wr)[RW], int prefetch_lines, int lane) {
+#pragma unroll
+  for (int j = 0; j < RW; ++j)
+    for (int l = lane; l < prefetch_lines; l += 32) prefetch_l2(reinterpret_cast<const char*>(wr[j]) + l * kGemvLine);
+  pdl_wait();
+  pdl_launch_dependents();
+}
+
 // acc[t][j] = sum_k x[t * x_stride + k] * row_j[k] over `chunks` 16-byte chunks of the
 // RW rows at wr, in every lane of the warp. W is read once (evict first), x through the
 // read-only cache. kUnroll: 16-byte loads per row in flight per lane and step.

@@ -94,13 +94,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int j = 0; j < RW; ++j) wr[j] = reinterpret_cast<const uint4*>(w + (row0 + j) * C);
   const float2 prepared = threadIdx.x < P ? epi.prepare(seg, p0 + threadIdx.x) : float2{};
-  // W does not depend on the kernel before this one either: its first lines are asked
-  // for while that kernel finishes (as the plain GEMV does).
-#pragma unroll
-  for (int j = 0; j < RW; ++j)
-    for (int l = lane; l < prefetch_lines; l += 32) prefetch_l2(reinterpret_cast<const char*>(wr[j]) + l * kGemvLine);
-  pdl_wait();
-  pdl_launch_dependents();
+  gemv_prefetch_then_wait<RW>(wr, prefetch_lines, lane);
   float acc[N][RW];
   gemv_warp_dot<T, N, kUnroll, RW>(wr, C / 8, x, x_stride, lane, acc);
   if (lane == 0) {
