@@ -1,5 +1,5 @@
 // The GEMV's per-warp dot products, shared by every kernel that streams W rows this
-// way (gemv.cu, the QKV GEMV with RoPE in gemv_rope.cu), so a row's sum has the same
+// way (gemv.cu, the paired-row GEMVs of gemv_pairs.cu), so a row's sum has the same
 // bits whichever kernel computes it: lane l takes the 8-element chunks l, l + 32, ... of
 // every row in that order, whatever kUnroll and RW are, then the warp adds its lanes.
 #pragma once
@@ -56,6 +56,23 @@ __device__ __forceinline__ void gemv_prefetch_then_wait(const uint4* const (&wr)
   pdl_launch_dependents();
 }
 
+// acc[t][j] += x[t * x_stride + k + e] * wf[j][e] for e = 0..7, in that order: one
+// 16-byte W chunk per row (unpacked to wf) against the 8 x values at k of every token.
+template <int N, int RW>
+__device__ __forceinline__ void gemv_fma_chunk(const float (&wf)[RW][8], const float* __restrict__ x,
+                                               int64_t x_stride, int64_t k, float (&acc)[N][RW]) {
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
+    const float4 a = __ldg(xp), b = __ldg(xp + 1);
+    const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int j = 0; j < RW; ++j)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
+  }
+}
+
 // acc[t][j] = sum_k x[t * x_stride + k] * row_j[k] over `chunks` 16-byte chunks of the
 // RW rows at wr, in every lane of the warp. W is read once (evict first), x through the
 // read-only cache. kUnroll: 16-byte loads per row in flight per lane and step.
@@ -80,16 +97,7 @@ __device__ __forceinline__ void gemv_warp_dot(const uint4* const (&wr)[RW], int 
       float wf[RW][8];
 #pragma unroll
       for (int j = 0; j < RW; ++j) unpack8(wv[u][j], static_cast<T*>(nullptr), wf[j]);
-#pragma unroll
-      for (int t = 0; t < N; ++t) {
-        const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
-        const float4 a = __ldg(xp), b = __ldg(xp + 1);
-        const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int j = 0; j < RW; ++j)
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
-      }
+      gemv_fma_chunk<N, RW>(wf, x, x_stride, k, acc);
     }
   }
   // Remaining chunks of this lane, one at a time.
@@ -98,16 +106,7 @@ __device__ __forceinline__ void gemv_warp_dot(const uint4* const (&wr)[RW], int 
     float wf[RW][8];
 #pragma unroll
     for (int j = 0; j < RW; ++j) unpack8(__ldcs(wr[j] + i), static_cast<T*>(nullptr), wf[j]);
-#pragma unroll
-    for (int t = 0; t < N; ++t) {
-      const float4* xp = reinterpret_cast<const float4*>(x + t * x_stride + k);
-      const float4 a = __ldg(xp), b = __ldg(xp + 1);
-      const float xf[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-      for (int j = 0; j < RW; ++j)
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[t][j] = fmaf(xf[e], wf[j][e], acc[t][j]);
-    }
+    gemv_fma_chunk<N, RW>(wf, x, x_stride, k, acc);
   }
 #pragma unroll
   for (int t = 0; t < N; ++t)
